@@ -1,0 +1,140 @@
+package evidence
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+)
+
+// TEE kinds as they appear in Claims.TEE. The sim kinds are reported only for
+// evidence whose chain ends at a root the caller named explicitly (the
+// simulator's); evidence can never claim a hardware kind that way.
+const (
+	TEESGX    = "sgx"
+	TEETDX    = "tdx"
+	TEESNP    = "sev-snp"
+	TEESimSGX = "sim-sgx"
+	TEESimTDX = "sim-tdx"
+)
+
+// TCB status values of Claims.TCBStatus.
+const (
+	StatusUpToDate                          = "UpToDate"
+	StatusSWHardeningNeeded                 = "SWHardeningNeeded"
+	StatusConfigurationNeeded               = "ConfigurationNeeded"
+	StatusConfigurationAndSWHardeningNeeded = "ConfigurationAndSWHardeningNeeded"
+	StatusOutOfDate                         = "OutOfDate"
+	StatusOutOfDateConfigurationNeeded      = "OutOfDateConfigurationNeeded"
+	StatusRevoked                           = "Revoked"
+	// StatusNotEvaluated means signatures and chains were checked but no
+	// collateral was used to evaluate the TCB. It never passes a policy
+	// that asks for a status.
+	StatusNotEvaluated = "NotEvaluated"
+)
+
+// HexBytes is a byte string that marshals to lowercase hex in JSON.
+type HexBytes []byte
+
+// MarshalJSON encodes b as a hex string.
+func (b HexBytes) MarshalJSON() ([]byte, error) {
+	return json.Marshal(hex.EncodeToString(b))
+}
+
+// UnmarshalJSON decodes a hex string.
+func (b *HexBytes) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("evidence: hex field: %w", err)
+	}
+	v, err := hex.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("evidence: hex field: %w", err)
+	}
+	*b = v
+	return nil
+}
+
+// String returns the lowercase hex of b.
+func (b HexBytes) String() string { return hex.EncodeToString(b) }
+
+// Claims is what verified evidence says. It exists only as the output of
+// Verify: every field was read from bytes whose signatures were checked.
+// The JSON field names are a contract (DESIGN.md "Common claims"); the
+// per-TEE parts are embedded pointers, so only the part for Claims.TEE is
+// printed.
+type Claims struct {
+	// TEE is one of the TEE* constants.
+	TEE string `json:"tee"`
+	// ReportData is the 64 bytes the evidence binds (caller-chosen).
+	ReportData HexBytes `json:"report_data"`
+	// Debug is true when the enclave, TD or guest can be debugged by the host.
+	Debug bool `json:"debug"`
+	// TCBStatus is one of the Status* constants.
+	TCBStatus string `json:"tcb_status"`
+	// AdvisoryIDs lists the Intel security advisories of the matched TCB
+	// levels (platform, QE, TDX module), sorted and without duplicates.
+	AdvisoryIDs []string `json:"advisory_ids"`
+	// Warnings lists checks that the caller chose to skip (for example
+	// revocation with AllowMissingCRL), so a result never hides them.
+	Warnings []string `json:"warnings,omitempty"`
+
+	*DCAPClaims
+	*SGXClaims
+	*TDXClaims
+	*SNPClaims
+}
+
+// DCAPClaims are common to SGX and TDX quotes: the platform facts read from
+// the PCK certificate and the quoting enclave.
+type DCAPClaims struct {
+	FMSPC  HexBytes `json:"fmspc"`
+	PCESVN uint16   `json:"pce_svn"`
+	QESVN  uint16   `json:"qe_svn"`
+	// TCBDate is the tcbDate of the matched platform TCB level (RFC 3339),
+	// empty when the TCB was not evaluated.
+	TCBDate string `json:"tcb_date,omitempty"`
+}
+
+// SGXClaims describe an SGX enclave.
+type SGXClaims struct {
+	MRENCLAVE  HexBytes `json:"mrenclave"`
+	MRSIGNER   HexBytes `json:"mrsigner"`
+	ISVProdID  uint16   `json:"isv_prod_id"`
+	ISVSVN     uint16   `json:"isv_svn"`
+	Attributes HexBytes `json:"attributes"`
+	MiscSelect uint32   `json:"misc_select"`
+}
+
+// TDXClaims describe a TDX trust domain.
+type TDXClaims struct {
+	MRTD          HexBytes `json:"mrtd"`
+	RTMR0         HexBytes `json:"rtmr0"`
+	RTMR1         HexBytes `json:"rtmr1"`
+	RTMR2         HexBytes `json:"rtmr2"`
+	RTMR3         HexBytes `json:"rtmr3"`
+	MRSEAM        HexBytes `json:"mr_seam"`
+	MRConfigID    HexBytes `json:"mr_config_id"`
+	MROwner       HexBytes `json:"mr_owner"`
+	MROwnerConfig HexBytes `json:"mr_owner_config"`
+	TDAttributes  HexBytes `json:"td_attributes"`
+	XFAM          HexBytes `json:"xfam"`
+	TEETCBSVN     HexBytes `json:"tee_tcb_svn"`
+	// MRServiceTD is present for TDX 1.5 bodies (quote v5, body type 3).
+	MRServiceTD HexBytes `json:"mr_service_td,omitempty"`
+}
+
+// SNPClaims describe an AMD SEV-SNP guest.
+type SNPClaims struct {
+	Measurement     HexBytes `json:"measurement"`
+	HostData        HexBytes `json:"host_data"`
+	IDKeyDigest     HexBytes `json:"id_key_digest"`
+	AuthorKeyDigest HexBytes `json:"author_key_digest"`
+	ReportID        HexBytes `json:"report_id"`
+	Policy          uint64   `json:"policy"`
+	VMPL            uint32   `json:"vmpl"`
+	ChipID          HexBytes `json:"chip_id"`
+	Product         string   `json:"product"`
+	GuestSVN        uint32   `json:"guest_svn"`
+	// ReportedTCB is the TCB version the VCEK was certified for.
+	ReportedTCB uint64 `json:"reported_tcb"`
+}
