@@ -1,0 +1,124 @@
+package dcap
+
+import (
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/binary"
+	"time"
+
+	"github.com/cloister-dev/cloister/evidence/internal/verr"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+)
+
+// Collateral is a bundle whose signatures were checked: TCB info and QE
+// identity by a signing chain that ends at a trusted root, the root CA CRL
+// by that root. What depends on time (validity windows, issue and
+// nextUpdate dates) is checked at every verification, so one Collateral
+// serves any verification time.
+type Collateral struct {
+	TCBInfo    *TCBInfo
+	QEIdentity *QEIdentity
+
+	tcbChain *verifiedChain
+	qeChain  *verifiedChain
+	root     *x509.Certificate
+	rootCRL  *crl   // nil when the bundle has none
+	pckCRL   []byte // DER, checked against the quote's PCK CA when used; nil when absent
+	digest   [32]byte
+}
+
+// VerifyCollateral decodes b and checks every signature in it against roots.
+// Nothing in b is parsed as JSON before its signature is verified.
+func VerifyCollateral(b *pcs.Bundle, roots []*x509.Certificate) (*Collateral, error) {
+	d, err := b.Decode()
+	if err != nil {
+		return nil, verr.Wrap("dcap", "collateral", verr.Malformed, err, "bundle does not decode")
+	}
+	c := &Collateral{digest: bundleDigest(b)}
+	if c.tcbChain, err = verifyChain(d.TCBInfoChain, roots, "TCB info issuer chain"); err != nil {
+		return nil, err
+	}
+	if c.qeChain, err = verifyChain(d.QEIdentityChain, roots, "QE identity issuer chain"); err != nil {
+		return nil, err
+	}
+	if !c.tcbChain.root.Equal(c.qeChain.root) {
+		return nil, verr.New("dcap", "collateral", verr.CollateralMismatch, "TCB info and QE identity are signed under different roots")
+	}
+	c.root = c.tcbChain.root
+	if err := verifySigned(c.tcbChain.certs[0], d.TCBInfo, d.TCBInfoSignature, "TCB info signature"); err != nil {
+		return nil, err
+	}
+	if err := verifySigned(c.qeChain.certs[0], d.QEIdentity, d.QEIdentitySignature, "QE identity signature"); err != nil {
+		return nil, err
+	}
+	// Only now that the signatures hold is the signed text read.
+	if c.TCBInfo, err = ParseTCBInfo(d.TCBInfo); err != nil {
+		return nil, err
+	}
+	if c.QEIdentity, err = ParseQEIdentity(d.QEIdentity); err != nil {
+		return nil, err
+	}
+	if d.RootCACRL != nil {
+		if c.rootCRL, err = parseCRL(d.RootCACRL, c.root, "root CA CRL"); err != nil {
+			return nil, err
+		}
+	}
+	c.pckCRL = d.PCKCRL
+	return c, nil
+}
+
+func verifySigned(signer *x509.Certificate, text, sig []byte, what string) error {
+	key, err := certECDSAKey(signer, what)
+	if err != nil {
+		return err
+	}
+	if !verifyRawSignature(key, text, sig) {
+		return verr.New("dcap", what, verr.BadSignature, "does not verify with the key of %q", signer.Subject.String())
+	}
+	return nil
+}
+
+// checkTime checks every time-dependent part of the collateral at t.
+func (c *Collateral) checkTime(t time.Time) error {
+	if err := c.tcbChain.checkTime(t, "TCB info issuer chain"); err != nil {
+		return err
+	}
+	if err := c.qeChain.checkTime(t, "QE identity issuer chain"); err != nil {
+		return err
+	}
+	if err := checkWindow(c.TCBInfo.IssueDate, c.TCBInfo.NextUpdate, t, "TCB info", "issueDate"); err != nil {
+		return err
+	}
+	if err := checkWindow(c.QEIdentity.IssueDate, c.QEIdentity.NextUpdate, t, "QE identity", "issueDate"); err != nil {
+		return err
+	}
+	if c.rootCRL != nil {
+		if err := c.rootCRL.checkTime(t); err != nil {
+			return err
+		}
+		for _, ch := range []*verifiedChain{c.tcbChain, c.qeChain} {
+			for _, cert := range ch.certs {
+				if err := c.rootCRL.checkCert(cert); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// bundleDigest identifies a bundle's content: each field length-prefixed,
+// so no two bundles share a digest by moving bytes between fields.
+func bundleDigest(b *pcs.Bundle) [32]byte {
+	h := sha256.New()
+	for _, f := range []string{b.TCBInfo, b.TCBInfoSignature, b.TCBInfoIssuerChain, b.QEIdentity,
+		b.QEIdentitySignature, b.QEIdentityIssuerChain, b.PCKCRL, b.PCKCRLIssuerChain, b.RootCACRL} {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
+		h.Write(n[:])
+		h.Write([]byte(f))
+	}
+	var d [32]byte
+	h.Sum(d[:0])
+	return d
+}

@@ -1,0 +1,397 @@
+// Package dcap is Cloister's verifier of Intel DCAP ECDSA quotes: the one
+// core shared by SGX quote v3 (evidence/sgx) and TDX quote v4/v5
+// (evidence/tdx). It checks, in this order: the quote signature by the
+// attestation key; the QE report signature by the PCK key; the QE report
+// data binding of the attestation key and QE authentication data; the PCK
+// chain to the pinned Intel SGX Root CA; validity at the verification time;
+// the PCK and root CA CRLs; the TCB info (signature, dates, FMSPC, PCE-ID);
+// the QE identity (signature, dates, signer, product, masked MISCSELECT and
+// ATTRIBUTES, ISVSVN); and finally the TCB level, converged into one status.
+//
+// Parsing the quote layouts is the job of evidence/sgx and evidence/tdx;
+// turning results into claims is package evidence's.
+package dcap
+
+import (
+	"bytes"
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cloister-dev/cloister/evidence/internal/verr"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+)
+
+// TEE kinds of a Quote.
+const (
+	SGX = "sgx"
+	TDX = "tdx"
+)
+
+// Quote is what the core needs from a parsed SGX or TDX quote.
+type Quote struct {
+	// TEE is SGX or TDX.
+	TEE    string
+	Header Header
+	// Signed is the region signed by the attestation key (header and body).
+	Signed []byte
+	Sig    *SignatureData
+	// TDX only: the TD report's TEE TCB SVN, MRSIGNERSEAM and SEAM attributes.
+	TEETCBSVN      [16]byte
+	MRSignerSeam   []byte
+	SEAMAttributes [8]byte
+}
+
+// Options are the inputs of one verification.
+type Options struct {
+	// Time is the verification time. Required.
+	Time time.Time
+	// Collateral is required unless SkipTCBEvaluation.
+	Collateral *pcs.Bundle
+	// SkipTCBEvaluation checks the signatures and the PCK chain only.
+	SkipTCBEvaluation bool
+	// AllowMissingCRL accepts a bundle without CRLs, with a warning.
+	AllowMissingCRL bool
+	// TrustRoots replaces the built-in Intel SGX Root CA when non-empty.
+	TrustRoots []*x509.Certificate
+}
+
+// Result is what a verified quote proves beyond its own body.
+type Result struct {
+	// QEReport is the verified QE report.
+	QEReport *EnclaveReport
+	// PCK holds the platform facts from the PCK certificate.
+	PCK *PCKExtensions
+	// PCKCA is "processor" or "platform".
+	PCKCA string
+	// IntelRoot is true when the PCK chain ends at the Intel SGX Root CA.
+	IntelRoot bool
+	// TCBStatus is the converged status, or "NotEvaluated".
+	TCBStatus   string
+	AdvisoryIDs []string
+	// TCBDate is the matched platform level's tcbDate (zero if not evaluated).
+	TCBDate time.Time
+	// PlatformStatus, QEStatus and ModuleStatus are the parts before convergence.
+	PlatformStatus, QEStatus, ModuleStatus string
+	// Warnings names the checks skipped at the caller's request.
+	Warnings []string
+}
+
+// NotEvaluated is the TCB status of a quote verified without collateral.
+const NotEvaluated = "NotEvaluated"
+
+// Verifier verifies quotes and caches what does not depend on time:
+// verified PCK chains by digest of the chain bytes, verified collateral by
+// digest of the bundle, and PCK CRLs checked against their issuer. Cached
+// entries are keyed by content and by the trust roots, and every time check
+// is repeated on every call, so a cache hit can never change a result.
+// A Verifier is safe for concurrent use.
+type Verifier struct {
+	mu         sync.Mutex
+	chains     map[[32]byte]*pckChain
+	collateral map[[32]byte]*Collateral
+	pckCRLs    map[[32]byte]*crl
+}
+
+// cacheCap bounds each cache; when full, the cache is emptied, which costs
+// only recomputation.
+const cacheCap = 256
+
+// NewVerifier returns a Verifier with empty caches.
+func NewVerifier() *Verifier {
+	return &Verifier{
+		chains:     map[[32]byte]*pckChain{},
+		collateral: map[[32]byte]*Collateral{},
+		pckCRLs:    map[[32]byte]*crl{},
+	}
+}
+
+type pckChain struct {
+	chain   *verifiedChain
+	leafKey *ecdsa.PublicKey
+	ext     *PCKExtensions
+	ca      string
+}
+
+func rootsOrDefault(roots []*x509.Certificate) []*x509.Certificate {
+	if len(roots) == 0 {
+		return []*x509.Certificate{intelRoot}
+	}
+	return roots
+}
+
+func cacheKey(parts ...[]byte) [32]byte {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(p)
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	return k
+}
+
+func rootsKey(roots []*x509.Certificate) []byte {
+	var b []byte
+	for _, r := range roots {
+		s := sha256.Sum256(r.Raw)
+		b = append(b, s[:]...)
+	}
+	return b
+}
+
+func cachePut[V any](m map[[32]byte]V, k [32]byte, v V) {
+	if len(m) >= cacheCap {
+		clear(m)
+	}
+	m[k] = v
+}
+
+// Verify checks q with opts; see the package documentation for the order.
+func (v *Verifier) Verify(q *Quote, opts Options) (*Result, error) {
+	if opts.Time.IsZero() {
+		return nil, verr.New("dcap", "options", verr.MissingCollateral, "no verification time given")
+	}
+	if opts.Collateral == nil && !opts.SkipTCBEvaluation {
+		return nil, verr.New("dcap", "options", verr.MissingCollateral, "no collateral given (fetch a bundle with `cloister collateral fetch`, or skip TCB evaluation)")
+	}
+	if q.TEE != SGX && q.TEE != TDX {
+		return nil, verr.New("dcap", "quote", verr.Unsupported, "TEE %q", q.TEE)
+	}
+	roots := rootsOrDefault(opts.TrustRoots)
+	rk := rootsKey(roots)
+	s := q.Sig
+
+	// 1. Quote signature by the attestation key.
+	attKey, err := rawP256Key(s.AttestationKey[:])
+	if err != nil {
+		return nil, err
+	}
+	if !verifyRawSignature(attKey, q.Signed, s.Signature[:]) {
+		return nil, verr.New("dcap", "quote signature", verr.BadSignature, "the attestation key's signature over the header and body does not verify")
+	}
+
+	// 2. QE report signature by the PCK key. The chain is parsed (and, once,
+	// verified) here; trust in it is established in step 4.
+	pc, err := v.pckChain(s.PCKChainPEM, roots, rk)
+	if err != nil {
+		return nil, err
+	}
+	if !verifyRawSignature(pc.leafKey, s.QEReport, s.QEReportSignature[:]) {
+		return nil, verr.New("dcap", "QE report signature", verr.BadSignature, "the PCK key's signature over the QE report does not verify")
+	}
+	qe, err := ParseEnclaveReport(s.QEReport, "QE report")
+	if err != nil {
+		return nil, err
+	}
+
+	// 3. The QE report data binds the attestation key and QE auth data.
+	h := sha256.New()
+	h.Write(s.AttestationKey[:])
+	h.Write(s.QEAuthData)
+	if sum := h.Sum(nil); !bytes.Equal(sum, qe.ReportData[:32]) || !allZero(qe.ReportData[32:]) {
+		return nil, verr.New("dcap", "QE report data", verr.BadBinding, "QE report data %x is not SHA-256(attestation key || QE auth data) = %x followed by zeros", qe.ReportData, sum)
+	}
+
+	// 4. PCK chain validity at the verification time.
+	if err := pc.chain.checkTime(opts.Time, "PCK certificate chain"); err != nil {
+		return nil, err
+	}
+	res := &Result{QEReport: qe, PCK: pc.ext, PCKCA: pc.ca, IntelRoot: IsIntelRoot(pc.chain.root), AdvisoryIDs: []string{}}
+	if opts.SkipTCBEvaluation {
+		res.TCBStatus = NotEvaluated
+		res.Warnings = append(res.Warnings, "TCB not evaluated: no collateral, so revocation, TCB level and QE identity were not checked")
+		return res, nil
+	}
+
+	col, err := v.verifiedCollateral(opts.Collateral, roots, rk)
+	if err != nil {
+		return nil, err
+	}
+	if !col.root.Equal(pc.chain.root) {
+		return nil, verr.New("dcap", "collateral", verr.CollateralMismatch, "collateral is signed under %q, the PCK chain under %q", col.root.Subject.String(), pc.chain.root.Subject.String())
+	}
+	if err := col.checkTime(opts.Time); err != nil {
+		return nil, err
+	}
+
+	// 5. Revocation of the PCK chain.
+	if err := v.checkRevocation(col, pc, opts, res); err != nil {
+		return nil, err
+	}
+
+	// 6. TCB info belongs to this platform.
+	ti := col.TCBInfo
+	wantID := "SGX"
+	if q.TEE == TDX {
+		wantID = "TDX"
+	}
+	if ti.ID != wantID {
+		return nil, verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info is for %s, the quote is %s", ti.ID, wantID)
+	}
+	if ti.FMSPC != pc.ext.FMSPC {
+		return nil, verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info FMSPC %x, PCK certificate FMSPC %x", ti.FMSPC, pc.ext.FMSPC)
+	}
+	if ti.PCEID != pc.ext.PCEID {
+		return nil, verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info PCE-ID %x, PCK certificate PCE-ID %x", ti.PCEID, pc.ext.PCEID)
+	}
+
+	// 7. QE identity.
+	qi := col.QEIdentity
+	wantQE := "QE"
+	if q.TEE == TDX {
+		wantQE = "TD_QE"
+	}
+	if qi.ID != wantQE {
+		return nil, verr.New("dcap", "QE identity", verr.CollateralMismatch, "QE identity is %s, the quote needs %s", qi.ID, wantQE)
+	}
+	qeLevel, err := matchQE(qi, qe)
+	if err != nil {
+		return nil, err
+	}
+
+	// 8. TCB levels, converged.
+	var tee *[16]byte
+	if q.TEE == TDX {
+		tee = &q.TEETCBSVN
+	}
+	platform, err := matchPlatformLevel(ti, pc.ext, tee)
+	if err != nil {
+		return nil, err
+	}
+	status := platform.Status
+	advisories := [][]string{platform.AdvisoryIDs, qeLevel.AdvisoryIDs}
+	if q.TEE == TDX {
+		mod, err := matchTDXModule(ti, q.TEETCBSVN, q.MRSignerSeam, q.SEAMAttributes)
+		if err != nil {
+			return nil, err
+		}
+		if mod != nil {
+			res.ModuleStatus = mod.Status
+			status = converge(status, mod.Status)
+			advisories = append(advisories, mod.AdvisoryIDs)
+		}
+	}
+	res.PlatformStatus, res.QEStatus = platform.Status, qeLevel.Status
+	res.TCBStatus = converge(status, qeLevel.Status)
+	res.AdvisoryIDs = mergeAdvisories(advisories...)
+	res.TCBDate = platform.Date
+	return res, nil
+}
+
+func (v *Verifier) pckChain(pemChain []byte, roots []*x509.Certificate, rk []byte) (*pckChain, error) {
+	key := cacheKey(pemChain, rk)
+	v.mu.Lock()
+	pc := v.chains[key]
+	v.mu.Unlock()
+	if pc != nil {
+		return pc, nil
+	}
+	certs, err := ParsePEMChain(pemChain, "PCK certificate chain")
+	if err != nil {
+		return nil, err
+	}
+	if len(certs) < 2 {
+		return nil, verr.New("dcap", "PCK certificate chain", verr.Malformed, "%d certificate(s); need the PCK certificate and its CA", len(certs))
+	}
+	leafKey, err := certECDSAKey(certs[0], "PCK certificate")
+	if err != nil {
+		return nil, err
+	}
+	ext, err := ParsePCKExtensions(certs[0])
+	if err != nil {
+		return nil, err
+	}
+	ca, err := PCKCA(certs[0])
+	if err != nil {
+		return nil, err
+	}
+	chain, err := verifyChain(certs, roots, "PCK certificate chain")
+	if err != nil {
+		return nil, err
+	}
+	if len(chain.certs) != 2 {
+		return nil, verr.New("dcap", "PCK certificate chain", verr.Malformed, "want PCK certificate, PCK CA and root; got %d certificates below the root", len(chain.certs))
+	}
+	pc = &pckChain{chain: chain, leafKey: leafKey, ext: ext, ca: ca}
+	v.mu.Lock()
+	cachePut(v.chains, key, pc)
+	v.mu.Unlock()
+	return pc, nil
+}
+
+func (v *Verifier) verifiedCollateral(b *pcs.Bundle, roots []*x509.Certificate, rk []byte) (*Collateral, error) {
+	d := bundleDigest(b)
+	key := cacheKey(d[:], rk)
+	v.mu.Lock()
+	c := v.collateral[key]
+	v.mu.Unlock()
+	if c != nil {
+		return c, nil
+	}
+	c, err := VerifyCollateral(b, roots)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	cachePut(v.collateral, key, c)
+	v.mu.Unlock()
+	return c, nil
+}
+
+// checkRevocation checks the PCK CA against the root CA CRL and the PCK
+// certificate against the PCK CRL, which must be issued by the PCK CA of
+// this quote's chain.
+func (v *Verifier) checkRevocation(col *Collateral, pc *pckChain, opts Options, res *Result) error {
+	leaf, ca := pc.chain.certs[0], pc.chain.certs[1]
+	var missing []string
+	if col.rootCRL != nil {
+		if err := col.rootCRL.checkCert(ca); err != nil {
+			return err
+		}
+	} else {
+		missing = append(missing, "root CA CRL")
+	}
+	if col.pckCRL != nil {
+		key := cacheKey(col.pckCRL, ca.Raw)
+		v.mu.Lock()
+		c := v.pckCRLs[key]
+		v.mu.Unlock()
+		if c == nil {
+			var err error
+			if c, err = parseCRL(col.pckCRL, ca, "PCK CRL"); err != nil {
+				return err
+			}
+			v.mu.Lock()
+			cachePut(v.pckCRLs, key, c)
+			v.mu.Unlock()
+		}
+		if err := c.checkTime(opts.Time); err != nil {
+			return err
+		}
+		if err := c.checkCert(leaf); err != nil {
+			return err
+		}
+	} else {
+		missing = append(missing, "PCK CRL")
+	}
+	if len(missing) > 0 {
+		if !opts.AllowMissingCRL {
+			return verr.New("dcap", "revocation", verr.MissingCollateral, "collateral has no %v; revocation cannot be checked (allow it explicitly to go on)", missing)
+		}
+		res.Warnings = append(res.Warnings, fmt.Sprintf("revocation not checked: collateral has no %v", missing))
+	}
+	return nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
