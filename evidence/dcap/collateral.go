@@ -30,6 +30,13 @@ type Collateral struct {
 // VerifyCollateral decodes b and checks every signature in it against roots.
 // Nothing in b is parsed as JSON before its signature is verified.
 func VerifyCollateral(b *pcs.Bundle, roots []*x509.Certificate) (*Collateral, error) {
+	return verifyCollateral(b, roots, verifyChain)
+}
+
+// chainVerifier is verifyChain, or a caching wrapper around it.
+type chainVerifier func(certs []*x509.Certificate, roots []*x509.Certificate, what string) (*verifiedChain, error)
+
+func verifyCollateral(b *pcs.Bundle, roots []*x509.Certificate, verifyChain chainVerifier) (*Collateral, error) {
 	d, err := b.Decode()
 	if err != nil {
 		return nil, verr.Wrap("dcap", "collateral", verr.Malformed, err, "bundle does not decode")

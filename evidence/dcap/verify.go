@@ -94,6 +94,9 @@ type Verifier struct {
 	chains     map[[32]byte]*pckChain
 	collateral map[[32]byte]*Collateral
 	pckCRLs    map[[32]byte]*crl
+	// signers caches verified collateral signing chains, which are shared
+	// by every bundle Intel signs until the signing certificate is renewed.
+	signers map[[32]byte]*verifiedChain
 }
 
 // cacheCap bounds each cache; when full, the cache is emptied, which costs
@@ -106,6 +109,7 @@ func NewVerifier() *Verifier {
 		chains:     map[[32]byte]*pckChain{},
 		collateral: map[[32]byte]*Collateral{},
 		pckCRLs:    map[[32]byte]*crl{},
+		signers:    map[[32]byte]*verifiedChain{},
 	}
 }
 
@@ -332,7 +336,7 @@ func (v *Verifier) verifiedCollateral(b *pcs.Bundle, roots []*x509.Certificate, 
 	if c != nil {
 		return c, nil
 	}
-	c, err := VerifyCollateral(b, roots)
+	c, err := verifyCollateral(b, roots, v.cachedChain)
 	if err != nil {
 		return nil, err
 	}
@@ -340,6 +344,30 @@ func (v *Verifier) verifiedCollateral(b *pcs.Bundle, roots []*x509.Certificate, 
 	cachePut(v.collateral, key, c)
 	v.mu.Unlock()
 	return c, nil
+}
+
+// cachedChain is verifyChain with a cache keyed by the certificates, the
+// roots and the purpose.
+func (v *Verifier) cachedChain(certs []*x509.Certificate, roots []*x509.Certificate, what string) (*verifiedChain, error) {
+	parts := [][]byte{[]byte(what), rootsKey(roots)}
+	for _, c := range certs {
+		parts = append(parts, c.Raw)
+	}
+	key := cacheKey(parts...)
+	v.mu.Lock()
+	vc := v.signers[key]
+	v.mu.Unlock()
+	if vc != nil {
+		return vc, nil
+	}
+	vc, err := verifyChain(certs, roots, what)
+	if err != nil {
+		return nil, err
+	}
+	v.mu.Lock()
+	cachePut(v.signers, key, vc)
+	v.mu.Unlock()
+	return vc, nil
 }
 
 // checkRevocation checks the PCK CA against the root CA CRL and the PCK
