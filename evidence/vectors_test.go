@@ -224,8 +224,8 @@ func TestExpiryNamesWhat(t *testing.T) {
 		at   time.Time
 		want string
 	}{
-		{time.Date(2025, 6, 19, 10, 30, 0, 0, time.UTC), "TCB info"},          // before the TCB info issueDate
-		{time.Date(2025, 7, 19, 10, 5, 0, 0, time.UTC), "QE identity"},        // after the QE identity's nextUpdate
+		{time.Date(2025, 6, 19, 10, 30, 0, 0, time.UTC), "TCB info"},           // before the TCB info issueDate
+		{time.Date(2025, 7, 19, 10, 5, 0, 0, time.UTC), "QE identity"},         // after the QE identity's nextUpdate
 		{time.Date(2031, 1, 1, 0, 0, 0, 0, time.UTC), "PCK certificate chain"}, // after the PCK leaf's notAfter
 		{time.Date(2017, 1, 1, 0, 0, 0, 0, time.UTC), "PCK certificate chain"}, // before anything was issued
 	} {
