@@ -1,0 +1,219 @@
+package dcap
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/cloister-dev/cloister/evidence/internal/verr"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+)
+
+func readBundle(tb testing.TB, path string) *pcs.Bundle {
+	tb.Helper()
+	data, err := os.ReadFile("../../testdata/" + path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b, err := pcs.ParseBundle(data)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+func pckChainCerts(tb testing.TB) [][]byte {
+	tb.Helper()
+	var out [][]byte
+	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3.bin", "tdx/dcap-qvl_tdx_quote_v4.bin", "tdx/tdx_prod_quote_SPR_E4.dat"} {
+		raw, err := os.ReadFile("../../testdata/" + p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		i := strings.Index(string(raw), "-----BEGIN CERTIFICATE-----")
+		certs, err := ParsePEMChain(raw[i:], "chain")
+		if err != nil {
+			// The PEM chain runs to the end of the certification data;
+			// the padding after it is ignored by trimming at the last END.
+			j := strings.LastIndex(string(raw), "-----END CERTIFICATE-----") + len("-----END CERTIFICATE-----")
+			if certs, err = ParsePEMChain(raw[i:j], "chain"); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		for _, e := range certs[0].Extensions {
+			if e.Id.Equal(oidSGXExtensions) {
+				out = append(out, e.Value)
+			}
+		}
+	}
+	return out
+}
+
+// The converged status follows Intel's quote verification library.
+func TestConverge(t *testing.T) {
+	for _, tc := range []struct{ platform, other, want string }{
+		{UpToDate, UpToDate, UpToDate},
+		{SWHardeningNeeded, UpToDate, SWHardeningNeeded},
+		{UpToDate, OutOfDate, OutOfDate},
+		{SWHardeningNeeded, OutOfDate, OutOfDate},
+		{ConfigurationNeeded, OutOfDate, OutOfDateConfigurationNeeded},
+		{ConfigurationAndSWHardeningNeeded, OutOfDate, OutOfDateConfigurationNeeded},
+		{OutOfDate, OutOfDate, OutOfDate},
+		{UpToDate, Revoked, Revoked},
+		{ConfigurationNeeded, Revoked, Revoked},
+		{Revoked, UpToDate, Revoked},
+		{ConfigurationNeeded, SWHardeningNeeded, ConfigurationNeeded},
+	} {
+		if got := converge(tc.platform, tc.other); got != tc.want {
+			t.Errorf("converge(%s, %s) = %s; want %s", tc.platform, tc.other, got, tc.want)
+		}
+	}
+}
+
+func TestMatchPlatformLevel(t *testing.T) {
+	tdx := [16]byte{5, 0, 2}
+	ti := &TCBInfo{Levels: []TCBLevel{
+		{SGXComponents: [16]byte{2, 2}, PCESVN: 11, TDXComponents: &tdx, Status: UpToDate},
+		{SGXComponents: [16]byte{1, 1}, PCESVN: 5, TDXComponents: &[16]byte{}, Status: OutOfDate},
+	}}
+	pck := &PCKExtensions{CompSVN: [16]byte{3, 3}, PCESVN: 11}
+	for _, tc := range []struct {
+		name string
+		tee  [16]byte
+		pck  *PCKExtensions
+		want string
+	}{
+		// Module version 1 > 0: indexes 0 and 1 are judged by the module identity.
+		{"module version set skips 0 and 1", [16]byte{0, 1, 3}, pck, UpToDate},
+		{"module version 0 compares all", [16]byte{4, 0, 3}, pck, OutOfDate},
+		{"TDX component 2 too low", [16]byte{6, 1, 1}, pck, OutOfDate},
+		{"PCESVN too low for level 0", [16]byte{6, 1, 3}, &PCKExtensions{CompSVN: [16]byte{3, 3}, PCESVN: 10}, OutOfDate},
+	} {
+		l, err := matchPlatformLevel(ti, tc.pck, &tc.tee)
+		if err != nil || l.Status != tc.want {
+			t.Errorf("%s: %v %v; want %s", tc.name, l, err, tc.want)
+		}
+	}
+	_, err := matchPlatformLevel(ti, &PCKExtensions{CompSVN: [16]byte{0, 0}, PCESVN: 11}, nil)
+	if r, _ := verr.ReasonOf(err); r != verr.TCBNotSupported || !strings.Contains(err.Error(), "TCB level not supported") {
+		t.Errorf("no matching level: %v", err)
+	}
+}
+
+func TestMatchQE(t *testing.T) {
+	qi := &QEIdentity{ISVProdID: 1, AttributesMask: [16]byte{0xff}, Attributes: [16]byte{0x11},
+		Levels: []SVNLevel{{ISVSVN: 8, Status: UpToDate}, {ISVSVN: 6, Status: OutOfDate, AdvisoryIDs: []string{"INTEL-SA-00615"}}}}
+	qe := &EnclaveReport{ISVProdID: 1, Attributes: [16]byte{0x11}}
+	for svn, want := range map[uint16]string{10: UpToDate, 8: UpToDate, 7: OutOfDate, 6: OutOfDate, 5: Revoked} {
+		qe.ISVSVN = svn
+		l, err := matchQE(qi, qe)
+		if err != nil || l.Status != want {
+			t.Errorf("ISVSVN %d: %v %v; want %s", svn, l.Status, err, want)
+		}
+	}
+	qe.Attributes[0] = 0x13
+	if _, err := matchQE(qi, qe); err == nil {
+		t.Error("masked attributes mismatch accepted")
+	}
+	qe.Attributes[0], qe.ISVProdID = 0x11, 2
+	if _, err := matchQE(qi, qe); err == nil {
+		t.Error("ISVPRODID mismatch accepted")
+	}
+}
+
+func TestPCKExtensions(t *testing.T) {
+	exts := pckChainCerts(t)
+	if len(exts) != 3 {
+		t.Fatalf("%d SGX extensions found; want 3", len(exts))
+	}
+	p, err := parseSGXExtensionValue(exts[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	// testdata/README.md, sgx/: the PCK certificate's TCB.
+	if p.FMSPC != [6]byte{0x00, 0xa0, 0x67, 0x11, 0, 0} || p.PCESVN != 13 || p.CompSVN != [16]byte{11, 11, 2, 2, 255, 1} || p.SGXType != 0 {
+		t.Errorf("SGX PCK: %v", p)
+	}
+	q, err := parseSGXExtensionValue(exts[2])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if q.FMSPC != [6]byte{0x50, 0x80, 0x6f, 0, 0, 0} || q.PCESVN != 11 || q.CompSVN != [16]byte{3, 3, 2, 2, 2, 1, 0, 2} {
+		t.Errorf("SPR PCK: %v", q)
+	}
+	for n := range len(exts[0]) {
+		if _, err := parseSGXExtensionValue(exts[0][:n]); err == nil {
+			t.Fatalf("prefix of %d bytes parses", n)
+		}
+	}
+}
+
+func TestCollateralJSONIsStrict(t *testing.T) {
+	b := readBundle(t, "sgx/dcap-qvl_sgx_quote_v3_collateral.json")
+	if _, err := ParseTCBInfo([]byte(b.TCBInfo + " {}")); err == nil {
+		t.Error("trailing JSON after tcbInfo accepted")
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(b.QEIdentity), &m); err != nil {
+		t.Fatal(err)
+	}
+	m["version"] = 3
+	text, _ := json.Marshal(m)
+	if _, err := ParseQEIdentity(text); err == nil {
+		t.Error("QE identity version 3 accepted")
+	}
+}
+
+func FuzzParsePCKExtensions(f *testing.F) {
+	for _, e := range pckChainCerts(f) {
+		f.Add(e)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = parseSGXExtensionValue(b)
+	})
+}
+
+func FuzzParseTCBInfo(f *testing.F) {
+	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3_collateral.json", "tdx/dcap-qvl_tdx_quote_v4_collateral.json"} {
+		f.Add([]byte(readBundle(f, p).TCBInfo))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if ti, err := ParseTCBInfo(b); err == nil && len(ti.Levels) == 0 {
+			t.Fatal("TCB info without levels parsed")
+		}
+	})
+}
+
+func FuzzParseQEIdentity(f *testing.F) {
+	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3_collateral.json", "tdx/dcap-qvl_tdx_quote_v4_collateral.json"} {
+		f.Add([]byte(readBundle(f, p).QEIdentity))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if qi, err := ParseQEIdentity(b); err == nil && len(qi.Levels) == 0 {
+			t.Fatal("QE identity without levels parsed")
+		}
+	})
+}
+
+func FuzzParseSignatureData(f *testing.F) {
+	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3.bin", "tdx/dcap-qvl_tdx_quote_v4.bin"} {
+		raw, err := os.ReadFile("../../testdata/" + p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		off := HeaderSize + EnclaveReportSize
+		if strings.HasPrefix(p, "tdx") {
+			off = HeaderSize + 584
+		}
+		n := int(binary.LittleEndian.Uint32(raw[off:]))
+		f.Add(raw[off+4:off+4+n], strings.HasPrefix(p, "tdx"))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, wrapped bool) {
+		s, err := ParseSignatureData(b, wrapped)
+		if err == nil && len(s.QEReport) != EnclaveReportSize {
+			t.Fatal("QE report of the wrong size parsed")
+		}
+	})
+}
