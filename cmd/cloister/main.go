@@ -1,0 +1,316 @@
+// Command cloister is the Cloister command-line tool: one binary whose
+// subcommands verify attestation evidence and manage DCAP collateral.
+//
+// Usage:
+//
+//	cloister verify evidence FILE [flags]
+//	cloister collateral fetch --quote FILE --out BUNDLE [--cache DIR] [--pcs-url URL]
+//	cloister collateral bundle --tcb-info F --tcb-info-chain F --qe-identity F --qe-identity-chain F [...] --out BUNDLE
+//	cloister version
+//	cloister help [COMMAND]
+//
+// Exit codes (a contract; scripts depend on them, see DESIGN.md):
+//
+//	0  valid evidence, or the operation succeeded
+//	1  invalid evidence, policy not satisfied, or the operation failed
+//	2  usage error: unknown command, bad flag, missing argument, bad --at
+//
+// Standard output carries only the result (claims JSON or the text report),
+// and only on exit 0; every diagnostic goes to standard error.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Exit codes of run; see the package doc.
+const (
+	exitOK      = 0
+	exitFailed  = 1
+	exitUsage   = 2
+	programName = "cloister"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
+}
+
+// env is what a command receives from outside. Everything a test needs to
+// pin (time, output streams) comes through here, so run is deterministic
+// under test: library code never calls time.Now, and neither do commands.
+type env struct {
+	ctx    context.Context
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	now    func() time.Time
+}
+
+// command is one leaf of the command tree, e.g. "verify evidence".
+type command struct {
+	// path is the words after "cloister", e.g. "collateral fetch".
+	path string
+	// summary is one line for the command list.
+	summary string
+	// run parses args (everything after path) and executes. It returns a
+	// usageError for exit 2, flag.ErrHelp after printing help (exit 0),
+	// any other error for exit 1.
+	run func(e *env, args []string) error
+}
+
+// commands is the whole command tree. "help" is handled by run itself.
+var commands = []command{
+	{"verify evidence", "verify an SGX/TDX quote or SEV-SNP report and print its claims", runVerifyEvidence},
+	{"collateral fetch", "fetch a quote's DCAP collateral from Intel PCS into a bundle", runCollateralFetch},
+	{"collateral bundle", "assemble a collateral bundle from saved Intel PCS responses", runCollateralBundle},
+	{"version", "print the version of cloister", runVersion},
+}
+
+// usageError is a mistake in how cloister was invoked. run prints it with a
+// pointer to the right help and exits 2, so scripts can tell "you called me
+// wrong" from "the evidence is bad".
+type usageError struct{ msg string }
+
+func (u *usageError) Error() string { return u.msg }
+
+func usagef(format string, args ...any) error {
+	return &usageError{msg: fmt.Sprintf(format, args...)}
+}
+
+// run is the whole program with its inputs made explicit. It returns the exit
+// code; main passes it to os.Exit.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() time.Time) int {
+	e := &env{ctx: context.Background(), stdin: stdin, stdout: stdout, stderr: stderr, now: now}
+	if len(args) == 0 {
+		printUsage(stderr)
+		return exitUsage
+	}
+	switch args[0] {
+	case "-h", "-help", "--help":
+		printUsage(stdout)
+		return exitOK
+	case "help":
+		return runHelp(e, args[1:])
+	}
+	cmd, rest, group := lookup(args)
+	if cmd == nil {
+		if group != "" {
+			// "cloister verify" or "cloister verify --help": list the group.
+			if len(rest) > 0 && isHelpFlag(rest[0]) {
+				printGroupUsage(stdout, group)
+				return exitOK
+			}
+			if len(rest) == 0 {
+				fmt.Fprintf(stderr, "%s: %s: missing subcommand\n", programName, group)
+			} else {
+				fmt.Fprintf(stderr, "%s: %s: unknown subcommand %q\n", programName, group, rest[0])
+			}
+			printGroupUsage(stderr, group)
+			return exitUsage
+		}
+		fmt.Fprintf(stderr, "%s: unknown command %q\nRun '%s help' for the list of commands.\n", programName, args[0], programName)
+		return exitUsage
+	}
+	return finish(e, cmd.path, cmd.run(e, rest))
+}
+
+// finish maps a command's error to output on stderr and an exit code.
+func finish(e *env, path string, err error) int {
+	var u *usageError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &u):
+		fmt.Fprintf(e.stderr, "%s %s: %s\n", programName, path, u.msg)
+		fmt.Fprintf(e.stderr, "Run '%s help %s' for usage.\n", programName, path)
+		return exitUsage
+	default:
+		fmt.Fprintf(e.stderr, "%s %s: %s\n", programName, path, err)
+		return exitFailed
+	}
+}
+
+// lookup finds the command named by the leading words of args. When args
+// name a group ("verify", "collateral") but no command in it, it returns the
+// group name so the caller can list that group.
+func lookup(args []string) (cmd *command, rest []string, group string) {
+	for i := range commands {
+		words := strings.Fields(commands[i].path)
+		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
+			return &commands[i], args[len(words):], ""
+		}
+	}
+	for i := range commands {
+		words := strings.Fields(commands[i].path)
+		if len(words) > 1 && args[0] == words[0] {
+			return nil, args[1:], words[0]
+		}
+	}
+	return nil, nil, ""
+}
+
+func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--help" }
+
+// runHelp prints help for a command, a group or the whole program. Help for
+// a command is that command's own --help, so the two can never disagree.
+func runHelp(e *env, args []string) int {
+	if len(args) == 0 {
+		printUsage(e.stdout)
+		return exitOK
+	}
+	cmd, rest, group := lookup(args)
+	switch {
+	case cmd != nil && len(rest) == 0:
+		return finish(e, cmd.path, cmd.run(e, []string{"--help"}))
+	case cmd == nil && group != "" && len(rest) == 0:
+		printGroupUsage(e.stdout, group)
+		return exitOK
+	}
+	fmt.Fprintf(e.stderr, "%s help: unknown command %q\nRun '%s help' for the list of commands.\n", programName, strings.Join(args, " "), programName)
+	return exitUsage
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, `Cloister: confidential-computing platform tools.
+
+Usage:
+  %[1]s COMMAND [ARGS] [FLAGS]
+
+Commands:
+`, programName)
+	listCommands(w, "")
+	fmt.Fprintf(w, `
+Exit codes: 0 valid / success, 1 invalid evidence or operation failed,
+2 usage error. Run '%[1]s help COMMAND' or '%[1]s COMMAND --help' for details.
+`, programName)
+}
+
+func printGroupUsage(w io.Writer, group string) {
+	fmt.Fprintf(w, "Usage:\n  %s %s SUBCOMMAND [ARGS] [FLAGS]\n\nSubcommands:\n", programName, group)
+	listCommands(w, group)
+	fmt.Fprintf(w, "\nRun '%s help %s SUBCOMMAND' for details.\n", programName, group)
+}
+
+// listCommands prints the commands whose first word is group (all if "").
+func listCommands(w io.Writer, group string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, c := range commands {
+		if group != "" && strings.Fields(c.path)[0] != group {
+			continue
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", c.path, c.summary)
+	}
+	if group == "" {
+		fmt.Fprintf(tw, "  %s\t%s\n", "help [COMMAND]", "show help for a command")
+	}
+	tw.Flush()
+}
+
+// newFlagSet returns a silent FlagSet: the flag package would print the
+// whole usage to stderr on every bad flag, burying the one line that
+// matters. parseArgs reports errors itself and prints the usage, to stdout,
+// only for --help.
+func newFlagSet(path, synopsis, description string) *flag.FlagSet {
+	fs := flag.NewFlagSet(programName+" "+path, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage:\n  %s %s %s\n\n%s", programName, path, synopsis, description)
+		printFlags(w, fs)
+	}
+	return fs
+}
+
+// printFlags lists fs's flags in the "--name" spelling the documentation
+// uses (flag.PrintDefaults prints "-name"; both are accepted).
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	header := false
+	fs.VisitAll(func(f *flag.Flag) {
+		if !header {
+			fmt.Fprintf(w, "\nFlags:\n")
+			header = true
+		}
+		arg, usage := flag.UnquoteUsage(f)
+		line := "  --" + f.Name
+		if arg != "" {
+			line += " " + arg
+		}
+		line += "\n    \t" + strings.ReplaceAll(usage, "\n", "\n    \t")
+		if f.DefValue != "" && f.DefValue != "false" {
+			line += fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintln(w, line)
+	})
+}
+
+// parseArgs parses flags that may come before, between or after the
+// positional arguments ("verify evidence FILE --at T" is the documented
+// order, and the standard flag package stops at the first non-flag). An
+// argument "--" ends flag parsing. --help prints the usage to stdout and
+// returns flag.ErrHelp; a bad flag returns a usageError.
+func parseArgs(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
+	var positional []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fs.SetOutput(e.stdout)
+				fs.Usage()
+				return nil, flag.ErrHelp
+			}
+			return nil, usagef("%v", err)
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return positional, nil
+		}
+		consumed := len(args) - len(rest)
+		if consumed > 0 && args[consumed-1] == "--" {
+			return append(positional, rest...), nil
+		}
+		positional = append(positional, rest[0])
+		args = rest[1:]
+	}
+}
+
+// runVersion prints the module version and VCS revision recorded by the Go
+// toolchain, so a binary can be traced to its source without a build script.
+func runVersion(e *env, args []string) error {
+	fs := newFlagSet("version", "", "Print the version of cloister, its VCS revision when known, and the Go version.\n")
+	pos, err := parseArgs(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	version, revision := "(devel)", ""
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	fmt.Fprintf(e.stdout, "%s %s", programName, version)
+	if revision != "" {
+		fmt.Fprintf(e.stdout, " (%s)", revision)
+	}
+	fmt.Fprintf(e.stdout, " %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return nil
+}

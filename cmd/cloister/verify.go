@@ -1,0 +1,354 @@
+package main
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/cloister-dev/cloister/evidence"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/policy"
+)
+
+const verifyEvidenceHelp = `Verify attestation evidence and print its claims (DESIGN.md "Common claims").
+
+FILE is a raw SGX quote (v3), a raw TDX quote (v4/v5), a raw SEV-SNP report
+(with --vcek), or a configfs-tsm report in Veraison's JSON or CBOR form; "-"
+reads standard input. The type is detected; an unrecognised input says what
+was tried.
+
+Verification checks authenticity: every signature, the certificate chain to
+the built-in roots (Intel SGX Root CA, AMD ARKs), validity at --at, CRLs, and
+for SGX/TDX the TCB status from the collateral. SGX and TDX quotes need
+collateral: --collateral BUNDLE (written by 'cloister collateral fetch' or
+'cloister collateral bundle'), or --no-collateral to check signatures and the
+chain only (tcb_status is then "NotEvaluated"). Without either, an SGX or TDX
+quote is a usage error (exit 2) with a hint.
+
+Appraisal runs only when a policy flag is given (--mrenclave, --mrsigner,
+--mrtd, --measurement, --min-svn, --allow-status, --allow-debug). Then the
+TCB status must be UpToDate unless --allow-status says otherwise ("NotEvaluated"
+passes only when listed; SEV-SNP has no status, so it is checked only when
+--allow-status is given), debug evidence fails unless --allow-debug, and every
+mismatch is printed at once.
+
+Output: the claims as indented JSON (or a report with --format text) on
+stdout, only on exit 0. Exit 0 valid, 1 invalid or policy not satisfied
+(reason on stderr), 2 usage error.
+`
+
+// maxStdinEvidence caps evidence read from standard input. Quotes and
+// reports are a few KiB (a TDX quote with its PCK chain is about 5 KiB);
+// the evidence package applies its own, tighter limits.
+const maxStdinEvidence = 1 << 20
+
+// runVerifyEvidence implements "cloister verify evidence".
+func runVerifyEvidence(e *env, args []string) error {
+	const path = "verify evidence"
+	fs := newFlagSet(path, "FILE [flags]", verifyEvidenceHelp)
+	var (
+		collateralFile = fs.String("collateral", "", "DCAP collateral `BUNDLE` (JSON) for SGX/TDX quotes")
+		noCollateral   = fs.Bool("no-collateral", false, "check signatures and chain only; tcb_status is NotEvaluated")
+		at             = fs.String("at", "", "verification `TIME`, RFC 3339 or Unix seconds (default: now)")
+		trustRoot      = fs.String("trust-root", "", "`PEM` file of root certificates that REPLACE the built-in roots")
+		allowMissing   = fs.Bool("allow-missing-crl", false, "accept collateral without CRLs (revocation NOT checked; reported as a warning)")
+		vcekFile       = fs.String("vcek", "", "SEV-SNP VCEK or VLEK certificate `FILE` (PEM or DER)")
+		format         = fs.String("format", "json", "output `format`: json or text")
+		pol            policyFlags
+	)
+	pol.register(fs)
+	pos, err := parseArgs(e, fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) == 0:
+		return usagef("missing evidence FILE")
+	case len(pos) > 1:
+		return usagef("want one evidence FILE, got %d arguments: %s", len(pos), strings.Join(pos, " "))
+	}
+	file := pos[0]
+	if *format != "json" && *format != "text" {
+		return usagef("--format %q: want json or text", *format)
+	}
+	if *collateralFile != "" && *noCollateral {
+		return usagef("--collateral and --no-collateral exclude each other")
+	}
+	when := e.now()
+	if *at != "" {
+		if when, err = parseTime(*at); err != nil {
+			return usagef("--at: %v", err)
+		}
+	}
+	appraise := pol.given(fs)
+	p := pol.policy()
+	if appraise {
+		if err := p.Validate(); err != nil {
+			return usagef("policy flags: %v", err)
+		}
+	}
+
+	var raw []byte
+	if file == "-" {
+		// Bounded: evidence is a few KiB; a runaway pipe must not eat memory.
+		raw, err = io.ReadAll(io.LimitReader(e.stdin, maxStdinEvidence+1))
+		if err == nil && len(raw) > maxStdinEvidence {
+			err = fmt.Errorf("more than %d bytes", maxStdinEvidence)
+		}
+		file = "(stdin)"
+	} else {
+		raw, err = os.ReadFile(file)
+	}
+	if err != nil {
+		return fmt.Errorf("reading evidence: %w", err)
+	}
+	opts := evidence.Options{
+		Time:              when,
+		SkipTCBEvaluation: *noCollateral,
+		AllowMissingCRL:   *allowMissing,
+	}
+	if *collateralFile != "" {
+		data, err := os.ReadFile(*collateralFile)
+		if err != nil {
+			return fmt.Errorf("reading collateral: %w", err)
+		}
+		if opts.Collateral, err = pcs.ParseBundle(data); err != nil {
+			return fmt.Errorf("collateral %s: %w", *collateralFile, err)
+		}
+	}
+	if *trustRoot != "" {
+		if opts.TrustRoots, err = readCertificates(*trustRoot); err != nil {
+			return fmt.Errorf("trust roots: %w", err)
+		}
+	}
+	if *vcekFile != "" {
+		if opts.VCEK, err = os.ReadFile(*vcekFile); err != nil {
+			return fmt.Errorf("reading VCEK: %w", err)
+		}
+	}
+
+	claims, err := evidence.Verify(e.ctx, raw, opts)
+	if err != nil {
+		reason, ok := evidence.ReasonOf(err)
+		if ok && reason == evidence.MissingCollateral && opts.Collateral == nil && !opts.SkipTCBEvaluation {
+			// Not bad evidence: the caller has not given what an SGX/TDX
+			// verification needs, so this is a usage error with the fix.
+			return usagef("%s: %v\n"+
+				"SGX and TDX quotes need DCAP collateral to evaluate the TCB: pass --collateral BUNDLE\n"+
+				"(from 'cloister collateral fetch --quote %s --out BUNDLE' or 'cloister collateral bundle'),\n"+
+				"or --no-collateral to check signatures and the chain only (tcb_status \"NotEvaluated\").",
+				file, err, strings.Replace(file, "(stdin)", "FILE", 1))
+		}
+		if ok {
+			return fmt.Errorf("%s: invalid evidence: %w [reason: %s]", file, err, reason)
+		}
+		return fmt.Errorf("%s: invalid evidence: %w", file, err)
+	}
+	for _, w := range claims.Warnings {
+		fmt.Fprintf(e.stderr, "%s %s: warning: %s\n", programName, path, w)
+	}
+	if appraise {
+		if err := policy.Appraise(claims, p); err != nil {
+			return &policyFailure{file: file, err: err}
+		}
+	}
+
+	var out []byte
+	if *format == "json" {
+		if out, err = json.MarshalIndent(claims, "", "  "); err != nil {
+			return fmt.Errorf("encoding claims: %w", err)
+		}
+		out = append(out, '\n')
+	} else {
+		var b bytes.Buffer
+		writeReport(&b, file, when, claims, appraise)
+		out = b.Bytes()
+	}
+	if _, err := e.stdout.Write(out); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	return nil
+}
+
+// policyFailure prints every mismatch on its own line under one heading:
+// errors.Join's newline-separated text would otherwise run into the prefix.
+type policyFailure struct {
+	file string
+	err  error
+}
+
+func (p *policyFailure) Error() string {
+	return p.file + ": policy not satisfied:\n  " + strings.ReplaceAll(p.err.Error(), "\n", "\n  ")
+}
+
+func (p *policyFailure) Unwrap() error { return p.err }
+
+// policyFlags are the appraisal flags; giving any of them turns appraisal on.
+type policyFlags struct {
+	mrenclave, mrsigner, mrtd, measurement hexList
+	minSVN                                 uint16Flag
+	allowStatus                            stringList
+	allowDebug                             bool
+}
+
+// policyFlagNames are the flags that turn appraisal on.
+var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "min-svn", "allow-status", "allow-debug"}
+
+func (f *policyFlags) register(fs *flag.FlagSet) {
+	fs.Var(&f.mrenclave, "mrenclave", "policy: accepted SGX MRENCLAVE (`HEX`, 32 bytes; repeatable, any-of)")
+	fs.Var(&f.mrsigner, "mrsigner", "policy: accepted SGX MRSIGNER (`HEX`, 32 bytes; repeatable, any-of)")
+	fs.Var(&f.mrtd, "mrtd", "policy: accepted TDX MRTD (`HEX`, 48 bytes; repeatable, any-of)")
+	fs.Var(&f.measurement, "measurement", "policy: accepted SEV-SNP measurement (`HEX`, 48 bytes; repeatable, any-of)")
+	fs.Var(&f.minSVN, "min-svn", "policy: lowest accepted SGX ISVSVN `N`")
+	fs.Var(&f.allowStatus, "allow-status", "policy: accepted tcb_status `S` (repeatable or comma list; default UpToDate)")
+	fs.BoolVar(&f.allowDebug, "allow-debug", false, "policy: accept debug enclaves/TDs/guests (development only)")
+}
+
+// given reports whether any policy flag appeared on the command line (even
+// "--allow-debug=false": asking for a policy is what turns appraisal on).
+func (f *policyFlags) given(fs *flag.FlagSet) bool {
+	seen := false
+	fs.Visit(func(fl *flag.Flag) {
+		for _, n := range policyFlagNames {
+			if fl.Name == n {
+				seen = true
+			}
+		}
+	})
+	return seen
+}
+
+func (f *policyFlags) policy() policy.Policy {
+	p := policy.Policy{
+		MRENCLAVE:   f.mrenclave,
+		MRSIGNER:    f.mrsigner,
+		MRTD:        f.mrtd,
+		Measurement: f.measurement,
+		AllowStatus: f.allowStatus,
+		AllowDebug:  f.allowDebug,
+	}
+	if f.minSVN.set {
+		v := f.minSVN.v
+		p.MinISVSVN = &v
+	}
+	return p
+}
+
+// readCertificates reads every certificate of a PEM file (or, failing any
+// PEM block, DER certificates concatenated), so a root shipped either way
+// (testdata/sgx/intel_sgx_root_ca.der) can be named.
+func readCertificates(name string) ([]*x509.Certificate, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", name, err)
+	}
+	var certs []*x509.Certificate
+	rest := data
+	for {
+		var block *pem.Block
+		block, rest = pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		if block.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("%s: PEM block %q is not a CERTIFICATE", name, block.Type)
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %w", name, len(certs)+1, err)
+		}
+		certs = append(certs, c)
+	}
+	if len(certs) == 0 {
+		if certs, err = x509.ParseCertificates(data); err != nil {
+			return nil, fmt.Errorf("%s: no PEM certificate and not DER: %w", name, err)
+		}
+	}
+	if len(certs) == 0 {
+		return nil, fmt.Errorf("%s: no certificates", name)
+	}
+	return certs, nil
+}
+
+// writeReport prints claims for people. The JSON form is the contract; this
+// one may change between releases.
+func writeReport(w io.Writer, file string, at time.Time, c *evidence.Claims, appraised bool) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k string, v any) { fmt.Fprintf(tw, "%s\t%v\n", k, v) }
+	hexRow := func(k string, v evidence.HexBytes) {
+		if len(v) > 0 {
+			row(k, v.String())
+		}
+	}
+	fmt.Fprintf(w, "%s: valid %s evidence (verified at %s)\n\n", file, c.TEE, at.UTC().Format(time.RFC3339))
+	row("TEE", c.TEE)
+	row("TCB status", c.TCBStatus)
+	if len(c.AdvisoryIDs) > 0 {
+		row("Advisories", strings.Join(c.AdvisoryIDs, ", "))
+	} else {
+		row("Advisories", "none")
+	}
+	row("Debug", c.Debug)
+	hexRow("Report data", c.ReportData)
+	if d := c.DCAPClaims; d != nil {
+		hexRow("FMSPC", d.FMSPC)
+		row("PCE SVN", d.PCESVN)
+		row("QE SVN", d.QESVN)
+		if d.TCBDate != "" {
+			row("TCB date", d.TCBDate)
+		}
+	}
+	if s := c.SGXClaims; s != nil {
+		hexRow("MRENCLAVE", s.MRENCLAVE)
+		hexRow("MRSIGNER", s.MRSIGNER)
+		row("ISV prod ID", s.ISVProdID)
+		row("ISV SVN", s.ISVSVN)
+		hexRow("Attributes", s.Attributes)
+		row("MISCSELECT", fmt.Sprintf("%08x", s.MiscSelect))
+	}
+	if t := c.TDXClaims; t != nil {
+		hexRow("MRTD", t.MRTD)
+		hexRow("RTMR0", t.RTMR0)
+		hexRow("RTMR1", t.RTMR1)
+		hexRow("RTMR2", t.RTMR2)
+		hexRow("RTMR3", t.RTMR3)
+		hexRow("MRSEAM", t.MRSEAM)
+		hexRow("MRCONFIGID", t.MRConfigID)
+		hexRow("MROWNER", t.MROwner)
+		hexRow("MROWNERCONFIG", t.MROwnerConfig)
+		hexRow("MRSERVICETD", t.MRServiceTD)
+		hexRow("TD attributes", t.TDAttributes)
+		hexRow("XFAM", t.XFAM)
+		hexRow("TEE TCB SVN", t.TEETCBSVN)
+	}
+	if s := c.SNPClaims; s != nil {
+		row("Product", s.Product)
+		hexRow("Measurement", s.Measurement)
+		hexRow("Host data", s.HostData)
+		hexRow("ID key digest", s.IDKeyDigest)
+		hexRow("Author key digest", s.AuthorKeyDigest)
+		hexRow("Report ID", s.ReportID)
+		row("Policy", fmt.Sprintf("%#x", s.Policy))
+		row("VMPL", s.VMPL)
+		row("Guest SVN", s.GuestSVN)
+		row("Reported TCB", fmt.Sprintf("%#016x", s.ReportedTCB))
+		hexRow("Chip ID", s.ChipID)
+	}
+	tw.Flush()
+	for _, warn := range c.Warnings {
+		fmt.Fprintf(w, "\nWARNING: %s\n", warn)
+	}
+	if appraised {
+		fmt.Fprintf(w, "\nPolicy: satisfied\n")
+	} else {
+		fmt.Fprintf(w, "\nPolicy: none given (authenticity checked; nothing appraised)\n")
+	}
+}
