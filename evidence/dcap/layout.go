@@ -2,6 +2,7 @@ package dcap
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 
 	"github.com/cloister-dev/cloister/evidence/internal/le"
@@ -235,4 +236,57 @@ func CheckHeader(h Header, wantTEE uint32) error {
 // String names a header for messages.
 func (h Header) String() string {
 	return fmt.Sprintf("quote v%d, key type %d, TEE 0x%x", h.Version, h.AttestationKeyType, h.TEEType)
+}
+
+// Marshal encodes h in the 48-byte header layout.
+func (h Header) Marshal() []byte {
+	b := make([]byte, 0, HeaderSize)
+	b = binary.LittleEndian.AppendUint16(b, h.Version)
+	b = binary.LittleEndian.AppendUint16(b, h.AttestationKeyType)
+	b = binary.LittleEndian.AppendUint32(b, h.TEEType)
+	b = binary.LittleEndian.AppendUint16(b, h.QESVN)
+	b = binary.LittleEndian.AppendUint16(b, h.PCESVN)
+	b = append(b, h.QEVendorID[:]...)
+	return append(b, h.UserData[:]...)
+}
+
+// Marshal encodes e in the 384-byte enclave report layout, reserved bytes
+// zero. ParseEnclaveReport(e.Marshal()) returns e.
+func (e *EnclaveReport) Marshal() []byte {
+	b := make([]byte, 0, EnclaveReportSize)
+	b = append(b, e.CPUSVN[:]...)
+	b = binary.LittleEndian.AppendUint32(b, e.MiscSelect)
+	b = append(b, make([]byte, 12)...)
+	b = append(b, e.ISVExtProdID[:]...)
+	b = append(b, e.Attributes[:]...)
+	b = append(b, e.MRENCLAVE[:]...)
+	b = append(b, make([]byte, 32)...)
+	b = append(b, e.MRSIGNER[:]...)
+	b = append(b, make([]byte, 32)...)
+	b = append(b, e.ConfigID[:]...)
+	b = binary.LittleEndian.AppendUint16(b, e.ISVProdID)
+	b = binary.LittleEndian.AppendUint16(b, e.ISVSVN)
+	b = binary.LittleEndian.AppendUint16(b, e.ConfigSVN)
+	b = append(b, make([]byte, 42)...)
+	b = append(b, e.ISVFamilyID[:]...)
+	return append(b, e.ReportData[:]...)
+}
+
+// Marshal encodes s in the v3 (wrapped false) or v4/v5 (wrapped true)
+// signature data layout, without the leading length.
+func (s *SignatureData) Marshal(wrapped bool) []byte {
+	var inner []byte
+	inner = append(inner, s.QEReport...)
+	inner = append(inner, s.QEReportSignature[:]...)
+	inner = binary.LittleEndian.AppendUint16(inner, uint16(len(s.QEAuthData)))
+	inner = append(inner, s.QEAuthData...)
+	inner = binary.LittleEndian.AppendUint16(inner, CertDataPCKChain)
+	inner = binary.LittleEndian.AppendUint32(inner, uint32(len(s.PCKChainPEM)))
+	inner = append(inner, s.PCKChainPEM...)
+	b := append(append([]byte{}, s.Signature[:]...), s.AttestationKey[:]...)
+	if wrapped {
+		b = binary.LittleEndian.AppendUint16(b, CertDataQEReport)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(inner)))
+	}
+	return append(b, inner...)
 }

@@ -189,3 +189,18 @@ func Verify(v *dcap.Verifier, raw []byte, opts dcap.Options) (*Quote, *dcap.Resu
 	}
 	return q, res, nil
 }
+
+// Marshal encodes b in the TD report body layout: 584 bytes, or 648 when
+// the TDX 1.5 fields are set.
+func (b *Body) Marshal() []byte {
+	out := make([]byte, 0, Body15Size)
+	for _, f := range [][]byte{b.TEETCBSVN[:], b.MRSEAM[:], b.MRSignerSeam[:], b.SEAMAttributes[:], b.TDAttributes[:], b.XFAM[:],
+		b.MRTD[:], b.MRConfigID[:], b.MROwner[:], b.MROwnerConfig[:], b.RTMR[0][:], b.RTMR[1][:], b.RTMR[2][:], b.RTMR[3][:], b.ReportData[:]} {
+		out = append(out, f...)
+	}
+	if b.TEETCBSVN2 != nil && b.MRServiceTD != nil {
+		out = append(out, b.TEETCBSVN2[:]...)
+		out = append(out, b.MRServiceTD[:]...)
+	}
+	return out
+}

@@ -1,0 +1,116 @@
+package sim
+
+import (
+	"crypto/ecdsa"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/cloister-dev/cloister/evidence/dcap"
+	"github.com/cloister-dev/cloister/evidence/tdx"
+)
+
+// The simulated quoting enclave: its identity appears in every sim quote's
+// QE report and in the sim QE identity collateral.
+var (
+	QEMRSIGNER  = sha256.Sum256([]byte("Cloister Simulated Quoting Enclave signer"))
+	qeMRENCLAVE = sha256.Sum256([]byte("Cloister Simulated Quoting Enclave"))
+)
+
+// QE facts of the simulated quoting enclave.
+const (
+	QESVN          = 8
+	qeProdIDSGX    = 1
+	qeProdIDTDX    = 2
+	qeAttributes   = 0x11 // INIT | PROVISIONKEY... as the real QE's low byte
+	qeAttrMaskByte = 0xFB
+)
+
+// TEE TCB SVN of the simulated TDX module: module SVN 3, major version 1.
+var TEETCBSVN = [16]byte{3, 1, 2}
+
+// SGXReport is what the sim enclave reports about itself.
+type SGXReport struct {
+	MRENCLAVE  [32]byte
+	MRSIGNER   [32]byte
+	ISVProdID  uint16
+	ISVSVN     uint16
+	Debug      bool
+	ReportData [64]byte
+}
+
+// QuoteSGX returns an SGX ECDSA quote v3, certification data type 5, for r,
+// signed by the sim attestation key, whose QE report the sim PCK key signs.
+func (p *PKI) QuoteSGX(rnd io.Reader, r SGXReport) ([]byte, error) {
+	body := dcap.EnclaveReport{
+		CPUSVN: [16]byte{5, 5, 2, 2, 3, 1, 0, 5}, MRENCLAVE: r.MRENCLAVE, MRSIGNER: r.MRSIGNER,
+		ISVProdID: r.ISVProdID, ISVSVN: r.ISVSVN, ReportData: r.ReportData,
+	}
+	// INIT | MODE64BIT, and DEBUG when the configuration asks for it.
+	body.Attributes[0] = 0x05
+	if r.Debug {
+		body.Attributes[0] |= 0x02
+	}
+	body.Attributes[8] = 0xE7 // XFRM: x87, SSE, AVX, AVX-512
+	signed := append(p.header(3, dcap.TEETypeSGX).Marshal(), body.Marshal()...)
+	return p.finish(rnd, signed, false, qeProdIDSGX)
+}
+
+// QuoteTDX returns a TDX quote v4 for the TD report body b (its TEE TCB
+// SVN is set to the sim module's).
+func (p *PKI) QuoteTDX(rnd io.Reader, b tdx.Body) ([]byte, error) {
+	b.TEETCBSVN = TEETCBSVN
+	b.TEETCBSVN2, b.MRServiceTD = nil, nil
+	signed := append(p.header(4, dcap.TEETypeTDX).Marshal(), b.Marshal()...)
+	return p.finish(rnd, signed, true, qeProdIDTDX)
+}
+
+func (p *PKI) header(version uint16, tee uint32) dcap.Header {
+	h := dcap.Header{Version: version, AttestationKeyType: dcap.AttestationKeyECDSAP256, TEEType: tee,
+		QEVendorID: dcap.IntelQEVendorID}
+	if version == 3 {
+		h.QESVN, h.PCESVN = QESVN, PCESVN
+	}
+	return h
+}
+
+// finish signs the signed region and appends the signature data.
+func (p *PKI) finish(rnd io.Reader, signed []byte, wrapped bool, qeProdID uint16) ([]byte, error) {
+	s := &dcap.SignatureData{PCKChainPEM: p.PCKChainPEM(), QEAuthData: make([]byte, 32)}
+	if _, err := io.ReadFull(rnd, s.QEAuthData); err != nil {
+		return nil, fmt.Errorf("sim: QE auth data: %w", err)
+	}
+	pub, err := p.qeKey.PublicKey.Bytes()
+	if err != nil {
+		return nil, fmt.Errorf("sim: attestation key: %w", err)
+	}
+	copy(s.AttestationKey[:], pub[1:])
+	qe := dcap.EnclaveReport{MRENCLAVE: qeMRENCLAVE, MRSIGNER: QEMRSIGNER, ISVProdID: qeProdID, ISVSVN: QESVN}
+	qe.Attributes[0] = qeAttributes
+	bind := sha256.Sum256(append(append([]byte{}, s.AttestationKey[:]...), s.QEAuthData...))
+	copy(qe.ReportData[:], bind[:])
+	s.QEReport = qe.Marshal()
+	if err := rawSign(rnd, p.pckKey, s.QEReport, s.QEReportSignature[:]); err != nil {
+		return nil, err
+	}
+	if err := rawSign(rnd, p.qeKey, signed, s.Signature[:]); err != nil {
+		return nil, err
+	}
+	sd := s.Marshal(wrapped)
+	out := append([]byte{}, signed...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(sd)))
+	return append(out, sd...), nil
+}
+
+// rawSign writes the raw r||s ECDSA P-256 signature over SHA-256(msg).
+func rawSign(rnd io.Reader, k *ecdsa.PrivateKey, msg []byte, out []byte) error {
+	h := sha256.Sum256(msg)
+	r, s, err := ecdsa.Sign(rnd, k, h[:])
+	if err != nil {
+		return fmt.Errorf("sim: sign: %w", err)
+	}
+	r.FillBytes(out[:32])
+	s.FillBytes(out[32:64])
+	return nil
+}
