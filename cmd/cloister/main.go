@@ -74,6 +74,9 @@ var commands = []command{
 	{"verify evidence", "verify an SGX/TDX quote or SEV-SNP report and print its claims", runVerifyEvidence},
 	{"collateral fetch", "fetch a quote's DCAP collateral from Intel PCS into a bundle", runCollateralFetch},
 	{"collateral bundle", "assemble a collateral bundle from saved Intel PCS responses", runCollateralBundle},
+	{"sim root", "print the simulator's root certificate (PEM)", runSimRoot},
+	{"sim collateral", "print a signed collateral bundle for the simulator", runSimCollateral},
+	{"sim reset", "replace the simulator's keys", runSimReset},
 	{"version", "print the version of cloister", runVersion},
 }
 

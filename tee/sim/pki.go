@@ -334,3 +334,16 @@ func PCKExtension(f PCKFacts) (pkix.Extension, error) {
 	}
 	return pkix.Extension{Id: oidSGX, Value: der}, nil
 }
+
+// DefaultDir is the sim directory used when none is given:
+// $XDG_DATA_HOME/cloister/sim, else ~/.local/share/cloister/sim.
+func DefaultDir() (string, error) {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "cloister", "sim"), nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("sim: no sim directory: %w (pass --sim-dir)", err)
+	}
+	return filepath.Join(home, ".local", "share", "cloister", "sim"), nil
+}
