@@ -2,12 +2,52 @@ package evidence
 
 import (
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
+	"github.com/cloister-dev/cloister/evidence/snp"
+	"github.com/cloister-dev/cloister/evidence/tsmreport"
 )
 
+// verifySNP verifies an SEV-SNP report through go-sev-guest (package snp).
+// certTable is the extended report's certificate table (a configfs-tsm
+// auxblob), which can supply the VCEK. AMD has no TCB status: the VCEK is
+// certified for exactly the reported TCB, so tcb_status is NotEvaluated and
+// the reported TCB is a claim.
 func (v *Verifier) verifySNP(raw, certTable []byte, opts Options) (*Claims, error) {
-	return nil, verr.New("evidence", "snp", verr.Unsupported, "SEV-SNP verification is being wired in")
+	r, err := snp.Verify(raw, snp.Options{
+		Time: opts.Time, VCEK: opts.VCEK, CertTable: certTable, Chain: opts.SNPChain, TrustRoots: opts.TrustRoots,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Claims{
+		TEE: TEESNP, ReportData: HexBytes(r.ReportData[:]), Debug: r.Debug, TCBStatus: StatusNotEvaluated,
+		AdvisoryIDs: []string{}, Warnings: r.Warnings,
+		SNPClaims: &SNPClaims{
+			Measurement: HexBytes(r.Measurement[:]), HostData: HexBytes(r.HostData[:]), IDKeyDigest: HexBytes(r.IDKeyDigest[:]),
+			AuthorKeyDigest: HexBytes(r.AuthorKeyDigest[:]), ReportID: HexBytes(r.ReportID[:]), Policy: r.Policy, VMPL: r.VMPL,
+			ChipID: HexBytes(r.ChipID[:]), Product: r.Product, GuestSVN: r.GuestSVN, ReportedTCB: r.ReportedTCB,
+		},
+	}, nil
 }
 
+// verifyTSM verifies a configfs-tsm report (Veraison's JSON or CBOR form)
+// by its provider: tdx_guest carries a TDX quote, sev_guest an SNP report
+// and its certificate table.
 func (v *Verifier) verifyTSM(raw []byte, opts Options) (*Claims, error) {
-	return nil, verr.New("evidence", "tsm", verr.Unsupported, "configfs-tsm reports are being wired in")
+	r, err := tsmreport.Parse(raw)
+	if err != nil {
+		return nil, err
+	}
+	switch r.Provider {
+	case tsmreport.ProviderTDX:
+		if Detect(r.OutBlob) != KindTDXQuote {
+			return nil, verr.New("evidence", "configfs-tsm report", verr.Malformed, "provider %s but the outblob is not a TDX quote", r.Provider)
+		}
+		return v.verifyTDX(r.OutBlob, opts)
+	case tsmreport.ProviderSNP:
+		if Detect(r.OutBlob) != KindSNPReport {
+			return nil, verr.New("evidence", "configfs-tsm report", verr.Malformed, "provider %s but the outblob is not an SEV-SNP report", r.Provider)
+		}
+		return v.verifySNP(r.OutBlob, r.AuxBlob, opts)
+	}
+	return nil, verr.New("evidence", "configfs-tsm report", verr.Unsupported, "provider %q: want %s or %s", r.Provider, tsmreport.ProviderTDX, tsmreport.ProviderSNP)
 }

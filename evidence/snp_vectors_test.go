@@ -1,0 +1,79 @@
+package evidence
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/cloister-dev/cloister/evidence/tsmreport"
+	"github.com/google/go-sev-guest/abi"
+	"github.com/google/uuid"
+)
+
+// snpTime is go-sev-guest's VCEK chain test time.
+var snpTime = time.Date(2022, 9, 24, 1, 0, 0, 0, time.UTC)
+
+func TestSNPVector(t *testing.T) {
+	raw := readVector(t, "snp/attestation.bin")
+	vcek := readVector(t, "snp/vcek.testcer")
+	check := func(t *testing.T, c *Claims) {
+		t.Helper()
+		if c.TEE != TEESNP || c.TCBStatus != StatusNotEvaluated || !c.Debug || c.Product != "Milan" || c.VMPL != 0 {
+			t.Errorf("tee %q status %q debug %v product %q vmpl %d", c.TEE, c.TCBStatus, c.Debug, c.Product, c.VMPL)
+		}
+		eq(t, "measurement", c.Measurement, unhex("b07af9620f3b839b47996422ddec6058338951d984e312115131ea82705eaf5b6bdf8a9ece31a5a608eb0cf2e4872b01"))
+		eq(t, "report_data", c.ReportData, append(unhex("0102030405"), make([]byte, 59)...))
+		eq(t, "report_id", c.ReportID, unhex("8edc638e1857c555d21f6b11bda3c8b1b5a09dba4852b4c8ee7aa2f16f22cc0a"))
+		if c.Policy != 0xb0000 {
+			t.Errorf("policy %#x", c.Policy)
+		}
+	}
+	t.Run("raw report with VCEK", func(t *testing.T) {
+		c, err := Verify(context.Background(), raw, Options{Time: snpTime, VCEK: vcek})
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, c)
+	})
+	t.Run("raw report without VCEK", func(t *testing.T) {
+		_, err := Verify(context.Background(), raw, Options{Time: snpTime})
+		if r, _ := ReasonOf(err); r != MissingCollateral {
+			t.Fatalf("%v; want MissingCollateral", err)
+		}
+	})
+	t.Run("configfs-tsm report, VCEK from the auxblob", func(t *testing.T) {
+		table := (&abi.CertTable{Entries: []abi.CertTableEntry{{GUID: uuidVCEK(), RawCert: vcek}}}).Marshal()
+		r := &tsmreport.Report{Provider: tsmreport.ProviderSNP, OutBlob: raw, AuxBlob: table}
+		for _, enc := range []func() ([]byte, error){r.EncodeJSON, r.EncodeCBOR} {
+			b, err := enc()
+			if err != nil {
+				t.Fatal(err)
+			}
+			c, err := Verify(context.Background(), b, Options{Time: snpTime})
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, c)
+		}
+	})
+	t.Run("configfs-tsm report carrying a TDX quote", func(t *testing.T) {
+		r := &tsmreport.Report{Provider: tsmreport.ProviderTDX, OutBlob: readVector(t, "tdx/dcap-qvl_tdx_quote_v4.bin")}
+		b, err := r.EncodeJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := Verify(context.Background(), b, Options{Time: dcapQVLTime, Collateral: bundleVector(t, "tdx/dcap-qvl_tdx_quote_v4_collateral.json")})
+		if err != nil || c.TEE != TEETDX || c.TCBStatus != StatusUpToDate {
+			t.Fatalf("%v %+v", err, c)
+		}
+	})
+	t.Run("provider and outblob disagree", func(t *testing.T) {
+		r := &tsmreport.Report{Provider: tsmreport.ProviderTDX, OutBlob: raw}
+		b, _ := r.EncodeJSON()
+		if _, err := Verify(context.Background(), b, Options{Time: snpTime, VCEK: vcek}); err == nil {
+			t.Fatal("an SNP report under provider tdx_guest verified")
+		}
+	})
+}
+
+func uuidVCEK() uuid.UUID { return uuid.MustParse(abi.VcekGUID) }
