@@ -47,22 +47,19 @@ func IsIntelRoot(c *x509.Certificate) bool {
 	return bytes.Equal(c.RawSubjectPublicKeyInfo, intelRoot.RawSubjectPublicKeyInfo)
 }
 
-// ParsePEMChain parses a PEM certificate chain, leaf first. Only
-// CERTIFICATE blocks are allowed; trailing NUL bytes and white space (which
-// quotes carry) are ignored, anything else is an error.
+// ParsePEMChain parses a PEM certificate chain, leaf first, as a quote's
+// certification data carries it. Only CERTIFICATE blocks are allowed, and
+// after the last one nothing but a single NUL terminator (which many quotes
+// carry), as go-tdx-guest and Intel's format allow.
 func ParsePEMChain(data []byte, what string) ([]*x509.Certificate, error) {
 	var certs []*x509.Certificate
 	rest := data
 	for {
-		rest = bytes.TrimLeft(rest, " \t\r\n\x00")
-		if len(rest) == 0 {
+		block, next := pem.Decode(rest)
+		if block == nil {
 			break
 		}
-		var block *pem.Block
-		block, rest = pem.Decode(rest)
-		if block == nil {
-			return nil, verr.New("dcap", what, verr.Malformed, "bytes that are not a PEM certificate at offset %d", len(data)-len(rest))
-		}
+		rest = next
 		if block.Type != "CERTIFICATE" {
 			return nil, verr.New("dcap", what, verr.Malformed, "PEM block %q, want CERTIFICATE", block.Type)
 		}
@@ -76,7 +73,10 @@ func ParsePEMChain(data []byte, what string) ([]*x509.Certificate, error) {
 		certs = append(certs, c)
 	}
 	if len(certs) == 0 {
-		return nil, verr.New("dcap", what, verr.Malformed, "no certificates")
+		return nil, verr.New("dcap", what, verr.Malformed, "no PEM certificates")
+	}
+	if len(rest) > 1 || (len(rest) == 1 && rest[0] != 0) {
+		return nil, verr.New("dcap", what, verr.Malformed, "%d bytes after the last certificate (only one NUL may follow it)", len(rest))
 	}
 	return certs, nil
 }

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/binary"
+	"io"
+	"sync"
 	"time"
 
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
@@ -25,6 +27,30 @@ type Collateral struct {
 	rootCRL  *crl   // nil when the bundle has none
 	pckCRL   []byte // DER, checked against the quote's PCK CA when used; nil when absent
 	digest   [32]byte
+
+	// mu guards pckCRLs: the PCK CRL checked against each PCK CA it was
+	// used with (a bundle serves one CA, so this stays tiny).
+	mu      sync.Mutex
+	pckCRLs map[*x509.Certificate]*crl
+}
+
+// pckCRLFor returns the bundle's PCK CRL with its signature checked by ca,
+// the quote's (already verified) PCK CA.
+func (c *Collateral) pckCRLFor(ca *x509.Certificate) (*crl, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if l := c.pckCRLs[ca]; l != nil {
+		return l, nil
+	}
+	l, err := parseCRL(c.pckCRL, ca, "PCK CRL")
+	if err != nil {
+		return nil, err
+	}
+	if c.pckCRLs == nil || len(c.pckCRLs) >= 16 {
+		c.pckCRLs = map[*x509.Certificate]*crl{}
+	}
+	c.pckCRLs[ca] = l
+	return l, nil
 }
 
 // VerifyCollateral decodes b and checks every signature in it against roots.
@@ -123,7 +149,7 @@ func bundleDigest(b *pcs.Bundle) [32]byte {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(f)))
 		h.Write(n[:])
-		h.Write([]byte(f))
+		io.WriteString(h, f)
 	}
 	var d [32]byte
 	h.Sum(d[:0])

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/x509"
 	"encoding/pem"
+	"math/big"
 	"time"
 
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
@@ -14,7 +15,7 @@ type crl struct {
 	issuer     *x509.Certificate
 	thisUpdate time.Time
 	nextUpdate time.Time
-	revoked    map[string]bool // serial numbers, as big.Int.String()
+	revoked    map[string]bool // serial numbers, by serialKey
 	what       string
 }
 
@@ -41,7 +42,7 @@ func parseCRL(der []byte, issuer *x509.Certificate, what string) (*crl, error) {
 	}
 	c := &crl{issuer: issuer, thisUpdate: rl.ThisUpdate, nextUpdate: rl.NextUpdate, revoked: map[string]bool{}, what: what}
 	for _, e := range rl.RevokedCertificateEntries {
-		c.revoked[e.SerialNumber.String()] = true
+		c.revoked[serialKey(e.SerialNumber)] = true
 	}
 	return c, nil
 }
@@ -52,7 +53,7 @@ func (c *crl) checkTime(t time.Time) error {
 
 // checkCert fails if cert is listed.
 func (c *crl) checkCert(cert *x509.Certificate) error {
-	if c.revoked[cert.SerialNumber.String()] {
+	if c.revoked[serialKey(cert.SerialNumber)] {
 		return verr.New("dcap", c.what, verr.Revoked, "certificate %q (serial %x) is revoked", cert.Subject.String(), cert.SerialNumber)
 	}
 	return nil
@@ -67,4 +68,13 @@ func checkWindow(from, until, t time.Time, what, fromName string) error {
 		return verr.New("dcap", what, verr.Expired, "expired: nextUpdate was %s, time is %s", until.UTC().Format(time.RFC3339), t.UTC().Format(time.RFC3339))
 	}
 	return nil
+}
+
+// serialKey is a map key for a serial number: its magnitude's bytes, with a
+// marker for the (non-conforming, but parseable) negative ones.
+func serialKey(n *big.Int) string {
+	if n.Sign() < 0 {
+		return "-" + string(n.Bytes())
+	}
+	return string(n.Bytes())
 }

@@ -17,6 +17,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"fmt"
 	"sync"
 	"time"
@@ -93,10 +94,18 @@ type Verifier struct {
 	mu         sync.Mutex
 	chains     map[[32]byte]*pckChain
 	collateral map[[32]byte]*Collateral
-	pckCRLs    map[[32]byte]*crl
 	// signers caches verified collateral signing chains, which are shared
 	// by every bundle Intel signs until the signing certificate is renewed.
 	signers map[[32]byte]*verifiedChain
+
+	// The last chain and bundle used, so the common case (one platform,
+	// one bundle, many quotes) compares bytes instead of hashing them.
+	lastChain      []byte
+	lastChainRoots string
+	lastPCK        *pckChain
+	lastBundle     pcs.Bundle
+	lastBundleRoot string
+	lastCol        *Collateral
 }
 
 // cacheCap bounds each cache; when full, the cache is emptied, which costs
@@ -108,7 +117,6 @@ func NewVerifier() *Verifier {
 	return &Verifier{
 		chains:     map[[32]byte]*pckChain{},
 		collateral: map[[32]byte]*Collateral{},
-		pckCRLs:    map[[32]byte]*crl{},
 		signers:    map[[32]byte]*verifiedChain{},
 	}
 }
@@ -122,15 +130,22 @@ type pckChain struct {
 
 func rootsOrDefault(roots []*x509.Certificate) []*x509.Certificate {
 	if len(roots) == 0 {
-		return []*x509.Certificate{intelRoot}
+		return defaultRoots
 	}
 	return roots
 }
 
+var (
+	defaultRoots    = []*x509.Certificate{intelRoot}
+	defaultRootsKey = func() []byte { s := sha256.Sum256(intelRoot.Raw); return s[:] }()
+)
+
 func cacheKey(parts ...[]byte) [32]byte {
 	h := sha256.New()
+	var n [8]byte
 	for _, p := range parts {
-		fmt.Fprintf(h, "%d:", len(p))
+		binary.BigEndian.PutUint64(n[:], uint64(len(p)))
+		h.Write(n[:])
 		h.Write(p)
 	}
 	var k [32]byte
@@ -139,6 +154,9 @@ func cacheKey(parts ...[]byte) [32]byte {
 }
 
 func rootsKey(roots []*x509.Certificate) []byte {
+	if len(roots) == 1 && defaultRootsKey != nil && roots[0] == intelRoot {
+		return defaultRootsKey
+	}
 	var b []byte
 	for _, r := range roots {
 		s := sha256.Sum256(r.Raw)
@@ -287,9 +305,19 @@ func (v *Verifier) Verify(q *Quote, opts Options) (*Result, error) {
 }
 
 func (v *Verifier) pckChain(pemChain []byte, roots []*x509.Certificate, rk []byte) (*pckChain, error) {
+	v.mu.Lock()
+	if v.lastPCK != nil && bytes.Equal(v.lastChain, pemChain) && v.lastChainRoots == string(rk) {
+		pc := v.lastPCK
+		v.mu.Unlock()
+		return pc, nil
+	}
+	v.mu.Unlock()
 	key := cacheKey(pemChain, rk)
 	v.mu.Lock()
 	pc := v.chains[key]
+	if pc != nil {
+		v.lastChain, v.lastChainRoots, v.lastPCK = bytes.Clone(pemChain), string(rk), pc
+	}
 	v.mu.Unlock()
 	if pc != nil {
 		return pc, nil
@@ -298,8 +326,8 @@ func (v *Verifier) pckChain(pemChain []byte, roots []*x509.Certificate, rk []byt
 	if err != nil {
 		return nil, err
 	}
-	if len(certs) < 2 {
-		return nil, verr.New("dcap", "PCK certificate chain", verr.Malformed, "%d certificate(s); need the PCK certificate and its CA", len(certs))
+	if len(certs) != 3 {
+		return nil, verr.New("dcap", "PCK certificate chain", verr.Malformed, "%d certificate(s); want the PCK certificate, its CA and the root", len(certs))
 	}
 	leafKey, err := certECDSAKey(certs[0], "PCK certificate")
 	if err != nil {
@@ -323,15 +351,28 @@ func (v *Verifier) pckChain(pemChain []byte, roots []*x509.Certificate, rk []byt
 	pc = &pckChain{chain: chain, leafKey: leafKey, ext: ext, ca: ca}
 	v.mu.Lock()
 	cachePut(v.chains, key, pc)
+	v.lastChain, v.lastChainRoots, v.lastPCK = bytes.Clone(pemChain), string(rk), pc
 	v.mu.Unlock()
 	return pc, nil
 }
 
 func (v *Verifier) verifiedCollateral(b *pcs.Bundle, roots []*x509.Certificate, rk []byte) (*Collateral, error) {
+	v.mu.Lock()
+	// Comparing the strings is cheap, and free when they share storage
+	// with the last bundle (the caller passing the same bundle again).
+	if v.lastCol != nil && v.lastBundle == *b && v.lastBundleRoot == string(rk) {
+		c := v.lastCol
+		v.mu.Unlock()
+		return c, nil
+	}
+	v.mu.Unlock()
 	d := bundleDigest(b)
 	key := cacheKey(d[:], rk)
 	v.mu.Lock()
 	c := v.collateral[key]
+	if c != nil {
+		v.lastBundle, v.lastBundleRoot, v.lastCol = *b, string(rk), c
+	}
 	v.mu.Unlock()
 	if c != nil {
 		return c, nil
@@ -342,6 +383,7 @@ func (v *Verifier) verifiedCollateral(b *pcs.Bundle, roots []*x509.Certificate, 
 	}
 	v.mu.Lock()
 	cachePut(v.collateral, key, c)
+	v.lastBundle, v.lastBundleRoot, v.lastCol = *b, string(rk), c
 	v.mu.Unlock()
 	return c, nil
 }
@@ -384,18 +426,9 @@ func (v *Verifier) checkRevocation(col *Collateral, pc *pckChain, opts Options, 
 		missing = append(missing, "root CA CRL")
 	}
 	if col.pckCRL != nil {
-		key := cacheKey(col.pckCRL, ca.Raw)
-		v.mu.Lock()
-		c := v.pckCRLs[key]
-		v.mu.Unlock()
-		if c == nil {
-			var err error
-			if c, err = parseCRL(col.pckCRL, ca, "PCK CRL"); err != nil {
-				return err
-			}
-			v.mu.Lock()
-			cachePut(v.pckCRLs, key, c)
-			v.mu.Unlock()
+		c, err := col.pckCRLFor(ca)
+		if err != nil {
+			return err
 		}
 		if err := c.checkTime(opts.Time); err != nil {
 			return err
