@@ -656,7 +656,7 @@ func check(t *testing.T, v *tdxVector, name string, o outcome, e expect, why str
 
 // Divergences found by these tests; see the file comment.
 const (
-	whyNotYetValid  = "verification time before a collateral issueDate/thisUpdate: go-tdx-guest checks only nextUpdate"
+	whyNotYetValid = "verification time before a collateral issueDate/thisUpdate: go-tdx-guest checks only nextUpdate"
 )
 
 func TestDifferentialTDXTamperedQuote(t *testing.T) {
