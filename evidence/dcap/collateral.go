@@ -63,7 +63,7 @@ func VerifyCollateral(b *pcs.Bundle, roots []*x509.Certificate) (*Collateral, er
 type chainVerifier func(certs []*x509.Certificate, roots []*x509.Certificate, what string) (*verifiedChain, error)
 
 func verifyCollateral(b *pcs.Bundle, roots []*x509.Certificate, verifyChain chainVerifier) (*Collateral, error) {
-	d, err := b.Decode()
+	d, err := b.DecodeUnverified()
 	if err != nil {
 		return nil, verr.Wrap("dcap", "collateral", verr.Malformed, err, "bundle does not decode")
 	}

@@ -71,7 +71,7 @@ func AssembleBundle(f BundleFiles) (*Bundle, error) {
 		}
 		b.RootCACRL = crlHex(der)
 	}
-	if _, err := b.Decode(); err != nil {
+	if _, err := b.DecodeUnverified(); err != nil {
 		return nil, fmt.Errorf("pcs: assembled bundle: %w", err)
 	}
 	return &b, nil

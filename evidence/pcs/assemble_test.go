@@ -68,7 +68,7 @@ func TestAssembleBundleTDX(t *testing.T) {
 			if b.PCKCRL != hex.EncodeToString(pckDER) || b.RootCACRL != hex.EncodeToString(base.RootCACRL) {
 				t.Error("CRLs are not the lowercase hex of the DER")
 			}
-			d, err := b.Decode()
+			d, err := b.DecodeUnverified()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestAssembleBundleOptionalCRLs(t *testing.T) {
 	if b.PCKCRL != "" || b.PCKCRLIssuerChain != "" || b.RootCACRL != "" {
 		t.Error("CRL fields set without CRL files")
 	}
-	if _, err := b.Decode(); err != nil {
+	if _, err := b.DecodeUnverified(); err != nil {
 		t.Fatal(err)
 	}
 }

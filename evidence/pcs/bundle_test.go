@@ -44,7 +44,7 @@ func TestParseBundleRealVectors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			d, err := b.Decode()
+			d, err := b.DecodeUnverified()
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -240,7 +240,7 @@ func TestParseBundleOptionalKeys(t *testing.T) {
 	if b.PCKCRL != "" || b.RootCACRL != "" || b.PCKCRLIssuerChain != "" {
 		t.Error("absent CRL fields are not empty")
 	}
-	d, err := b.Decode()
+	d, err := b.DecodeUnverified()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,7 +214,7 @@ func TestFetchTDX(t *testing.T) {
 				b.RootCACRL != fmt.Sprintf("%x", readVector(t, tdxRootCRLFile)) {
 				t.Error("CRLs are not the lowercase hex of the DER files")
 			}
-			d, err := b.Decode()
+			d, err := b.DecodeUnverified()
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,13 +10,13 @@ import (
 	"strings"
 )
 
-// Decoded is the raw material of a Bundle, decoded from its text encodings
+// UnverifiedCollateral is the raw material of a Bundle, decoded from its text encodings
 // (hex, PEM) but still UNVERIFIED: no signature, chain, validity time or CRL
 // has been checked. SAFETY: nothing in it may be trusted until evidence/dcap
 // has verified it; in particular TCBInfo and QEIdentity must not be parsed
 // for decisions before their signatures are checked against their chains
 // and the chains against the pinned Intel SGX Root CA.
-type Decoded struct {
+type UnverifiedCollateral struct {
 	// TCBInfo is the exact bytes of the signed tcbInfo JSON object
 	// (UNVERIFIED).
 	TCBInfo []byte
@@ -44,16 +44,16 @@ type Decoded struct {
 	RootCACRL []byte
 }
 
-// Decode decodes the values of b into raw bytes and certificates and checks
+// DecodeUnverified decodes the values of b into raw bytes and certificates and checks
 // their format only: signed texts are JSON objects, signatures are exactly
 // 128 hex characters, chains are 1 to 4 PEM CERTIFICATE blocks that parse,
 // CRLs are hex (or PEM "X509 CRL") of a DER CRL that parses, and a PCK CRL
-// comes with its issuer chain. The result is UNVERIFIED (see Decoded).
-// Decode never re-serialises the signed text; the returned slices are
+// comes with its issuer chain. The result is UNVERIFIED (see UnverifiedCollateral).
+// DecodeUnverified never re-serialises the signed text; the returned slices are
 // copies, so the caller may keep them while b changes.
-func (b *Bundle) Decode() (*Decoded, error) {
+func (b *Bundle) DecodeUnverified() (*UnverifiedCollateral, error) {
 	var (
-		d   Decoded
+		d   UnverifiedCollateral
 		err error
 	)
 	if d.TCBInfo, err = decodeSignedText("tcb_info", b.TCBInfo); err != nil {

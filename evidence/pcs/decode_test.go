@@ -89,7 +89,7 @@ func TestDecodeMalformed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := *valid
 			tt.edit(&b)
-			d, err := b.Decode()
+			d, err := b.DecodeUnverified()
 			if tt.want == "" {
 				if err != nil {
 					t.Fatalf("Decode: %v", err)
@@ -97,26 +97,26 @@ func TestDecodeMalformed(t *testing.T) {
 				return
 			}
 			if d != nil {
-				t.Error("got Decoded with an error")
+				t.Error("got UnverifiedCollateral with an error")
 			}
 			wantMalformed(t, err, tt.want)
 		})
 	}
 }
 
-// TestDecodeCopies checks that Decoded does not alias the bundle: callers
+// TestDecodeCopies checks that UnverifiedCollateral does not alias the bundle: callers
 // may keep the bytes while the bundle is reused.
 func TestDecodeCopies(t *testing.T) {
 	b, err := ParseBundle(readVector(t, tdxBundleFile))
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := b.Decode()
+	d, err := b.DecodeUnverified()
 	if err != nil {
 		t.Fatal(err)
 	}
 	d.TCBInfo[0] = 'X'
 	if b.TCBInfo[0] != '{' {
-		t.Error("Decoded.TCBInfo aliases the bundle")
+		t.Error("UnverifiedCollateral.TCBInfo aliases the bundle")
 	}
 }

@@ -34,7 +34,7 @@ func FuzzParseBundle(f *testing.F) {
 				t.Fatalf("accepted a bundle with empty %s", fl.key)
 			}
 		}
-		_, _ = b.Decode()
+		_, _ = b.DecodeUnverified()
 		out, err := b.Marshal()
 		if err != nil {
 			// Marshal may escape a few characters the input wrote raw
@@ -55,10 +55,10 @@ func FuzzParseBundle(f *testing.F) {
 	})
 }
 
-// FuzzDecode: Decode never panics, on any combination of field values, and
+// FuzzDecodeUnverified: Decode never panics, on any combination of field values, and
 // what it accepts obeys its contract (signed text unchanged, 64-byte
 // signatures, 1..maxChainCerts certificates, CRLs nil exactly when absent).
-func FuzzDecode(f *testing.F) {
+func FuzzDecodeUnverified(f *testing.F) {
 	for _, name := range bundleSeeds {
 		var m map[string]string
 		if err := json.Unmarshal(readVector(f, name), &m); err != nil {
@@ -70,7 +70,7 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, tcb, tcbSig, tcbChain, qe, qeSig, qeChain, pckCRL, pckChain, rootCRL string) {
 		b := Bundle{tcb, tcbSig, tcbChain, qe, qeSig, qeChain, pckCRL, pckChain, rootCRL}
-		d, err := b.Decode()
+		d, err := b.DecodeUnverified()
 		if err != nil {
 			if r, ok := verr.ReasonOf(err); !ok || r != verr.Malformed {
 				t.Fatalf("untyped error %q", err)
