@@ -161,15 +161,21 @@ func writeBundle(e *env, name string, b *pcs.Bundle) error {
 	if err != nil {
 		return fmt.Errorf("encoding bundle: %w", err)
 	}
+	return writeOutput(e, name, data)
+}
+
+// writeOutput writes data to stdout ("-") or, atomically, to the file name:
+// a reader never sees half a file, and a failed write leaves the old one.
+func writeOutput(e *env, name string, data []byte) error {
 	if name == "-" {
 		if _, err := e.stdout.Write(data); err != nil {
-			return fmt.Errorf("writing bundle: %w", err)
+			return fmt.Errorf("writing output: %w", err)
 		}
 		return nil
 	}
 	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
 	if err != nil {
-		return fmt.Errorf("writing bundle: %w", err)
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	tmp := f.Name()
 	_, err = f.Write(data)
@@ -184,7 +190,7 @@ func writeBundle(e *env, name string, b *pcs.Bundle) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("writing bundle %s: %w", name, err)
+		return fmt.Errorf("writing %s: %w", name, err)
 	}
 	return nil
 }

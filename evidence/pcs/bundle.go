@@ -7,7 +7,7 @@
 // move between tools. Signed JSON text is kept byte-exact and never
 // re-serialised: the signatures cover those exact bytes.
 //
-// Nothing in this package decides trust. ParseBundle and Decode check
+// Nothing in this package decides trust. ParseBundle and DecodeUnverified check
 // format only, the Client and AssembleBundle cut and decode what Intel
 // serves, and the Cache stores bytes; evidence/dcap verifies every
 // signature, chain, validity time and CRL before anything is used.
@@ -37,7 +37,7 @@ type Bundle struct {
 	// QEIdentityIssuerChain is the PEM chain that signed QEIdentity.
 	QEIdentityIssuerChain string `json:"qe_identity_issuer_chain"`
 	// PCKCRL is the hex of the DER PCK CRL (issued by the PCK Processor or Platform CA).
-	// Empty when absent. Decode also accepts one PEM "X509 CRL" block here,
+	// Empty when absent. DecodeUnverified also accepts one PEM "X509 CRL" block here,
 	// which some tools store instead.
 	PCKCRL string `json:"pck_crl,omitempty"`
 	// PCKCRLIssuerChain is the PEM chain of the PCK CRL issuer.
@@ -101,7 +101,7 @@ func (b *Bundle) fields() []bundleField {
 // JSON). It checks the JSON shape only: one object, every value a string,
 // the six required keys present and non-empty, no unknown or duplicate
 // keys, no trailing data, at most 1 MiB. It does not decode or check the
-// values; call Decode for the format of the values and evidence/dcap for
+// values; call DecodeUnverified for the format of the values and evidence/dcap for
 // their signatures.
 func ParseBundle(data []byte) (*Bundle, error) {
 	if len(data) > maxBundleSize {

@@ -13,7 +13,7 @@ import (
 // TestParseBundleRealVectors parses dcap-qvl's two collateral files, decodes
 // them and checks the decoded material against testdata/README.md: chain
 // subjects, signature sizes, CRL issuers and dates, and that every
-// signature in them verifies over the bytes Decode returns (so nothing was
+// signature in them verifies over the bytes DecodeUnverified returns (so nothing was
 // re-serialised on the way).
 func TestParseBundleRealVectors(t *testing.T) {
 	tests := []struct {
@@ -52,7 +52,7 @@ func TestParseBundleRealVectors(t *testing.T) {
 				t.Errorf("TCBInfo starts %q, want %q", d.TCBInfo[:30], tt.tcbID)
 			}
 			if !bytes.Equal(d.TCBInfo, []byte(b.TCBInfo)) || !bytes.Equal(d.QEIdentity, []byte(b.QEIdentity)) {
-				t.Error("Decode changed the signed text")
+				t.Error("DecodeUnverified changed the signed text")
 			}
 			wantSigning := []string{"Intel SGX TCB Signing", "Intel SGX Root CA"}
 			if got := subjects(d.TCBInfoChain); !slices.Equal(got, wantSigning) {
