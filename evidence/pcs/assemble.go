@@ -29,7 +29,7 @@ type BundleFiles struct {
 
 // AssembleBundle builds a Bundle from saved PCS responses. The signed text
 // is cut from each response byte-exact, exactly as Client.Fetch does, and
-// CRLs are stored as lowercase hex of their DER. The bundle passes Decode;
+// CRLs are stored as lowercase hex of their DER. The bundle passes DecodeUnverified;
 // it is not verified.
 func AssembleBundle(f BundleFiles) (*Bundle, error) {
 	var (

@@ -183,8 +183,8 @@ func (c *Client) pckCRLURL(q Query) string {
 
 // Fetch gets the TCB info, QE identity, PCK CRL and root CA CRL for q
 // (from the cache where fresh) and returns them as a Bundle, CRLs in
-// lowercase hex. Every item gets Decode's format checks as it arrives, so
-// the bundle passes Decode; it is not verified.
+// lowercase hex. Every item gets DecodeUnverified's format checks as it arrives, so
+// the bundle passes DecodeUnverified; it is not verified.
 func (c *Client) Fetch(ctx context.Context, q Query) (*Bundle, error) {
 	if err := q.validate(); err != nil {
 		return nil, err
@@ -262,7 +262,7 @@ func (c *Client) Fetch(ctx context.Context, q Query) (*Bundle, error) {
 	return &b, nil
 }
 
-// checkSigned applies Decode's format checks to one signed item, so that a
+// checkSigned applies DecodeUnverified's format checks to one signed item, so that a
 // bad response fails with its URL in the error (and a bad cache entry is
 // refetched) instead of failing later in verification. The field names are
 // the bundle keys the values go to.

@@ -8,7 +8,7 @@ import (
 )
 
 // TestDecodeMalformed breaks one field of a real bundle at a time and checks
-// that Decode names the field and the fault.
+// that DecodeUnverified names the field and the fault.
 func TestDecodeMalformed(t *testing.T) {
 	valid, err := ParseBundle(readVector(t, sgxBundleFile))
 	if err != nil {
@@ -92,7 +92,7 @@ func TestDecodeMalformed(t *testing.T) {
 			d, err := b.DecodeUnverified()
 			if tt.want == "" {
 				if err != nil {
-					t.Fatalf("Decode: %v", err)
+					t.Fatalf("DecodeUnverified: %v", err)
 				}
 				return
 			}

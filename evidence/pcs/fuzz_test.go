@@ -14,7 +14,7 @@ var bundleSeeds = []string{sgxBundleFile, tdxBundleFile}
 
 // FuzzParseBundle: ParseBundle never panics, fails only with a typed
 // Malformed error, and whatever it accepts survives Marshal → ParseBundle
-// unchanged (and Decode does not panic on it).
+// unchanged (and DecodeUnverified does not panic on it).
 func FuzzParseBundle(f *testing.F) {
 	for _, name := range bundleSeeds {
 		f.Add(readVector(f, name))
@@ -55,7 +55,7 @@ func FuzzParseBundle(f *testing.F) {
 	})
 }
 
-// FuzzDecodeUnverified: Decode never panics, on any combination of field values, and
+// FuzzDecodeUnverified: DecodeUnverified never panics, on any combination of field values, and
 // what it accepts obeys its contract (signed text unchanged, 64-byte
 // signatures, 1..maxChainCerts certificates, CRLs nil exactly when absent).
 func FuzzDecodeUnverified(f *testing.F) {

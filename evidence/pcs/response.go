@@ -118,7 +118,7 @@ func chainText(field string, data []byte) (string, error) {
 }
 
 // crlDER returns the DER of a CRL given as DER, PEM "X509 CRL" or hex text,
-// after the same format checks as Decode. DER is recognised by its leading
+// after the same format checks as DecodeUnverified. DER is recognised by its leading
 // SEQUENCE tag byte 0x30; hex text of a CRL starts with the character '3'
 // (0x33) and PEM with '-', so the three cannot be confused.
 func crlDER(field string, data []byte) ([]byte, error) {

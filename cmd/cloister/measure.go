@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	"github.com/cloister-dev/cloister/tee/appsign"
+)
+
+const measureHelp = `Print an enclave app's MRENCLAVE, and its MRSIGNER when given its signature.
+
+MRENCLAVE is a SHA-256 measurement of APP and its configuration (DESIGN.md
+"Enclave identity"), the value the sim platform reports when it runs APP
+and what verifiers appraise with --mrenclave. The configuration is:
+
+  --sig APP.sig      the one inside the signature file; the signature is
+                     verified, APP must be the binary it covers, and MRSIGNER
+                     is printed too. --config, if also given, must agree.
+  --config FILE      enclave.json (see 'cloister help sign').
+  neither            the default: product 0, SVN 0, debug true, heap 256 MiB,
+                     4 threads (an unsigned development build).
+
+Output, one value per line:
+
+  mrenclave <hex>
+  mrsigner <hex>       (with --sig)
+
+or with --format json: {"mrenclave": "<hex>", "mrsigner": "<hex>"}.
+
+Exit 0 measured, 1 failed (bad signature, APP not the signed binary,
+--config disagreeing with the signature; reason on stderr), 2 usage error.
+`
+
+// measureOutput is the --format json output; the field names are a
+// contract, as for claims.
+type measureOutput struct {
+	MRENCLAVE string `json:"mrenclave"`
+	MRSIGNER  string `json:"mrsigner,omitempty"`
+}
+
+// runMeasure implements "cloister measure".
+func runMeasure(e *env, args []string) error {
+	fs := newFlagSet("measure", "APP [--config enclave.json] [--sig APP.sig] [--format text|json]", measureHelp)
+	var (
+		configFile = fs.String("config", "", "enclave configuration `enclave.json`")
+		sigFile    = fs.String("sig", "", "signature `FILE` of APP: verify it and print MRSIGNER")
+		format     = fs.String("format", "text", "output `format`: text or json")
+	)
+	pos, err := parseArgs(e, fs, args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) == 0:
+		return usagef("missing APP")
+	case len(pos) > 1:
+		return usagef("want one APP, got %d arguments: %s", len(pos), strings.Join(pos, " "))
+	}
+	if *format != "text" && *format != "json" {
+		return usagef("--format %q: want text or json", *format)
+	}
+	app := pos[0]
+
+	cfg := appsign.DefaultConfig()
+	if *configFile != "" {
+		if cfg, err = appsign.ReadConfigFile(*configFile); err != nil {
+			return fmt.Errorf("%s: %w", *configFile, err)
+		}
+	}
+	f, err := appsign.OpenBinary(app)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+
+	var out measureOutput
+	if *sigFile != "" {
+		sig, err := appsign.ReadSignatureFile(*sigFile)
+		if err != nil {
+			return fmt.Errorf("%s: %w", *sigFile, err)
+		}
+		if *configFile != "" && cfg != sig.Config {
+			return fmt.Errorf("%s and %s disagree: config %+v, signature %+v", *configFile, *sigFile, cfg, sig.Config)
+		}
+		if err := sig.Verify(); err != nil {
+			return fmt.Errorf("%s: %w", *sigFile, err)
+		}
+		if err := sig.Check(f); err != nil {
+			return fmt.Errorf("%s is not the binary %s signs: %w", app, *sigFile, err)
+		}
+		signer := sig.MRSIGNER()
+		out = measureOutput{MRENCLAVE: hex.EncodeToString(sig.MRENCLAVE[:]), MRSIGNER: hex.EncodeToString(signer[:])}
+	} else {
+		mr, err := appsign.MeasureReader(f, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", app, err)
+		}
+		out = measureOutput{MRENCLAVE: hex.EncodeToString(mr[:])}
+	}
+
+	var text string
+	if *format == "json" {
+		b, err := json.Marshal(out)
+		if err != nil {
+			return fmt.Errorf("encoding output: %w", err)
+		}
+		text = string(b) + "\n"
+	} else {
+		text = "mrenclave " + out.MRENCLAVE + "\n"
+		if out.MRSIGNER != "" {
+			text += "mrsigner " + out.MRSIGNER + "\n"
+		}
+	}
+	if _, err := fmt.Fprint(e.stdout, text); err != nil {
+		return fmt.Errorf("writing output: %w", err)
+	}
+	return nil
+}
