@@ -71,6 +71,7 @@ type command struct {
 
 // commands is the whole command tree. "help" is handled by run itself.
 var commands = []command{
+	{"demo", "run attestation and sealing end to end on the simulator", runDemo},
 	{"verify evidence", "verify an SGX/TDX quote or SEV-SNP report and print its claims", runVerifyEvidence},
 	{"collateral fetch", "fetch a quote's DCAP collateral from Intel PCS into a bundle", runCollateralFetch},
 	{"collateral bundle", "assemble a collateral bundle from saved Intel PCS responses", runCollateralBundle},

@@ -78,3 +78,15 @@ func TestQuoteUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestDemo(t *testing.T) {
+	r := runCLI(t, "demo", "--sim-dir", filepath.Join(t.TempDir(), "sim"))
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	for _, want := range []string{"tee sim-sgx, tcb_status UpToDate", "report_data matches: true", "fails, as it must (untrusted root)", "another MRENCLAVE cannot"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
