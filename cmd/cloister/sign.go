@@ -76,6 +76,9 @@ func runSign(e *env, args []string) error {
 	if *out == "" {
 		*out = app + ".sig"
 	}
+	if sameFile(*out, app) || sameFile(*out, *keyFile) {
+		return usagef("--out %s would replace APP or the key", *out)
+	}
 	key, err := appsign.ReadKeyFile(*keyFile)
 	if err != nil {
 		return fmt.Errorf("%s: %w", *keyFile, err)
@@ -146,4 +149,12 @@ func writeFileAtomic(name string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), name)
+}
+
+// sameFile reports whether a and b name one existing file, so a slip like
+// "--out APP" cannot replace the app or the key with a signature.
+func sameFile(a, b string) bool {
+	fa, errA := os.Stat(a)
+	fb, errB := os.Stat(b)
+	return errA == nil && errB == nil && os.SameFile(fa, fb)
 }

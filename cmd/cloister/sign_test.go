@@ -254,6 +254,8 @@ func TestSignMeasureUsage(t *testing.T) {
 		{"sign two apps", []string{"sign", app, app, "--key", sampleKey, "--config", cfg}, "want one APP"},
 		{"sign new-key and app", []string{"sign", "--new-key", "k.pem", app}, "--new-key makes a key and nothing else"},
 		{"sign new-key and key", []string{"sign", "--new-key", "k.pem", "--key", sampleKey}, "--new-key makes a key"},
+		{"sign out is app", []string{"sign", app, "--key", sampleKey, "--config", cfg, "--out", app}, "would replace APP or the key"},
+		{"sign out is key", []string{"sign", app, "--key", sampleKey, "--config", cfg, "--out", sampleKey}, "would replace APP or the key"},
 		{"sign bad flag", []string{"sign", app, "--bogus"}, "flag provided but not defined"},
 		{"sign key no value", []string{"sign", app, "--key"}, "flag needs an argument"},
 		{"measure nothing", []string{"measure"}, "missing APP"},

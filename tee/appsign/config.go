@@ -140,7 +140,10 @@ func (c Config) validate() error {
 //	12     4    heap_mb
 //	16     4    threads
 const (
-	ConfigMagic   = "CLCF"
+	// ConfigMagic starts every encoded configuration, so the signed
+	// message can never be mistaken for another structure.
+	ConfigMagic = "CLCF"
+	// ConfigVersion is the layout version written and measured.
 	ConfigVersion = 1
 	// ConfigSize is the length of Encode's output.
 	ConfigSize = 20

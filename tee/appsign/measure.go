@@ -9,8 +9,8 @@ import (
 	"os"
 )
 
-// MeasurementLabel starts every MRENCLAVE preimage. The version in it
-// changes whenever the definition below does, so measurements from two
+// MeasurementLabel starts every MRENCLAVE preimage. Its version changes
+// whenever the definition in MeasureReader does, so measurements under two
 // definitions can never be equal by construction.
 const MeasurementLabel = "CLOISTER-MRENCLAVE-v1\x00"
 

@@ -131,7 +131,7 @@ func (s *Signature) Verify() error {
 func (s *Signature) Check(r io.Reader) error {
 	mr, err := MeasureReader(r, s.Config)
 	if err != nil {
-		return fmt.Errorf("appsign: check: %w", err)
+		return err // already "appsign: measure: ..."
 	}
 	if mr != s.MRENCLAVE {
 		return fmt.Errorf("appsign: check: %w: the binary measures %x, the signature is for %x",
