@@ -1,11 +1,17 @@
 // Command cloister is the Cloister command-line tool: one binary whose
-// subcommands verify attestation evidence and manage DCAP collateral.
+// subcommands verify attestation evidence, manage DCAP collateral, sign and
+// measure enclave apps, produce evidence, and drive the simulator.
 //
 // Usage:
 //
+//	cloister demo [--sim-dir DIR]
 //	cloister verify evidence FILE [flags]
 //	cloister collateral fetch --quote FILE --out BUNDLE [--cache DIR] [--pcs-url URL]
 //	cloister collateral bundle --tcb-info F --tcb-info-chain F --qe-identity F --qe-identity-chain F [...] --out BUNDLE
+//	cloister sign APP --key KEY.pem --config enclave.json [--out APP.sig] | cloister sign --new-key KEY.pem
+//	cloister measure APP [--config enclave.json] [--sig APP.sig]
+//	cloister quote --report-data HEX --out FILE [--tee auto|sim-sgx|sim-tdx|tdx|sev-snp|sgx] [--app APP [--sig APP.sig]]
+//	cloister sim root|collateral|reset [--sim-dir DIR]
 //	cloister version
 //	cloister help [COMMAND]
 //
