@@ -245,30 +245,10 @@ func (v *Verifier) Verify(q *Quote, opts Options) (*Result, error) {
 		return nil, err
 	}
 
-	// 6. TCB info belongs to this platform.
-	ti := col.TCBInfo
-	wantID := "SGX"
-	if q.TEE == TDX {
-		wantID = "TDX"
-	}
-	if ti.ID != wantID {
-		return nil, verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info is for %s, the quote is %s", ti.ID, wantID)
-	}
-	if ti.FMSPC != pc.ext.FMSPC {
-		return nil, verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info FMSPC %x, PCK certificate FMSPC %x", ti.FMSPC, pc.ext.FMSPC)
-	}
-	if ti.PCEID != pc.ext.PCEID {
-		return nil, verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info PCE-ID %x, PCK certificate PCE-ID %x", ti.PCEID, pc.ext.PCEID)
-	}
-
-	// 7. QE identity.
-	qi := col.QEIdentity
-	wantQE := "QE"
-	if q.TEE == TDX {
-		wantQE = "TD_QE"
-	}
-	if qi.ID != wantQE {
-		return nil, verr.New("dcap", "QE identity", verr.CollateralMismatch, "QE identity is %s, the quote needs %s", qi.ID, wantQE)
+	// 6. TCB info and 7. QE identity belong to this platform and quote kind.
+	ti, qi := col.TCBInfo, col.QEIdentity
+	if err := checkCollateralFits(q.TEE, ti, qi, pc.ext); err != nil {
+		return nil, err
 	}
 	qeLevel, err := matchQE(qi, qe)
 	if err != nil {
@@ -386,6 +366,29 @@ func (v *Verifier) verifiedCollateral(b *pcs.Bundle, roots []*x509.Certificate, 
 	v.lastBundle, v.lastBundleRoot, v.lastCol = *b, string(rk), c
 	v.mu.Unlock()
 	return c, nil
+}
+
+// checkCollateralFits checks that the TCB info and QE identity are the ones
+// for this quote: the TEE kind's ids, and the PCK certificate's FMSPC and
+// PCE-ID.
+func checkCollateralFits(tee string, ti *TCBInfo, qi *QEIdentity, pck *PCKExtensions) error {
+	wantID, wantQE := "SGX", "QE"
+	if tee == TDX {
+		wantID, wantQE = "TDX", "TD_QE"
+	}
+	if ti.ID != wantID {
+		return verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info is for %s, the quote is %s", ti.ID, wantID)
+	}
+	if ti.FMSPC != pck.FMSPC {
+		return verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info FMSPC %x, PCK certificate FMSPC %x", ti.FMSPC, pck.FMSPC)
+	}
+	if ti.PCEID != pck.PCEID {
+		return verr.New("dcap", "TCB info", verr.CollateralMismatch, "TCB info PCE-ID %x, PCK certificate PCE-ID %x", ti.PCEID, pck.PCEID)
+	}
+	if qi.ID != wantQE {
+		return verr.New("dcap", "QE identity", verr.CollateralMismatch, "QE identity is %s, the quote needs %s", qi.ID, wantQE)
+	}
+	return nil
 }
 
 // cachedChain is verifyChain with a cache keyed by the certificates, the
