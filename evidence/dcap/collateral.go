@@ -74,6 +74,11 @@ func verifyCollateral(b *pcs.Bundle, roots []*x509.Certificate, verifyChain chai
 	if c.qeChain, err = verifyChain(d.QEIdentityChain, roots, "QE identity issuer chain"); err != nil {
 		return nil, err
 	}
+	for _, ch := range []*verifiedChain{c.tcbChain, c.qeChain} {
+		if err := checkSigningChain(ch); err != nil {
+			return nil, err
+		}
+	}
 	if !c.tcbChain.root.Equal(c.qeChain.root) {
 		return nil, verr.New("dcap", "collateral", verr.CollateralMismatch, "TCB info and QE identity are signed under different roots")
 	}
@@ -98,6 +103,25 @@ func verifyCollateral(b *pcs.Bundle, roots []*x509.Certificate, verifyChain chai
 	}
 	c.pckCRL = d.PCKCRL
 	return c, nil
+}
+
+// checkSigningChain requires a collateral signing chain to be one end-entity
+// certificate issued directly by the root, as Intel's TCB Signing
+// certificate is. Without this, any key that chains to the root, a PCK
+// key among them, could sign TCB info.
+func checkSigningChain(ch *verifiedChain) error {
+	if len(ch.certs) != 1 {
+		return verr.New("dcap", "collateral signing chain", verr.UntrustedRoot, "signer %q is not issued directly by the root (%d certificates below it)", ch.certs[0].Subject.String(), len(ch.certs))
+	}
+	if ch.certs[0].IsCA {
+		return verr.New("dcap", "collateral signing chain", verr.UntrustedRoot, "signer %q is a CA certificate", ch.certs[0].Subject.String())
+	}
+	for _, e := range ch.certs[0].Extensions {
+		if e.Id.Equal(oidSGXExtensions) {
+			return verr.New("dcap", "collateral signing chain", verr.UntrustedRoot, "signer %q is a PCK certificate", ch.certs[0].Subject.String())
+		}
+	}
+	return nil
 }
 
 func verifySigned(signer *x509.Certificate, text, sig []byte, what string) error {
