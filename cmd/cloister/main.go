@@ -12,6 +12,7 @@
 //	cloister measure APP [--config enclave.json] [--sig APP.sig]
 //	cloister quote --report-data HEX --out FILE [--tee auto|sim-sgx|sim-tdx|tdx|sev-snp|sgx] [--app APP [--sig APP.sig]]
 //	cloister sim root|collateral|reset [--sim-dir DIR]
+//	cloister policy test FILE --claims CLAIMS.json
 //	cloister version
 //	cloister help [COMMAND]
 //
@@ -87,6 +88,7 @@ var commands = []command{
 	{"sim root", "print the simulator's root certificate (PEM)", runSimRoot},
 	{"sim collateral", "print a signed collateral bundle for the simulator", runSimCollateral},
 	{"sim reset", "replace the simulator's keys", runSimReset},
+	{"policy test", "evaluate an MAA or Rego attestation policy against claims, offline", runPolicyTest},
 	{"version", "print the version of cloister", runVersion},
 }
 

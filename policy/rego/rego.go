@@ -1,0 +1,162 @@
+// Package rego evaluates attestation policies written in Rego, the language
+// of the Open Policy Agent (github.com/open-policy-agent/opa, v1 packages),
+// as the alternative to MAA's grammar (package policy/maa).
+//
+// A policy is one Rego v1 module in package cloister. Its input is the
+// claims object (claim name → value, as `cloister policy test --claims`
+// reads it and the attestation service builds it). It decides with
+// data.cloister.allow, a boolean that defaults to false when the module
+// leaves it undefined, and may add claims to the token with
+// data.cloister.claims, an object:
+//
+//	package cloister
+//
+//	default allow := false
+//	allow if {
+//		input["x-ms-sgx-is-debuggable"] == false
+//		input["x-ms-sgx-mrsigner"] == "815f42f1…"
+//	}
+//	claims := {"tier": "gold"} if allow
+//
+// Like the MAA evaluator, evaluation is appraisal only and pure: every
+// builtin that reaches outside the evaluation (http.send, net.lookup_ip_addr,
+// opa.runtime) or is not deterministic (time.now_ns, rand.intn, uuid.rfc4122,
+// and any other builtin OPA marks non-deterministic) is removed from the
+// capabilities, so a module that calls one fails to compile. Evaluation is
+// bounded by the caller's context and by EvalTimeout.
+package rego
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// PackagePath is the only package a policy module may declare.
+const PackagePath = "data.cloister"
+
+// EvalTimeout bounds one Evaluate even when the caller's context has no
+// deadline: a policy is tenant input, and a tenant must not be able to tie up
+// the service with an expensive comprehension.
+const EvalTimeout = 2 * time.Second
+
+// MaxModuleSize is the largest module Compile accepts, in bytes.
+const MaxModuleSize = 256 << 10
+
+// deniedBuiltins are refused by name, whatever OPA's non-determinism flags
+// say, because they reach the network or the host.
+var deniedBuiltins = map[string]bool{
+	"http.send":          true,
+	"net.lookup_ip_addr": true,
+	"opa.runtime":        true,
+	"time.now_ns":        true,
+	"rand.intn":          true,
+	"uuid.rfc4122":       true,
+}
+
+// Policy is a compiled Rego policy, ready to evaluate. It is safe for
+// concurrent use: OPA's prepared queries are.
+type Policy struct {
+	query rego.PreparedEvalQuery
+}
+
+// Result is the outcome of Evaluate.
+type Result struct {
+	// Allow is data.cloister.allow; false when the module leaves it
+	// undefined.
+	Allow bool `json:"allow"`
+	// Claims is data.cloister.claims, nil when undefined. Numbers are
+	// json.Number, as OPA produces them.
+	Claims map[string]any `json:"claims,omitempty"`
+}
+
+// capabilities returns this OPA version's capabilities without the denied
+// and non-deterministic builtins, and with no network access at all.
+func capabilities() *ast.Capabilities {
+	caps := ast.CapabilitiesForThisVersion()
+	kept := caps.Builtins[:0:0]
+	for _, b := range caps.Builtins {
+		if deniedBuiltins[b.Name] || b.Nondeterministic {
+			continue
+		}
+		kept = append(kept, b)
+	}
+	caps.Builtins = kept
+	caps.AllowNet = []string{} // empty, not nil: nil means "any host"
+	return caps
+}
+
+// Compile parses and compiles module, which must be a Rego v1 module in
+// package cloister. Errors are prefixed "rego: " and carry OPA's
+// file:line:column detail.
+func Compile(ctx context.Context, module string) (*Policy, error) {
+	if len(module) > MaxModuleSize {
+		return nil, fmt.Errorf("rego: module is %d bytes, more than the %d allowed", len(module), MaxModuleSize)
+	}
+	m, err := ast.ParseModuleWithOpts("policy.rego", module, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	if err != nil {
+		return nil, fmt.Errorf("rego: %w", err)
+	}
+	if m == nil {
+		return nil, errors.New("rego: empty module: want \"package cloister\" and rules")
+	}
+	if got := m.Package.Path.String(); got != PackagePath {
+		return nil, fmt.Errorf("rego: module declares package %s, want package cloister", got)
+	}
+	q, err := rego.New(
+		rego.Query(PackagePath),
+		rego.ParsedModule(m),
+		rego.Capabilities(capabilities()),
+		rego.SetRegoVersion(ast.RegoV1),
+		rego.StrictBuiltinErrors(true),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rego: %w", err)
+	}
+	return &Policy{query: q}, nil
+}
+
+// Evaluate runs the policy over input. A module whose allow is not a
+// boolean, or whose claims is not an object, is an error (not a denial):
+// it is a mistake in the policy that its author must see.
+func (p *Policy) Evaluate(ctx context.Context, input map[string]any) (Result, error) {
+	if p == nil {
+		return Result{}, errors.New("rego: evaluate: nil policy")
+	}
+	ctx, cancel := context.WithTimeout(ctx, EvalTimeout)
+	defer cancel()
+	if input == nil {
+		input = map[string]any{}
+	}
+	rs, err := p.query.Eval(ctx, rego.EvalInput(input))
+	if err != nil {
+		return Result{}, fmt.Errorf("rego: evaluate: %w", err)
+	}
+	if len(rs) == 0 || len(rs[0].Expressions) == 0 {
+		return Result{}, nil
+	}
+	doc, ok := rs[0].Expressions[0].Value.(map[string]any)
+	if !ok {
+		return Result{}, fmt.Errorf("rego: evaluate: %s is %T, want an object", PackagePath, rs[0].Expressions[0].Value)
+	}
+	var res Result
+	if v, ok := doc["allow"]; ok {
+		b, isBool := v.(bool)
+		if !isBool {
+			return Result{}, fmt.Errorf("rego: evaluate: data.cloister.allow is %T, want a boolean", v)
+		}
+		res.Allow = b
+	}
+	if v, ok := doc["claims"]; ok {
+		m, isObj := v.(map[string]any)
+		if !isObj {
+			return Result{}, fmt.Errorf("rego: evaluate: data.cloister.claims is %T, want an object", v)
+		}
+		res.Claims = m
+	}
+	return res, nil
+}
