@@ -1,0 +1,300 @@
+package boundary
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/cloister-dev/cloister/boundary/internal/ring"
+)
+
+// Handler serves one request on the host side. req is a private copy of the
+// request payload and resp a private buffer of the call's declared
+// MaxResponse; the handler writes its response into resp and returns its
+// length, or returns an error, which is sent to the enclave as an error
+// response (CodeHandler, with the error's text truncated to MaxErrorMessage).
+// Neither slice may be retained after the handler returns.
+//
+// Handlers run on the Serve goroutine, one at a time, so a handler that
+// blocks delays every channel; host services with blocking operations
+// (accept, read) must answer from their own state without blocking.
+type Handler func(call uint32, req []byte, resp []byte) (n int, err error)
+
+// Server is the host side: it reads requests from every channel, serves
+// the calls its Table declares through its Handler, and writes responses.
+// Calls outside the Table, and requests beyond their call's bound, get an
+// error response and are counted. The server also validates what the
+// enclave writes (indices, frame headers): a broken or malicious enclave
+// must not crash the host either.
+//
+// A Server is driven by one goroutine at a time: Serve, or Poll in tests.
+type Server struct {
+	region *Region
+	table  *Table
+	h      Handler
+	chans  []serverChan
+	wait   waitLine
+
+	reqBuf  []byte // private copy of one request payload
+	respBuf []byte // handler output / error payload
+
+	closed atomic.Bool
+	ctr    counters
+}
+
+// serverChan is one channel's host-side state.
+type serverChan struct {
+	req, resp ring.Ring
+	reqTailW  *uint64 // written by the enclave
+	reqHeadW  *uint64 // published by us
+	respTailW *uint64 // published by us
+	respHeadW *uint64 // written by the enclave
+	wait      waitLine
+
+	head     uint64 // our request head
+	tail     uint64 // our response tail
+	seenTail uint64 // request tail last read from the enclave and accepted
+	seenHead uint64 // response head last read from the enclave and accepted
+	rawTail  uint64 // request tail as last read, accepted or not
+	rawHead  uint64 // response head as last read, accepted or not
+	bad      bool   // the raw pair was rejected (counted once, not per poll)
+}
+
+// NewServer returns the host side of r, serving the calls declared in t
+// with h. Every call's largest frames must fit r's rings.
+func NewServer(r *Region, t *Table, h Handler) (*Server, error) {
+	if h == nil {
+		return nil, fmt.Errorf("boundary: new server: %w: nil handler", ErrConfig)
+	}
+	if err := t.checkRings(r.cfg); err != nil {
+		return nil, fmt.Errorf("boundary: new server: %w", err)
+	}
+	s := &Server{
+		region:  r,
+		table:   t,
+		h:       h,
+		chans:   make([]serverChan, len(r.lay.ch)),
+		wait:    r.waitLine(offServerWait),
+		reqBuf:  make([]byte, t.maxReq),
+		respBuf: make([]byte, max(t.maxResp, maxErrorPayload)),
+	}
+	for i, l := range r.lay.ch {
+		ch := &s.chans[i]
+		var err error
+		if ch.req, err = ring.New(r.mem[l.reqData : l.reqData+r.lay.reqSize]); err != nil {
+			return nil, fmt.Errorf("boundary: new server: %w", err)
+		}
+		if ch.resp, err = ring.New(r.mem[l.respData : l.respData+r.lay.respSize]); err != nil {
+			return nil, fmt.Errorf("boundary: new server: %w", err)
+		}
+		ch.reqTailW = r.u64(l.base + chReqTail)
+		ch.reqHeadW = r.u64(l.base + chReqHead)
+		ch.respTailW = r.u64(l.base + chRespTail)
+		ch.respHeadW = r.u64(l.base + chRespHead)
+		ch.wait = r.waitLine(l.base + chWait)
+	}
+	return s, nil
+}
+
+// Counters returns a snapshot of the server's counters.
+func (s *Server) Counters() Counters { return s.ctr.snapshot() }
+
+// Close makes Serve return (waking it if it sleeps). It does not wait.
+func (s *Server) Close() error {
+	s.closed.Store(true)
+	atomic.AddUint32(s.wait.seq, 1)
+	futexWakeAll(s.wait.seq)
+	return nil
+}
+
+// Serve serves requests until ctx ends or Close is called, and returns
+// ctx's error or ErrClosed. Each wake-up drains every ready request of
+// every channel (a batch), then publishes once per channel.
+func (s *Server) Serve(ctx context.Context) error {
+	for i := 0; ; i++ {
+		if s.closed.Load() {
+			return fmt.Errorf("boundary: serve: %w", ErrClosed)
+		}
+		n, stalled := s.poll()
+		if n > 0 {
+			i = 0
+			continue
+		}
+		if spin(i) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("boundary: serve: %w", err)
+		}
+		flag := uint32(waitIdle)
+		if stalled {
+			flag = waitSpace
+		}
+		seq := s.wait.prepare(flag)
+		if s.ready() || s.closed.Load() {
+			s.wait.cancel()
+		} else {
+			s.wait.sleep(seq, &s.ctr)
+		}
+		i = 0
+	}
+}
+
+// ready reports whether any channel has a new request or freed response
+// space since the last poll. It is the sleeper's re-check.
+func (s *Server) ready() bool {
+	for i := range s.chans {
+		ch := &s.chans[i]
+		// Compare with the raw values of the last poll, not with our head:
+		// a request the last poll could not take (no response space, bad
+		// indices) must not keep the server awake; only a change by the
+		// enclave can make it servable.
+		if atomic.LoadUint64(ch.reqTailW) != ch.rawTail || atomic.LoadUint64(ch.respHeadW) != ch.rawHead {
+			return true
+		}
+	}
+	return false
+}
+
+// Poll makes one pass over all channels, serving every ready request (up
+// to a per-channel batch bound), and returns how many it served. It never
+// blocks (other than in the Handler). For tests and custom loops; do not
+// call it concurrently with Serve.
+func (s *Server) Poll() int {
+	n, _ := s.poll()
+	return n
+}
+
+// poll is Poll, also reporting whether some channel stalled on a full
+// response ring.
+func (s *Server) poll() (served int, stalled bool) {
+	for i := range s.chans {
+		n, st := s.pollChan(&s.chans[i])
+		served += n
+		stalled = stalled || st
+	}
+	return served, stalled
+}
+
+// pollChan serves the ready requests of one channel. Ordering: a request
+// is consumed (our head moves past it) only once its response is written;
+// the request head is published only after the request payloads were
+// copied out, and the response tail only after the response frames were
+// written; the enclave is woken after both.
+func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
+	// Each index is read once per step and must only move forward, within
+	// the capacity; Next and Reserve check the pairs again.
+	reqTail := atomic.LoadUint64(ch.reqTailW)
+	respHead := atomic.LoadUint64(ch.respHeadW)
+	if ch.bad && reqTail == ch.rawTail && respHead == ch.rawHead {
+		return 0, false // the same bad pair: already counted
+	}
+	ch.rawTail, ch.rawHead = reqTail, respHead
+	_, errReq := ch.req.Used(ch.head, reqTail)
+	_, errResp := ch.resp.Used(respHead, ch.tail)
+	ch.bad = errReq != nil || errResp != nil ||
+		!ring.Advanced(ch.seenTail, reqTail, ch.head+ch.req.Cap()) || !ring.Advanced(ch.seenHead, respHead, ch.tail)
+	if ch.bad {
+		s.ctr.badIndex.Add(1)
+		return 0, false
+	}
+	ch.seenTail, ch.seenHead = reqTail, respHead
+	oldHead, oldTail := ch.head, ch.tail
+	for served < maxBatchPerChannel {
+		f, err := ch.req.Next(ch.head, reqTail, MaxFramePayload)
+		if err == ring.ErrEmpty {
+			ch.head = f.Next // past any padding
+			break
+		}
+		if err == ring.ErrIndex {
+			s.ctr.badIndex.Add(1)
+			ch.bad = true
+			break
+		}
+		if err != nil { // ring.ErrFrame: resynchronise at the tail
+			s.ctr.malformed.Add(1)
+			ch.head = reqTail
+			break
+		}
+		spec, known := s.table.byID[f.Call]
+		need := maxErrorPayload
+		if known {
+			need = max(need, spec.MaxResponse)
+		}
+		// Make room for the worst-case response before consuming the
+		// request, so a response never has to wait (Reserve may write
+		// padding; the moved tail is published below either way).
+		tail, err := ch.resp.Reserve(respHead, ch.tail, uint64(need))
+		ch.tail = tail
+		if err == ring.ErrFull {
+			stalled = true
+			break
+		}
+		if err != nil {
+			s.ctr.badIndex.Add(1)
+			ch.bad = true
+			break
+		}
+		call, payload := s.dispatch(ch, f, spec, known)
+		ch.head = f.Next
+		// A payload no larger than need fits where Reserve left the tail.
+		tail, err = ch.resp.Write(respHead, ch.tail, ring.Header{Call: call, ID: f.ID}, payload)
+		if err != nil { // cannot happen after Reserve; never write a partial frame
+			s.ctr.badIndex.Add(1)
+			break
+		}
+		ch.tail = tail
+		served++
+	}
+	if ch.head != oldHead {
+		atomic.StoreUint64(ch.reqHeadW, ch.head)
+	}
+	if ch.tail != oldTail {
+		atomic.StoreUint64(ch.respTailW, ch.tail)
+	}
+	if ch.head != oldHead || ch.tail != oldTail {
+		ch.wait.wake(1, &s.ctr)
+	}
+	if served > 0 {
+		s.ctr.calls.Add(uint64(served)) // once per batch, not per call
+	}
+	return served, stalled
+}
+
+// dispatch serves one request frame and returns the response's call field
+// and payload (in s.respBuf). The request payload is copied into s.reqBuf
+// before the handler sees it.
+func (s *Server) dispatch(ch *serverChan, f ring.Frame, spec CallSpec, known bool) (uint32, []byte) {
+	if !known {
+		s.ctr.unknownCalls.Add(1)
+		return s.errorResponse(f.Call, CodeUnknownCall, "call not declared in the server's table")
+	}
+	if int64(f.Len) > int64(spec.MaxRequest) {
+		s.ctr.oversize.Add(1)
+		return s.errorResponse(f.Call, CodeBadRequest, "request exceeds the call's bound")
+	}
+	req := s.reqBuf[:ch.req.Payload(f, s.reqBuf[:f.Len])]
+	resp := s.respBuf[:spec.MaxResponse]
+	n, err := s.h(f.Call, req, resp)
+	if err != nil {
+		return s.errorResponse(f.Call, CodeHandler, err.Error())
+	}
+	if n < 0 || n > spec.MaxResponse {
+		return s.errorResponse(f.Call, CodeResponseTooLarge, "handler response exceeds the call's bound")
+	}
+	return f.Call, resp[:n]
+}
+
+// errorResponse encodes an error payload into s.respBuf.
+func (s *Server) errorResponse(call uint32, code Code, msg string) (uint32, []byte) {
+	s.ctr.remoteErrors.Add(1)
+	if len(msg) > MaxErrorMessage {
+		msg = msg[:MaxErrorMessage]
+	}
+	b := s.respBuf[:8+len(msg)]
+	binary.LittleEndian.PutUint32(b[0:4], uint32(code))
+	binary.LittleEndian.PutUint32(b[4:8], uint32(len(msg)))
+	copy(b[8:], msg)
+	return call&^ErrorFlag | ErrorFlag, b
+}
