@@ -6,6 +6,8 @@
 //
 //	cloister demo [--sim-dir DIR]
 //	cloister verify evidence FILE [flags]
+//	cloister verify cert PEM [flags]
+//	cloister verify https://HOST:PORT [--fresh] [flags]
 //	cloister collateral fetch --quote FILE --out BUNDLE [--cache DIR] [--pcs-url URL]
 //	cloister collateral bundle --tcb-info F --tcb-info-chain F --qe-identity F --qe-identity-chain F [...] --out BUNDLE
 //	cloister sign APP --key KEY.pem --config enclave.json [--out APP.sig] | cloister sign --new-key KEY.pem
@@ -80,6 +82,8 @@ type command struct {
 var commands = []command{
 	{"demo", "run attestation and sealing end to end on the simulator", runDemo},
 	{"verify evidence", "verify an SGX/TDX quote or SEV-SNP report and print its claims", runVerifyEvidence},
+	{"verify cert", "verify an RA-TLS certificate's evidence and key binding, print its claims", runVerifyCert},
+	{"verify https", "connect to https://HOST:PORT, attest the server over RA-TLS, print its claims", runVerifyHTTPS},
 	{"collateral fetch", "fetch a quote's DCAP collateral from Intel PCS into a bundle", runCollateralFetch},
 	{"collateral bundle", "assemble a collateral bundle from saved Intel PCS responses", runCollateralBundle},
 	{"sign", "sign an enclave app (or make a signing key with --new-key)", runSign},
@@ -162,6 +166,11 @@ func finish(e *env, path string, err error) int {
 // name a group ("verify", "collateral") but no command in it, it returns the
 // group name so the caller can list that group.
 func lookup(args []string) (cmd *command, rest []string, group string) {
+	// "cloister verify https://HOST:PORT" is the documented spelling of
+	// the "verify https" command: the URL is its argument.
+	if len(args) >= 2 && args[0] == "verify" && strings.HasPrefix(args[1], "https://") {
+		args = append([]string{"verify", "https"}, args[1:]...)
+	}
 	for i := range commands {
 		words := strings.Fields(commands[i].path)
 		if len(args) >= len(words) && slices.Equal(args[:len(words)], words) {
