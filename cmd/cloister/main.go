@@ -12,6 +12,7 @@
 //	cloister collateral bundle --tcb-info F --tcb-info-chain F --qe-identity F --qe-identity-chain F [...] --out BUNDLE
 //	cloister sign APP --key KEY.pem --config enclave.json [--out APP.sig] | cloister sign --new-key KEY.pem
 //	cloister measure APP [--config enclave.json] [--sig APP.sig]
+//	cloister run APP [--tee sim-sgx|sim-tdx] [--sig APP.sig] [--listen ADDR]... [-- ARGS]
 //	cloister quote --report-data HEX --out FILE [--tee auto|sim-sgx|sim-tdx|tdx|sev-snp|sgx] [--app APP [--sig APP.sig]]
 //	cloister sim root|collateral|reset [--sim-dir DIR]
 //	cloister policy test FILE --claims CLAIMS.json
@@ -86,6 +87,7 @@ var commands = []command{
 	{"verify https", "connect to https://HOST:PORT, attest the server over RA-TLS, print its claims", runVerifyHTTPS},
 	{"collateral fetch", "fetch a quote's DCAP collateral from Intel PCS into a bundle", runCollateralFetch},
 	{"collateral bundle", "assemble a collateral bundle from saved Intel PCS responses", runCollateralBundle},
+	{"run", "run an enclave app on the simulator, serving its host calls", runRun},
 	{"sign", "sign an enclave app (or make a signing key with --new-key)", runSign},
 	{"measure", "print an enclave app's MRENCLAVE (and MRSIGNER, given its signature)", runMeasure},
 	{"quote", "produce evidence binding report data (hardware or simulator)", runQuote},
@@ -144,9 +146,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 	return finish(e, cmd.path, cmd.run(e, rest))
 }
 
+// exitStatusError ends cloister with a given status: `cloister run` passes
+// its app's exit status through.
+type exitStatusError struct {
+	code int
+	msg  string
+}
+
+func (x *exitStatusError) Error() string { return x.msg }
+
 // finish maps a command's error to output on stderr and an exit code.
 func finish(e *env, path string, err error) int {
 	var u *usageError
+	var x *exitStatusError
 	switch {
 	case err == nil:
 		return exitOK
@@ -156,6 +168,9 @@ func finish(e *env, path string, err error) int {
 		fmt.Fprintf(e.stderr, "%s %s: %s\n", programName, path, u.msg)
 		fmt.Fprintf(e.stderr, "Run '%s help %s' for usage.\n", programName, path)
 		return exitUsage
+	case errors.As(err, &x):
+		fmt.Fprintf(e.stderr, "%s %s: %s\n", programName, path, x.msg)
+		return x.code
 	default:
 		fmt.Fprintf(e.stderr, "%s %s: %s\n", programName, path, err)
 		return exitFailed

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"syscall"
+
+	"github.com/cloister-dev/cloister/host"
+	"github.com/cloister-dev/cloister/tee"
+)
+
+const runCmdHelp = `Run APP as a simulated enclave: measure it (as 'cloister measure' does),
+start it with the shared-memory boundary, serve its host calls (network,
+storage, untrusted time, quoting), and stop it cleanly on SIGINT/SIGTERM
+(SIGTERM to the app, SIGKILL after --grace). Arguments after "--" go to APP.
+The exit status is APP's (128+N if signal N ended it).
+
+APP must be built with the enclave SDK (package enclave). It may listen only
+on the --listen addresses, named by port (listening on ":8443" binds the
+--listen entry with port 8443), and dial any TCP address unless --dial
+names the allowed ones. Its sealed records are kept in a bbolt file under
+--state (default $XDG_STATE_HOME/cloister or ~/.local/state/cloister).
+
+With --netns (the default) APP runs in its own network namespace where the
+machine permits (root, or user namespaces), so every byte goes through the
+boundary; the log says which mode it runs in.
+` + simHelpCommon
+
+func runRun(e *env, args []string) error {
+	fs := newFlagSet("run", "APP [--tee sim-sgx|sim-tdx] [--sig APP.sig] [--listen ADDR]... [--dial ADDR]... [--sim-dir DIR] [--state DIR] [-- APP-ARGS]", runCmdHelp)
+	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE`: sim-sgx or sim-tdx")
+	sigFile := fs.String("sig", "", "the app's signature `FILE` (from 'cloister sign'); default: measure unsigned")
+	var listen, dial stringList
+	fs.Var(&listen, "listen", "`ADDR` (host:port) the app may listen on; repeatable")
+	fs.Var(&dial, "dial", "`ADDR` (host:port or host:*) the app may dial; repeatable; default: any")
+	state := fs.String("state", "", "state `DIR` for the app's sealed records")
+	netns := fs.Bool("netns", true, "run the app in its own network namespace where permitted")
+	grace := fs.Duration("grace", host.DefaultGrace, "how long the app may take to stop after SIGTERM")
+	dir := simDirFlag(fs)
+	pos, err := parseArgs(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return usagef("missing APP")
+	}
+	simDir, err := dir()
+	if err != nil {
+		return err
+	}
+	// The app and the log share stderr. A file is handed to the app as is;
+	// anything else is copied by os/exec on its own goroutine, so writes
+	// from both sides are serialised.
+	stderr := e.stderr
+	if _, ok := stderr.(*os.File); !ok {
+		stderr = &lockedWriter{w: stderr}
+	}
+	cfg := host.Config{
+		App: pos[0], Args: pos[1:], Sig: *sigFile, TEE: tee.Kind(*kind), SimDir: simDir,
+		Listen: listen, Dial: dial, Stdout: e.stdout, Stderr: stderr,
+		Logger: slog.New(slog.NewTextHandler(stderr, nil)), Netns: *netns, Grace: *grace, Now: e.now,
+	}
+	if *state != "" {
+		cfg.StorePath = filepath.Join(*state, filepath.Base(pos[0])+".db")
+	}
+	ctx, stop := signal.NotifyContext(e.ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	code, err := host.Run(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &exitStatusError{code: code, msg: fmt.Sprintf("app exited with status %d", code)}
+	}
+	return nil
+}
+
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}

@@ -1,0 +1,113 @@
+package enclave
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cloister-dev/cloister/boundary"
+	"github.com/cloister-dev/cloister/host/wire"
+	"github.com/cloister-dev/cloister/tee"
+)
+
+// Env is what an enclave app gets from Run: the host's services, through
+// the boundary. It is safe for concurrent use.
+type Env struct {
+	region *boundary.Region
+	client *boundary.Client
+	events *wire.Events
+	watch  *watcher
+	plat   tee.Platform
+	store  *Store
+	log    *slog.Logger
+
+	// ctx bounds every host call: it ends when Run returns, never on
+	// SIGTERM, so an app can still drain connections while stopping.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+// newEnv builds the Env over an attached region and event page. On error
+// it releases both.
+func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog.Logger) (*Env, error) {
+	fail := func(err error) (*Env, error) {
+		region.Close()
+		events.Close()
+		return nil, err
+	}
+	table, err := wire.Table()
+	if err != nil {
+		return fail(fmt.Errorf("enclave: %w", err))
+	}
+	client, err := boundary.NewClient(region, table)
+	if err != nil {
+		return fail(fmt.Errorf("enclave: %w", err))
+	}
+	e := &Env{region: region, client: client, events: events, log: log}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.store = &Store{env: e}
+	switch tee.Kind(kind) {
+	case tee.KindSimSGX, tee.KindSimTDX:
+		p, err := newSimPlatform(e, tee.Kind(kind))
+		if err != nil {
+			e.cancel()
+			client.Close()
+			return fail(err)
+		}
+		e.plat = p
+	default:
+		// Hardware kinds would open tee/probe here, in this process.
+		e.cancel()
+		client.Close()
+		return fail(fmt.Errorf("enclave: tee %q: only the simulator kinds are supported for now", kind))
+	}
+	e.watch = newWatcher(events)
+	return e, nil
+}
+
+// close ends every host call and unmaps the boundary. No Env method may be
+// used afterwards.
+func (e *Env) close() {
+	e.cancel()
+	if e.watch != nil {
+		e.watch.stop()
+	}
+	e.client.Close()
+	e.region.Close()
+	e.events.Close()
+}
+
+// call makes one host call bounded by the Env's lifetime.
+func (e *Env) call(call uint32, req, resp []byte) (int, error) {
+	return e.client.Call(e.ctx, call, req, resp)
+}
+
+// Platform returns the platform the enclave runs on: evidence binding
+// report data, sealing keys for its own identity, and that identity. Use
+// it with tee.NewSealer to seal records before Store.Put.
+func (e *Env) Platform() tee.Platform { return e.plat }
+
+// Store returns the host's storage of opaque records.
+func (e *Env) Store() *Store { return e.store }
+
+// Logger returns a structured logger writing to stderr, which the host
+// forwards; never log secrets.
+func (e *Env) Logger() *slog.Logger { return e.log }
+
+// UntrustedNow returns the host's clock. The host can set it to anything:
+// use it for logs and timeouts, never to decide whether a certificate,
+// token or lease is valid.
+func (e *Env) UntrustedNow(ctx context.Context) (time.Time, error) {
+	var b [8]byte
+	n, err := e.client.Call(ctx, boundary.CallTimeNowUntrusted, nil, b[:])
+	if err != nil {
+		return time.Time{}, fmt.Errorf("enclave: untrusted time: %w", err)
+	}
+	if n != 8 {
+		return time.Time{}, errors.New("enclave: untrusted time: malformed response")
+	}
+	return time.Unix(0, int64(binary.LittleEndian.Uint64(b[:]))), nil
+}

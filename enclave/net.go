@@ -1,0 +1,409 @@
+package enclave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/cloister-dev/cloister/boundary"
+	"github.com/cloister-dev/cloister/host/wire"
+)
+
+// The network: TCP through the host's network service. The host answers
+// at once and says "would block" when a call cannot proceed; the enclave
+// then waits for the handle's event slot (watcher) or its deadline and
+// retries. TLS runs on top, inside the enclave; the host only ever sees
+// the bytes a real network would.
+
+// Listen listens through the host on addr ("host:port" or ":port"; only
+// TCP). The host binds the address the operator allowed with `cloister run
+// --listen` that has the same port (and host, if addr names one); the
+// listener's Addr is what the host bound.
+func (e *Env) Listen(network, addr string) (net.Listener, error) {
+	if err := checkNetwork(network); err != nil {
+		return nil, opError("listen", network, nil, nil, err)
+	}
+	if len(addr) > boundary.MaxNetAddr {
+		return nil, opError("listen", network, nil, nil, errors.New("enclave: address too long"))
+	}
+	resp := make([]byte, 8+boundary.MaxNetAddr)
+	n, err := e.call(boundary.CallNetListen, []byte(addr), resp)
+	if err != nil {
+		return nil, opError("listen", network, nil, nil, err)
+	}
+	h, bound, err := wire.ParseHandleAddr(resp[:n])
+	if err != nil {
+		return nil, opError("listen", network, nil, nil, err)
+	}
+	return &listener{env: e, h: h, addr: parseAddr(bound), done: make(chan struct{})}, nil
+}
+
+// Dial connects to addr through the host; see DialContext.
+func (e *Env) Dial(network, addr string) (net.Conn, error) {
+	return e.DialContext(context.Background(), network, addr)
+}
+
+// DialContext connects to addr ("host:port"; only TCP) through the host,
+// which resolves the name and applies its dial policy. ctx bounds the
+// whole dial. Use it as http.Transport.DialContext or tls.Dialer's
+// NetDialer replacement.
+func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	raddr := parseAddr(addr)
+	if err := checkNetwork(network); err != nil {
+		return nil, opError("dial", network, nil, raddr, err)
+	}
+	if len(addr) > boundary.MaxNetAddr {
+		return nil, opError("dial", network, nil, raddr, errors.New("enclave: address too long"))
+	}
+	var timeout uint64
+	if d, ok := ctx.Deadline(); ok {
+		t := time.Until(d)
+		if t <= 0 {
+			return nil, opError("dial", network, nil, raddr, os.ErrDeadlineExceeded)
+		}
+		timeout = uint64(t)
+	}
+	req := append(wire.AppendU64(nil, timeout), addr...)
+	resp := make([]byte, 8+boundary.MaxNetAddr)
+	n, err := e.call(boundary.CallNetDial, req, resp)
+	if err != nil {
+		return nil, opError("dial", network, nil, raddr, err)
+	}
+	h, _, err := wire.ParseHandleAddr(resp[:n])
+	if err != nil {
+		return nil, opError("dial", network, nil, raddr, err)
+	}
+	// The dial is asynchronous on the host: net.accept on the handle
+	// completes it (see package wire).
+	for {
+		seen := e.watch.seq(h)
+		n, err := e.call(boundary.CallNetAccept, wire.AppendU64(nil, h), resp)
+		if err == nil {
+			got, local, err := wire.ParseHandleAddr(resp[:n])
+			if err == nil && got != h {
+				err = fmt.Errorf("enclave: dial: host answered handle %d for %d", got, h)
+			}
+			if err != nil {
+				e.closeHandle(h)
+				return nil, opError("dial", network, nil, raddr, err)
+			}
+			return newConn(e, h, parseAddr(local), raddr), nil
+		}
+		if !wire.IsRemote(err, wire.MsgWouldBlock) {
+			e.closeHandle(h)
+			return nil, opError("dial", network, nil, raddr, err)
+		}
+		ch, cancel := e.watch.wait(h, seen)
+		select {
+		case <-ch:
+			cancel()
+		case <-ctx.Done():
+			cancel()
+			e.closeHandle(h)
+			return nil, opError("dial", network, nil, raddr, ctx.Err())
+		}
+	}
+}
+
+// closeHandle releases a host handle; errors are moot (the host forgets
+// the handle either way).
+func (e *Env) closeHandle(h uint64) error {
+	_, err := e.call(boundary.CallNetClose, wire.AppendU64(nil, h), nil)
+	return err
+}
+
+func checkNetwork(network string) error {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		return nil
+	}
+	return fmt.Errorf("enclave: network %q: only tcp goes through the host", network)
+}
+
+// opError wraps err as net/http and crypto/tls expect from a network
+// (timeouts answer Timeout(), closed connections match net.ErrClosed).
+func opError(op, network string, local, remote net.Addr, err error) error {
+	return &net.OpError{Op: op, Net: network, Source: local, Addr: remote, Err: err}
+}
+
+// hostAddr is an address as the host reported it when it is not an
+// IP:port literal.
+type hostAddr string
+
+func (a hostAddr) Network() string { return "tcp" }
+func (a hostAddr) String() string  { return string(a) }
+
+// parseAddr returns a *net.TCPAddr for an IP:port literal, else the text.
+func parseAddr(s string) net.Addr {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return hostAddr(s)
+}
+
+// listener is a net.Listener served by the host.
+type listener struct {
+	env  *Env
+	h    uint64
+	addr net.Addr
+
+	closeOnce sync.Once
+	done      chan struct{}
+}
+
+// Accept waits for the next connection. After Close it returns an error
+// matching net.ErrClosed.
+func (l *listener) Accept() (net.Conn, error) {
+	resp := make([]byte, 8+boundary.MaxNetAddr)
+	for {
+		select {
+		case <-l.done:
+			return nil, opError("accept", "tcp", l.addr, nil, net.ErrClosed)
+		default:
+		}
+		seen := l.env.watch.seq(l.h)
+		n, err := l.env.call(boundary.CallNetAccept, wire.AppendU64(nil, l.h), resp)
+		if err == nil {
+			h, remote, err := wire.ParseHandleAddr(resp[:n])
+			if err != nil {
+				return nil, opError("accept", "tcp", l.addr, nil, err)
+			}
+			return newConn(l.env, h, l.addr, parseAddr(remote)), nil
+		}
+		if !wire.IsRemote(err, wire.MsgWouldBlock) {
+			select {
+			case <-l.done:
+				return nil, opError("accept", "tcp", l.addr, nil, net.ErrClosed)
+			default:
+			}
+			return nil, opError("accept", "tcp", l.addr, nil, err)
+		}
+		ch, cancel := l.env.watch.wait(l.h, seen)
+		select {
+		case <-ch:
+		case <-l.done:
+		}
+		cancel()
+	}
+}
+
+// Close stops listening; a blocked Accept returns.
+func (l *listener) Close() error {
+	err := net.ErrClosed
+	l.closeOnce.Do(func() {
+		close(l.done)
+		err = l.env.closeHandle(l.h)
+	})
+	if err != nil {
+		return opError("close", "tcp", l.addr, nil, err)
+	}
+	return nil
+}
+
+// Addr returns the address the host bound.
+func (l *listener) Addr() net.Addr { return l.addr }
+
+// conn is a net.Conn served by the host. Reads are serialised among
+// themselves, and so are writes; a read and a write proceed together.
+type conn struct {
+	env           *Env
+	h             uint64
+	local, remote net.Addr
+
+	rmu, wmu    sync.Mutex
+	rdl, wdl    deadline
+	wbuf        []byte // request buffer for writes, under wmu
+	rreq        [12]byte
+	closeOnce   sync.Once
+	done        chan struct{}
+	closeResult error
+}
+
+func newConn(e *Env, h uint64, local, remote net.Addr) *conn {
+	return &conn{env: e, h: h, local: local, remote: remote, done: make(chan struct{}), rdl: newDeadline(), wdl: newDeadline()}
+}
+
+// Read reads what the host received, waiting while nothing is there.
+// It returns io.EOF once the peer closed and everything was read, and an
+// error whose Timeout() is true after the read deadline.
+func (c *conn) Read(b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	b = b[:min(len(b), boundary.MaxNetChunk)]
+	for {
+		if err := c.check(&c.rdl); err != nil {
+			return 0, c.opError("read", err)
+		}
+		seen := c.env.watch.seq(c.h)
+		n, err := c.env.call(boundary.CallNetRead, wire.ReadRequest(c.rreq[:], c.h, len(b)), b)
+		switch {
+		case err == nil && n == 0:
+			return 0, io.EOF
+		case err == nil:
+			return n, nil
+		case !wire.IsRemote(err, wire.MsgWouldBlock):
+			if c.isClosed() {
+				err = net.ErrClosed
+			}
+			return 0, c.opError("read", err)
+		}
+		if err := c.await(&c.rdl, seen); err != nil {
+			return 0, c.opError("read", err)
+		}
+	}
+}
+
+// Write hands b to the host in chunks, waiting while the host's buffer
+// for this connection is full. A nil error means the host has all of b,
+// not that the peer received it (as with a kernel socket buffer).
+func (c *conn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.wbuf == nil && len(b) > 0 {
+		c.wbuf = make([]byte, 8+min(len(b), boundary.MaxNetChunk), 8+boundary.MaxNetChunk)
+	}
+	var resp [4]byte
+	done := 0
+	for done < len(b) {
+		if err := c.check(&c.wdl); err != nil {
+			return done, c.opError("write", err)
+		}
+		chunk := b[done:min(len(b), done+boundary.MaxNetChunk)]
+		req := append(wire.AppendU64(c.wbuf[:0], c.h), chunk...)
+		seen := c.env.watch.seq(c.h)
+		n, err := c.env.call(boundary.CallNetWrite, req, resp[:])
+		if err == nil {
+			w, err := wire.ParseWritten(resp[:n], len(chunk))
+			if err != nil {
+				return done, c.opError("write", err)
+			}
+			done += w
+			continue
+		}
+		if !wire.IsRemote(err, wire.MsgWouldBlock) {
+			if c.isClosed() {
+				err = net.ErrClosed
+			}
+			return done, c.opError("write", err)
+		}
+		if err := c.await(&c.wdl, seen); err != nil {
+			return done, c.opError("write", err)
+		}
+	}
+	return done, nil
+}
+
+// check fails if the connection is closed or the deadline has passed.
+func (c *conn) check(dl *deadline) error {
+	if c.isClosed() {
+		return net.ErrClosed
+	}
+	if t, _ := dl.get(); !t.IsZero() && !time.Now().Before(t) {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// await waits until the handle's slot moves from seen, the deadline
+// passes or changes, or the connection closes. A nil return means "try
+// again".
+func (c *conn) await(dl *deadline, seen uint32) error {
+	ch, cancel := c.env.watch.wait(c.h, seen)
+	defer cancel()
+	t, changed := dl.get()
+	var timer <-chan time.Time
+	if !t.IsZero() {
+		tm := time.NewTimer(time.Until(t))
+		defer tm.Stop()
+		timer = tm.C
+	}
+	select {
+	case <-ch:
+	case <-changed:
+	case <-timer:
+		return os.ErrDeadlineExceeded
+	case <-c.done:
+		return net.ErrClosed
+	}
+	return nil
+}
+
+func (c *conn) isClosed() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *conn) opError(op string, err error) error {
+	return opError(op, "tcp", c.local, c.remote, err)
+}
+
+// Close closes the connection: blocked Reads and Writes return, and the
+// host sends what it buffered before closing the socket.
+func (c *conn) Close() error {
+	err := net.ErrClosed
+	c.closeOnce.Do(func() {
+		close(c.done)
+		err = c.env.closeHandle(c.h)
+	})
+	if err != nil {
+		return c.opError("close", err)
+	}
+	return nil
+}
+
+// LocalAddr returns the host-side local address.
+func (c *conn) LocalAddr() net.Addr { return c.local }
+
+// RemoteAddr returns the peer's address as the host reports it.
+func (c *conn) RemoteAddr() net.Addr { return c.remote }
+
+// SetDeadline sets both deadlines.
+func (c *conn) SetDeadline(t time.Time) error {
+	c.rdl.set(t)
+	c.wdl.set(t)
+	return nil
+}
+
+// SetReadDeadline sets the read deadline; a blocked Read notices at once.
+func (c *conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
+
+// SetWriteDeadline sets the write deadline; a blocked Write notices at once.
+func (c *conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
+
+// deadline is a settable point in time whose changes wake waiters.
+type deadline struct {
+	mu      *sync.Mutex
+	t       time.Time
+	changed chan struct{} // closed and replaced on every set
+}
+
+func newDeadline() deadline {
+	return deadline{mu: new(sync.Mutex), changed: make(chan struct{})}
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.t = t
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *deadline) get() (time.Time, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.t, d.changed
+}

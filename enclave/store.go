@@ -1,0 +1,92 @@
+package enclave
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/cloister-dev/cloister/boundary"
+	"github.com/cloister-dev/cloister/host/wire"
+)
+
+// ErrNotFound is returned by Store.Get for a key with no record.
+var ErrNotFound = errors.New("enclave: store: not found")
+
+// Store is the host's storage of opaque records, keyed by byte strings of
+// 1 to boundary.MaxStorageKey bytes, each record at most
+// boundary.MaxStorageValue bytes.
+//
+// The host sees and keeps whatever is put: seal every record first
+// (tee.NewSealer(env.Platform()).Seal, with the key as label so records
+// cannot be swapped), and expect the host to be able to drop, replay or
+// roll back records; package kv adds freshness on top.
+type Store struct {
+	env *Env
+}
+
+// Get returns the record under key, or ErrNotFound.
+func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
+	if len(key) == 0 || len(key) > boundary.MaxStorageKey {
+		return nil, fmt.Errorf("enclave: store: get: key of %d bytes", len(key))
+	}
+	resp := make([]byte, boundary.MaxStorageValue)
+	n, err := s.env.client.Call(ctx, boundary.CallStorageGet, key, resp)
+	if wire.IsRemote(err, wire.MsgNotFound) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("enclave: store: get: %w", err)
+	}
+	return resp[:n:n], nil
+}
+
+// Put stores record under key, replacing any previous record.
+func (s *Store) Put(ctx context.Context, key, record []byte) error {
+	req, err := wire.KeyRecord(key, record)
+	if err != nil {
+		return fmt.Errorf("enclave: store: put: %w", err)
+	}
+	if _, err := s.env.client.Call(ctx, boundary.CallStoragePut, req, nil); err != nil {
+		return fmt.Errorf("enclave: store: put: %w", err)
+	}
+	return nil
+}
+
+// Delete removes key's record; a missing key is not an error.
+func (s *Store) Delete(ctx context.Context, key []byte) error {
+	if len(key) == 0 || len(key) > boundary.MaxStorageKey {
+		return fmt.Errorf("enclave: store: delete: key of %d bytes", len(key))
+	}
+	if _, err := s.env.client.Call(ctx, boundary.CallStorageDelete, key, nil); err != nil {
+		return fmt.Errorf("enclave: store: delete: %w", err)
+	}
+	return nil
+}
+
+// List returns the keys that start with prefix, in bytewise order, fetched
+// a page at a time. Each page is checked (prefix, strictly increasing), but
+// the host may still omit keys.
+func (s *Store) List(ctx context.Context, prefix []byte) ([][]byte, error) {
+	var all [][]byte
+	resp := make([]byte, boundary.MaxStorageList)
+	var after []byte
+	for {
+		req, err := wire.ListRequest(prefix, after)
+		if err != nil {
+			return nil, fmt.Errorf("enclave: store: list: %w", err)
+		}
+		n, err := s.env.client.Call(ctx, boundary.CallStorageList, req, resp)
+		if err != nil {
+			return nil, fmt.Errorf("enclave: store: list: %w", err)
+		}
+		keys, err := wire.ParseListPage(resp[:n], prefix, after)
+		if err != nil {
+			return nil, fmt.Errorf("enclave: store: list: %w", err)
+		}
+		if len(keys) == 0 {
+			return all, nil
+		}
+		all = append(all, keys...)
+		after = keys[len(keys)-1]
+	}
+}

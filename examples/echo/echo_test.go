@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloister-dev/cloister/host"
+)
+
+// TestEchoUnderCloisterRun builds this example, runs it through host.Run
+// (what `cloister run` does) on sim-sgx, talks HTTPS to it over loopback
+// TCP, restarts it to show a sealed record survives and opens, and stops
+// it with a cancelled context.
+func TestEchoUnderCloisterRun(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the example")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "echo")
+	build := exec.Command("go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	simDir, store := filepath.Join(dir, "sim"), filepath.Join(dir, "state", "echo.db")
+
+	a := start(t, bin, simDir, store, true)
+	a.post(t, "/echo", "hello, enclave", "hello, enclave")
+	a.put(t, "/kv/greeting", "sealed hello")
+	a.get(t, "/kv/greeting", http.StatusOK, "sealed hello")
+	a.get(t, "/kv/missing", http.StatusNotFound, "")
+	a.stop(t)
+
+	// The host kept only a sealed blob.
+	s, err := host.OpenBoltStore(store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, err := s.Get(context.Background(), []byte("kv/greeting"))
+	s.Close()
+	if err != nil || !bytes.HasPrefix(blob, []byte("CLS1")) || bytes.Contains(blob, []byte("sealed hello")) {
+		t.Fatalf("stored record %q, %v: want a sealed blob", blob, err)
+	}
+
+	// Same binary, same sim platform: the record opens after a restart.
+	// This run shares the host's network, so both modes are exercised.
+	b := start(t, bin, simDir, store, false)
+	if !strings.Contains(b.log.String(), "network: shared with the host (no namespace: not asked for") {
+		t.Errorf("the shared mode is not logged:\n%s", b.log)
+	}
+	b.get(t, "/kv/greeting", http.StatusOK, "sealed hello")
+	b.stop(t)
+}
+
+// instance is one run of the app.
+type instance struct {
+	addr   string
+	client *http.Client
+	cancel context.CancelFunc
+	done   chan result
+	log    *syncBuffer
+}
+
+type result struct {
+	code int
+	err  error
+}
+
+// start runs the app (in a network namespace if netns and the machine
+// permits) and waits for it to print its certificate fingerprint and
+// address, which the client pins and dials.
+func start(t *testing.T, bin, simDir, store string, netns bool) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	out, stdout := io.Pipe()
+	log := &syncBuffer{}
+	inst := &instance{cancel: cancel, done: make(chan result, 1), log: log}
+	go func() {
+		code, err := host.Run(ctx, host.Config{
+			App: bin, Args: []string{"--listen", "127.0.0.1:0"},
+			SimDir: simDir, StorePath: store, Listen: []string{"127.0.0.1:0"},
+			Stdout: stdout, Stderr: log, Logger: slog.New(slog.NewTextHandler(log, nil)),
+			Netns: netns, Grace: 10 * time.Second,
+		})
+		stdout.Close()
+		inst.done <- result{code, err}
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-inst.done:
+		case <-time.After(30 * time.Second):
+			t.Error("the app did not stop")
+		}
+	})
+
+	lines := make(chan string, 8)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case lines <- sc.Text():
+			default:
+			}
+		}
+		close(lines)
+		io.Copy(io.Discard, out)
+	}()
+	var fp []byte
+	deadline := time.After(60 * time.Second)
+	for inst.addr == "" || fp == nil {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				r := <-inst.done
+				t.Fatalf("the app ended before it was ready: %d, %v\n%s", r.code, r.err, log)
+			}
+			if v, ok := strings.CutPrefix(l, "cert-sha256 "); ok {
+				fp, _ = hex.DecodeString(v)
+			}
+			if v, ok := strings.CutPrefix(l, "listening on "); ok {
+				inst.addr = v
+			}
+		case <-deadline:
+			t.Fatalf("the app did not get ready\n%s", log)
+		}
+	}
+	if !strings.Contains(log.String(), "network: ") {
+		t.Errorf("the log does not say which network mode runs:\n%s", log)
+	}
+	t.Logf("network mode: %s", networkMode(log.String()))
+	inst.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
+		// Only in this test: the certificate is self-signed, so the CA
+		// check is off, and VerifyConnection, which runs on every
+		// handshake, pins the fingerprint the app printed instead.
+		InsecureSkipVerify: true,
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("no certificate")
+			}
+			if got := sha256.Sum256(cs.PeerCertificates[0].Raw); !bytes.Equal(got[:], fp) {
+				return errors.New("certificate is not the one the app printed")
+			}
+			return nil
+		},
+	}}}
+	return inst
+}
+
+func (in *instance) do(t *testing.T, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "https://"+in.addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := in.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", method, path, err, in.log)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (in *instance) post(t *testing.T, path, body, want string) {
+	t.Helper()
+	if code, got := in.do(t, "POST", path, body); code != http.StatusOK || got != want {
+		t.Fatalf("POST %s = %d %q, want 200 %q", path, code, got, want)
+	}
+}
+
+func (in *instance) put(t *testing.T, path, body string) {
+	t.Helper()
+	if code, got := in.do(t, "PUT", path, body); code != http.StatusNoContent {
+		t.Fatalf("PUT %s = %d %q, want 204", path, code, got)
+	}
+}
+
+func (in *instance) get(t *testing.T, path string, wantCode int, want string) {
+	t.Helper()
+	code, got := in.do(t, "GET", path, "")
+	if code != wantCode || (wantCode == http.StatusOK && got != want) {
+		t.Fatalf("GET %s = %d %q, want %d %q", path, code, got, wantCode, want)
+	}
+}
+
+// stop cancels the run and checks the app stopped cleanly: status 0 and
+// no error from Run.
+func (in *instance) stop(t *testing.T) {
+	t.Helper()
+	in.client.CloseIdleConnections()
+	in.cancel()
+	select {
+	case r := <-in.done:
+		if r.err != nil || r.code != 0 {
+			t.Fatalf("stop: Run = %d, %v; want 0, nil\n%s", r.code, r.err, in.log)
+		}
+		in.done <- r // for the cleanup
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the app did not stop\n%s", in.log)
+	}
+	if !strings.Contains(in.log.String(), "echo: stopping") {
+		t.Errorf("the app did not see SIGTERM:\n%s", in.log)
+	}
+}
+
+// networkMode returns the log line naming the network mode.
+func networkMode(log string) string {
+	for _, l := range strings.Split(log, "\n") {
+		if i := strings.Index(l, "network: "); i >= 0 {
+			return strings.TrimSuffix(l[i:], `"`)
+		}
+	}
+	return "(not logged)"
+}
+
+// syncBuffer is a bytes.Buffer safe for the app's and Run's writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -1,0 +1,152 @@
+// Package wire holds what both sides of Cloister's host services must agree
+// on and nothing else: the environment variable that hands the boundary to
+// the enclave process, the region geometry, the call table (boundary's
+// declared host calls plus the simulator's two platform calls), the payload
+// codecs of every host-service call, and the event page that tells the
+// enclave when a would-block network call is worth retrying.
+//
+// boundary/calls.go says host/ owns the codecs; they live here, below both
+// host (the launcher, which the enclave must not link) and enclave (the
+// SDK), so each side imports only what it needs. Apps never use this
+// package directly.
+//
+// Decoders fail closed: every length is checked, trailing bytes are
+// rejected, and the enclave treats every response as hostile input.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/cloister-dev/cloister/boundary"
+)
+
+// EnvBoundary is the environment variable through which `cloister run`
+// tells the enclave process where its boundary is: for example
+// "v1 region=3 events=4 tee=sim-sgx". The enclave SDK refuses to start
+// without it.
+const EnvBoundary = "CLOISTER_BOUNDARY"
+
+// envVersion is the first word of EnvBoundary's value; a mismatch means the
+// launcher and the SDK were built from incompatible sources.
+const envVersion = "v1"
+
+// Launch is what EnvBoundary carries: the inherited descriptors of the
+// shared region and the event page, and the platform kind.
+type Launch struct {
+	RegionFD int
+	EventsFD int
+	TEE      string
+}
+
+// String encodes l as EnvBoundary's value.
+func (l Launch) String() string {
+	return fmt.Sprintf("%s region=%d events=%d tee=%s", envVersion, l.RegionFD, l.EventsFD, l.TEE)
+}
+
+// ParseLaunch decodes EnvBoundary's value. Every field is required, and
+// descriptors 0-2 (stdio) are refused.
+func ParseLaunch(s string) (Launch, error) {
+	f := strings.Fields(s)
+	if len(f) != 4 || f[0] != envVersion {
+		return Launch{}, fmt.Errorf("wire: %s=%q: want %q", EnvBoundary, s, envVersion+" region=FD events=FD tee=KIND")
+	}
+	var l Launch
+	seen := 0
+	for _, kv := range f[1:] {
+		k, v, _ := strings.Cut(kv, "=")
+		switch k {
+		case "region", "events":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 3 || n > 1<<20 {
+				return Launch{}, fmt.Errorf("wire: %s: bad descriptor %q", EnvBoundary, kv)
+			}
+			if k == "region" {
+				l.RegionFD = n
+				seen |= 1
+			} else {
+				l.EventsFD = n
+				seen |= 2
+			}
+		case "tee":
+			if v == "" {
+				return Launch{}, fmt.Errorf("wire: %s: empty tee", EnvBoundary)
+			}
+			l.TEE = v
+			seen |= 4
+		default:
+			return Launch{}, fmt.Errorf("wire: %s: unknown field %q", EnvBoundary, kv)
+		}
+	}
+	if seen != 7 {
+		return Launch{}, fmt.Errorf("wire: %s=%q: a field is repeated or missing", EnvBoundary, s)
+	}
+	return l, nil
+}
+
+// RegionConfig is the region geometry. The enclave attaches with this
+// value compiled into its own (measured) binary, never with one read from
+// the host: boundary.Attach fixes every offset from the expected Config.
+func RegionConfig() boundary.Config {
+	return boundary.Config{Channels: 4, RequestRingSize: 1 << 20, ResponseRingSize: 1 << 20}
+}
+
+// Simulator platform calls. They are Cloister host calls (ids below
+// boundary.AppCallBase, in the evidence group) that boundary/calls.go does
+// not list yet: the simulator's identity and sealing keys come from the host
+// (see host.Run). They belong in calls.go; until its owner moves them there,
+// they are declared here. Do NOT renumber.
+const (
+	CallSimIdentity uint32 = 0x0410 // req: empty → resp: identity (see EncodeIdentity)
+	CallSimSealKey  uint32 = 0x0411 // req: u8 policy | kdf context → resp: key bytes
+)
+
+// maxIdentity bounds an encoded identity: kind, measurement and signer with
+// one-byte lengths, product, SVN and debug.
+const maxIdentity = 3 + 3*255 + 5
+
+// simCalls declares the simulator platform calls.
+var simCalls = []boundary.CallSpec{
+	{ID: CallSimIdentity, Name: "sim.identity", Request: "empty", Response: "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", MaxRequest: 0, MaxResponse: maxIdentity},
+	{ID: CallSimSealKey, Name: "sim.seal_key", Request: "u8 policy | kdf context", Response: "key bytes", MaxRequest: 1 + 256, MaxResponse: 64},
+}
+
+// Table returns the table both sides use: boundary.HostCalls() plus the
+// simulator platform calls.
+func Table() (*boundary.Table, error) {
+	t, err := boundary.NewTable(append(boundary.HostCalls(), simCalls...)...)
+	if err != nil {
+		return nil, fmt.Errorf("wire: table: %w", err)
+	}
+	return t, nil
+}
+
+// Messages of error responses that the enclave branches on. The host
+// returns errors whose text is exactly one of these (boundary sends a
+// handler error's text as the error response's message); any other message
+// is a plain failure. The host is untrusted either way: a lying host can
+// only stall or fail calls, which it can do anyway.
+const (
+	// MsgWouldBlock: a network call (accept, read, write) cannot proceed
+	// now. The enclave waits for the handle's event slot and retries.
+	MsgWouldBlock = "would block"
+	// MsgNotFound: storage get found no record under the key.
+	MsgNotFound = "not found"
+)
+
+// ErrWouldBlock and ErrNotFound are the host's handler errors for the
+// messages above. Their text is the wire message itself, without a package
+// prefix, because it crosses the boundary verbatim.
+var (
+	ErrWouldBlock = errors.New(MsgWouldBlock)
+	ErrNotFound   = errors.New(MsgNotFound)
+)
+
+// IsRemote reports whether err is an error response from the host carrying
+// exactly msg.
+func IsRemote(err error, msg string) bool {
+	var re *boundary.RemoteError
+	return errors.As(err, &re) && re.Code == boundary.CodeHandler && re.Message == msg
+}
