@@ -134,10 +134,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		seq := s.wait.prepare(flag)
 		if s.ready() || s.closed.Load() {
 			s.wait.cancel()
-		} else {
-			s.wait.sleep(seq, &s.ctr)
+			i = 0
+			continue
 		}
-		i = 0
+		s.wait.sleep(seq, &s.ctr)
+		// Spin again only if the sleep ended with work to do: an idle
+		// server that wakes at the end of each time slice goes straight
+		// back to sleep instead of spinning (which cost ~12% of a core
+		// while idle). Found work resets i above.
+		i = spinIters
 	}
 }
 
