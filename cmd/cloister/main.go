@@ -13,6 +13,7 @@
 //	cloister sign APP --key KEY.pem --config enclave.json [--out APP.sig] | cloister sign --new-key KEY.pem
 //	cloister measure APP [--config enclave.json] [--sig APP.sig]
 //	cloister run APP [--tee sim-sgx|sim-tdx] [--sig APP.sig] [--listen ADDR]... [-- ARGS]
+//	cloister bench boundary [--json]
 //	cloister quote --report-data HEX --out FILE [--tee auto|sim-sgx|sim-tdx|tdx|sev-snp|sgx] [--app APP [--sig APP.sig]]
 //	cloister sim root|collateral|reset [--sim-dir DIR]
 //	cloister policy test FILE --claims CLAIMS.json
@@ -95,6 +96,7 @@ var commands = []command{
 	{"sim collateral", "print a signed collateral bundle for the simulator", runSimCollateral},
 	{"sim reset", "replace the simulator's keys", runSimReset},
 	{"policy test", "evaluate an MAA or Rego attestation policy against claims, offline", runPolicyTest},
+	{"bench boundary", "measure the host-enclave boundary: rings vs Unix socket, gRPC, ping-pong", runBenchBoundary},
 	{"version", "print the version of cloister", runVersion},
 }
 
