@@ -38,6 +38,12 @@ const (
 
 	// Evidence collection where the platform needs the host (quoting).
 	CallEvidenceQuote uint32 = 0x0401 // req: platform-specific (report / target info) → resp: evidence bytes
+
+	// Simulator platform: what the host measured, and sealing keys. On the
+	// simulator the host holds the sim keys, as the quoting enclave sits
+	// outside the app enclave on SGX; on hardware these calls are not served.
+	CallSimIdentity uint32 = 0x0410 // req: empty → resp: u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug
+	CallSimSealKey  uint32 = 0x0411 // req: u8 policy | kdf context → resp: key bytes
 )
 
 // Call id ranges.
@@ -80,7 +86,13 @@ var hostCalls = [...]CallSpec{
 	{CallStorageList, "storage.list", "u16 prefix len | prefix | start-after key", "(u16 len | key)*", 2 + 2*MaxStorageKey, MaxStorageList},
 	{CallTimeNowUntrusted, "time.now_untrusted", "empty", "u64 unix ns (UNTRUSTED)", 0, 8},
 	{CallEvidenceQuote, "evidence.quote", "platform-specific request", "evidence bytes", MaxEvidenceRequest, MaxEvidence},
+	{CallSimIdentity, "sim.identity", "empty", "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", 0, maxSimIdentity},
+	{CallSimSealKey, "sim.seal_key", "u8 policy | kdf context", "key bytes", 1 + 256, 64},
 }
+
+// maxSimIdentity bounds an encoded sim identity: kind, measurement and
+// signer with one-byte lengths, product, SVN and debug.
+const maxSimIdentity = 3 + 3*255 + 5
 
 // HostCalls returns the host-service call declarations (a copy).
 func HostCalls() []CallSpec { return slices.Clone(hostCalls[:]) }

@@ -93,30 +93,20 @@ func RegionConfig() boundary.Config {
 	return boundary.Config{Channels: 4, RequestRingSize: 1 << 20, ResponseRingSize: 1 << 20}
 }
 
-// Simulator platform calls. They are Cloister host calls (ids below
-// boundary.AppCallBase, in the evidence group) that boundary/calls.go does
-// not list yet: the simulator's identity and sealing keys come from the host
-// (see host.Run). They belong in calls.go; until its owner moves them there,
-// they are declared here. Do NOT renumber.
+// The simulator platform calls are declared with the other host calls in
+// boundary/calls.go.
 const (
-	CallSimIdentity uint32 = 0x0410 // req: empty → resp: identity (see EncodeIdentity)
-	CallSimSealKey  uint32 = 0x0411 // req: u8 policy | kdf context → resp: key bytes
+	CallSimIdentity = boundary.CallSimIdentity
+	CallSimSealKey  = boundary.CallSimSealKey
 )
 
 // maxIdentity bounds an encoded identity: kind, measurement and signer with
 // one-byte lengths, product, SVN and debug.
 const maxIdentity = 3 + 3*255 + 5
 
-// simCalls declares the simulator platform calls.
-var simCalls = []boundary.CallSpec{
-	{ID: CallSimIdentity, Name: "sim.identity", Request: "empty", Response: "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", MaxRequest: 0, MaxResponse: maxIdentity},
-	{ID: CallSimSealKey, Name: "sim.seal_key", Request: "u8 policy | kdf context", Response: "key bytes", MaxRequest: 1 + 256, MaxResponse: 64},
-}
-
-// Table returns the table both sides use: boundary.HostCalls() plus the
-// simulator platform calls.
+// Table returns the table both sides use: boundary.HostCalls().
 func Table() (*boundary.Table, error) {
-	t, err := boundary.NewTable(append(boundary.HostCalls(), simCalls...)...)
+	t, err := boundary.NewTable(boundary.HostCalls()...)
 	if err != nil {
 		return nil, fmt.Errorf("wire: table: %w", err)
 	}
