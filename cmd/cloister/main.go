@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	cloister demo [--sim-dir DIR]
+//	cloister demo [--sim-dir DIR] [--app PATH]
 //	cloister verify evidence FILE [flags]
 //	cloister verify cert PEM [flags]
 //	cloister verify https://HOST:PORT [--fresh] [flags]
@@ -82,7 +82,7 @@ type command struct {
 
 // commands is the whole command tree. "help" is handled by run itself.
 var commands = []command{
-	{"demo", "run attestation and sealing end to end on the simulator", runDemo},
+	{"demo", "run the example enclave app on the simulator and attest it over RA-TLS, end to end", runDemo},
 	{"verify evidence", "verify an SGX/TDX quote or SEV-SNP report and print its claims", runVerifyEvidence},
 	{"verify cert", "verify an RA-TLS certificate's evidence and key binding, print its claims", runVerifyCert},
 	{"verify https", "connect to https://HOST:PORT, attest the server over RA-TLS, print its claims", runVerifyHTTPS},

@@ -80,13 +80,51 @@ func TestQuoteUsage(t *testing.T) {
 }
 
 func TestDemo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the example app")
+	}
+	// The whole demo: it builds examples/echo once (the test runs in
+	// cmd/cloister, inside the repository), signs it, runs it on sim-sgx
+	// and attests it over RA-TLS.
 	r := runCLI(t, "demo", "--sim-dir", filepath.Join(t.TempDir(), "sim"))
-	if r.code != 0 {
+	if r.code != 0 || r.stderr != "" {
 		t.Fatal(r)
 	}
-	for _, want := range []string{"tee sim-sgx, tcb_status UpToDate", "report_data matches: true", "fails, as it must (untrusted root)", "another MRENCLAVE cannot"} {
+	for _, want := range []string{
+		"tee sim-sgx, tcb_status UpToDate", "report_data matches: true", "fails, as it must (untrusted root)", "another MRENCLAVE cannot",
+		"6. building the example app", `enclave.json {"product_id": 1, "svn": 1, "debug": false}`,
+		"8. running it with 'cloister run' on sim-sgx", "the host says: network: ",
+		"9. attested https://127.0.0.1:", "tee        sim-sgx", "= the signed app's, as expected", "= the demo key's, as expected",
+		"product 1, SVN 1 (policy: at least 1), debug false", "tcb_status UpToDate (sim collateral",
+		"key bound  true: the evidence (ccc extension)",
+		"10. fresh evidence checked", `POST /echo "hello, enclave" → "hello, enclave"`, `GET → "a value sealed to the enclave"`,
+		"12. a client expecting another MRENCLAVE", "policy: mrenclave: got ",
+		"13. stopped", "exited with status 0", "the demo passed",
+	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+	// The MRENCLAVE and MRSIGNER attested in step 9 are those of the
+	// signed app and the demo key in step 7.
+	found := 0
+	for _, l := range strings.Split(r.stdout, "\n") {
+		f := strings.Fields(l)
+		switch {
+		case len(f) < 2:
+		case strings.HasSuffix(l, "(as 'cloister measure' computes it)"):
+			found++
+			if want := "MRENCLAVE  " + f[1] + " = the signed app's"; !strings.Contains(r.stdout, want) {
+				t.Errorf("demo output lacks %q", want)
+			}
+		case strings.HasSuffix(l, "(the demo key)"):
+			found++
+			if want := "MRSIGNER   " + f[1] + " = the demo key's"; !strings.Contains(r.stdout, want) {
+				t.Errorf("demo output lacks %q", want)
+			}
+		}
+	}
+	if found != 2 {
+		t.Errorf("demo output: %d of the signed app's MRENCLAVE and MRSIGNER lines, want 2:\n%s", found, r.stdout)
 	}
 }

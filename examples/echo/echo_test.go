@@ -4,9 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/tls"
-	"encoding/hex"
+	"crypto/rand"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log/slog"
@@ -19,12 +18,17 @@ import (
 	"time"
 
 	"github.com/cloister-dev/cloister/host"
+	"github.com/cloister-dev/cloister/policy"
+	"github.com/cloister-dev/cloister/ratls"
+	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 // TestEchoUnderCloisterRun builds this example, runs it through host.Run
-// (what `cloister run` does) on sim-sgx, talks HTTPS to it over loopback
-// TCP, restarts it to show a sealed record survives and opens, and stops
-// it with a cancelled context.
+// (what `cloister run` does) on sim-sgx, attests it over RA-TLS on
+// loopback TCP (MRENCLAVE as `cloister measure` gives it, sim root trusted
+// explicitly, fresh channel-bound challenge), talks HTTPS to it, restarts
+// it to show a sealed record survives and opens, and stops it with a
+// cancelled context.
 func TestEchoUnderCloisterRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the example")
@@ -36,8 +40,11 @@ func TestEchoUnderCloisterRun(t *testing.T) {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	simDir, store := filepath.Join(dir, "sim"), filepath.Join(dir, "state", "echo.db")
+	att := attestation(t, bin, simDir)
 
-	a := start(t, bin, simDir, store, true)
+	a := start(t, bin, simDir, store, att, true)
+	a.challenge(t)
+	a.refusedWithOtherMRENCLAVE(t, att)
 	a.post(t, "/echo", "hello, enclave", "hello, enclave")
 	a.put(t, "/kv/greeting", "sealed hello")
 	a.get(t, "/kv/greeting", http.StatusOK, "sealed hello")
@@ -57,18 +64,50 @@ func TestEchoUnderCloisterRun(t *testing.T) {
 
 	// Same binary, same sim platform: the record opens after a restart.
 	// This run shares the host's network, so both modes are exercised.
-	b := start(t, bin, simDir, store, false)
+	b := start(t, bin, simDir, store, att, false)
 	if !strings.Contains(b.log.String(), "network: shared with the host (no namespace: not asked for") {
 		t.Errorf("the shared mode is not logged:\n%s", b.log)
 	}
 	b.get(t, "/kv/greeting", http.StatusOK, "sealed hello")
+	b.challenge(t)
 	b.stop(t)
+}
+
+// attestation returns what a client of the app expects: the app's
+// MRENCLAVE as `cloister measure` computes it (unsigned, so a debug
+// enclave, which the policy must then allow), the simulator's root trusted
+// by name, and the simulator's signed collateral. The sim PKI is made here
+// first; host.Run loads the same one.
+func attestation(t *testing.T, bin, simDir string) ratls.VerifyOptions {
+	t.Helper()
+	pki, err := sim.Load(simDir, rand.Reader, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	col, err := pki.Collateral(rand.Reader, time.Now(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := sim.AppFromFiles(bin, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !app.Debug {
+		t.Fatal("an unsigned app should measure as a debug enclave")
+	}
+	return ratls.VerifyOptions{
+		Policy:     policy.Policy{MRENCLAVE: [][]byte{app.MRENCLAVE[:]}, AllowDebug: true},
+		Now:        time.Now,
+		Collateral: ratls.BundleSource(col),
+		TrustRoots: []*x509.Certificate{pki.Root},
+	}
 }
 
 // instance is one run of the app.
 type instance struct {
 	addr   string
 	client *http.Client
+	v      *ratls.Verifier
 	cancel context.CancelFunc
 	done   chan result
 	log    *syncBuffer
@@ -80,9 +119,9 @@ type result struct {
 }
 
 // start runs the app (in a network namespace if netns and the machine
-// permits) and waits for it to print its certificate fingerprint and
-// address, which the client pins and dials.
-func start(t *testing.T, bin, simDir, store string, netns bool) *instance {
+// permits) and waits for it to print its address. The client attests the
+// server with att on every handshake.
+func start(t *testing.T, bin, simDir, store string, att ratls.VerifyOptions, netns bool) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out, stdout := io.Pipe()
@@ -119,17 +158,13 @@ func start(t *testing.T, bin, simDir, store string, netns bool) *instance {
 		close(lines)
 		io.Copy(io.Discard, out)
 	}()
-	var fp []byte
 	deadline := time.After(60 * time.Second)
-	for inst.addr == "" || fp == nil {
+	for inst.addr == "" {
 		select {
 		case l, ok := <-lines:
 			if !ok {
 				r := <-inst.done
 				t.Fatalf("the app ended before it was ready: %d, %v\n%s", r.code, r.err, log)
-			}
-			if v, ok := strings.CutPrefix(l, "cert-sha256 "); ok {
-				fp, _ = hex.DecodeString(v)
 			}
 			if v, ok := strings.CutPrefix(l, "listening on "); ok {
 				inst.addr = v
@@ -142,22 +177,52 @@ func start(t *testing.T, bin, simDir, store string, netns bool) *instance {
 		t.Errorf("the log does not say which network mode runs:\n%s", log)
 	}
 	t.Logf("network mode: %s", networkMode(log.String()))
-	inst.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{
-		// Only in this test: the certificate is self-signed, so the CA
-		// check is off, and VerifyConnection, which runs on every
-		// handshake, pins the fingerprint the app printed instead.
-		InsecureSkipVerify: true,
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("no certificate")
-			}
-			if got := sha256.Sum256(cs.PeerCertificates[0].Raw); !bytes.Equal(got[:], fp) {
-				return errors.New("certificate is not the one the app printed")
-			}
-			return nil
-		},
-	}}}
+	v, err := ratls.NewVerifier(att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst.v = v
+	inst.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: v.ClientConfig(nil)}}
 	return inst
+}
+
+// challenge runs the exporter-bound freshness challenge and checks the
+// fresh evidence names the expected enclave.
+func (in *instance) challenge(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := in.v.Challenge(ctx, in.client, "https://"+in.addr)
+	if err != nil {
+		t.Fatalf("fresh challenge: %v\n%s", err, in.log)
+	}
+	if c.TEE != "sim-sgx" || c.SGXClaims == nil {
+		t.Fatalf("fresh evidence from %q, want sim-sgx", c.TEE)
+	}
+}
+
+// refusedWithOtherMRENCLAVE checks that a client expecting other code
+// fails the handshake, for the policy's reason, before any request.
+func (in *instance) refusedWithOtherMRENCLAVE(t *testing.T, att ratls.VerifyOptions) {
+	t.Helper()
+	other := bytes.Clone(att.Policy.MRENCLAVE[0])
+	other[0] ^= 1
+	att.Policy.MRENCLAVE = [][]byte{other}
+	cfg, err := ratls.ClientConfig(att)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{TLSClientConfig: cfg}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Timeout: 30 * time.Second, Transport: tr}).Post("https://"+in.addr+"/echo", "text/plain", strings.NewReader("must not be sent"))
+	if err == nil {
+		resp.Body.Close()
+		t.Fatal("a client expecting another MRENCLAVE was answered")
+	}
+	var pe *ratls.PolicyError
+	if !errors.As(err, &pe) || !strings.Contains(err.Error(), "mrenclave") {
+		t.Fatalf("wrong-MRENCLAVE client: %v; want a policy error naming mrenclave", err)
+	}
 }
 
 func (in *instance) do(t *testing.T, method, path, body string) (int, string) {

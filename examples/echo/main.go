@@ -1,41 +1,44 @@
 // Command echo is an example enclave app: an HTTPS echo and key-value
-// service on the Cloister enclave SDK.
+// service on the Cloister enclave SDK, served over attested TLS.
 //
 //	POST /echo       answers the request body
 //	PUT  /kv/{key}   seals the body to this enclave and stores it on the host
 //	GET  /kv/{key}   fetches and opens the record
+//	POST /.well-known/cloister/attestation (ratls.ChallengePath)
+//	                 answers the client's nonce with fresh evidence bound
+//	                 to the TLS session
 //
-// TLS uses a key pair made inside the enclave at start, in a self-signed
-// certificate whose SHA-256 fingerprint is printed on stdout so a client
-// can pin it; attested TLS (package ratls) will replace it.
+// TLS is RA-TLS (package ratls): a key pair made inside the enclave at
+// start, in a certificate whose evidence (the CCC extension) binds it, so a
+// client checks which code holds the key before it sends a byte.
 //
-// Build and run it under the simulator:
+// Build and run it under the simulator, then attest it:
 //
 //	go build -o echo ./examples/echo
 //	cloister run ./echo --listen 127.0.0.1:8443
-//	curl -sk https://127.0.0.1:8443/echo -d hello
+//	cloister sim root > sim-root.pem
+//	cloister sim collateral > sim-collateral.json
+//	cloister measure ./echo      # unsigned: a debug enclave
+//	cloister verify https://127.0.0.1:8443 --fresh --trust-root sim-root.pem \
+//	    --collateral sim-collateral.json --mrenclave HEX --allow-debug
+//
+// `cloister demo` does all of this, with a signed (non-debug) app, in one
+// command.
 package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"math/big"
 	"net/http"
 	"os"
 	"time"
 
 	"github.com/cloister-dev/cloister/enclave"
+	"github.com/cloister-dev/cloister/ratls"
 	"github.com/cloister-dev/cloister/seal"
 	"github.com/cloister-dev/cloister/tee"
 )
@@ -46,6 +49,8 @@ const (
 	maxValue = 64 << 10
 	// kvPrefix keeps this app's records apart from others in the store.
 	kvPrefix = "kv/"
+	// clockTimeout bounds one call for the host's clock.
+	clockTimeout = 5 * time.Second
 )
 
 func main() {
@@ -59,7 +64,17 @@ func main() {
 // serve runs the HTTPS service until ctx ends, then drains it.
 func serve(ctx context.Context, env *enclave.Env, addr string) error {
 	log := env.Logger()
-	cert, err := selfSigned(ctx, env)
+	// The attested certificate is issued before the listener opens, so the
+	// first client already finds it.
+	srv, err := ratls.NewServer(ctx, ratls.ServerOptions{
+		Platform:   env.Platform(),
+		Now:        hostClock(env),
+		CommonName: "cloister echo",
+	})
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := ratls.ServerConfig(srv, nil)
 	if err != nil {
 		return err
 	}
@@ -67,19 +82,17 @@ func serve(ctx context.Context, env *enclave.Env, addr string) error {
 	if err != nil {
 		return err
 	}
-	// The fingerprint and address go to stdout, one per line, for clients
-	// (and the integration test) to pin and dial.
-	fp := sha256.Sum256(cert.Certificate[0])
-	fmt.Fprintf(os.Stdout, "cert-sha256 %s\n", hex.EncodeToString(fp[:]))
+	// The address goes to stdout for clients (and the integration test).
 	fmt.Fprintf(os.Stdout, "listening on %s\n", l.Addr())
-	log.Info("echo: serving", "addr", l.Addr().String(), "tee", env.Platform().Kind())
+	log.Info("echo: serving RA-TLS", "addr", l.Addr().String(), "tee", env.Platform().Kind())
 
 	svc := &service{store: env.Store(), sealer: tee.NewSealer(env.Platform())}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /echo", svc.echo)
 	mux.HandleFunc("GET /kv/{key}", svc.get)
 	mux.HandleFunc("PUT /kv/{key}", svc.put)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	mux.Handle(ratls.ChallengePath, srv.ChallengeHandler())
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	stopped := make(chan struct{})
 	go func() {
@@ -88,9 +101,9 @@ func serve(ctx context.Context, env *enclave.Env, addr string) error {
 		log.Info("echo: stopping")
 		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		defer cancel()
-		srv.Shutdown(sctx)
+		hs.Shutdown(sctx)
 	}()
-	err = srv.Serve(tls.NewListener(l, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}))
+	err = hs.Serve(tls.NewListener(l, tlsCfg))
 	if errors.Is(err, http.ErrServerClosed) {
 		<-stopped
 		return nil
@@ -98,35 +111,21 @@ func serve(ctx context.Context, env *enclave.Env, addr string) error {
 	return err
 }
 
-// selfSigned makes a fresh P-256 key and a self-signed certificate for it.
-// Its validity starts from the host's clock, which is untrusted: that only
-// matters to clients that check validity, and they should pin instead.
-func selfSigned(ctx context.Context, env *enclave.Env) (tls.Certificate, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, err
+// hostClock is the certificates' clock: the host's, which is untrusted.
+// It only sets validity periods and renewal; clients trust the evidence,
+// which the host cannot forge, not the dates. If the host does not answer,
+// the process clock (also the host's, in the end) stands in.
+func hostClock(env *enclave.Env) func() time.Time {
+	return func() time.Time {
+		ctx, cancel := context.WithTimeout(context.Background(), clockTimeout)
+		defer cancel()
+		now, err := env.UntrustedNow(ctx)
+		if err != nil {
+			env.Logger().Warn("echo: host clock unavailable, using the process clock", "err", err)
+			return time.Now()
+		}
+		return now
 	}
-	now, err := env.UntrustedNow(ctx)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: "cloister echo (self-signed, not attested)"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return tls.Certificate{}, err
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 // service holds the handlers' dependencies.
