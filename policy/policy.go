@@ -77,6 +77,10 @@ type Policy struct {
 	// MinISVSVN, when set, is the lowest accepted SGX ISVSVN (security
 	// version of the enclave). It applies to SGX evidence only.
 	MinISVSVN *uint16
+	// ISVProdID, when set, is the one accepted SGX ISVPRODID. With MRSIGNER
+	// it names a product of a signer: a signer's other products (other
+	// ISVPRODIDs under the same key) are refused. It applies to SGX only.
+	ISVProdID *uint16
 	// AllowStatus lists accepted TCB statuses (evidence.Status* values).
 	// Empty means only "UpToDate" (for SEV-SNP, which has no status, also
 	// "NotEvaluated"; see the package doc). Otherwise "NotEvaluated" is
@@ -177,6 +181,15 @@ func Appraise(c *evidence.Claims, p Policy) error {
 			add(absent(c, "mrsigner", p.MRSIGNER))
 		} else {
 			add(anyOf("mrsigner", sgx.MRSIGNER, p.MRSIGNER))
+		}
+	}
+	if p.ISVProdID != nil {
+		want := fmt.Sprint(*p.ISVProdID)
+		switch {
+		case sgx == nil:
+			add(&Mismatch{Field: "isv_prod_id", Got: notPresent(c, "isv_prod_id"), Want: want})
+		case sgx.ISVProdID != *p.ISVProdID:
+			add(&Mismatch{Field: "isv_prod_id", Got: fmt.Sprint(sgx.ISVProdID), Want: want})
 		}
 	}
 	if p.MinISVSVN != nil {

@@ -221,3 +221,20 @@ func TestAppraiseNilClaims(t *testing.T) {
 		t.Fatal("Appraise(nil) = nil, want error")
 	}
 }
+
+func TestISVProdID(t *testing.T) {
+	c := &evidence.Claims{TEE: evidence.TEESGX, TCBStatus: evidence.StatusUpToDate, SGXClaims: &evidence.SGXClaims{ISVProdID: 3}}
+	three, four := uint16(3), uint16(4)
+	if err := Appraise(c, Policy{ISVProdID: &three}); err != nil {
+		t.Errorf("product 3 against 3: %v", err)
+	}
+	err := Appraise(c, Policy{ISVProdID: &four})
+	var m *Mismatch
+	if !errors.As(err, &m) || m.Field != "isv_prod_id" {
+		t.Errorf("product 3 against 4: %v", err)
+	}
+	tdx := &evidence.Claims{TEE: evidence.TEETDX, TCBStatus: evidence.StatusUpToDate, TDXClaims: &evidence.TDXClaims{}}
+	if err := Appraise(tdx, Policy{ISVProdID: &three}); err == nil {
+		t.Error("an SGX product requirement passed TDX evidence")
+	}
+}

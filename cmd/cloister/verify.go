@@ -194,19 +194,20 @@ func (p *policyFailure) Unwrap() error { return p.err }
 // policyFlags are the appraisal flags; giving any of them turns appraisal on.
 type policyFlags struct {
 	mrenclave, mrsigner, mrtd, measurement hexList
-	minSVN                                 uint16Flag
+	minSVN, productID                      uint16Flag
 	allowStatus                            stringList
 	allowDebug                             bool
 }
 
 // policyFlagNames are the flags that turn appraisal on.
-var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "min-svn", "allow-status", "allow-debug"}
+var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "product-id", "min-svn", "allow-status", "allow-debug"}
 
 func (f *policyFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.mrenclave, "mrenclave", "policy: accepted SGX MRENCLAVE (`HEX`, 32 bytes; repeatable, any-of)")
 	fs.Var(&f.mrsigner, "mrsigner", "policy: accepted SGX MRSIGNER (`HEX`, 32 bytes; repeatable, any-of)")
 	fs.Var(&f.mrtd, "mrtd", "policy: accepted TDX MRTD (`HEX`, 48 bytes; repeatable, any-of)")
 	fs.Var(&f.measurement, "measurement", "policy: accepted SEV-SNP measurement (`HEX`, 48 bytes; repeatable, any-of)")
+	fs.Var(&f.productID, "product-id", "policy: the accepted SGX ISVPRODID `N` (with --mrsigner: one product of a signer)")
 	fs.Var(&f.minSVN, "min-svn", "policy: lowest accepted SGX ISVSVN `N`")
 	fs.Var(&f.allowStatus, "allow-status", "policy: accepted tcb_status `S` (repeatable or comma list; default UpToDate)")
 	fs.BoolVar(&f.allowDebug, "allow-debug", false, "policy: accept debug enclaves/TDs/guests (development only)")
@@ -238,6 +239,10 @@ func (f *policyFlags) policy() policy.Policy {
 	if f.minSVN.set {
 		v := f.minSVN.v
 		p.MinISVSVN = &v
+	}
+	if f.productID.set {
+		v := f.productID.v
+		p.ISVProdID = &v
 	}
 	return p
 }
