@@ -59,6 +59,16 @@ type ServerOptions struct {
 	// Claims are extra entries of the CCC claims buffer (bound by the
 	// quote like pubkey-hash, which may not be given here).
 	Claims map[string][]byte
+	// TCBStatus, when set, re-evaluates a certificate's evidence against
+	// current collateral (e.g. with Verify and SkipAppraisal) and returns its
+	// tcb_status. The server calls it at issuance and then at most every
+	// TCBCheckEvery from GetCertificate; when the status differs from the
+	// one at issuance (a TCB recovery made it OutOfDate, or a platform update
+	// made new evidence better), the certificate is replaced with one
+	// carrying fresh evidence. Errors keep the current certificate.
+	TCBStatus func(ctx context.Context, cert *x509.Certificate) (string, error)
+	// TCBCheckEvery spaces TCBStatus checks; 0 means one hour.
+	TCBCheckEvery time.Duration
 }
 
 // validate checks o and fills in defaults (once, at construction).
@@ -110,6 +120,12 @@ func (o *ServerOptions) validate() error {
 	if o.CommonName == "" {
 		o.CommonName = "cloister-ratls"
 	}
+	if o.TCBCheckEvery < 0 {
+		return fmt.Errorf("ratls: server options: TCBCheckEvery %v is negative", o.TCBCheckEvery)
+	}
+	if o.TCBCheckEvery == 0 {
+		o.TCBCheckEvery = time.Hour
+	}
 	size := 0
 	for k, v := range o.Claims {
 		if k == ClaimPubKeyHash {
@@ -130,15 +146,20 @@ func (o *ServerOptions) validate() error {
 //
 // Renewal happens inside GetCertificate when the current certificate is
 // within RenewBefore of NotAfter, so no goroutine or timer is needed; the
-// handshakes that arrive during a renewal wait for it. Call Refresh when
-// the platform's TCB changes (microcode or TCB recovery), so peers see
-// evidence of the new TCB without waiting for expiry.
+// handshakes that arrive during a renewal wait for it. With
+// ServerOptions.TCBStatus the server also notices a change of its TCB
+// status (a TCB recovery, a platform update) and renews then; Refresh does
+// the same on demand.
 type Server struct {
 	opts ServerOptions
 
 	mu      sync.Mutex
 	cert    *tls.Certificate
 	renewAt time.Time
+	// status is the certificate's tcb_status at issuance (TCBStatus set),
+	// and checkAt when it is next re-evaluated.
+	status  string
+	checkAt time.Time
 }
 
 // NewServer validates opts and issues the first certificate.
@@ -169,6 +190,10 @@ func (s *Server) issueLocked(ctx context.Context) error {
 	}
 	s.cert = c
 	s.renewAt = c.Leaf.NotAfter.Add(-s.opts.RenewBefore)
+	if s.opts.TCBStatus != nil {
+		s.status, _ = s.opts.TCBStatus(ctx, c.Leaf)
+		s.checkAt = now.Add(s.opts.TCBCheckEvery)
+	}
 	return nil
 }
 
@@ -176,9 +201,19 @@ func (s *Server) issueLocked(ctx context.Context) error {
 func (s *Server) current(ctx context.Context) (*tls.Certificate, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if now := s.opts.Now(); !now.Before(s.renewAt) || now.Before(s.cert.Leaf.NotBefore) {
+	now := s.opts.Now()
+	if !now.Before(s.renewAt) || now.Before(s.cert.Leaf.NotBefore) {
 		if err := s.issueLocked(ctx); err != nil {
 			return nil, err
+		}
+		return s.cert, nil
+	}
+	if s.opts.TCBStatus != nil && !now.Before(s.checkAt) {
+		s.checkAt = now.Add(s.opts.TCBCheckEvery)
+		if st, err := s.opts.TCBStatus(ctx, s.cert.Leaf); err == nil && st != s.status {
+			if err := s.issueLocked(ctx); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return s.cert, nil

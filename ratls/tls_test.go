@@ -3,6 +3,7 @@ package ratls
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"log"
@@ -342,5 +343,45 @@ func TestConcurrentUse(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// A change of the served evidence's TCB status (a TCB recovery, say)
+// renews the certificate at the next check, without waiting for expiry.
+func TestRenewalOnTCBStatusChange(t *testing.T) {
+	e := newSim(t)
+	clk := &clock{t: simNow}
+	status := "UpToDate"
+	var mu sync.Mutex
+	srv := e.server(t, e.app, func(o *ServerOptions) {
+		o.Now, o.Validity, o.TCBCheckEvery = clk.Now, 24*time.Hour, 10*time.Minute
+		o.TCBStatus = func(context.Context, *x509.Certificate) (string, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return status, nil
+		}
+	})
+	first := srv.Certificate()
+	get := func() *x509.Certificate {
+		c, err := srv.GetCertificate(&tls.ClientHelloInfo{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Leaf
+	}
+	clk.Add(11 * time.Minute)
+	if !get().Equal(first) {
+		t.Fatal("renewed with the status unchanged")
+	}
+	mu.Lock()
+	status = "OutOfDate"
+	mu.Unlock()
+	clk.Add(5 * time.Minute)
+	if !get().Equal(first) {
+		t.Fatal("checked before TCBCheckEvery passed")
+	}
+	clk.Add(6 * time.Minute)
+	if get().Equal(first) {
+		t.Fatal("not renewed after the TCB status changed")
 	}
 }
