@@ -31,6 +31,9 @@ const (
 	CallStoragePut    uint32 = 0x0202 // req: u16 key len | key | record → resp: empty
 	CallStorageDelete uint32 = 0x0203 // req: key bytes → resp: empty
 	CallStorageList   uint32 = 0x0204 // req: u16 prefix len | prefix | start-after key → resp: (u16 len | key)*
+	// storage.commit applies a batch of puts and deletes atomically (one
+	// bbolt transaction): kv's commit is durable all or nothing.
+	CallStorageCommit uint32 = 0x0205 // req: u32 count | count × (u8 op | u16 key len | key | u32 value len | value) → resp: empty
 
 	// Time from the host: UNTRUSTED, for logs and timeouts only, never for
 	// validity decisions.
@@ -84,11 +87,17 @@ var hostCalls = [...]CallSpec{
 	{CallStoragePut, "storage.put", "u16 key len | key | record", "empty", 2 + MaxStorageKey + MaxStorageValue, 0},
 	{CallStorageDelete, "storage.delete", "key bytes", "empty", MaxStorageKey, 0},
 	{CallStorageList, "storage.list", "u16 prefix len | prefix | start-after key", "(u16 len | key)*", 2 + 2*MaxStorageKey, MaxStorageList},
+	{CallStorageCommit, "storage.commit", "u32 count | count × (u8 op | u16 key len | key | u32 value len | value)", "empty", MaxStorageCommit, 0},
 	{CallTimeNowUntrusted, "time.now_untrusted", "empty", "u64 unix ns (UNTRUSTED)", 0, 8},
 	{CallEvidenceQuote, "evidence.quote", "platform-specific request", "evidence bytes", MaxEvidenceRequest, MaxEvidence},
 	{CallSimIdentity, "sim.identity", "empty", "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", 0, maxSimIdentity},
 	{CallSimSealKey, "sim.seal_key", "u8 policy | kdf context", "key bytes", 1 + 256, 64},
 }
+
+// MaxStorageCommit bounds one storage.commit request: every record of one
+// kv commit plus its state record, which alone may be MaxStorageValue. It
+// stays below the default ring size so the call fits the default rings.
+const MaxStorageCommit = 768 << 10
 
 // maxSimIdentity bounds an encoded sim identity: kind, measurement and
 // signer with one-byte lengths, product, SVN and debug.

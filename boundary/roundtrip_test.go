@@ -234,7 +234,7 @@ func TestTable(t *testing.T) {
 	frozen := map[uint32]string{
 		0x0101: "net.listen", 0x0102: "net.accept", 0x0103: "net.dial", 0x0104: "net.read",
 		0x0105: "net.write", 0x0106: "net.close", 0x0201: "storage.get", 0x0202: "storage.put",
-		0x0203: "storage.delete", 0x0204: "storage.list", 0x0301: "time.now_untrusted",
+		0x0203: "storage.delete", 0x0204: "storage.list", 0x0205: "storage.commit", 0x0301: "time.now_untrusted",
 		0x0401: "evidence.quote", 0x0410: "sim.identity", 0x0411: "sim.seal_key",
 	}
 	for id, name := range frozen {

@@ -90,3 +90,21 @@ func (s *Store) List(ctx context.Context, prefix []byte) ([][]byte, error) {
 		after = keys[len(keys)-1]
 	}
 }
+
+// CommitOp is one change of Store.Commit: Value under Key, or Key deleted.
+type CommitOp = wire.CommitOp
+
+// Commit applies ops on the host atomically (storage.commit: one bbolt
+// transaction): after it returns nil all of them are durable, and after a
+// host crash either all or none are. If it returns an error the outcome is
+// unknown (the host may have applied the batch and lost the answer).
+func (s *Store) Commit(ctx context.Context, ops []CommitOp) error {
+	req, err := wire.CommitRequest(ops)
+	if err != nil {
+		return fmt.Errorf("enclave: store: commit: %w", err)
+	}
+	if _, err := s.env.client.Call(ctx, boundary.CallStorageCommit, req, nil); err != nil {
+		return fmt.Errorf("enclave: store: commit: %w", err)
+	}
+	return nil
+}

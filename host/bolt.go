@@ -88,6 +88,33 @@ func (s *BoltStore) Delete(ctx context.Context, key []byte) error {
 	return nil
 }
 
+// CommitBatch implements Store: all ops in one bbolt transaction, so one
+// fsync and all-or-nothing after a crash.
+func (s *BoltStore) CommitBatch(ctx context.Context, ops []BatchOp) error {
+	if err := checkBatch(ops); err != nil {
+		return err
+	}
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		b := tx.Bucket(boltBucket)
+		for _, op := range ops {
+			var err error
+			if op.Delete {
+				err = b.Delete(op.Key)
+			} else {
+				err = b.Put(op.Key, op.Value)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("host: storage: commit: %w", err)
+	}
+	return nil
+}
+
 // Keys implements Store. fn runs inside a read transaction, so it must not
 // call Put or Delete on the same store (bbolt would deadlock).
 func (s *BoltStore) Keys(ctx context.Context, prefix, after []byte, fn func(key []byte) bool) error {

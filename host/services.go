@@ -148,6 +148,8 @@ func (s *Services) Handle(call uint32, req, resp []byte) (int, error) {
 		return s.storageDelete(req)
 	case boundary.CallStorageList:
 		return s.storageList(req, resp)
+	case boundary.CallStorageCommit:
+		return s.storageCommit(req)
 	case boundary.CallTimeNowUntrusted:
 		binary.LittleEndian.PutUint64(resp, uint64(s.now().UnixNano()))
 		return 8, nil
@@ -190,6 +192,15 @@ func (s *Services) storageDelete(req []byte) (int, error) {
 		return 0, err
 	}
 	return 0, s.opts.Store.Delete(s.ctx, req)
+}
+
+// storageCommit applies a storage.commit batch in one Store transaction.
+func (s *Services) storageCommit(req []byte) (int, error) {
+	ops, err := wire.ParseCommitRequest(req)
+	if err != nil {
+		return 0, fmt.Errorf("host: storage: commit: %w", err)
+	}
+	return 0, s.opts.Store.CommitBatch(s.ctx, ops)
 }
 
 // storageList answers one page: as many keys as fit the response bound.

@@ -343,6 +343,31 @@ func TestStorageCalls(t *testing.T) {
 	}
 }
 
+func TestStorageCommitCall(t *testing.T) {
+	p := newPair(t, ServiceOptions{})
+	req, err := wire.CommitRequest([]wire.CommitOp{{Key: []byte("x"), Value: []byte("1")}, {Key: []byte("y"), Value: []byte("2")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.call(t, boundary.CallStorageCommit, req); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := p.call(t, boundary.CallStorageGet, []byte("y")); err != nil || string(b) != "2" {
+		t.Fatalf("get after commit = %q, %v", b, err)
+	}
+	req, _ = wire.CommitRequest([]wire.CommitOp{{Key: []byte("x"), Delete: true}})
+	if _, err := p.call(t, boundary.CallStorageCommit, req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.call(t, boundary.CallStorageGet, []byte("x")); !wire.IsRemote(err, wire.MsgNotFound) {
+		t.Fatalf("get after commit delete = %v, want not found", err)
+	}
+	// A malformed batch is refused as a whole.
+	if _, err := p.call(t, boundary.CallStorageCommit, append(req, 0)); err == nil {
+		t.Fatal("commit with trailing bytes succeeded")
+	}
+}
+
 func TestTimeAndEvidence(t *testing.T) {
 	pki, err := sim.Load(t.TempDir(), rand.Reader, time.Unix(1_800_000_000, 0))
 	if err != nil {

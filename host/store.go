@@ -6,6 +6,8 @@ import (
 	"errors"
 	"slices"
 	"sync"
+
+	"github.com/cloister-dev/cloister/host/wire"
 )
 
 // ErrNotFound is returned by Store.Get for a key with no record.
@@ -32,8 +34,27 @@ type Store interface {
 	// after (bytewise), in increasing order, until fn returns false. The
 	// slice passed to fn is valid only during the call.
 	Keys(ctx context.Context, prefix, after []byte, fn func(key []byte) bool) error
+	// CommitBatch applies ops in order as ONE atomic, durable change: when
+	// it returns nil all of them are durable, and after any crash either
+	// all or none are. kv relies on this to make a commit all-or-nothing.
+	// Keys are checked before anything is applied.
+	CommitBatch(ctx context.Context, ops []BatchOp) error
 	// Close releases the store.
 	Close() error
+}
+
+// BatchOp is one change of Store.CommitBatch: Value stored under Key, or
+// Key deleted. It is the storage.commit wire op, decoded.
+type BatchOp = wire.CommitOp
+
+// checkBatch enforces the key bounds on every op before any is applied.
+func checkBatch(ops []BatchOp) error {
+	for _, op := range ops {
+		if err := checkKey(op.Key); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // MemStore is a Store in memory, for tests and for runs that need no
@@ -94,6 +115,23 @@ func (s *MemStore) Keys(ctx context.Context, prefix, after []byte, fn func(key [
 		}
 		if !fn([]byte(k)) {
 			break
+		}
+	}
+	return nil
+}
+
+// CommitBatch implements Store: one lock hold makes it atomic.
+func (s *MemStore) CommitBatch(ctx context.Context, ops []BatchOp) error {
+	if err := checkBatch(ops); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, op := range ops {
+		if op.Delete {
+			delete(s.m, string(op.Key))
+		} else {
+			s.m[string(op.Key)] = append([]byte{}, op.Value...)
 		}
 	}
 	return nil

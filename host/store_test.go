@@ -64,6 +64,41 @@ func testStore(t *testing.T, open func(t *testing.T) Store) {
 			t.Error("Put(oversized key) succeeded")
 		}
 	})
+	t.Run("commit batch", func(t *testing.T) {
+		s := open(t)
+		if err := s.Put(ctx, []byte("old"), []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		err := s.CommitBatch(ctx, []BatchOp{
+			{Key: []byte("a"), Value: []byte("1")},
+			{Key: []byte("b"), Value: []byte("2")},
+			{Key: []byte("a"), Value: []byte("3")}, // later ops win
+			{Key: []byte("old"), Delete: true},
+			{Key: []byte("never"), Delete: true}, // deleting a missing key is fine
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for k, want := range map[string]string{"a": "3", "b": "2"} {
+			if got, err := s.Get(ctx, []byte(k)); err != nil || string(got) != want {
+				t.Errorf("Get(%s) = %q, %v; want %q", k, got, err, want)
+			}
+		}
+		if _, err := s.Get(ctx, []byte("old")); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(deleted in batch) = %v, want ErrNotFound", err)
+		}
+	})
+	t.Run("commit batch is all or nothing", func(t *testing.T) {
+		s := open(t)
+		// A bad key anywhere refuses the whole batch before applying any.
+		err := s.CommitBatch(ctx, []BatchOp{{Key: []byte("first"), Value: []byte("1")}, {Key: nil, Value: []byte("bad")}})
+		if err == nil {
+			t.Fatal("CommitBatch with an empty key succeeded")
+		}
+		if _, err := s.Get(ctx, []byte("first")); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("Get(first) after a refused batch = %v, want ErrNotFound", err)
+		}
+	})
 	t.Run("keys", func(t *testing.T) {
 		s := open(t)
 		for _, k := range []string{"b/2", "a/1", "b/1", "b/3", "c", "b"} {

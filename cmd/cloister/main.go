@@ -97,6 +97,7 @@ var commands = []command{
 	{"sim reset", "replace the simulator's keys", runSimReset},
 	{"policy test", "evaluate an MAA or Rego attestation policy against claims, offline", runPolicyTest},
 	{"bench boundary", "measure the host-enclave boundary: rings vs Unix socket, gRPC, ping-pong", runBenchBoundary},
+	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
 	{"version", "print the version of cloister", runVersion},
 }
 

@@ -248,3 +248,90 @@ func ParseSealKeyRequest(b []byte) (seal.KeyRequest, error) {
 	}
 	return seal.KeyRequest{}, malformed("seal key policy")
 }
+
+// CommitOp is one change of a storage.commit batch: Value under Key, or
+// Key deleted.
+type CommitOp struct {
+	Key    []byte
+	Value  []byte
+	Delete bool
+}
+
+// Op kinds of a storage.commit request. They cross the boundary: Do NOT
+// renumber.
+const (
+	commitPut    = 1
+	commitDelete = 2
+)
+
+// MaxCommitOps caps the ops of one storage.commit request.
+const MaxCommitOps = 1 << 14
+
+// CommitRequest encodes a storage.commit request: u32 count | count × (u8 op
+// | u16 key len | key | u32 value len | value), little-endian. A delete
+// carries an empty value.
+func CommitRequest(ops []CommitOp) ([]byte, error) {
+	if len(ops) == 0 || len(ops) > MaxCommitOps {
+		return nil, malformed("commit op count")
+	}
+	n := 4
+	for _, op := range ops {
+		if len(op.Key) == 0 || len(op.Key) > boundary.MaxStorageKey || len(op.Value) > boundary.MaxStorageValue || (op.Delete && len(op.Value) > 0) {
+			return nil, malformed("commit op size")
+		}
+		n += 7 + len(op.Key) + len(op.Value)
+	}
+	if n > boundary.MaxStorageCommit {
+		return nil, malformed("commit request size")
+	}
+	b := binary.LittleEndian.AppendUint32(make([]byte, 0, n), uint32(len(ops)))
+	for _, op := range ops {
+		kind := byte(commitPut)
+		if op.Delete {
+			kind = commitDelete
+		}
+		b = append(b, kind)
+		b = binary.LittleEndian.AppendUint16(b, uint16(len(op.Key)))
+		b = append(b, op.Key...)
+		b = binary.LittleEndian.AppendUint32(b, uint32(len(op.Value)))
+		b = append(b, op.Value...)
+	}
+	return b, nil
+}
+
+// ParseCommitRequest decodes CommitRequest, failing closed on an unknown
+// op, a size out of bounds or trailing bytes. The slices alias b.
+func ParseCommitRequest(b []byte) ([]CommitOp, error) {
+	if len(b) < 4 {
+		return nil, malformed("commit request")
+	}
+	count := binary.LittleEndian.Uint32(b)
+	if count == 0 || count > MaxCommitOps {
+		return nil, malformed("commit op count")
+	}
+	b = b[4:]
+	ops := make([]CommitOp, 0, count)
+	for range count {
+		if len(b) < 3 {
+			return nil, malformed("commit op")
+		}
+		kind := b[0]
+		kl := int(binary.LittleEndian.Uint16(b[1:]))
+		b = b[3:]
+		if (kind != commitPut && kind != commitDelete) || kl == 0 || kl > boundary.MaxStorageKey || len(b) < kl+4 {
+			return nil, malformed("commit op key")
+		}
+		key := b[:kl:kl]
+		vl := int(binary.LittleEndian.Uint32(b[kl:]))
+		b = b[kl+4:]
+		if vl > boundary.MaxStorageValue || vl > len(b) || (kind == commitDelete && vl != 0) {
+			return nil, malformed("commit op value")
+		}
+		ops = append(ops, CommitOp{Key: key, Value: b[:vl:vl], Delete: kind == commitDelete})
+		b = b[vl:]
+	}
+	if len(b) != 0 {
+		return nil, malformed("commit request trailing bytes")
+	}
+	return ops, nil
+}

@@ -184,3 +184,37 @@ func FuzzParsers(f *testing.F) {
 		ParseLaunch(string(b))
 	})
 }
+
+func TestCommitRequestRoundTrip(t *testing.T) {
+	ops := []CommitOp{{Key: []byte("a"), Value: []byte("one")}, {Key: []byte("b"), Delete: true}, {Key: []byte("c"), Value: nil}}
+	b, err := CommitRequest(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ParseCommitRequest(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ops) {
+		t.Fatalf("got %d ops, want %d", len(got), len(ops))
+	}
+	for i := range ops {
+		if string(got[i].Key) != string(ops[i].Key) || string(got[i].Value) != string(ops[i].Value) || got[i].Delete != ops[i].Delete {
+			t.Errorf("op %d = %+v, want %+v", i, got[i], ops[i])
+		}
+	}
+	// Every strict prefix, and any trailing byte, is rejected.
+	for n := range len(b) {
+		if _, err := ParseCommitRequest(b[:n]); err == nil {
+			t.Errorf("prefix of %d bytes parsed", n)
+		}
+	}
+	if _, err := ParseCommitRequest(append(b, 0)); err == nil {
+		t.Error("trailing byte parsed")
+	}
+	for _, bad := range [][]CommitOp{nil, {{Key: nil, Value: []byte("v")}}, {{Key: []byte("k"), Value: []byte("v"), Delete: true}}} {
+		if _, err := CommitRequest(bad); err == nil {
+			t.Errorf("CommitRequest(%+v) succeeded", bad)
+		}
+	}
+}

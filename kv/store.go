@@ -1,0 +1,654 @@
+package kv
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/cloister-dev/cloister/seal"
+)
+
+// Options configures Open. It is validated once, by Open.
+type Options struct {
+	// Sealer seals and opens every record; required. Its Keys must be the
+	// platform's (tee.NewSealer(env.Platform())).
+	Sealer seal.Sealer
+
+	// Policy is the seal policy of new records: zero means
+	// seal.PolicyEnclave (only this exact build can read the store). Use
+	// seal.PolicySigner for a store that must survive upgrades: then an
+	// enclave of the same signer and product at an equal or higher SVN
+	// opens it, and a lower SVN is refused.
+	Policy seal.Policy
+
+	// Counter is the trusted counter of this store; nil means a new
+	// MemCounter started at the version Open finds (see Counter for what
+	// that does and does not detect across restarts). To keep detection
+	// across a reopen within one run, pass the same Counter to every Open.
+	Counter Counter
+
+	// MinVersion, if non-zero, pins the least store version Open accepts:
+	// the operator records Store.Version after a run and passes it back,
+	// which detects rollback across restarts without a persistent counter.
+	MinVersion uint64
+
+	// Create allows Open to create the store when the host has no state
+	// for it. Without it a missing store is ErrStoreNotFound. Open never
+	// creates over a state it cannot read, nor over records left behind.
+	Create bool
+
+	// Rand supplies the store id and MAC key of a new store; nil means
+	// crypto/rand.
+	Rand io.Reader
+}
+
+func (o *Options) validate() error {
+	if o.Sealer.Keys == nil {
+		return errors.New("kv: options: Sealer.Keys is required")
+	}
+	switch o.Policy {
+	case 0:
+		o.Policy = seal.PolicyEnclave
+	case seal.PolicyEnclave, seal.PolicySigner:
+	default:
+		return fmt.Errorf("kv: options: unknown seal policy %d", o.Policy)
+	}
+	if o.Rand == nil {
+		o.Rand = rand.Reader
+	}
+	o.Sealer.Keys = &cachedKeys{inner: o.Sealer.Keys, m: map[string][]byte{}}
+	return nil
+}
+
+// Store is a sealed key/value store kept on an untrusted host. The host
+// sees record ids (HMAC-SHA256 of key names under a key that lives only in
+// the sealed state), sealed values whose seal label binds store id, record
+// id and version, and one sealed state record holding the index (names,
+// record ids, versions), the version and a digest over all (record id,
+// version) pairs. Safe for concurrent use; concurrent writers are batched
+// into one host commit (group commit).
+type Store struct {
+	b    Backend
+	name string
+	opts Options
+	loc  locator
+
+	mu         sync.Mutex
+	core       *core
+	queue      []*waiter
+	committing bool
+	err        error // sticky: ErrCommitUnknown or ErrClosed
+}
+
+// waiter is one group waiting for the commit that carries it.
+type waiter struct {
+	g    group
+	size int
+	done chan error
+}
+
+// Open opens the store called name on b, checking the state it finds
+// against the trusted counter and Options.MinVersion, and that every record
+// the state lists is there. An error leaves the host's records untouched.
+func Open(ctx context.Context, b Backend, name string, opts Options) (*Store, error) {
+	if b == nil {
+		return nil, errors.New("kv: open: nil backend")
+	}
+	if name == "" || len(name) > MaxKeySize {
+		return nil, fmt.Errorf("kv: open: store name of %d bytes", len(name))
+	}
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{b: b, name: name, opts: opts, loc: locatorFor(name)}
+	raw, ok, err := b.Get(ctx, stateKey(s.loc))
+	if err != nil {
+		return nil, fmt.Errorf("kv: open %q: state: %w", name, err)
+	}
+	if !ok {
+		if err := s.create(ctx); err != nil {
+			return nil, fmt.Errorf("kv: open %q: %w", name, err)
+		}
+		return s, nil
+	}
+	st, err := s.openState(ctx, raw)
+	if err != nil {
+		return nil, fmt.Errorf("kv: open %q: %w", name, err)
+	}
+	if s.opts.Counter == nil {
+		s.opts.Counter = NewMemCounter(st.version)
+	}
+	c, err := s.opts.Counter.Read(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kv: open %q: counter: %w", name, err)
+	}
+	catchUp, err := checkFresh(st.version, c, s.opts.MinVersion)
+	if err != nil {
+		return nil, fmt.Errorf("kv: open %q: %w", name, err)
+	}
+	if err := s.checkRecords(ctx, st); err != nil {
+		return nil, fmt.Errorf("kv: open %q: %w", name, err)
+	}
+	if catchUp {
+		// Finish step 3 of the commit that crashed after its write.
+		if c, err = s.opts.Counter.Increment(ctx); err != nil {
+			return nil, fmt.Errorf("kv: open %q: counter: %w", name, err)
+		}
+		if c != st.version {
+			return nil, fmt.Errorf("kv: open %q: %w: counter moved to %d, state is at %d", name, ErrRollback, c, st.version)
+		}
+	}
+	s.core = newCore(s.loc, st, c)
+	return s, nil
+}
+
+// create makes a new store when the host has no state, refusing whenever
+// that could hide a deletion: records left under the store, a trusted
+// counter above zero, or a pinned version.
+func (s *Store) create(ctx context.Context) error {
+	keys, err := s.b.List(ctx, recordPrefix(s.loc))
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	if len(keys) > 0 {
+		return fmt.Errorf("%w: state record missing, %d records remain", ErrMissingRecord, len(keys))
+	}
+	if s.opts.MinVersion > 0 {
+		return fmt.Errorf("%w: state record missing, pinned version %d", ErrRollback, s.opts.MinVersion)
+	}
+	if s.opts.Counter == nil {
+		s.opts.Counter = NewMemCounter(0)
+	}
+	c, err := s.opts.Counter.Read(ctx)
+	if err != nil {
+		return fmt.Errorf("counter: %w", err)
+	}
+	if c > 0 {
+		return fmt.Errorf("%w: state record missing, trusted counter %d", ErrRollback, c)
+	}
+	if !s.opts.Create {
+		return ErrStoreNotFound
+	}
+	st := &state{version: c, entries: map[string]entry{}, names: []string{}}
+	if _, err := io.ReadFull(s.opts.Rand, st.store[:]); err != nil {
+		return fmt.Errorf("store id: %w", err)
+	}
+	if _, err := io.ReadFull(s.opts.Rand, st.macKey[:]); err != nil {
+		return fmt.Errorf("mac key: %w", err)
+	}
+	s.core = newCore(s.loc, st, c)
+	rd, err := s.core.propose(nil, true)
+	if err != nil {
+		return err
+	}
+	return s.execute(ctx, rd)
+}
+
+// openState authenticates the host's state record and decodes it. The blob
+// is opened under the label its own header declares, so that what the host
+// did can be named: a state of another store is ErrForeignStore, any other
+// failure to authenticate ErrTampered, and a state sealed to another
+// identity ErrUnseal (wrapping seal's reason).
+func (s *Store) openState(ctx context.Context, raw []byte) (*state, error) {
+	h, err := decodeStateRecord(raw)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := s.opts.Sealer.Open(ctx, stateLabel(h.loc, h.store, h.version), h.blob)
+	if err != nil {
+		return nil, sealErr("state", err)
+	}
+	if h.loc != s.loc {
+		return nil, fmt.Errorf("%w: state belongs to another store name", ErrForeignStore)
+	}
+	st, err := decodeState(plain)
+	clear(plain)
+	if err != nil {
+		return nil, err
+	}
+	if st.store != h.store || st.version != h.version {
+		return nil, fmt.Errorf("%w: state header disagrees with sealed state", ErrTampered)
+	}
+	return st, nil
+}
+
+// sealErr maps a seal.Open failure: identity refusals mean this enclave
+// may not read the store (ErrUnseal); everything else means the bytes are
+// not what this store sealed (ErrTampered).
+func sealErr(what string, err error) error {
+	if errors.Is(err, seal.ErrAuth) || errors.Is(err, seal.ErrMalformed) {
+		return fmt.Errorf("%w: %s: %w", ErrTampered, what, err)
+	}
+	return fmt.Errorf("%w: %s: %w", ErrUnseal, what, err)
+}
+
+// checkRecords lists the store's records on the host and fails with
+// ErrMissingRecord if any record the state lists is absent. Records the
+// state does not list are ignored: an atomic commit never leaves them, and
+// they are never read.
+func (s *Store) checkRecords(ctx context.Context, st *state) error {
+	keys, err := s.b.List(ctx, recordPrefix(s.loc))
+	if err != nil {
+		return fmt.Errorf("list: %w", err)
+	}
+	have := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		have[string(k)] = true
+	}
+	missing := 0
+	for _, e := range st.entries {
+		if !have[string(recordKey(s.loc, e.rid))] {
+			missing++
+		}
+	}
+	if missing > 0 {
+		return fmt.Errorf("%w: %d of %d records listed by state version %d are not on the host", ErrMissingRecord, missing, len(st.entries), st.version)
+	}
+	return nil
+}
+
+// Version returns the store's committed version. An operator without a
+// persistent counter records it after a run and passes it back as
+// Options.MinVersion.
+func (s *Store) Version() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.st.version
+}
+
+// Close stops the store; later calls return ErrClosed. It waits for no
+// commit: a commit in flight completes for its callers.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err == nil {
+		s.err = ErrClosed
+	}
+	return nil
+}
+
+// Get returns key's value, ErrNotFound if the key has none, or the error
+// naming what the host did (ErrMissingRecord, ErrReplay, ErrSwapped,
+// ErrTampered, ErrForeignStore, ErrRollback).
+func (s *Store) Get(ctx context.Context, key string) ([]byte, error) {
+	if err := checkKeyName(key); err != nil {
+		return nil, err
+	}
+	v, _, err := s.get(ctx, key)
+	return v, err
+}
+
+// get returns key's value and the entry version it was verified against (0
+// when absent).
+func (s *Store) get(ctx context.Context, key string) ([]byte, uint64, error) {
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return nil, 0, err
+		}
+		st := s.core.st
+		e, ok := st.entries[key]
+		var fl inflight
+		if ok {
+			fl.version, fl.written, fl.ok = s.core.inFlight(e.rid)
+		}
+		s.mu.Unlock()
+		if !ok {
+			return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
+		}
+		v, err := s.fetch(ctx, st, e, fl)
+		if err == nil || errors.Is(err, ErrNotFound) {
+			return v, e.version, err
+		}
+		// A commit touching this record may have been proposed and reached
+		// the host after we read the index: retry against the new view
+		// instead of raising a false alarm.
+		s.mu.Lock()
+		_, _, flying := s.core.inFlight(e.rid)
+		moved := s.core.st != st
+		s.mu.Unlock()
+		if (flying || moved) && attempt < 16 {
+			continue
+		}
+		return nil, 0, fmt.Errorf("kv: get %q: %w", key, err)
+	}
+}
+
+// inflight is what the pending commit does to one record, if anything.
+type inflight struct {
+	version uint64
+	written bool
+	ok      bool
+}
+
+// fetch reads and verifies the record of e. If a commit in flight touches
+// it, the host may already hold that commit's version (or have deleted
+// the record), which is accepted: it is authentic and durable.
+func (s *Store) fetch(ctx context.Context, st *state, e entry, fl inflight) ([]byte, error) {
+	raw, ok, err := s.b.Get(ctx, recordKey(s.loc, e.rid))
+	if err != nil {
+		return nil, fmt.Errorf("backend: %w", err)
+	}
+	if !ok {
+		if fl.ok && !fl.written {
+			return nil, ErrNotFound
+		}
+		return nil, fmt.Errorf("%w: record at version %d", ErrMissingRecord, e.version)
+	}
+	v, err := s.openRecord(ctx, st, e, raw)
+	if err != nil && fl.ok && fl.written && errors.Is(err, ErrRollback) {
+		// Newer than the index: accept exactly the in-flight version.
+		return s.openRecord(ctx, st, entry{rid: e.rid, version: fl.version}, raw)
+	}
+	return v, err
+}
+
+// openRecord authenticates a host record under the label its header
+// declares, then compares the now-authenticated header with what the index
+// expects, naming the attack: another store's record (ErrForeignStore),
+// another key's record (ErrSwapped), an older version (ErrReplay), a newer
+// version than the state lists (ErrRollback: the state under it is old).
+func (s *Store) openRecord(ctx context.Context, st *state, e entry, raw []byte) ([]byte, error) {
+	h, err := decodeRecord(raw)
+	if err != nil {
+		return nil, err
+	}
+	plain, err := s.opts.Sealer.Open(ctx, recordLabel(h.store, h.rid, h.version), h.blob)
+	if err != nil {
+		// The state opened, so this enclave may read the store: a record
+		// it cannot open (even one claiming another identity in its seal
+		// header) was changed or made up.
+		return nil, fmt.Errorf("%w: record: %w", ErrTampered, err)
+	}
+	switch {
+	case h.store != st.store:
+		return nil, fmt.Errorf("%w: record sealed for store %x", ErrForeignStore, h.store[:4])
+	case h.rid != e.rid:
+		return nil, fmt.Errorf("%w: record of id %x served for id %x", ErrSwapped, h.rid[:4], e.rid[:4])
+	case h.version < e.version:
+		return nil, fmt.Errorf("%w: record version %d, state lists %d", ErrReplay, h.version, e.version)
+	case h.version > e.version:
+		return nil, fmt.Errorf("%w: record version %d is newer than state's %d", ErrRollback, h.version, e.version)
+	}
+	return plain, nil
+}
+
+// List returns the names of the keys that start with prefix, sorted. Names
+// come from the sealed index; the host is not asked.
+func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	var out []string
+	for n := range s.core.st.entries {
+		if strings.HasPrefix(n, prefix) {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// Put sets key to value. It returns once the value is durable on the host
+// and the trusted counter has moved: an acknowledged Put survives any
+// crash.
+func (s *Store) Put(ctx context.Context, key string, value []byte) error {
+	if err := checkKeyName(key); err != nil {
+		return err
+	}
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: value of %d bytes, limit %d", ErrTooLarge, len(value), MaxValueSize)
+	}
+	return s.submit(ctx, group{changes: []change{{name: key, value: bytes.Clone(value)}}})
+}
+
+// Delete removes key; deleting a missing key is not an error. It returns
+// once the deletion is committed, as Put does.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := checkKeyName(key); err != nil {
+		return err
+	}
+	return s.submit(ctx, group{changes: []change{{name: key, del: true}}})
+}
+
+func checkKeyName(key string) error {
+	if key == "" || len(key) > MaxKeySize {
+		return fmt.Errorf("%w: key of %d bytes, want 1 to %d", ErrTooLarge, len(key), MaxKeySize)
+	}
+	return nil
+}
+
+// Tx is the view of an Update: reads see the committed store plus the
+// transaction's own writes, and the writes commit together or not at all.
+type Tx struct {
+	s      *Store
+	ctx    context.Context
+	reads  map[string]uint64
+	writes map[string]change
+	order  []string
+}
+
+// Get reads key inside the transaction.
+func (tx *Tx) Get(key string) ([]byte, error) {
+	if w, ok := tx.writes[key]; ok {
+		if w.del {
+			return nil, fmt.Errorf("%w: %q", ErrNotFound, key)
+		}
+		return bytes.Clone(w.value), nil
+	}
+	v, ver, err := tx.s.get(tx.ctx, key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, err
+	}
+	if _, seen := tx.reads[key]; !seen {
+		tx.reads[key] = ver
+	} else if tx.reads[key] != ver {
+		return nil, fmt.Errorf("%w: %q changed during the transaction", ErrConflict, key)
+	}
+	return v, err
+}
+
+// Put sets key inside the transaction.
+func (tx *Tx) Put(key string, value []byte) error {
+	if err := checkKeyName(key); err != nil {
+		return err
+	}
+	if len(value) > MaxValueSize {
+		return fmt.Errorf("%w: value of %d bytes", ErrTooLarge, len(value))
+	}
+	tx.set(change{name: key, value: bytes.Clone(value)})
+	return nil
+}
+
+// Delete removes key inside the transaction.
+func (tx *Tx) Delete(key string) error {
+	if err := checkKeyName(key); err != nil {
+		return err
+	}
+	tx.set(change{name: key, del: true})
+	return nil
+}
+
+func (tx *Tx) set(c change) {
+	if _, ok := tx.writes[c.name]; !ok {
+		tx.order = append(tx.order, c.name)
+	}
+	tx.writes[c.name] = c
+}
+
+// Update runs fn and commits its writes atomically: after a crash either
+// all of them are there or none. If a key fn read was changed by another
+// writer before the commit, fn runs again (up to a few times, then
+// ErrConflict); fn must therefore have no side effects besides tx. An
+// error from fn aborts without writing.
+func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
+	var err error
+	for range updateRetries {
+		tx := &Tx{s: s, ctx: ctx, reads: map[string]uint64{}, writes: map[string]change{}}
+		if err = fn(tx); err != nil {
+			if errors.Is(err, ErrConflict) {
+				continue
+			}
+			return err
+		}
+		if len(tx.writes) == 0 {
+			return nil
+		}
+		g := group{reads: tx.reads}
+		for _, n := range tx.order {
+			g.changes = append(g.changes, tx.writes[n])
+		}
+		if err = s.submit(ctx, g); !errors.Is(err, ErrConflict) {
+			return err
+		}
+	}
+	return err
+}
+
+// submit queues g for the next commit and waits for its outcome. The first
+// submitter finding no commit running becomes the leader: it commits
+// everything queued, in batches, until the queue is empty; everyone else
+// just waits. So N concurrent writers cost about one host round trip and
+// one transaction per batch instead of N.
+func (s *Store) submit(ctx context.Context, g group) error {
+	w := &waiter{g: g, done: make(chan error, 1)}
+	for _, c := range g.changes {
+		w.size += recordHeaderSize + 128 + len(c.name) + len(c.value)
+	}
+	if w.size > commitBudget {
+		// Refused before anything is sent: one host commit could not carry it.
+		return fmt.Errorf("%w: %d bytes of records in one commit, limit %d", ErrTooLarge, w.size, commitBudget)
+	}
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	s.queue = append(s.queue, w)
+	if s.committing {
+		s.mu.Unlock()
+		return <-w.done
+	}
+	s.committing = true
+	// Commits run for every waiter, not just the leader: a leader's
+	// cancellation must not cut a batch in half.
+	cctx := context.WithoutCancel(ctx)
+	for len(s.queue) > 0 && s.err == nil {
+		batch := s.takeBatch()
+		groups := make([]group, len(batch))
+		for i, b := range batch {
+			groups[i] = b.g
+		}
+		rd, err := s.core.propose(groups, false)
+		s.mu.Unlock()
+		if err == nil && !rd.empty() {
+			err = s.execute(cctx, rd)
+		}
+		s.mu.Lock()
+		for i, b := range batch {
+			switch {
+			case err != nil:
+				b.done <- err
+			case rd.results[i] != nil:
+				b.done <- rd.results[i]
+			default:
+				b.done <- nil
+			}
+		}
+	}
+	for _, b := range s.queue { // only after a sticky error
+		b.done <- s.err
+	}
+	s.queue = nil
+	s.committing = false
+	s.mu.Unlock()
+	return <-w.done
+}
+
+// takeBatch removes from the queue as many waiters as fit one commit
+// call (at least one). Called with s.mu held.
+func (s *Store) takeBatch() []*waiter {
+	budget := commitBudget
+	n := 0
+	for n < len(s.queue) && (n == 0 || budget-s.queue[n].size >= 0) {
+		budget -= s.queue[n].size
+		n++
+	}
+	batch := s.queue[:n:n]
+	s.queue = s.queue[n:]
+	return batch
+}
+
+// execute carries out rd following its ordering contract: seal, write in
+// one atomic host commit, move the counter, advance. A failure before
+// anything is sent aborts cleanly; a failure after makes the outcome
+// unknown, which is sticky until the store is reopened.
+func (s *Store) execute(ctx context.Context, rd *ready) error {
+	st := rd.next
+	ops := make([]Op, 0, len(rd.writes)+len(rd.deletes)+1)
+	for _, w := range rd.writes {
+		blob, err := s.opts.Sealer.Seal(ctx, s.opts.Policy, recordLabel(st.store, w.rid, rd.version), w.value)
+		if err != nil {
+			s.abort()
+			return fmt.Errorf("kv: commit: seal record: %w", err)
+		}
+		ops = append(ops, Op{Key: recordKey(s.loc, w.rid), Value: encodeRecord(recordHeader{store: st.store, rid: w.rid, version: rd.version, blob: blob})})
+	}
+	for _, r := range rd.deletes {
+		ops = append(ops, Op{Key: recordKey(s.loc, r), Delete: true})
+	}
+	blob, err := s.opts.Sealer.Seal(ctx, s.opts.Policy, stateLabel(s.loc, st.store, rd.version), rd.state)
+	clear(rd.state)
+	if err != nil {
+		s.abort()
+		return fmt.Errorf("kv: commit: seal state: %w", err)
+	}
+	ops = append(ops, Op{Key: stateKey(s.loc), Value: encodeStateRecord(stateHeader{loc: s.loc, store: st.store, version: rd.version, blob: blob})})
+
+	// Step 2: durable, atomically.
+	if err := s.b.Commit(ctx, ops); err != nil {
+		return s.fail(fmt.Errorf("%w: host commit of version %d: %w", ErrCommitUnknown, rd.version, err))
+	}
+	// Step 3: only now may the trusted counter move.
+	c, err := s.opts.Counter.Increment(ctx)
+	if err != nil {
+		return s.fail(fmt.Errorf("%w: counter for version %d: %w", ErrCommitUnknown, rd.version, err))
+	}
+	if c != rd.version {
+		return s.fail(fmt.Errorf("%w: counter moved to %d, commit is version %d (counter shared or rolled back)", ErrCommitUnknown, c, rd.version))
+	}
+	// Step 4.
+	s.mu.Lock()
+	s.core.advance()
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) abort() {
+	s.mu.Lock()
+	s.core.abort()
+	s.mu.Unlock()
+}
+
+// fail makes err sticky: the host may or may not hold the commit, so the
+// in-memory index can no longer be trusted to match it. Reopening reads
+// back whichever state is durable.
+func (s *Store) fail(err error) error {
+	s.mu.Lock()
+	if s.err == nil || errors.Is(s.err, ErrClosed) {
+		s.err = err
+	}
+	s.mu.Unlock()
+	return err
+}
