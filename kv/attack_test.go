@@ -230,3 +230,28 @@ func TestAttackOtherIdentity(t *testing.T) {
 		})
 	}
 }
+
+// The host keeps the state of a commit whose outcome was unknown, serves
+// the older state at reopen, and swaps the kept one in for the next commit
+// of the same version. The digest the counter keeps with each value catches
+// it; a bare version number would not.
+func TestAttackSwapInUnacknowledgedState(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	ctr := kv.NewMemCounter(0)
+	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
+	put(t, s, "a", "1")
+	before := b.Snapshot()
+	b.FailNext(kvtest.FaultDropAfter) // applied by the host, answer lost
+	if err := s.Put(ctx, "a", []byte("unacknowledged")); err == nil {
+		t.Fatal("the dropped commit was acknowledged")
+	}
+	kept := b.Snapshot()
+	b.Restore(before) // the host serves the older state
+	s2 := open(t, b, "s", kv.Options{Counter: ctr})
+	put(t, s2, "a", "acknowledged")
+	b.Restore(kept) // and swaps the unacknowledged one in, same version
+	if _, err := kv.Open(ctx, b, "s", kv.Options{Sealer: sealer(), Counter: ctr}); !errors.Is(err, kv.ErrRollback) {
+		t.Fatalf("Open over the swapped-in unacknowledged state = %v, want ErrRollback", err)
+	}
+}

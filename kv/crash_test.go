@@ -25,6 +25,16 @@ type flakyCounter struct {
 var errCounterDropped = errors.New("counter call dropped")
 
 func (c *flakyCounter) Increment(ctx context.Context) (uint64, error) {
+	return c.flaky(func() (uint64, error) { return c.MemCounter.Increment(ctx) })
+}
+
+// IncrementWith drops like Increment; the store uses it, since MemCounter
+// is a DigestCounter.
+func (c *flakyCounter) IncrementWith(ctx context.Context, digest [32]byte) (uint64, error) {
+	return c.flaky(func() (uint64, error) { return c.MemCounter.IncrementWith(ctx, digest) })
+}
+
+func (c *flakyCounter) flaky(inc func() (uint64, error)) (uint64, error) {
 	c.mu.Lock()
 	d := c.drop
 	c.drop = ""
@@ -32,7 +42,7 @@ func (c *flakyCounter) Increment(ctx context.Context) (uint64, error) {
 	if d == "before" {
 		return 0, errCounterDropped
 	}
-	v, err := c.MemCounter.Increment(ctx)
+	v, err := inc()
 	if d == "after" {
 		return 0, errCounterDropped
 	}

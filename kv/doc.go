@@ -54,11 +54,12 @@
 // If a commit's outcome is unknown (the host call or the counter failed
 // after sending), the store returns ErrCommitUnknown until reopened, and
 // Open accepts whichever of the two states the host serves (version v, or
-// v+1 = counter+1). Known gap, within a run as across restarts: the host
-// may keep such an unacknowledged state A (version v+1), serve v at the
-// reopen, let the enclave commit and acknowledge a different v+1 (B), and
-// later serve A in place of B. Both carry the version the counter holds, so
-// B's acknowledged writes are lost without an alarm. A counter that commits
-// the state digest with the version (the ledger's), or a compare-and-set
-// counter, closes it; a counter holding only a number cannot.
+// v+1 = counter+1). The host may keep such an unacknowledged state A
+// (version v+1), serve v at the reopen, let the enclave commit and
+// acknowledge a different v+1 (B), and later serve A in place of B. Both
+// carry the version the counter holds, so a counter holding only a number
+// cannot tell them apart; a DigestCounter (MemCounter is one) records the
+// committed state's digest with each value, and Open refuses A with
+// ErrRollback. A persistent counter must be a DigestCounter too (the
+// ledger's will be) to close this across restarts.
 package kv

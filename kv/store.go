@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
@@ -132,12 +134,22 @@ func Open(ctx context.Context, b Backend, name string, opts Options) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("kv: open %q: %w", name, err)
 	}
+	stateDigest := sha256.Sum256(raw)
+	if dc, ok := s.opts.Counter.(DigestCounter); ok && !catchUp {
+		v, d, has, err := dc.ReadDigest(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("kv: open %q: counter: %w", name, err)
+		}
+		if has && v == st.version && subtle.ConstantTimeCompare(d[:], stateDigest[:]) != 1 {
+			return nil, fmt.Errorf("kv: open %q: %w: the state at version %d is not the one committed at that version", name, ErrRollback, v)
+		}
+	}
 	if err := s.checkRecords(ctx, st); err != nil {
 		return nil, fmt.Errorf("kv: open %q: %w", name, err)
 	}
 	if catchUp {
 		// Finish step 3 of the commit that crashed after its write.
-		if c, err = s.opts.Counter.Increment(ctx); err != nil {
+		if c, err = s.increment(ctx, stateDigest); err != nil {
 			return nil, fmt.Errorf("kv: open %q: counter: %w", name, err)
 		}
 		if c != st.version {
@@ -614,14 +626,15 @@ func (s *Store) execute(ctx context.Context, rd *ready) error {
 		s.abort()
 		return fmt.Errorf("kv: commit: seal state: %w", err)
 	}
-	ops = append(ops, Op{Key: stateKey(s.loc), Value: encodeStateRecord(stateHeader{loc: s.loc, store: st.store, version: rd.version, blob: blob})})
+	stateRecord := encodeStateRecord(stateHeader{loc: s.loc, store: st.store, version: rd.version, blob: blob})
+	ops = append(ops, Op{Key: stateKey(s.loc), Value: stateRecord})
 
 	// Step 2: durable, atomically.
 	if err := s.b.Commit(ctx, ops); err != nil {
 		return s.fail(fmt.Errorf("%w: host commit of version %d: %w", ErrCommitUnknown, rd.version, err))
 	}
 	// Step 3: only now may the trusted counter move.
-	c, err := s.opts.Counter.Increment(ctx)
+	c, err := s.increment(ctx, sha256.Sum256(stateRecord))
 	if err != nil {
 		return s.fail(fmt.Errorf("%w: counter for version %d: %w", ErrCommitUnknown, rd.version, err))
 	}
@@ -633,6 +646,15 @@ func (s *Store) execute(ctx context.Context, rd *ready) error {
 	s.core.advance()
 	s.mu.Unlock()
 	return nil
+}
+
+// increment moves the trusted counter, recording the committed state's
+// digest when the counter can hold one.
+func (s *Store) increment(ctx context.Context, digest [32]byte) (uint64, error) {
+	if dc, ok := s.opts.Counter.(DigestCounter); ok {
+		return dc.IncrementWith(ctx, digest)
+	}
+	return s.opts.Counter.Increment(ctx)
 }
 
 func (s *Store) abort() {
