@@ -2,8 +2,8 @@
 // service on the Cloister enclave SDK, served over attested TLS.
 //
 //	POST /echo       answers the request body
-//	PUT  /kv/{key}   seals the body to this enclave and stores it on the host
-//	GET  /kv/{key}   fetches and opens the record
+//	PUT  /kv/{key}   stores the body in the sealed store (package kv)
+//	GET  /kv/{key}   reads it back
 //	POST /.well-known/cloister/attestation (ratls.ChallengePath)
 //	                 answers the client's nonce with fresh evidence bound
 //	                 to the TLS session
@@ -38,17 +38,14 @@ import (
 	"time"
 
 	"github.com/cloister-dev/cloister/enclave"
+	"github.com/cloister-dev/cloister/kv"
 	"github.com/cloister-dev/cloister/ratls"
-	"github.com/cloister-dev/cloister/seal"
-	"github.com/cloister-dev/cloister/tee"
 )
 
 // Limits of the service.
 const (
 	maxEcho  = 1 << 20
 	maxValue = 64 << 10
-	// kvPrefix keeps this app's records apart from others in the store.
-	kvPrefix = "kv/"
 	// clockTimeout bounds one call for the host's clock.
 	clockTimeout = 5 * time.Second
 )
@@ -86,7 +83,13 @@ func serve(ctx context.Context, env *enclave.Env, addr string) error {
 	fmt.Fprintf(os.Stdout, "listening on %s\n", l.Addr())
 	log.Info("echo: serving RA-TLS", "addr", l.Addr().String(), "tee", env.Platform().Kind())
 
-	svc := &service{store: env.Store(), sealer: tee.NewSealer(env.Platform())}
+	// The sealed store: the host sees keyed-MAC record ids and sealed
+	// values, and swaps, replays and rollbacks are detected (package kv).
+	store, err := kv.OpenEnv(ctx, env, "echo", kv.Options{Create: true})
+	if err != nil {
+		return fmt.Errorf("echo: opening the sealed store: %w", err)
+	}
+	svc := &service{kv: store}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /echo", svc.echo)
 	mux.HandleFunc("GET /kv/{key}", svc.get)
@@ -130,8 +133,7 @@ func hostClock(env *enclave.Env) func() time.Time {
 
 // service holds the handlers' dependencies.
 type service struct {
-	store  *enclave.Store
-	sealer seal.Sealer
+	kv *kv.Store
 }
 
 func (s *service) echo(w http.ResponseWriter, r *http.Request) {
@@ -144,10 +146,8 @@ func (s *service) echo(w http.ResponseWriter, r *http.Request) {
 	w.Write(body)
 }
 
-// put seals the value to this enclave's measurement, with the key as the
-// label so the host cannot move a record to another key, and stores it.
-// PolicyEnclave means a rebuilt app cannot read it; an app that must keep
-// its state across upgrades seals with seal.PolicySigner instead.
+// put stores the value in the sealed store, which seals it to this
+// enclave's measurement with the record's id and version in the label.
 func (s *service) put(w http.ResponseWriter, r *http.Request) {
 	key := r.PathValue("key")
 	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValue))
@@ -155,34 +155,23 @@ func (s *service) put(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
 		return
 	}
-	blob, err := s.sealer.Seal(r.Context(), seal.PolicyEnclave, []byte(key), value)
-	if err != nil {
-		http.Error(w, "sealing failed", http.StatusInternalServerError)
-		return
-	}
-	if err := s.store.Put(r.Context(), []byte(kvPrefix+key), blob); err != nil {
-		http.Error(w, "storing failed", http.StatusInternalServerError)
+	if err := s.kv.Put(r.Context(), key, value); err != nil {
+		http.Error(w, "storing failed: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// get fetches and opens a record. A record that does not open is an error,
-// never treated as absent: the host may have swapped or corrupted it.
+// get reads a value. A record that does not open, or a store the host
+// rolled back, is an error, never treated as absent.
 func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
-	blob, err := s.store.Get(r.Context(), []byte(kvPrefix+key))
-	if errors.Is(err, enclave.ErrNotFound) {
+	value, err := s.kv.Get(r.Context(), r.PathValue("key"))
+	if errors.Is(err, kv.ErrNotFound) {
 		http.Error(w, "no such key", http.StatusNotFound)
 		return
 	}
 	if err != nil {
-		http.Error(w, "fetching failed", http.StatusBadGateway)
-		return
-	}
-	value, err := s.sealer.Open(r.Context(), []byte(key), blob)
-	if err != nil {
-		http.Error(w, "record does not open: "+err.Error(), http.StatusInternalServerError)
+		http.Error(w, "reading failed: "+err.Error(), http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
