@@ -19,9 +19,9 @@ var ErrNotFound = errors.New("host: storage: not found")
 // and the enclave (kv/) detects it if one does. Implementations are safe
 // for concurrent use. Keys are 1 to boundary.MaxStorageKey bytes.
 //
-// NewMemStore is for tests; OpenBoltStore is the default, and a
-// PostgreSQL or etcd Store can take over behind the same interface
-// (DESIGN.md, "One machine first").
+// NewMemStore is for tests; OpenBoltStore is the default, and
+// OpenPostgresStore takes over behind the same interface for scale-out
+// (DESIGN.md, "One machine first"). All three pass one conformance suite.
 type Store interface {
 	// Get returns a copy of the record under key, or ErrNotFound.
 	Get(ctx context.Context, key []byte) ([]byte, error)
