@@ -17,6 +17,9 @@
 //	cloister quote --report-data HEX --out FILE [--tee auto|sim-sgx|sim-tdx|tdx|sev-snp|sgx] [--app APP [--sig APP.sig]]
 //	cloister sim root|collateral|reset [--sim-dir DIR]
 //	cloister policy test FILE --claims CLAIMS.json
+//	cloister attest serve --addr 127.0.0.1:8080 [--tee …] [--sim-dir DIR] [--state DIR] [--trust-root PEM]…
+//	cloister attest verify-token TOKEN --service URL
+//	cloister bench kv [--json]
 //	cloister version
 //	cloister help [COMMAND]
 //
@@ -98,6 +101,7 @@ var commands = []command{
 	{"policy test", "evaluate an MAA or Rego attestation policy against claims, offline", runPolicyTest},
 	{"bench boundary", "measure the host-enclave boundary: rings vs Unix socket, gRPC, ping-pong", runBenchBoundary},
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
+	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
 	{"version", "print the version of cloister", runVersion},
 }
 

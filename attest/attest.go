@@ -1,0 +1,763 @@
+// Package attest is Cloister's attestation service, compatible with the REST
+// API of Microsoft Azure Attestation (MAA): relying parties POST evidence to
+// /attest/{type} and get back a JWT signed by a key whose certificate carries
+// the service's own evidence (RA-TLS), so the service itself can be attested.
+// docs/maa-contract.md is the contract this package follows.
+package attest
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/evidence"
+	"github.com/cloister-dev/cloister/evidence/dcap"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/policy/maa"
+	"github.com/cloister-dev/cloister/ratls"
+	"github.com/cloister-dev/cloister/tee"
+)
+
+// APIVersions are the api-version values accepted (contract §1).
+var APIVersions = []string{"2020-10-01", "2022-08-01", "2023-04-01-preview", "2025-06-01"}
+
+// Defaults of Config.
+const (
+	DefaultMaxBody  = 1 << 20
+	DefaultTimeout  = 30 * time.Second
+	TokenLifetime   = 8 * time.Hour // MAA's tokens are valid for 8 hours
+	certificateLife = 30 * 24 * time.Hour
+)
+
+// Config configures a Service.
+type Config struct {
+	// Platform is the TEE the service runs on; its evidence goes into the
+	// signing key's certificate. Required.
+	Platform tee.Platform
+	// Now is the clock for tokens and verification; nil means time.Now.
+	Now func() time.Time
+	// Rand is the source of keys and token ids; nil means crypto/rand.
+	Rand io.Reader
+	// TrustRoots are accepted in addition to the built-in Intel root for
+	// SGX/TDX quotes (the simulator root for development).
+	TrustRoots []*x509.Certificate
+	// Collateral returns DCAP collateral for a quote. Nil means TCB
+	// evaluation is skipped (tcb_status "NotEvaluated").
+	Collateral func(ctx context.Context, raw []byte) (*pcs.Bundle, error)
+	// Alg is "RS256" (default, as MAA) or "ES256".
+	Alg string
+	// Issuer is the service's base URL (iss claim, jku, OIDC). Required.
+	Issuer string
+	// StateDir keeps uploaded policies; empty keeps them in memory only.
+	StateDir string
+	// Logger receives structured logs; nil discards them.
+	Logger *slog.Logger
+	// MaxBody caps request bodies; 0 means DefaultMaxBody.
+	MaxBody int64
+	// Timeout bounds one request's work; 0 means DefaultTimeout.
+	Timeout time.Duration
+}
+
+// Service is the attestation service; it is an http.Handler.
+type Service struct {
+	cfg      Config
+	mux      *http.ServeMux
+	log      *slog.Logger
+	verifier *evidence.Verifier
+	policies *policyStore
+	method   jwt.SigningMethod
+	key      crypto.Signer
+	kid      string
+	jwks     []byte
+	oidc     []byte
+	metrics  *metrics
+}
+
+// New builds the service: it generates the token-signing key, certifies it
+// with an RA-TLS key whose certificate carries the platform's evidence, and
+// loads the stored policies.
+func New(cfg Config) (*Service, error) {
+	if cfg.Platform == nil {
+		return nil, errors.New("attest: Config.Platform is required")
+	}
+	if cfg.Issuer == "" {
+		return nil, errors.New("attest: Config.Issuer is required")
+	}
+	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Alg == "" {
+		cfg.Alg = "RS256"
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, verifier: evidence.NewVerifier(), metrics: newMetrics()}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	if err := s.makeKey(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.policies, err = newPolicyStore(ctx, cfg.StateDir); err != nil {
+		return nil, err
+	}
+	s.routes()
+	return s, nil
+}
+
+// Close releases the service's resources. There are none today beyond
+// memory; it exists so callers need not change when there are.
+func (s *Service) Close() error { return nil }
+
+// Certificates returns the x5c chain of the signing key: the signing
+// certificate, then the RA-TLS certificate that certified it.
+func (s *Service) Certificates() ([]*x509.Certificate, error) {
+	var set struct {
+		Keys []struct {
+			X5C []string `json:"x5c"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(s.jwks, &set); err != nil {
+		return nil, fmt.Errorf("attest: %w", err)
+	}
+	return ParseX5C(set.Keys[0].X5C)
+}
+
+// ParseX5C decodes a JWK x5c member (standard base64 DER).
+func ParseX5C(x5c []string) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for i, s := range x5c {
+		der, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, fmt.Errorf("x5c[%d]: %w", i, err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, fmt.Errorf("x5c[%d]: %w", i, err)
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// makeKey generates the token-signing key and its certificate chain.
+// ratls makes only ECDSA keys while MAA signs with RSA, so the signing key
+// gets its own certificate, signed by the RA-TLS key, and x5c carries
+// [signing certificate, RA-TLS certificate]. The RA-TLS certificate's
+// evidence also binds SHA-256 of the signing key (claim "cloister-token-key"),
+// so the binding holds even for a verifier that ignores the signature.
+func (s *Service) makeKey(ctx context.Context) error {
+	var pub crypto.PublicKey
+	switch s.cfg.Alg {
+	case "RS256":
+		k, err := rsa.GenerateKey(s.cfg.Rand, 2048)
+		if err != nil {
+			return fmt.Errorf("attest: signing key: %w", err)
+		}
+		s.key, pub, s.method = k, &k.PublicKey, jwt.SigningMethodRS256
+	case "ES256":
+		k, err := ecdsa.GenerateKey(elliptic.P256(), s.cfg.Rand)
+		if err != nil {
+			return fmt.Errorf("attest: signing key: %w", err)
+		}
+		s.key, pub, s.method = k, &k.PublicKey, jwt.SigningMethodES256
+	default:
+		return fmt.Errorf("attest: Alg %q: want RS256 or ES256", s.cfg.Alg)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return fmt.Errorf("attest: signing key: %w", err)
+	}
+	keyHash := sha256.Sum256(spki)
+	s.kid = base64.RawURLEncoding.EncodeToString(keyHash[:])
+	srv, err := ratls.NewServer(ctx, ratls.ServerOptions{
+		Platform: s.cfg.Platform, Rand: s.cfg.Rand, Now: s.cfg.Now, Validity: certificateLife,
+		CommonName: "cloister-attest", Claims: map[string][]byte{"cloister-token-key": keyHash[:]},
+	})
+	if err != nil {
+		return fmt.Errorf("attest: RA-TLS certificate: %w", err)
+	}
+	tc, err := srv.GetCertificate(nil)
+	if err != nil {
+		return fmt.Errorf("attest: RA-TLS certificate: %w", err)
+	}
+	ra := srv.Certificate()
+	signer, ok := tc.PrivateKey.(crypto.Signer)
+	if !ok {
+		return errors.New("attest: RA-TLS key is not a crypto.Signer")
+	}
+	now := s.cfg.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: new(big.Int).SetBytes(keyHash[:16]),
+		Subject:      pkix.Name{CommonName: s.cfg.Issuer},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     ra.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(s.cfg.Rand, tmpl, ra, pub, signer)
+	if err != nil {
+		return fmt.Errorf("attest: signing certificate: %w", err)
+	}
+	x5c := []string{base64.StdEncoding.EncodeToString(der), base64.StdEncoding.EncodeToString(ra.Raw)}
+	jwk := map[string]any{"kid": s.kid, "use": "sig", "alg": s.cfg.Alg, "x5c": x5c}
+	switch k := pub.(type) {
+	case *rsa.PublicKey:
+		jwk["kty"] = "RSA"
+		jwk["n"] = base64.RawURLEncoding.EncodeToString(k.N.Bytes())
+		jwk["e"] = base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes())
+	case *ecdsa.PublicKey:
+		b, err := k.Bytes()
+		if err != nil {
+			return fmt.Errorf("attest: signing key: %w", err)
+		}
+		jwk["kty"], jwk["crv"] = "EC", "P-256"
+		jwk["x"] = base64.RawURLEncoding.EncodeToString(b[1:33])
+		jwk["y"] = base64.RawURLEncoding.EncodeToString(b[33:])
+	}
+	if s.jwks, err = json.Marshal(map[string]any{"keys": []any{jwk}}); err != nil {
+		return fmt.Errorf("attest: %w", err)
+	}
+	s.oidc, err = json.Marshal(map[string]any{
+		"issuer":                                s.cfg.Issuer,
+		"jwks_uri":                              s.cfg.Issuer + "/certs",
+		"id_token_signing_alg_values_supported": []string{s.cfg.Alg},
+		"response_types_supported":              []string{"token", "none"},
+		"claims_supported": []string{"iss", "iat", "nbf", "exp", "jti", "nonce", "x-ms-ver", "x-ms-attestation-type",
+			"x-ms-policy-hash", "x-ms-runtime", "x-ms-inittime", "x-ms-sgx-mrenclave", "x-ms-sgx-mrsigner",
+			"x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-is-debuggable", "x-ms-sgx-ehd", "tcb_status"},
+	})
+	if err != nil {
+		return fmt.Errorf("attest: %w", err)
+	}
+	return nil
+}
+
+// sign signs claims with the service key, header as MAA's (jku, kid, typ).
+func (s *Service) sign(claims jwt.MapClaims) (string, error) {
+	t := jwt.NewWithClaims(s.method, claims)
+	t.Header["jku"] = s.cfg.Issuer + "/certs"
+	t.Header["kid"] = s.kid
+	tok, err := t.SignedString(s.key)
+	if err != nil {
+		return "", fmt.Errorf("signing token: %w", err)
+	}
+	return tok, nil
+}
+
+func (s *Service) routes() {
+	m := http.NewServeMux()
+	m.HandleFunc("POST /attest/{type}", s.handleAttest)
+	m.HandleFunc("GET /certs", s.static(s.jwks))
+	m.HandleFunc("GET /.well-known/openid-configuration", s.static(s.oidc))
+	m.HandleFunc("GET /policies/{type}", s.handleGetPolicy)
+	m.HandleFunc("PUT /policies/{type}", s.handlePutPolicy)
+	m.HandleFunc("POST /policies/{typereset}", s.handleResetPolicy)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	m.HandleFunc("GET /metrics", s.metrics.serve)
+	s.mux = m
+}
+
+// ServeHTTP implements http.Handler: every request gets a deadline, a body
+// cap, a JSON error for unmatched routes, a log line and metrics.
+func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(r.Context(), s.cfg.Timeout)
+	defer cancel()
+	r = r.WithContext(ctx)
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBody)
+	rw := &statusWriter{ResponseWriter: w, code: 200}
+	h, pattern := s.mux.Handler(r)
+	if pattern == "" {
+		// ServeMux answers 404/405 in plain text; MAA clients expect
+		// CloudError JSON, so we take over the status it would use.
+		probe := &statusWriter{ResponseWriter: discardWriter{h: http.Header{}}, code: 200}
+		h.ServeHTTP(probe, r)
+		code, msg := http.StatusNotFound, "no such endpoint: "+r.URL.Path
+		if probe.code == http.StatusMethodNotAllowed {
+			code, msg = http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path
+			rw.Header().Set("Allow", probe.ResponseWriter.Header().Get("Allow"))
+		}
+		writeError(rw, code, codeFor(code), msg)
+	} else {
+		// Through the mux again, not h: only ServeMux.ServeHTTP sets the
+		// {type} path values.
+		s.mux.ServeHTTP(rw, r)
+	}
+	d := time.Since(start)
+	s.metrics.observe(pattern, rw.code, d)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("method", r.Method), slog.String("path", r.URL.Path),
+		slog.Int("status", rw.code), slog.Duration("duration", d))
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.code = code; w.ResponseWriter.WriteHeader(code) }
+
+type discardWriter struct{ h http.Header }
+
+func (d discardWriter) Header() http.Header         { return d.h }
+func (d discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (d discardWriter) WriteHeader(int)             {}
+
+func codeFor(code int) string {
+	switch code {
+	case http.StatusNotFound:
+		return "NotFound"
+	case http.StatusMethodNotAllowed:
+		return "MethodNotAllowed"
+	case http.StatusRequestEntityTooLarge:
+		return "RequestTooLarge"
+	case http.StatusServiceUnavailable:
+		return "ServiceUnavailable"
+	}
+	return "BadRequest"
+}
+
+// writeError writes MAA's CloudError body (contract §1).
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func (s *Service) static(body []byte) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(body)
+	}
+}
+
+// checkAPIVersion answers 400 (and returns false) unless api-version is one
+// of APIVersions.
+func checkAPIVersion(w http.ResponseWriter, r *http.Request) bool {
+	v := r.URL.Query().Get("api-version")
+	for _, ok := range APIVersions {
+		if v == ok {
+			return true
+		}
+	}
+	writeError(w, http.StatusBadRequest, "InvalidApiVersion",
+		fmt.Sprintf("api-version %q is not supported; use one of %s", v, strings.Join(APIVersions, ", ")))
+	return false
+}
+
+// readBody reads the capped body, answering 413 or 400 on failure.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(r.Body)
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		writeError(w, http.StatusRequestEntityTooLarge, "RequestTooLarge", fmt.Sprintf("request body larger than %d bytes", mbe.Limit))
+		return nil, false
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "BadRequest", "reading request body: "+err.Error())
+		return nil, false
+	}
+	return b, true
+}
+
+// attestData is runtimeData / initTimeData.
+type attestData struct {
+	Data     string `json:"data"`
+	DataType string `json:"dataType"`
+}
+
+type attestRequest struct {
+	Quote        string      `json:"quote"`
+	Report       string      `json:"report"`
+	RuntimeData  *attestData `json:"runtimeData"`
+	InitTimeData *attestData `json:"initTimeData"`
+	Nonce        *string     `json:"nonce"`
+	DraftPolicy  *string     `json:"draftPolicyForAttestation"`
+}
+
+// decodeData decodes one data member; for dataType JSON it also parses the
+// JSON, which becomes x-ms-runtime / x-ms-inittime.
+func decodeData(name string, d *attestData) ([]byte, any, error) {
+	raw, err := decodeB64(d.Data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s.data: bad base64/base64url: %w", name, err)
+	}
+	switch d.DataType {
+	case "Binary", "":
+		return raw, nil, nil
+	case "JSON":
+		var v any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return nil, nil, fmt.Errorf("%s.data: dataType JSON but the data is not JSON: %w", name, err)
+		}
+		return raw, v, nil
+	}
+	return nil, nil, fmt.Errorf(`%s.dataType %q: want "Binary" or "JSON"`, name, d.DataType)
+}
+
+// typeTEEs lists the evidence kinds each endpoint accepts.
+var typeTEEs = map[string][]string{
+	TypeSgxEnclave:  {evidence.TEESGX, evidence.TEESimSGX},
+	TypeOpenEnclave: {evidence.TEESGX, evidence.TEESimSGX},
+	TypeTdxVm:       {evidence.TEETDX, evidence.TEESimTDX},
+	TypeSevSnpVm:    {evidence.TEESNP},
+}
+
+func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
+	typ := r.PathValue("type")
+	if !knownType(typ) {
+		writeError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("unknown attestation type %q; want one of %s", typ, strings.Join(types, ", ")))
+		return
+	}
+	if !checkAPIVersion(w, r) {
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var req attestRequest
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	if err := dec.Decode(&req); err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", "request body is not a JSON object: "+err.Error())
+		return
+	}
+	field, b64 := "quote", req.Quote
+	if typ == TypeOpenEnclave || typ == TypeSevSnpVm {
+		field, b64 = "report", req.Report
+	}
+	if b64 == "" {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("missing %q (base64url evidence)", field))
+		return
+	}
+	raw, err := decodeB64(b64)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("%s: bad base64/base64url: %v", field, err))
+		return
+	}
+	if typ == TypeOpenEnclave {
+		raw = stripOEHeader(raw)
+	}
+	var runtime, initTime []byte
+	var runtimeJSON, initJSON any
+	if req.RuntimeData != nil {
+		if runtime, runtimeJSON, err = decodeData("runtimeData", req.RuntimeData); err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+			return
+		}
+	}
+	if req.InitTimeData != nil {
+		if initTime, initJSON, err = decodeData("initTimeData", req.InitTimeData); err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+			return
+		}
+	}
+	pol := s.policies.get(typ)
+	draft := req.DraftPolicy != nil
+	if draft {
+		if pol, err = compilePolicy(r.Context(), *req.DraftPolicy); err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidPolicy", "draftPolicyForAttestation: "+err.Error())
+			return
+		}
+	}
+
+	claims, status, code, err := s.verify(r.Context(), raw)
+	if err != nil {
+		s.metrics.verdict("invalid")
+		writeError(w, status, code, err.Error())
+		return
+	}
+	if !contains(typeTEEs[typ], claims.TEE) {
+		writeError(w, http.StatusBadRequest, "InvalidEvidence",
+			fmt.Sprintf("evidence is %s, which /attest/%s does not take", claims.TEE, typ))
+		return
+	}
+	if req.RuntimeData != nil {
+		sum := sha256.Sum256(runtime)
+		if got := claims.ReportData[:32]; !equal(got, sum[:]) {
+			s.metrics.verdict("invalid")
+			writeError(w, http.StatusBadRequest, "RuntimeDataMismatch", fmt.Sprintf(
+				"runtimeData does not match the evidence: SHA-256(runtimeData.data) = %x, but report_data[0:32] = %x", sum, got))
+			return
+		}
+	}
+	if req.InitTimeData != nil {
+		if claims.SNPClaims == nil {
+			writeError(w, http.StatusBadRequest, "InvalidRequest",
+				"initTimeData cannot be bound for "+typ+": Cloister binds it only to the SEV-SNP host data (the SGX config ID is not in its claims)")
+			return
+		}
+		sum := sha256.Sum256(initTime)
+		if !equal(claims.HostData, sum[:]) {
+			writeError(w, http.StatusBadRequest, "InitTimeDataMismatch", fmt.Sprintf(
+				"initTimeData does not match the evidence: SHA-256(initTimeData.data) = %x, but host_data = %x", sum, []byte(claims.HostData)))
+			return
+		}
+	}
+
+	incoming := maa.ClaimsFromEvidence(claims)
+	if req.RuntimeData != nil && (claims.SGXClaims != nil) {
+		incoming = append(incoming, maa.Claim{Type: "x-ms-sgx-ehd", Value: base64.RawURLEncoding.EncodeToString(runtime), Issuer: maa.IssuerService})
+	}
+	v, err := pol.evaluate(r.Context(), incoming)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "PolicyEvaluationError", err.Error())
+		return
+	}
+	if !v.permitted {
+		s.metrics.verdict("denied")
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "attestation denied", slog.String("type", typ), slog.String("reason", v.reason))
+		writeError(w, http.StatusBadRequest, "PolicyEvaluationError", "attestation policy denied the evidence: "+v.reason)
+		return
+	}
+
+	now := s.cfg.Now()
+	jti := make([]byte, 16)
+	if _, err := io.ReadFull(s.cfg.Rand, jti); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "no randomness for the token id")
+		return
+	}
+	tc := jwt.MapClaims{}
+	for k, val := range v.issued {
+		tc[k] = val
+	}
+	for _, c := range incoming {
+		if strings.HasPrefix(c.Type, "$") {
+			continue // the deprecated policy-only names are not token claims
+		}
+		tc[c.Type] = c.Value
+	}
+	if len(v.issued) > 0 {
+		tc["x-ms-policy"] = v.issued
+	}
+	tc["iss"] = s.cfg.Issuer
+	tc["iat"] = now.Unix()
+	tc["nbf"] = now.Unix()
+	tc["exp"] = now.Add(TokenLifetime).Unix()
+	tc["jti"] = hex.EncodeToString(jti)
+	tc["x-ms-ver"] = "1.0"
+	tc["x-ms-policy-hash"] = pol.hash
+	tc["tcb_status"] = claims.TCBStatus
+	if pol.signer != nil {
+		tc["x-ms-policy-signer"] = pol.signer
+	}
+	if req.Nonce != nil {
+		tc["nonce"] = *req.Nonce
+	}
+	if runtimeJSON != nil {
+		tc["x-ms-runtime"] = runtimeJSON
+	}
+	if initJSON != nil {
+		tc["x-ms-inittime"] = initJSON
+	}
+	var tok string
+	if draft {
+		// MAA: a token from a draft policy "cannot be validated"; it is
+		// unsigned so no relying party can mistake it for a real one.
+		tok, err = jwt.NewWithClaims(jwt.SigningMethodNone, tc).SignedString(jwt.UnsafeAllowNoneSignatureType)
+	} else {
+		tok, err = s.sign(tc)
+	}
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
+		return
+	}
+	s.metrics.verdict("permitted")
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "attested", slog.String("type", typ), slog.String("tee", claims.TEE),
+		slog.String("tcb_status", claims.TCBStatus), slog.Bool("draft", draft))
+	writeJSON(w, map[string]string{"token": tok})
+}
+
+// verify checks raw with evidence.Verify, mapping failures to a status,
+// an error code and a message that says what was wrong with the evidence.
+func (s *Service) verify(ctx context.Context, raw []byte) (*evidence.Claims, int, string, error) {
+	kind := evidence.Detect(raw)
+	if kind == evidence.KindUnknown {
+		return nil, http.StatusBadRequest, "InvalidEvidence",
+			errors.New("evidence is not an SGX/TDX quote, SEV-SNP report or configfs-tsm report")
+	}
+	opts := evidence.Options{Time: s.cfg.Now()}
+	if kind == evidence.KindSGXQuote || kind == evidence.KindTDXQuote {
+		if len(s.cfg.TrustRoots) > 0 {
+			// evidence.Options.TrustRoots replaces the built-in roots, so
+			// Intel's root is named again next to the extra ones.
+			opts.TrustRoots = append([]*x509.Certificate{dcap.IntelRoot()}, s.cfg.TrustRoots...)
+		}
+		if s.cfg.Collateral == nil {
+			opts.SkipTCBEvaluation = true
+		} else {
+			if _, err := evidence.CollateralQuery(raw); err != nil {
+				return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", err)
+			}
+			b, err := s.cfg.Collateral(ctx, raw)
+			if err != nil {
+				return nil, http.StatusServiceUnavailable, "CollateralUnavailable", fmt.Errorf("collateral for this quote is unavailable: %w", err)
+			}
+			opts.Collateral = b
+		}
+	}
+	c, err := s.verifier.Verify(ctx, raw, opts)
+	if err != nil {
+		if reason, ok := evidence.ReasonOf(err); ok {
+			return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected (%v): %w", reason, err)
+		}
+		return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", err)
+	}
+	return c, 0, "", nil
+}
+
+// stripOEHeader removes an OpenEnclave report's 16-byte header
+// (version 1, type, size) so the SGX quote inside reaches the verifier;
+// anything else is passed through for the verifier to judge.
+func stripOEHeader(raw []byte) []byte {
+	if len(raw) > 16 && raw[0] == 1 && raw[1] == 0 && raw[2] == 0 && raw[3] == 0 {
+		size := uint64(raw[8]) | uint64(raw[9])<<8 | uint64(raw[10])<<16 | uint64(raw[11])<<24 |
+			uint64(raw[12])<<32 | uint64(raw[13])<<40 | uint64(raw[14])<<48 | uint64(raw[15])<<56
+		if size == uint64(len(raw)-16) {
+			return raw[16:]
+		}
+	}
+	return raw
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func equal(a, b []byte) bool { return string(a) == string(b) }
+
+// policyType reads {type} and answers 404 when it is unknown.
+func policyType(w http.ResponseWriter, t string) bool {
+	if !knownType(t) {
+		writeError(w, http.StatusNotFound, "NotFound", fmt.Sprintf("unknown attestation type %q; want one of %s", t, strings.Join(types, ", ")))
+		return false
+	}
+	return true
+}
+
+func (s *Service) handleGetPolicy(w http.ResponseWriter, r *http.Request) {
+	t := r.PathValue("type")
+	if !policyType(w, t) || !checkAPIVersion(w, r) {
+		return
+	}
+	c := s.policies.get(t)
+	s.respondSigned(w, jwt.MapClaims{"x-ms-policy": c.jws})
+}
+
+func (s *Service) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
+	t := r.PathValue("type")
+	if !policyType(w, t) || !checkAPIVersion(w, r) {
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	jws := strings.TrimSpace(string(body))
+	text, signer, err := parsePolicyJWS(jws)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
+		return
+	}
+	c, err := compilePolicy(r.Context(), text)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
+		return
+	}
+	c.jws, c.signer = jws, signer
+	if err := s.policies.set(r.Context(), t, c); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "storing policy", slog.String("type", t), slog.String("error", err.Error()))
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the policy could not be stored")
+		return
+	}
+	sum := sha256.Sum256([]byte(jws))
+	out := jwt.MapClaims{"x-ms-policy-result": "Updated", "x-ms-policy-token-hash": base64.RawURLEncoding.EncodeToString(sum[:])}
+	if signer != nil {
+		out["x-ms-policy-signer"] = signer
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "policy updated", slog.String("type", t), slog.String("policy_hash", c.hash))
+	s.respondSigned(w, out)
+}
+
+func (s *Service) handleResetPolicy(w http.ResponseWriter, r *http.Request) {
+	seg := r.PathValue("typereset")
+	t, ok := strings.CutSuffix(seg, ":reset")
+	if !ok {
+		writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", "method POST not allowed on "+r.URL.Path+" (did you mean "+seg+":reset?)")
+		return
+	}
+	if !policyType(w, t) || !checkAPIVersion(w, r) {
+		return
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	// MAA's reset body is a JWS with an empty payload ("eyJhbGciOiJub25lIn0..");
+	// only its shape is checked, since the unsigned form proves nothing.
+	if parts := strings.Split(strings.TrimSpace(string(body)), "."); len(parts) != 3 {
+		writeError(w, http.StatusBadRequest, "InvalidPolicy", `reset body: want a JWS with an empty payload, e.g. "eyJhbGciOiJub25lIn0.."`)
+		return
+	}
+	if err := s.policies.set(r.Context(), t, nil); err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "resetting policy", slog.String("type", t), slog.String("error", err.Error()))
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the policy could not be reset")
+		return
+	}
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "policy reset", slog.String("type", t))
+	s.respondSigned(w, jwt.MapClaims{"x-ms-policy-result": "Removed"})
+}
+
+// respondSigned wraps a PolicyResult in a service-signed {"token": JWT}.
+func (s *Service) respondSigned(w http.ResponseWriter, c jwt.MapClaims) {
+	now := s.cfg.Now()
+	c["iss"], c["iat"], c["nbf"], c["exp"] = s.cfg.Issuer, now.Unix(), now.Unix(), now.Add(TokenLifetime).Unix()
+	tok, err := s.sign(c)
+	if err != nil {
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
+		return
+	}
+	writeJSON(w, map[string]string{"token": tok})
+}

@@ -1,0 +1,449 @@
+package attest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/evidence"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/tee"
+	"github.com/cloister-dev/cloister/tee/sim"
+)
+
+var testNow = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+type fixture struct {
+	pki  *sim.PKI
+	col  *pcs.Bundle
+	plat tee.Platform
+}
+
+var (
+	fixOnce sync.Once
+	fix     fixture
+	fixErr  error
+)
+
+// getFixture loads one sim PKI for the whole package: key generation is the
+// slow part and the tests only read it.
+func getFixture(t *testing.T) fixture {
+	t.Helper()
+	fixOnce.Do(func() {
+		dir, err := makeTemp()
+		if err != nil {
+			fixErr = err
+			return
+		}
+		if fix.pki, fixErr = sim.Load(dir, rand.Reader, testNow.Add(-time.Hour)); fixErr != nil {
+			return
+		}
+		if fix.col, fixErr = fix.pki.Collateral(rand.Reader, testNow, false); fixErr != nil {
+			return
+		}
+		fix.plat, fixErr = sim.NewPlatform(fix.pki, tee.KindSimSGX, sim.App{MRENCLAVE: [32]byte{0xaa}, MRSIGNER: [32]byte{0xbb}, ProductID: 1, SVN: 1}, rand.Reader)
+	})
+	if fixErr != nil {
+		t.Fatal(fixErr)
+	}
+	return fix
+}
+
+func makeTemp() (string, error) {
+	return osMkdirTemp()
+}
+
+func newService(t *testing.T, f fixture, stateDir string) *Service {
+	t.Helper()
+	s, err := New(Config{
+		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
+		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return f.col, nil },
+		Alg:        "ES256", Issuer: "https://attest.test", StateDir: stateDir, MaxBody: 64 << 10,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func quote(t *testing.T, f fixture, runtime []byte, debug bool) []byte {
+	t.Helper()
+	var rd [64]byte
+	sum := sha256.Sum256(runtime)
+	copy(rd[:], sum[:])
+	q, err := f.pki.QuoteSGX(rand.Reader, sim.SGXReport{MRENCLAVE: [32]byte{1, 2}, MRSIGNER: [32]byte{3, 4}, ISVProdID: 7, ISVSVN: 3, Debug: debug, ReportData: rd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func do(t *testing.T, h http.Handler, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, path, strings.NewReader(body)))
+	var out map[string]any
+	_ = json.Unmarshal(rec.Body.Bytes(), &out)
+	if rec.Code >= 500 {
+		t.Errorf("%s %s: status %d: %s", method, path, rec.Code, rec.Body)
+	}
+	return rec.Code, out
+}
+
+func errMsg(out map[string]any) string {
+	e, _ := out["error"].(map[string]any)
+	m, _ := e["message"].(string)
+	return m
+}
+
+const av = "?api-version=2022-08-01"
+
+func attestBody(q, runtime []byte, extra string) string {
+	b := fmt.Sprintf(`{"quote":%q`, base64.RawURLEncoding.EncodeToString(q))
+	if runtime != nil {
+		b += fmt.Sprintf(`,"runtimeData":{"data":%q,"dataType":"JSON"}`, base64.RawURLEncoding.EncodeToString(runtime))
+	}
+	return b + extra + "}"
+}
+
+func TestAttestEndToEnd(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, "")
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	runtime := []byte(`{"jwk":{"kty":"oct"}}`)
+	q := quote(t, f, runtime, false)
+	resp, err := http.Post(srv.URL+"/attest/SgxEnclave"+av, "application/json", strings.NewReader(attestBody(q, runtime, `,"nonce":"n-1"`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("status %d err %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+
+	// Validate with the JWT library against the JWKS from /certs.
+	resp, err = http.Get(srv.URL + "/certs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var set struct {
+		Keys []struct {
+			Kid string   `json:"kid"`
+			X5C []string `json:"x5c"`
+		} `json:"keys"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	certs, err := ParseX5C(set.Keys[0].X5C)
+	if err != nil || len(certs) != 2 {
+		t.Fatalf("x5c: %v (%d certs)", err, len(certs))
+	}
+	if err := certs[1].CheckSignature(certs[0].SignatureAlgorithm, certs[0].RawTBSCertificate, certs[0].Signature); err != nil {
+		t.Fatalf("signing certificate not signed by the RA-TLS key: %v", err)
+	}
+	tok, err := jwt.Parse(out.Token, func(tk *jwt.Token) (any, error) {
+		if tk.Header["kid"] != set.Keys[0].Kid {
+			return nil, fmt.Errorf("kid %v", tk.Header["kid"])
+		}
+		return certs[0].PublicKey, nil
+	}, jwt.WithValidMethods([]string{"ES256"}), jwt.WithTimeFunc(func() time.Time { return testNow }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok.Header["jku"] != "https://attest.test/certs" {
+		t.Errorf("jku %v", tok.Header["jku"])
+	}
+	c := tok.Claims.(jwt.MapClaims)
+	ev, err := evidence.Verify(context.Background(), q, evidence.Options{Time: testNow, Collateral: f.col, TrustRoots: []*x509.Certificate{f.pki.Root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"x-ms-sgx-mrenclave": hex.EncodeToString(ev.MRENCLAVE), "x-ms-sgx-mrsigner": hex.EncodeToString(ev.MRSIGNER),
+		"x-ms-sgx-product-id": float64(ev.ISVProdID), "x-ms-sgx-svn": float64(ev.ISVSVN), "x-ms-sgx-is-debuggable": ev.Debug,
+		"tcb_status": ev.TCBStatus, "nonce": "n-1", "x-ms-attestation-type": "sim-sgx", "iss": "https://attest.test",
+		"x-ms-ver": "1.0", "sgx-mrenclave": hex.EncodeToString(ev.MRENCLAVE), "x-ms-policy-hash": policyHash(defaultSGXPolicy),
+		"x-ms-sgx-ehd": base64.RawURLEncoding.EncodeToString(runtime),
+	}
+	for k, v := range want {
+		if c[k] != v {
+			t.Errorf("claim %s = %v, want %v", k, c[k], v)
+		}
+	}
+	if rt, _ := c["x-ms-runtime"].(map[string]any); rt["jwk"] == nil {
+		t.Errorf("x-ms-runtime = %v", c["x-ms-runtime"])
+	}
+	if ev.TCBStatus != evidence.StatusUpToDate {
+		t.Errorf("tcb status %s", ev.TCBStatus)
+	}
+}
+
+func TestBadInputs(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, "")
+	runtime := []byte(`{"a":1}`)
+	q := quote(t, f, runtime, false)
+	good := base64.RawURLEncoding.EncodeToString(q)
+	for _, tc := range []struct {
+		name, method, path, body string
+		code                     int
+		msg                      string
+	}{
+		{"no api-version", "POST", "/attest/SgxEnclave", attestBody(q, nil, ""), 400, "api-version"},
+		{"bad api-version", "POST", "/attest/SgxEnclave?api-version=1999", attestBody(q, nil, ""), 400, "2022-08-01"},
+		{"unknown type", "POST", "/attest/Tpm" + av, "{}", 404, "unknown attestation type"},
+		{"wrong method", "GET", "/attest/SgxEnclave" + av, "", 405, "not allowed"},
+		{"bad json", "POST", "/attest/SgxEnclave" + av, "{", 400, "not a JSON object"},
+		{"missing quote", "POST", "/attest/SgxEnclave" + av, "{}", 400, `missing "quote"`},
+		{"bad base64", "POST", "/attest/SgxEnclave" + av, `{"quote":"!!!"}`, 400, "bad base64"},
+		{"garbage quote", "POST", "/attest/SgxEnclave" + av, `{"quote":"AAAA"}`, 400, "evidence"},
+		{"truncated quote", "POST", "/attest/SgxEnclave" + av, fmt.Sprintf(`{"quote":%q}`, good[:len(good)/2]), 400, "evidence rejected"},
+		{"wrong type for quote", "POST", "/attest/TdxVm" + av, attestBody(q, nil, ""), 400, "does not take"},
+		{"runtime mismatch", "POST", "/attest/SgxEnclave" + av, attestBody(q, []byte(`{"a":2}`), ""), 400, "SHA-256(runtimeData.data)"},
+		{"runtime not json", "POST", "/attest/SgxEnclave" + av, fmt.Sprintf(`{"quote":%q,"runtimeData":{"data":"eA","dataType":"JSON"}}`, good), 400, "not JSON"},
+		{"bad dataType", "POST", "/attest/SgxEnclave" + av, fmt.Sprintf(`{"quote":%q,"runtimeData":{"data":"eA","dataType":"XML"}}`, good), 400, "dataType"},
+		{"bad draft policy", "POST", "/attest/SgxEnclave" + av, attestBody(q, nil, `,"draftPolicyForAttestation":"version=1.0; nonsense"`), 400, "draftPolicyForAttestation"},
+		{"too large", "POST", "/attest/SgxEnclave" + av, `{"quote":"` + strings.Repeat("A", 70<<10) + `"}`, 413, "larger than"},
+		{"policy unknown type", "GET", "/policies/Foo" + av, "", 404, "unknown attestation type"},
+		{"policy not jws", "PUT", "/policies/SgxEnclave" + av, "hello", 400, "JWS"},
+		{"policy bad text", "PUT", "/policies/SgxEnclave" + av, UnsignedPolicy("version=1.0; authorizationrules { => permitt(); };"), 400, "maa: "},
+		{"policy bad rego", "PUT", "/policies/SgxEnclave" + av, UnsignedPolicy("package cloister\nallow if { http.send({}) }"), 400, "rego"},
+		{"policy no payload", "PUT", "/policies/SgxEnclave" + av, "eyJhbGciOiJub25lIn0.e30.", 400, "AttestationPolicy"},
+		{"reset bad body", "POST", "/policies/SgxEnclave:reset" + av, "x", 400, "empty payload"},
+		{"unknown path", "GET", "/nope", "", 404, "no such endpoint"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out := do(t, s, tc.method, tc.path, tc.body)
+			if code != tc.code || !strings.Contains(errMsg(out), tc.msg) {
+				t.Errorf("got %d %q, want %d containing %q", code, errMsg(out), tc.code, tc.msg)
+			}
+		})
+	}
+}
+
+const denyDebug = `version= 1.0;
+authorizationrules {
+	[type=="x-ms-sgx-is-debuggable", value==true] => deny();
+	=> permit();
+};
+issuancerules {
+	c:[type=="x-ms-sgx-svn"] => issue(type="svn-seen", value=c.value);
+};
+`
+
+func TestPolicyRoundTripAndPersistence(t *testing.T) {
+	f := getFixture(t)
+	dir := t.TempDir()
+	s := newService(t, f, dir)
+	code, _ := do(t, s, "PUT", "/policies/SgxEnclave"+av, UnsignedPolicy(denyDebug))
+	if code != 200 {
+		t.Fatalf("PUT: %d", code)
+	}
+	dbg := quote(t, f, nil, true)
+	code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(dbg, nil, ""))
+	if code != 400 || !strings.Contains(errMsg(out), "denied") {
+		t.Errorf("debug enclave: %d %v", code, out)
+	}
+	code, out = do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(quote(t, f, nil, false), nil, ""))
+	if code != 200 {
+		t.Fatalf("production enclave: %d %v", code, out)
+	}
+	tok, _, err := jwt.NewParser().ParseUnverified(out["token"].(string), jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tok.Claims.(jwt.MapClaims); c["svn-seen"] != float64(3) || c["x-ms-policy-hash"] != policyHash(denyDebug) {
+		t.Errorf("claims %v", c)
+	}
+
+	// A new service on the same state dir has the policy.
+	s2 := newService(t, f, dir)
+	code, out = do(t, s2, "GET", "/policies/SgxEnclave"+av, "")
+	if code != 200 {
+		t.Fatal(code)
+	}
+	tok, _, _ = jwt.NewParser().ParseUnverified(out["token"].(string), jwt.MapClaims{})
+	if got := tok.Claims.(jwt.MapClaims)["x-ms-policy"]; got != UnsignedPolicy(denyDebug) {
+		t.Errorf("GET after restart: %v", got)
+	}
+	if code, _ = do(t, s2, "POST", "/attest/SgxEnclave"+av, attestBody(dbg, nil, "")); code != 400 {
+		t.Errorf("restarted service permitted a debug enclave: %d", code)
+	}
+	// Reset brings the default back, also across restarts.
+	if code, _ = do(t, s2, "POST", "/policies/SgxEnclave:reset"+av, "eyJhbGciOiJub25lIn0.."); code != 200 {
+		t.Fatal(code)
+	}
+	s3 := newService(t, f, dir)
+	if code, out = do(t, s3, "POST", "/attest/SgxEnclave"+av, attestBody(dbg, nil, "")); code != 200 {
+		t.Errorf("after reset: %d %v", code, out)
+	}
+}
+
+func TestRegoPolicy(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, "")
+	pol := "package cloister\n\ndefault allow := false\nallow if input[\"x-ms-sgx-is-debuggable\"] == false\nclaims := {\"tier\": \"gold\"} if allow\n"
+	if code, out := do(t, s, "PUT", "/policies/SgxEnclave"+av, UnsignedPolicy(pol)); code != 200 {
+		t.Fatalf("PUT: %d %v", code, out)
+	}
+	if code, _ := do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(quote(t, f, nil, true), nil, "")); code != 400 {
+		t.Errorf("debug: %d", code)
+	}
+	code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(quote(t, f, nil, false), nil, ""))
+	if code != 200 {
+		t.Fatalf("%d %v", code, out)
+	}
+	tok, _, _ := jwt.NewParser().ParseUnverified(out["token"].(string), jwt.MapClaims{})
+	if tok.Claims.(jwt.MapClaims)["tier"] != "gold" {
+		t.Errorf("claims %v", tok.Claims)
+	}
+}
+
+func TestConcurrentPolicyUpdates(t *testing.T) {
+	f := getFixture(t)
+	dir := t.TempDir()
+	s := newService(t, f, dir)
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range 5 {
+				text := fmt.Sprintf("version=1.0;\nauthorizationrules { => permit(); };\n// %d-%d\n", i, j)
+				if code, out := do(t, s, "PUT", "/policies/SgxEnclave"+av, UnsignedPolicy(text)); code != 200 {
+					t.Errorf("PUT: %d %v", code, out)
+				}
+				do(t, s, "GET", "/policies/SgxEnclave"+av, "")
+			}
+		}()
+	}
+	wg.Wait()
+	// Whatever won is what a restarted service reads.
+	s2 := newService(t, f, dir)
+	if s.policies.get(TypeSgxEnclave).jws != s2.policies.get(TypeSgxEnclave).jws {
+		t.Error("stored policy differs from the last published one")
+	}
+}
+
+func TestDiscoveryAndHealth(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, "")
+	code, out := do(t, s, "GET", "/.well-known/openid-configuration", "")
+	if code != 200 || out["jwks_uri"] != "https://attest.test/certs" {
+		t.Errorf("%d %v", code, out)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != 200 {
+		t.Error(rec.Code)
+	}
+	rec = httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	if b, _ := io.ReadAll(rec.Body); !strings.Contains(string(b), "cloister_attest_requests_total") {
+		t.Errorf("metrics: %s", b)
+	}
+}
+
+// RS256 is the default (MAA's choice); its token validates with the x5c leaf.
+func TestRS256Default(t *testing.T) {
+	f := getFixture(t)
+	s, err := New(Config{Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root}, Issuer: "https://a.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(quote(t, f, nil, false), nil, ""))
+	if code != 200 {
+		t.Fatalf("%d %v", code, out)
+	}
+	certs, err := s.Certificates()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := jwt.Parse(out["token"].(string), func(*jwt.Token) (any, error) { return certs[0].PublicKey, nil },
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithTimeFunc(func() time.Time { return testNow }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := tok.Claims.(jwt.MapClaims); c["tcb_status"] != evidence.StatusNotEvaluated {
+		t.Errorf("without collateral tcb_status = %v", c["tcb_status"])
+	}
+	if _, err := New(Config{Platform: f.plat, Issuer: "x", Alg: "HS256"}); err == nil {
+		t.Error("HS256 accepted")
+	}
+}
+
+// A draft policy decides this one request, and its token is unsigned.
+func TestDraftPolicyAndOpenEnclave(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, "")
+	dbg := quote(t, f, nil, true)
+	draft, _ := json.Marshal(denyDebug)
+	if code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(dbg, nil, `,"draftPolicyForAttestation":`+string(draft))); code != 400 {
+		t.Errorf("draft deny: %d %v", code, out)
+	}
+	code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(quote(t, f, nil, false), nil, `,"draftPolicyForAttestation":`+string(draft)))
+	if code != 200 {
+		t.Fatalf("draft permit: %d %v", code, out)
+	}
+	tok, _, err := jwt.NewParser().ParseUnverified(out["token"].(string), jwt.MapClaims{})
+	if err != nil || tok.Header["alg"] != "none" {
+		t.Errorf("draft token alg %v err %v", tok.Header["alg"], err)
+	}
+	// OpenEnclave: the same quote behind OE's 16-byte header, under "report".
+	oe := append([]byte{1, 0, 0, 0, 2, 0, 0, 0}, make([]byte, 8)...)
+	n := len(dbg)
+	for i := range 8 {
+		oe[8+i] = byte(uint64(n) >> (8 * i))
+	}
+	oe = append(oe, dbg...)
+	body := fmt.Sprintf(`{"report":%q}`, base64.StdEncoding.EncodeToString(oe))
+	if code, out := do(t, s, "POST", "/attest/OpenEnclave"+av, body); code != 200 {
+		t.Errorf("OpenEnclave: %d %v", code, out)
+	}
+}
+
+// Attestations racing policy updates always see a whole policy.
+func TestAttestDuringPolicyUpdates(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, t.TempDir())
+	q := quote(t, f, nil, false)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		for i := range 10 {
+			pol := denyDebug
+			if i%2 == 1 {
+				pol = defaultSGXPolicy
+			}
+			do(t, s, "PUT", "/policies/SgxEnclave"+av, UnsignedPolicy(pol))
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		for range 10 {
+			if code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, attestBody(q, nil, "")); code != 200 {
+				t.Errorf("%d %v", code, out)
+			}
+		}
+	}()
+	wg.Wait()
+}

@@ -1,0 +1,306 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/attest"
+	"github.com/cloister-dev/cloister/evidence"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/ratls"
+	"github.com/cloister-dev/cloister/tee"
+	"github.com/cloister-dev/cloister/tee/probe"
+	"github.com/cloister-dev/cloister/tee/sim"
+)
+
+const attestServeHelp = `Run the MAA-compatible attestation service (docs/maa-contract.md).
+
+Relying parties POST evidence to /attest/{SgxEnclave,OpenEnclave,TdxVm,SevSnpVm}
+and get a JWT signed by a key whose certificate (GET /certs, x5c) carries this
+service's own evidence from --tee. --trust-root adds roots evidence may chain
+to besides Intel's and AMD's (the simulator root for development).
+--collateral-dir holds DCAP collateral bundles (JSON, from 'cloister collateral
+fetch' or 'cloister sim collateral'); with --tee sim-* the simulator's own
+collateral is added. Without collateral, tcb_status is "NotEvaluated".
+Policies uploaded with PUT /policies/{type} are kept under --state.
+Stops cleanly on SIGINT or SIGTERM. Logs are JSON lines on standard error.
+`
+
+const attestVerifyTokenHelp = `Validate a token from a Cloister attestation service, attesting the service first.
+
+Fetches SERVICE/certs, verifies the RA-TLS certificate in each key's x5c (its
+evidence and key binding, with --trust-root / --collateral / --no-collateral as
+'cloister verify cert'), checks that it certified the token-signing key, then
+validates TOKEN's signature and times with that key. Prints the token's claims.
+`
+
+// runAttestServe implements "cloister attest serve".
+func runAttestServe(e *env, args []string) error {
+	fs := newFlagSet("attest serve", "--addr HOST:PORT [--tee T] [--sim-dir DIR] [--state DIR] [--trust-root PEM]... [--collateral-dir DIR] [--alg RS256|ES256]", attestServeHelp)
+	addr := fs.String("addr", "127.0.0.1:8080", "listen `ADDR`")
+	kind := fs.String("tee", "auto", "`TEE` the service runs on: auto, sim-sgx, sim-tdx, tdx, sev-snp or sgx")
+	state := fs.String("state", "", "`DIR` for uploaded policies (default: in memory only)")
+	colDir := fs.String("collateral-dir", "", "`DIR` of DCAP collateral bundles (*.json)")
+	alg := fs.String("alg", "RS256", "token signing `ALG`: RS256 or ES256")
+	var roots stringList
+	fs.Var(&roots, "trust-root", "`PEM` file of extra roots evidence may chain to (repeatable)")
+	dir := simDirFlag(fs)
+	if pos, err := parseArgs(e, fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return usagef("unexpected argument %q", pos[0])
+	}
+	if *alg != "RS256" && *alg != "ES256" {
+		return usagef("--alg %q: want RS256 or ES256", *alg)
+	}
+	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
+	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log}
+	for _, r := range roots {
+		certs, err := readCertificates(r)
+		if err != nil {
+			return fmt.Errorf("trust roots: %w", err)
+		}
+		cfg.TrustRoots = append(cfg.TrustRoots, certs...)
+	}
+	var bundles []*pcs.Bundle
+	if *colDir != "" {
+		var err error
+		if bundles, err = readBundles(*colDir); err != nil {
+			return err
+		}
+	}
+	pc := probe.Config{TEE: *kind, Now: e.now}
+	if *kind == string(tee.KindSimSGX) || *kind == string(tee.KindSimTDX) {
+		d, err := dir()
+		if err != nil {
+			return err
+		}
+		pc.SimDir = d
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding this binary: %w", err)
+		}
+		if pc.SimApp, err = sim.AppFromFiles(exe, ""); err != nil {
+			return err
+		}
+		pki, err := sim.Load(d, rand.Reader, e.now())
+		if err != nil {
+			return err
+		}
+		for _, tdx := range []bool{false, true} {
+			b, err := pki.Collateral(rand.Reader, e.now(), tdx)
+			if err != nil {
+				return fmt.Errorf("simulator collateral: %w", err)
+			}
+			bundles = append(bundles, b)
+		}
+	}
+	if len(bundles) > 0 {
+		cfg.Collateral = bundleFinder(bundles)
+	} else {
+		log.Warn("no collateral: TCB status will be NotEvaluated")
+	}
+	p, found, err := probe.Open(e.ctx, pc)
+	if err != nil {
+		return err
+	}
+	cfg.Platform = p
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	cfg.Issuer = "http://" + ln.Addr().String()
+	svc, err := attest.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer svc.Close()
+	ctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return serveUntil(ctx, ln, svc, log, found.Kind)
+}
+
+// serveUntil serves h on ln until ctx ends, then shuts down gracefully.
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, kind tee.Kind) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("attestation service listening", slog.String("addr", ln.Addr().String()), slog.String("tee", string(kind)))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// readBundles loads every *.json collateral bundle in dir.
+func readBundles(dir string) ([]*pcs.Bundle, error) {
+	names, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return nil, fmt.Errorf("collateral dir: %w", err)
+	}
+	var out []*pcs.Bundle
+	for _, n := range names {
+		data, err := os.ReadFile(n)
+		if err != nil {
+			return nil, fmt.Errorf("collateral: %w", err)
+		}
+		b, err := pcs.ParseBundle(data)
+		if err != nil {
+			return nil, fmt.Errorf("collateral %s: %w", n, err)
+		}
+		out = append(out, b)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("collateral dir %s: no *.json bundles", dir)
+	}
+	return out, nil
+}
+
+// bundleFinder picks the bundle whose TCB info names the quote's FMSPC and
+// TEE. The bundles are unverified here; evidence.Verify checks them.
+func bundleFinder(bundles []*pcs.Bundle) func(context.Context, []byte) (*pcs.Bundle, error) {
+	return func(_ context.Context, raw []byte) (*pcs.Bundle, error) {
+		q, err := evidence.CollateralQuery(raw)
+		if err != nil {
+			return nil, fmt.Errorf("collateral query: %w", err)
+		}
+		want := hex.EncodeToString(q.FMSPC)
+		for _, b := range bundles {
+			var info struct {
+				ID    string `json:"id"`
+				FMSPC string `json:"fmspc"`
+			}
+			if json.Unmarshal([]byte(b.TCBInfo), &info) != nil || !strings.EqualFold(info.FMSPC, want) {
+				continue
+			}
+			if (info.ID == "TDX") == (q.TEE == pcs.TDX) {
+				return b, nil
+			}
+		}
+		return nil, fmt.Errorf("no bundle for FMSPC %s", want)
+	}
+}
+
+// runAttestVerifyToken implements "cloister attest verify-token".
+func runAttestVerifyToken(e *env, args []string) error {
+	fs := newFlagSet("attest verify-token", "TOKEN --service URL [--trust-root PEM] [--collateral BUNDLE | --no-collateral]", attestVerifyTokenHelp)
+	service := fs.String("service", "", "the service's base `URL` (required)")
+	var rf ratlsFlags
+	rf.register(fs)
+	pos, err := parseArgs(e, fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usagef("want one TOKEN argument, got %d", len(pos))
+	}
+	if *service == "" {
+		return usagef("missing --service")
+	}
+	opts, when, err := rf.options(e, fs)
+	if err != nil {
+		return err
+	}
+	keys, err := fetchJWKS(e.ctx, strings.TrimRight(*service, "/")+"/certs")
+	if err != nil {
+		return err
+	}
+	claims, err := verifyToken(e.ctx, pos[0], keys, opts, when)
+	if err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(claims, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding claims: %w", err)
+	}
+	fmt.Fprintf(e.stdout, "%s\n", out)
+	return nil
+}
+
+type jwk struct {
+	Kid string   `json:"kid"`
+	X5C []string `json:"x5c"`
+}
+
+// fetchJWKS gets the service's JWK set, bounded in size and time.
+func fetchJWKS(ctx context.Context, url string) ([]jwk, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--service: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching %s: %s", url, resp.Status)
+	}
+	var set struct{ Keys []jwk }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&set); err != nil {
+		return nil, fmt.Errorf("JWKS from %s: %w", url, err)
+	}
+	return set.Keys, nil
+}
+
+// verifyToken attests the key named by the token's kid (RA-TLS evidence of
+// x5c[1], which must have signed x5c[0]) and validates the token with it.
+func verifyToken(ctx context.Context, token string, keys []jwk, opts ratls.VerifyOptions, when time.Time) (jwt.MapClaims, error) {
+	claims := jwt.MapClaims{}
+	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		for _, k := range keys {
+			if k.Kid != kid {
+				continue
+			}
+			certs, err := attest.ParseX5C(k.X5C)
+			if err != nil {
+				return nil, err
+			}
+			if len(certs) < 2 {
+				return nil, errors.New("x5c has no RA-TLS certificate: the service cannot be attested")
+			}
+			leaf, ra := certs[0], certs[1]
+			if err := ra.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature); err != nil {
+				return nil, fmt.Errorf("signing certificate not certified by the RA-TLS key: %w", err)
+			}
+			if _, err := ratls.Verify(ctx, ra, opts); err != nil {
+				return nil, fmt.Errorf("attesting the service: %w", err)
+			}
+			return leaf.PublicKey, nil
+		}
+		return nil, fmt.Errorf("no key %q in the service's JWKS", kid)
+	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithTimeFunc(func() time.Time { return when }))
+	if err != nil {
+		return nil, fmt.Errorf("token: %w", err)
+	}
+	return claims, nil
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloister-dev/cloister/attest"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/tee"
+	"github.com/cloister-dev/cloister/tee/sim"
+)
+
+// TestAttestVerifyToken runs the service on loopback with the simulator and
+// checks that verify-token attests it and validates a token it issued.
+func TestAttestVerifyToken(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	dir := t.TempDir()
+	pki, err := sim.Load(filepath.Join(dir, "sim"), rand.Reader, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	col, err := pki.Collateral(rand.Reader, now, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plat, err := sim.NewPlatform(pki, tee.KindSimSGX, sim.App{MRENCLAVE: [32]byte{1}}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc, err := attest.New(attest.Config{Platform: plat, Now: func() time.Time { return now }, Alg: "ES256",
+		Issuer: "http://" + ln.Addr().String(), TrustRoots: []*x509.Certificate{pki.Root},
+		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return col, nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(svc)
+	srv.Listener.Close()
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+
+	runtime := []byte("hello")
+	var rd [64]byte
+	sum := sha256.Sum256(runtime)
+	copy(rd[:], sum[:])
+	q, err := pki.QuoteSGX(rand.Reader, sim.SGXReport{MRENCLAVE: [32]byte{9}, ReportData: rd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"quote":%q,"runtimeData":{"data":%q,"dataType":"Binary"}}`,
+		base64.StdEncoding.EncodeToString(q), base64.RawURLEncoding.EncodeToString(runtime))
+	resp, err := http.Post(srv.URL+"/attest/SgxEnclave?api-version=2022-08-01", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("attest: %d", resp.StatusCode)
+	}
+	rootFile := filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(rootFile, pki.RootPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"attest", "verify-token", out.Token, "--service", srv.URL, "--trust-root", rootFile, "--no-collateral"},
+		strings.NewReader(""), &stdout, &stderr, func() time.Time { return now })
+	if code != 0 || !strings.Contains(stdout.String(), `"x-ms-sgx-mrenclave": "09`) {
+		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
+	}
+	// A tampered token fails.
+	stdout.Reset()
+	stderr.Reset()
+	bad := out.Token[:len(out.Token)-4] + "AAAA"
+	if code := run([]string{"attest", "verify-token", bad, "--service", srv.URL, "--trust-root", rootFile, "--no-collateral"},
+		strings.NewReader(""), &stdout, &stderr, func() time.Time { return now }); code != 1 {
+		t.Errorf("tampered token: exit %d, %s", code, stderr.String())
+	}
+	// Without the sim root, the service cannot be attested.
+	stderr.Reset()
+	if code := run([]string{"attest", "verify-token", out.Token, "--service", srv.URL, "--no-collateral"},
+		strings.NewReader(""), &stdout, &stderr, func() time.Time { return now }); code != 1 {
+		t.Errorf("untrusted service: exit %d, %s", code, stderr.String())
+	}
+}
+
+func TestAttestServeUsage(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"attest", "serve", "--alg", "HS256"}, strings.NewReader(""), &stdout, &stderr, time.Now); code != 2 {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+	if code := run([]string{"attest", "verify-token"}, strings.NewReader(""), &stdout, &stderr, time.Now); code != 2 {
+		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// TestServeUntilStops checks the graceful shutdown path used on SIGINT/SIGTERM.
+func TestServeUntilStops(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- serveUntil(ctx, ln, http.NotFoundHandler(), slog.New(slog.DiscardHandler), tee.KindSimSGX)
+	}()
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
