@@ -92,7 +92,7 @@ type verdict struct {
 
 func (c *compiled) evaluate(ctx context.Context, incoming []maa.Claim) (verdict, error) {
 	if c.rego != nil {
-		res, err := c.rego.Evaluate(ctx, claimsObject(incoming))
+		res, err := c.rego.Evaluate(ctx, maa.ClaimsObject(incoming))
 		if err != nil {
 			return verdict{}, fmt.Errorf("policy evaluation: %w", err)
 		}
@@ -150,25 +150,6 @@ func policyHash(text string) string {
 	inner := base64.RawURLEncoding.EncodeToString([]byte(text))
 	sum := sha256.Sum256([]byte(inner))
 	return base64.RawURLEncoding.EncodeToString(sum[:])
-}
-
-// claimsObject turns claims into the name → value object a Rego policy
-// reads (same rule as `cloister policy test`): repeated names become arrays.
-func claimsObject(claims []maa.Claim) map[string]any {
-	count := map[string]int{}
-	for _, c := range claims {
-		count[c.Type]++
-	}
-	obj := make(map[string]any, len(count))
-	for _, c := range claims {
-		if count[c.Type] == 1 {
-			obj[c.Type] = c.Value
-			continue
-		}
-		arr, _ := obj[c.Type].([]any)
-		obj[c.Type] = append(arr, c.Value)
-	}
-	return obj
 }
 
 // decodeB64 accepts both base64 alphabets, padded or not (contract §1).

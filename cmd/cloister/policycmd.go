@@ -106,7 +106,7 @@ func runPolicyTest(e *env, args []string) error {
 		if err != nil {
 			return err
 		}
-		res, err := p.Evaluate(e.ctx, claimsObject(claims))
+		res, err := p.Evaluate(e.ctx, maa.ClaimsObject(claims))
 		if err != nil {
 			return err
 		}
@@ -217,23 +217,4 @@ func parseClaimsJSON(data []byte) ([]maa.Claim, error) {
 		}
 	}
 	return claims, nil
-}
-
-// claimsObject turns claims back into the name → value object a Rego
-// policy reads; a name that occurs more than once becomes an array.
-func claimsObject(claims []maa.Claim) map[string]any {
-	count := map[string]int{}
-	for _, c := range claims {
-		count[c.Type]++
-	}
-	obj := make(map[string]any, len(count))
-	for _, c := range claims {
-		if count[c.Type] == 1 {
-			obj[c.Type] = c.Value
-			continue
-		}
-		arr, _ := obj[c.Type].([]any)
-		obj[c.Type] = append(arr, c.Value)
-	}
-	return obj
 }

@@ -132,3 +132,24 @@ func ClaimsFromEvidence(c *evidence.Claims) []Claim {
 	}
 	return out
 }
+
+// ClaimsObject turns claims into the name → value object a Rego policy
+// reads as its input: a name that occurs more than once becomes an array of
+// its values, in order. The attestation service and `cloister policy test`
+// both use it, so a policy sees the same input offline and in the service.
+func ClaimsObject(claims []Claim) map[string]any {
+	count := map[string]int{}
+	for _, c := range claims {
+		count[c.Type]++
+	}
+	obj := make(map[string]any, len(count))
+	for _, c := range claims {
+		if count[c.Type] == 1 {
+			obj[c.Type] = c.Value
+			continue
+		}
+		arr, _ := obj[c.Type].([]any)
+		obj[c.Type] = append(arr, c.Value)
+	}
+	return obj
+}
