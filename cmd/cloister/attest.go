@@ -37,7 +37,9 @@ service's own evidence from --tee. --trust-root adds roots evidence may chain
 to besides Intel's and AMD's (the simulator root for development).
 --collateral-dir holds DCAP collateral bundles (JSON, from 'cloister collateral
 fetch' or 'cloister sim collateral'); with --tee sim-* the simulator's own
-collateral is added. Without collateral, tcb_status is "NotEvaluated".
+collateral is added. With --pcs, collateral no bundle covers is fetched from
+Intel PCS (or --pcs-url, e.g. a PCCS) and cached on disk until its nextUpdate.
+Without collateral, tcb_status is "NotEvaluated".
 Policies uploaded with PUT /policies/{type} are kept under --state.
 Stops cleanly on SIGINT or SIGTERM. Logs are JSON lines on standard error.
 `
@@ -58,6 +60,9 @@ func runAttestServe(e *env, args []string) error {
 	state := fs.String("state", "", "`DIR` for uploaded policies (default: in memory only)")
 	colDir := fs.String("collateral-dir", "", "`DIR` of DCAP collateral bundles (*.json)")
 	alg := fs.String("alg", "RS256", "token signing `ALG`: RS256 or ES256")
+	pcsOnline := fs.Bool("pcs", false, "fetch collateral a bundle does not cover from Intel PCS (v4), cached on disk")
+	pcsURL := fs.String("pcs-url", "", "PCS or PCCS base `URL` for --pcs (default: Intel PCS)")
+	pcsCache := fs.String("pcs-cache", "", "`DIR` for the --pcs cache (default: STATE/pcs-cache, else none)")
 	var roots stringList
 	fs.Var(&roots, "trust-root", "`PEM` file of extra roots evidence may chain to (repeatable)")
 	dir := simDirFlag(fs)
@@ -111,9 +116,30 @@ func runAttestServe(e *env, args []string) error {
 			bundles = append(bundles, b)
 		}
 	}
-	if len(bundles) > 0 {
-		cfg.Collateral = bundleFinder(bundles)
-	} else {
+	var online func(context.Context, pcs.Query) (*pcs.Bundle, error)
+	if *pcsOnline {
+		pcfg := pcs.Config{BaseURL: *pcsURL, Now: e.now}
+		dir := *pcsCache
+		if dir == "" && *state != "" {
+			dir = filepath.Join(*state, "pcs-cache")
+		}
+		if dir != "" {
+			c, err := pcs.NewCache(dir, func(err error) { log.Warn("pcs cache", slog.String("err", err.Error())) })
+			if err != nil {
+				return err
+			}
+			pcfg.Cache = c
+		}
+		client, err := pcs.NewClient(pcfg)
+		if err != nil {
+			return err
+		}
+		online = client.Fetch
+	}
+	switch {
+	case len(bundles) > 0 || online != nil:
+		cfg.Collateral = collateralSource(bundles, online)
+	default:
 		log.Warn("no collateral: TCB status will be NotEvaluated")
 	}
 	p, found, err := probe.Open(e.ctx, pc)
@@ -182,10 +208,11 @@ func readBundles(dir string) ([]*pcs.Bundle, error) {
 	return out, nil
 }
 
-// bundleFinder picks the bundle whose TCB info names the quote's FMSPC and
-// TEE. The bundles are unverified here; evidence.Verify checks them.
-func bundleFinder(bundles []*pcs.Bundle) func(context.Context, []byte) (*pcs.Bundle, error) {
-	return func(_ context.Context, raw []byte) (*pcs.Bundle, error) {
+// collateralSource picks the bundle whose TCB info names the quote's FMSPC
+// and TEE, else asks online (PCS, cached) when given. Bundles and fetched
+// collateral are unverified here; evidence.Verify checks them.
+func collateralSource(bundles []*pcs.Bundle, online func(context.Context, pcs.Query) (*pcs.Bundle, error)) func(context.Context, []byte) (*pcs.Bundle, error) {
+	return func(ctx context.Context, raw []byte) (*pcs.Bundle, error) {
 		q, err := evidence.CollateralQuery(raw)
 		if err != nil {
 			return nil, fmt.Errorf("collateral query: %w", err)
@@ -202,6 +229,9 @@ func bundleFinder(bundles []*pcs.Bundle) func(context.Context, []byte) (*pcs.Bun
 			if (info.ID == "TDX") == (q.TEE == pcs.TDX) {
 				return b, nil
 			}
+		}
+		if online != nil {
+			return online(ctx, q)
 		}
 		return nil, fmt.Errorf("no bundle for FMSPC %s", want)
 	}

@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -128,5 +129,36 @@ func TestServeUntilStops(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The service's collateral source prefers a matching bundle and otherwise
+// asks online with the quote's FMSPC, CA and TEE.
+func TestAttestCollateralSource(t *testing.T) {
+	raw, err := os.ReadFile(sgxQuote)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(sgxCollateral)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := pcs.ParseBundle(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asked []pcs.Query
+	online := func(_ context.Context, q pcs.Query) (*pcs.Bundle, error) { asked = append(asked, q); return b, nil }
+	if got, err := collateralSource([]*pcs.Bundle{b}, online)(context.Background(), raw); err != nil || got != b || len(asked) != 0 {
+		t.Fatalf("with a matching bundle: %v, asked online %d times", err, len(asked))
+	}
+	if got, err := collateralSource(nil, online)(context.Background(), raw); err != nil || got != b || len(asked) != 1 {
+		t.Fatalf("online: %v, %d", err, len(asked))
+	}
+	if q := asked[0]; q.TEE != pcs.SGX || hex.EncodeToString(q.FMSPC) != "00a067110000" || q.CA != "processor" {
+		t.Errorf("online query %+v", q)
+	}
+	if _, err := collateralSource(nil, nil)(context.Background(), raw); err == nil {
+		t.Error("no bundle and no online source gave collateral")
 	}
 }
