@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -60,6 +61,7 @@ func runAttestServe(e *env, args []string) error {
 	state := fs.String("state", "", "`DIR` for uploaded policies (default: in memory only)")
 	colDir := fs.String("collateral-dir", "", "`DIR` of DCAP collateral bundles (*.json)")
 	alg := fs.String("alg", "RS256", "token signing `ALG`: RS256 or ES256")
+	useTLS := fs.Bool("tls", false, "serve over RA-TLS: a certificate whose evidence binds its key, made on this platform")
 	pcsOnline := fs.Bool("pcs", false, "fetch collateral a bundle does not cover from Intel PCS (v4), cached on disk")
 	pcsURL := fs.String("pcs-url", "", "PCS or PCCS base `URL` for --pcs (default: Intel PCS)")
 	pcsCache := fs.String("pcs-cache", "", "`DIR` for the --pcs cache (default: STATE/pcs-cache, else none)")
@@ -153,6 +155,18 @@ func runAttestServe(e *env, args []string) error {
 	}
 	defer ln.Close()
 	cfg.Issuer = "http://" + ln.Addr().String()
+	if *useTLS {
+		rs, err := ratls.NewServer(e.ctx, ratls.ServerOptions{Platform: p, Now: e.now, DNSNames: []string{"localhost"}})
+		if err != nil {
+			return fmt.Errorf("RA-TLS certificate: %w", err)
+		}
+		tlsCfg, err := ratls.ServerConfig(rs, nil)
+		if err != nil {
+			return err
+		}
+		ln = tls.NewListener(ln, tlsCfg)
+		cfg.Issuer = "https://" + ln.Addr().String()
+	}
 	svc, err := attest.New(cfg)
 	if err != nil {
 		return err
