@@ -541,9 +541,21 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "PolicyEvaluationError", err.Error())
 		return
 	}
+	ear := wantsEAR(r)
 	if !v.permitted {
 		s.metrics.verdict("denied")
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "attestation denied", slog.String("type", typ), slog.String("reason", v.reason))
+		if ear && !draft {
+			// EAR reports a denial as a signed "contraindicated" result.
+			tok, err := s.sign(s.earClaims(claims.TEE, claims.TCBStatus, false, v.reason,
+				jwt.MapClaims{"x-ms-attestation-type": claims.TEE, "x-ms-policy-hash": pol.hash, "tcb_status": claims.TCBStatus}, req.Nonce))
+			if err != nil {
+				writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
+				return
+			}
+			writeJSON(w, map[string]string{"token": tok})
+			return
+		}
 		writeError(w, http.StatusBadRequest, "PolicyEvaluationError", "attestation policy denied the evidence: "+v.reason)
 		return
 	}
@@ -587,6 +599,9 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	if initJSON != nil {
 		tc["x-ms-inittime"] = initJSON
 	}
+	if ear {
+		tc = s.earClaims(claims.TEE, claims.TCBStatus, true, "", tc, req.Nonce)
+	}
 	var tok string
 	if draft {
 		// MAA: a token from a draft policy "cannot be validated"; it is
@@ -623,11 +638,15 @@ func (s *Service) verify(ctx context.Context, raw []byte) (*evidence.Claims, int
 		if s.cfg.Collateral == nil {
 			opts.SkipTCBEvaluation = true
 		} else {
-			if _, err := evidence.CollateralQuery(raw); err != nil {
-				return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", err)
-			}
 			b, err := s.cfg.Collateral(ctx, raw)
 			if err != nil {
+				// Only now is the quote parsed for its collateral query
+				// (not on every request, where it would cost a second
+				// PCK chain parse): a quote that has none is the client's
+				// fault (400), a failing source is not (503).
+				if _, qerr := evidence.CollateralQuery(raw); qerr != nil {
+					return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", qerr)
+				}
 				return nil, http.StatusServiceUnavailable, "CollateralUnavailable", fmt.Errorf("collateral for this quote is unavailable: %w", err)
 			}
 			opts.Collateral = b

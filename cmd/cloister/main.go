@@ -19,6 +19,7 @@
 //	cloister policy test FILE --claims CLAIMS.json
 //	cloister attest serve --addr 127.0.0.1:8080 [--tee …] [--sim-dir DIR] [--state DIR] [--trust-root PEM]…
 //	cloister attest verify-token TOKEN --service URL
+//	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
 //	cloister version
 //	cloister help [COMMAND]
@@ -101,6 +102,7 @@ var commands = []command{
 	{"policy test", "evaluate an MAA or Rego attestation policy against claims, offline", runPolicyTest},
 	{"bench boundary", "measure the host-enclave boundary: rings vs Unix socket, gRPC, ping-pong", runBenchBoundary},
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
+	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
 	{"version", "print the version of cloister", runVersion},
 }

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"testing"
+	"time"
+)
+
+// TestBenchAttestJSON runs a tiny `bench attest --json` and checks the keys
+// scripts read; figures are not asserted (timing is not a test).
+func TestBenchAttestJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts the attestation service and makes sim keys")
+	}
+	var out bytes.Buffer
+	e := &env{ctx: context.Background(), stdin: bytes.NewReader(nil), stdout: &out, stderr: io.Discard, now: time.Now}
+	if err := runBenchAttest(e, []string{"--json", "--concurrency", "2", "--requests", "8", "--quotes", "2", "--alg", "ES256"}); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, out.Bytes())
+	}
+	for _, k := range []string{"tokens_per_s", "p50_ms", "p99_ms", "sign_only_per_s", "verify_only_per_s", "ratio_vs_slower_limit"} {
+		if v, ok := got[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v; want a positive figure", k, got[k])
+		}
+	}
+	if v, ok := got["errors"].(float64); !ok || v != 0 {
+		t.Errorf("errors = %v, want 0", got["errors"])
+	}
+}
