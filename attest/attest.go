@@ -75,6 +75,10 @@ type Config struct {
 	MaxBody int64
 	// Timeout bounds one request's work; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// PolicySigners turns on isolated mode, as MAA's: policy uploads and
+	// resets must be JWS signed by one of these certificates (x5c[0]);
+	// unsigned documents are refused.
+	PolicySigners []*x509.Certificate
 }
 
 // Service is the attestation service; it is an http.Handler.
@@ -720,6 +724,10 @@ func (s *Service) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
 		return
 	}
+	if len(s.cfg.PolicySigners) > 0 && !signerAllowed(signer, s.cfg.PolicySigners) {
+		writeError(w, http.StatusForbidden, "PolicyNotSigned", "isolated mode: the policy document must be signed by a configured policy signer (x5c[0])")
+		return
+	}
 	c, err := compilePolicy(r.Context(), text)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
@@ -754,11 +762,23 @@ func (s *Service) handleResetPolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	// MAA's reset body is a JWS with an empty payload ("eyJhbGciOiJub25lIn0..");
-	// only its shape is checked, since the unsigned form proves nothing.
+	// MAA's reset body is a JWS with an empty payload ("eyJhbGciOiJub25lIn0..").
+	// Outside isolated mode only its shape matters (an unsigned form proves
+	// nothing); in isolated mode it must be signed by a policy signer.
 	if parts := strings.Split(strings.TrimSpace(string(body)), "."); len(parts) != 3 {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", `reset body: want a JWS with an empty payload, e.g. "eyJhbGciOiJub25lIn0.."`)
 		return
+	}
+	if len(s.cfg.PolicySigners) > 0 {
+		_, signer, err := readJWS(string(body), "reset request")
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
+			return
+		}
+		if !signerAllowed(signer, s.cfg.PolicySigners) {
+			writeError(w, http.StatusForbidden, "PolicyNotSigned", "isolated mode: the reset request must be signed by a configured policy signer (x5c[0])")
+			return
+		}
 	}
 	if err := s.policies.set(r.Context(), t, nil); err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "resetting policy", slog.String("type", t), slog.String("error", err.Error()))

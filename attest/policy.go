@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -165,50 +166,9 @@ func decodeB64(s string) ([]byte, error) {
 // {"AttestationPolicy": base64url(text)}: unsigned (alg none, empty
 // signature) or signed (RS256/ES256 with the signer in x5c, checked here).
 func parsePolicyJWS(jws string) (text string, signer map[string]any, err error) {
-	jws = strings.TrimSpace(jws)
-	parts := strings.Split(jws, ".")
-	if len(parts) != 3 {
-		return "", nil, fmt.Errorf("policy document: want a JWS (header.payload.signature), got %d dot-separated parts", len(parts))
-	}
-	hb, err := decodeB64(parts[0])
+	pb, signer, err := readJWS(jws, "policy document")
 	if err != nil {
-		return "", nil, fmt.Errorf("policy document header: bad base64url: %w", err)
-	}
-	var hdr struct {
-		Alg string   `json:"alg"`
-		X5C []string `json:"x5c"`
-	}
-	if err := json.Unmarshal(hb, &hdr); err != nil {
-		return "", nil, fmt.Errorf("policy document header: bad JSON: %w", err)
-	}
-	pb, err := decodeB64(parts[1])
-	if err != nil {
-		return "", nil, fmt.Errorf("policy document payload: bad base64url: %w", err)
-	}
-	switch {
-	case strings.EqualFold(hdr.Alg, "none"):
-		if parts[2] != "" {
-			return "", nil, errors.New(`policy document: alg "none" with a non-empty signature`)
-		}
-	case hdr.Alg == "RS256" || hdr.Alg == "ES256" || hdr.Alg == "RS384" || hdr.Alg == "ES384":
-		if len(hdr.X5C) == 0 {
-			return "", nil, fmt.Errorf("signed policy document: alg %s without an x5c signer certificate", hdr.Alg)
-		}
-		der, err := base64.StdEncoding.DecodeString(hdr.X5C[0])
-		if err != nil {
-			return "", nil, fmt.Errorf("signed policy document: x5c[0]: %w", err)
-		}
-		cert, err := x509.ParseCertificate(der)
-		if err != nil {
-			return "", nil, fmt.Errorf("signed policy document: x5c[0]: %w", err)
-		}
-		m := jwt.GetSigningMethod(hdr.Alg)
-		if err := m.Verify(parts[0]+"."+parts[1], mustB64(parts[2]), cert.PublicKey); err != nil {
-			return "", nil, fmt.Errorf("signed policy document: signature does not verify with x5c[0]: %w", err)
-		}
-		signer = map[string]any{"x5c": hdr.X5C[:1]}
-	default:
-		return "", nil, fmt.Errorf("policy document: unsupported alg %q (want none, RS256 or ES256)", hdr.Alg)
+		return "", nil, err
 	}
 	var body struct {
 		AttestationPolicy *string `json:"AttestationPolicy"`
@@ -227,6 +187,81 @@ func parsePolicyJWS(jws string) (text string, signer map[string]any, err error) 
 		return "", nil, fmt.Errorf("policy of %d bytes, more than %d", len(tb), maa.MaxPolicySize)
 	}
 	return string(tb), signer, nil
+}
+
+// readJWS splits a compact JWS, checks its signature when it has one (the
+// signer's certificate in x5c[0]; alg none needs an empty signature), and
+// returns the payload and the signer (nil when unsigned). Policy documents
+// and signed reset requests both go through it.
+func readJWS(jws, what string) (payload []byte, signer map[string]any, err error) {
+	jws = strings.TrimSpace(jws)
+	parts := strings.Split(jws, ".")
+	if len(parts) != 3 {
+		return nil, nil, fmt.Errorf("%s: want a JWS (header.payload.signature), got %d dot-separated parts", what, len(parts))
+	}
+	hb, err := decodeB64(parts[0])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s header: bad base64url: %w", what, err)
+	}
+	var hdr struct {
+		Alg string   `json:"alg"`
+		X5C []string `json:"x5c"`
+	}
+	if err := json.Unmarshal(hb, &hdr); err != nil {
+		return nil, nil, fmt.Errorf("%s header: bad JSON: %w", what, err)
+	}
+	pb, err := decodeB64(parts[1])
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s payload: bad base64url: %w", what, err)
+	}
+	switch {
+	case strings.EqualFold(hdr.Alg, "none"):
+		if parts[2] != "" {
+			return nil, nil, fmt.Errorf(`%s: alg "none" with a non-empty signature`, what)
+		}
+	case hdr.Alg == "RS256" || hdr.Alg == "ES256" || hdr.Alg == "RS384" || hdr.Alg == "ES384":
+		if len(hdr.X5C) == 0 {
+			return nil, nil, fmt.Errorf("signed %s: alg %s without an x5c signer certificate", what, hdr.Alg)
+		}
+		der, err := base64.StdEncoding.DecodeString(hdr.X5C[0])
+		if err != nil {
+			return nil, nil, fmt.Errorf("signed %s: x5c[0]: %w", what, err)
+		}
+		cert, err := x509.ParseCertificate(der)
+		if err != nil {
+			return nil, nil, fmt.Errorf("signed %s: x5c[0]: %w", what, err)
+		}
+		m := jwt.GetSigningMethod(hdr.Alg)
+		if err := m.Verify(parts[0]+"."+parts[1], mustB64(parts[2]), cert.PublicKey); err != nil {
+			return nil, nil, fmt.Errorf("signed %s: signature does not verify with x5c[0]: %w", what, err)
+		}
+		signer = map[string]any{"x5c": hdr.X5C[:1]}
+	default:
+		return nil, nil, fmt.Errorf("%s: unsupported alg %q (want none, RS256 or ES256)", what, hdr.Alg)
+	}
+	return pb, signer, nil
+}
+
+// signerAllowed reports whether signer (from readJWS) is one of the
+// configured policy signers, compared by certificate bytes.
+func signerAllowed(signer map[string]any, allowed []*x509.Certificate) bool {
+	if signer == nil {
+		return false
+	}
+	x5c, _ := signer["x5c"].([]string)
+	if len(x5c) == 0 {
+		return false
+	}
+	der, err := base64.StdEncoding.DecodeString(x5c[0])
+	if err != nil {
+		return false
+	}
+	for _, c := range allowed {
+		if bytes.Equal(c.Raw, der) {
+			return true
+		}
+	}
+	return false
 }
 
 func mustB64(s string) []byte {

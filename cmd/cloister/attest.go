@@ -41,7 +41,9 @@ fetch' or 'cloister sim collateral'); with --tee sim-* the simulator's own
 collateral is added. With --pcs, collateral no bundle covers is fetched from
 Intel PCS (or --pcs-url, e.g. a PCCS) and cached on disk until its nextUpdate.
 Without collateral, tcb_status is "NotEvaluated".
-Policies uploaded with PUT /policies/{type} are kept under --state.
+Policies uploaded with PUT /policies/{type} are kept under --state. With
+--policy-signer (isolated mode) only policy documents and resets signed by one
+of those certificates (x5c[0]) are accepted.
 Stops cleanly on SIGINT or SIGTERM. Logs are JSON lines on standard error.
 `
 
@@ -65,8 +67,9 @@ func runAttestServe(e *env, args []string) error {
 	pcsOnline := fs.Bool("pcs", false, "fetch collateral a bundle does not cover from Intel PCS (v4), cached on disk")
 	pcsURL := fs.String("pcs-url", "", "PCS or PCCS base `URL` for --pcs (default: Intel PCS)")
 	pcsCache := fs.String("pcs-cache", "", "`DIR` for the --pcs cache (default: STATE/pcs-cache, else none)")
-	var roots stringList
+	var roots, signers stringList
 	fs.Var(&roots, "trust-root", "`PEM` file of extra roots evidence may chain to (repeatable)")
+	fs.Var(&signers, "policy-signer", "isolated mode: `PEM` certificate whose signed policies are the only ones accepted (repeatable)")
 	dir := simDirFlag(fs)
 	if pos, err := parseArgs(e, fs, args); err != nil {
 		return err
@@ -84,6 +87,13 @@ func runAttestServe(e *env, args []string) error {
 			return fmt.Errorf("trust roots: %w", err)
 		}
 		cfg.TrustRoots = append(cfg.TrustRoots, certs...)
+	}
+	for _, p := range signers {
+		certs, err := readCertificates(p)
+		if err != nil {
+			return fmt.Errorf("policy signers: %w", err)
+		}
+		cfg.PolicySigners = append(cfg.PolicySigners, certs...)
 	}
 	var bundles []*pcs.Bundle
 	if *colDir != "" {
