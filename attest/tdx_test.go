@@ -1,0 +1,70 @@
+package attest
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"testing"
+	"time"
+
+	"github.com/cloister-dev/cloister/evidence"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/tee"
+	"github.com/cloister-dev/cloister/tee/sim"
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// A sim-tdx quote through /attest/TdxVm: the token carries the TDX claims
+// evidence.Verify reports for the same quote, and runtime data binds.
+func TestAttestTdxVm(t *testing.T) {
+	f := getFixture(t)
+	col, err := f.pki.Collateral(rand.Reader, testNow, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{
+		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
+		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return col, nil },
+		Alg:        "ES256", Issuer: "https://attest.test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	runtime := []byte(`{"key":"value"}`)
+	var rd [64]byte
+	sum := sha256.Sum256(runtime)
+	copy(rd[:], sum[:])
+	td, err := sim.NewPlatform(f.pki, tee.KindSimTDX, sim.App{MRENCLAVE: [32]byte{0x77}}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := td.Evidence(context.Background(), rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := evidence.NewVerifier().Verify(context.Background(), q, evidence.Options{Time: testNow, Collateral: col, TrustRoots: []*x509.Certificate{f.pki.Root}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := do(t, s, "POST", "/attest/TdxVm"+av, attestBody(q, runtime, ""))
+	if code != 200 {
+		t.Fatalf("TdxVm: %d %v", code, out)
+	}
+	tok, _, err := jwt.NewParser().ParseUnverified(out["token"].(string), jwt.MapClaims{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := tok.Claims.(jwt.MapClaims)
+	if c["tdx_mrtd"] != want.MRTD.String() || c["tcb_status"] != want.TCBStatus || c["x-ms-attestation-type"] != "sim-tdx" {
+		t.Errorf("claims mrtd %v tcb %v type %v; evidence says %s %s", c["tdx_mrtd"], c["tcb_status"], c["x-ms-attestation-type"], want.MRTD, want.TCBStatus)
+	}
+	// The same quote with other runtime data, and an SGX quote at TdxVm, are 400s.
+	if code, _ := do(t, s, "POST", "/attest/TdxVm"+av, attestBody(q, []byte(`{"other":1}`), "")); code != 400 {
+		t.Errorf("mismatched runtime data: %d", code)
+	}
+	if code, _ := do(t, s, "POST", "/attest/TdxVm"+av, attestBody(quote(t, f, nil, false), nil, "")); code != 400 {
+		t.Errorf("SGX quote at TdxVm: %d", code)
+	}
+}
