@@ -76,8 +76,9 @@ type Config struct {
 	// Timeout bounds one request's work; 0 means DefaultTimeout.
 	Timeout time.Duration
 	// PolicySigners turns on isolated mode, as MAA's: policy uploads and
-	// resets must be JWS signed by one of these certificates (x5c[0]);
-	// unsigned documents are refused.
+	// resets must be JWS signed by a trusted signer (x5c[0]); unsigned
+	// documents are refused. These are the initial signers; the set is then
+	// managed through /certificates and persisted under StateDir.
 	PolicySigners []*x509.Certificate
 }
 
@@ -88,6 +89,7 @@ type Service struct {
 	log      *slog.Logger
 	verifier *evidence.Verifier
 	policies *policyStore
+	signers  *signerSet
 	method   jwt.SigningMethod
 	key      crypto.Signer
 	kid      string
@@ -133,6 +135,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	var err error
 	if s.policies, err = newPolicyStore(ctx, cfg.StateDir); err != nil {
+		return nil, err
+	}
+	if s.signers, err = newSignerSet(cfg.PolicySigners, cfg.StateDir); err != nil {
 		return nil, err
 	}
 	s.routes()
@@ -286,6 +291,9 @@ func (s *Service) routes() {
 	m.HandleFunc("GET /policies/{type}", s.handleGetPolicy)
 	m.HandleFunc("PUT /policies/{type}", s.handlePutPolicy)
 	m.HandleFunc("POST /policies/{typereset}", s.handleResetPolicy)
+	m.HandleFunc("GET /certificates", s.handleGetCertificates)
+	m.HandleFunc("POST /certificates:add", s.handleChangeCertificate(true))
+	m.HandleFunc("POST /certificates:remove", s.handleChangeCertificate(false))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
@@ -724,7 +732,7 @@ func (s *Service) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
 		return
 	}
-	if len(s.cfg.PolicySigners) > 0 && !signerAllowed(signer, s.cfg.PolicySigners) {
+	if s.signers.isolated() && !s.signers.allowed(signer) {
 		writeError(w, http.StatusForbidden, "PolicyNotSigned", "isolated mode: the policy document must be signed by a configured policy signer (x5c[0])")
 		return
 	}
@@ -769,13 +777,13 @@ func (s *Service) handleResetPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", `reset body: want a JWS with an empty payload, e.g. "eyJhbGciOiJub25lIn0.."`)
 		return
 	}
-	if len(s.cfg.PolicySigners) > 0 {
+	if s.signers.isolated() {
 		_, signer, err := readJWS(string(body), "reset request")
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
 			return
 		}
-		if !signerAllowed(signer, s.cfg.PolicySigners) {
+		if !s.signers.allowed(signer) {
 			writeError(w, http.StatusForbidden, "PolicyNotSigned", "isolated mode: the reset request must be signed by a configured policy signer (x5c[0])")
 			return
 		}

@@ -85,3 +85,65 @@ func TestIsolatedMode(t *testing.T) {
 		}
 	}
 }
+
+// Trusted signers are managed through /certificates with requests signed
+// by a signer already trusted, and the set survives a restart.
+func TestPolicySignerManagement(t *testing.T) {
+	f := getFixture(t)
+	good, other, stranger := newPolicySigner(t, "first"), newPolicySigner(t, "second"), newPolicySigner(t, "stranger")
+	state := t.TempDir()
+	newSvc := func() *Service {
+		s, err := New(Config{
+			Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test",
+			PolicySigners: []*x509.Certificate{good.cert}, StateDir: state,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := newSvc()
+	certReq := func(by policySigner, c *x509.Certificate) string {
+		return by.sign(t, jwt.MapClaims{"policyCertificate": map[string]any{"kty": "EC", "x5c": []string{base64.StdEncoding.EncodeToString(c.Raw)}}})
+	}
+	text := "version=1.0; authorizationrules { => permit(); }; issuancerules { };"
+	doc := func(p policySigner) string {
+		return p.sign(t, jwt.MapClaims{"AttestationPolicy": base64.RawURLEncoding.EncodeToString([]byte(text))})
+	}
+	steps := []struct {
+		name, method, path, body string
+		want                     int
+	}{
+		{"list", "GET", "/certificates" + av, "", 200},
+		{"add by a stranger", "POST", "/certificates:add" + av, certReq(stranger, stranger.cert), 403},
+		{"add unsigned", "POST", "/certificates:add" + av, UnsignedPolicy(text), 403},
+		{"policy by the second signer, not yet trusted", "PUT", "/policies/SgxEnclave" + av, doc(other), 403},
+		{"add the second signer", "POST", "/certificates:add" + av, certReq(good, other.cert), 200},
+		{"policy by the second signer", "PUT", "/policies/SgxEnclave" + av, doc(other), 200},
+		{"the second removes the first", "POST", "/certificates:remove" + av, certReq(other, good.cert), 200},
+		{"policy by the removed signer", "PUT", "/policies/SgxEnclave" + av, doc(good), 403},
+		{"removing the last signer", "POST", "/certificates:remove" + av, certReq(other, other.cert), 400},
+		{"payload without a certificate", "POST", "/certificates:add" + av, other.sign(t, jwt.MapClaims{}), 400},
+	}
+	for _, st := range steps {
+		if code, out := do(t, s, st.method, st.path, st.body); code != st.want {
+			t.Errorf("%s: %d %v; want %d", st.name, code, out, st.want)
+		}
+	}
+	// After a restart the second signer is the only trusted one.
+	s2 := newSvc()
+	if code, _ := do(t, s2, "PUT", "/policies/SgxEnclave"+av, doc(other)); code != 200 {
+		t.Errorf("after restart, the added signer: %d", code)
+	}
+	if code, _ := do(t, s2, "PUT", "/policies/SgxEnclave"+av, doc(good)); code != 403 {
+		t.Errorf("after restart, the removed signer: %d", code)
+	}
+	// Outside isolated mode there is nothing to manage.
+	plain, err := New(Config{Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := do(t, plain, "POST", "/certificates:add"+av, certReq(good, good.cert)); code != 400 {
+		t.Errorf("add outside isolated mode: %d", code)
+	}
+}
