@@ -289,12 +289,7 @@ func runAttestVerifyToken(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	out, err := json.MarshalIndent(claims, "", "  ")
-	if err != nil {
-		return fmt.Errorf("encoding claims: %w", err)
-	}
-	fmt.Fprintf(e.stdout, "%s\n", out)
-	return nil
+	return printJSON(e.stdout, claims)
 }
 
 type jwk struct {

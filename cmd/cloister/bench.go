@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -71,12 +70,7 @@ calls/s batched. Figures on a small or busy machine are noisy.
 		return err
 	}
 	if *jsonOut {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return fmt.Errorf("encode result: %w", err)
-		}
-		_, err = fmt.Fprintf(e.stdout, "%s\n", b)
-		return err
+		return printJSON(e.stdout, res)
 	}
 	return printBenchBoundary(e, res)
 }

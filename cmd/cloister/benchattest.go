@@ -90,12 +90,7 @@ tokens/s at least 60% of the slower limit, and with ES256 at least 5,000/s.
 		return fmt.Errorf("bench attest: %w", err)
 	}
 	if *jsonOut {
-		out, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return fmt.Errorf("bench attest: %w", err)
-		}
-		_, err = fmt.Fprintf(e.stdout, "%s\n", out)
-		return err
+		return printJSON(e.stdout, res)
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "attest %s, %d clients, %d requests, %d cores\n", res.Alg, res.Concurrency, res.Requests, runtime.GOMAXPROCS(0))

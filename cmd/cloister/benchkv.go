@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"fmt"
 	"math/big"
 	"os"
@@ -78,12 +77,7 @@ Figures depend on the disk under --dir (a tmpfs makes fsync free).
 		return fmt.Errorf("bench kv: %w", err)
 	}
 	if *jsonOut {
-		out, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return fmt.Errorf("bench kv: %w", err)
-		}
-		_, err = fmt.Fprintf(e.stdout, "%s\n", out)
-		return err
+		return printJSON(e.stdout, res)
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "%-22s %12s %12s %8s\n", "1 KiB, durable", "sealed/s", "plain/s", "ratio")

@@ -36,6 +36,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -361,4 +362,15 @@ func runVersion(e *env, args []string) error {
 	}
 	fmt.Fprintf(e.stdout, " %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	return nil
+}
+
+// printJSON writes v to w as indented JSON and a newline: the one output
+// form of the commands that print a result object.
+func printJSON(w io.Writer, v any) error {
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encoding the result: %w", err)
+	}
+	_, err = fmt.Fprintf(w, "%s\n", out)
+	return err
 }
