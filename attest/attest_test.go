@@ -138,29 +138,15 @@ func TestAttestEndToEnd(t *testing.T) {
 	resp.Body.Close()
 
 	// Validate with the JWT library against the JWKS from /certs.
-	resp, err = http.Get(srv.URL + "/certs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set struct {
-		Keys []struct {
-			Kid string   `json:"kid"`
-			X5C []string `json:"x5c"`
-		} `json:"keys"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	certs, err := ParseX5C(set.Keys[0].X5C)
-	if err != nil || len(certs) != 2 {
-		t.Fatalf("x5c: %v (%d certs)", err, len(certs))
+	kid, certs := fetchCerts(t, srv.URL)
+	if len(certs) != 2 {
+		t.Fatalf("x5c: %d certs, want the signing and the RA-TLS certificate", len(certs))
 	}
 	if err := certs[1].CheckSignature(certs[0].SignatureAlgorithm, certs[0].RawTBSCertificate, certs[0].Signature); err != nil {
 		t.Fatalf("signing certificate not signed by the RA-TLS key: %v", err)
 	}
 	tok, err := jwt.Parse(out.Token, func(tk *jwt.Token) (any, error) {
-		if tk.Header["kid"] != set.Keys[0].Kid {
+		if tk.Header["kid"] != kid {
 			return nil, fmt.Errorf("kid %v", tk.Header["kid"])
 		}
 		return certs[0].PublicKey, nil

@@ -31,26 +31,9 @@ func earToken(t *testing.T, base, query, accept string, q []byte) jwt.MapClaims 
 		t.Fatalf("status %d err %v", resp.StatusCode, err)
 	}
 	resp.Body.Close()
-	resp, err = http.Get(base + "/certs")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var set struct {
-		Keys []struct {
-			Kid string   `json:"kid"`
-			X5C []string `json:"x5c"`
-		} `json:"keys"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	certs, err := ParseX5C(set.Keys[0].X5C)
-	if err != nil {
-		t.Fatal(err)
-	}
+	kid, certs := fetchCerts(t, base)
 	tok, err := jwt.Parse(out.Token, func(tk *jwt.Token) (any, error) {
-		if tk.Header["kid"] != set.Keys[0].Kid {
+		if tk.Header["kid"] != kid {
 			return nil, fmt.Errorf("kid %v", tk.Header["kid"])
 		}
 		return certs[0].PublicKey, nil
