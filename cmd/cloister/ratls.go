@@ -203,14 +203,7 @@ func runVerifyCert(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	name := pos[0]
-	var data []byte
-	if name == "-" {
-		data, err = readLimited(e, maxStdinEvidence)
-		name = "(stdin)"
-	} else {
-		data, err = os.ReadFile(name)
-	}
+	data, name, err := readInput(e, pos[0])
 	if err != nil {
 		return fmt.Errorf("reading certificate: %w", err)
 	}
@@ -229,14 +222,19 @@ func runVerifyCert(e *env, args []string) error {
 	return printRATLS(e, path, name, *f.format, when, r, false)
 }
 
-// readLimited reads standard input up to limit bytes: a certificate is a
-// few KiB, and a runaway pipe must not eat memory.
-func readLimited(e *env, limit int64) ([]byte, error) {
-	data, err := io.ReadAll(io.LimitReader(e.stdin, limit+1))
-	if err == nil && int64(len(data)) > limit {
-		err = fmt.Errorf("more than %d bytes", limit)
+// readInput reads the file name, or standard input for "-" (bounded: evidence
+// and certificates are a few KiB, and a runaway pipe must not eat memory).
+// It returns the name to show in messages.
+func readInput(e *env, name string) ([]byte, string, error) {
+	if name != "-" {
+		data, err := os.ReadFile(name)
+		return data, name, err
 	}
-	return data, err
+	data, err := io.ReadAll(io.LimitReader(e.stdin, maxStdinEvidence+1))
+	if err == nil && len(data) > maxStdinEvidence {
+		err = fmt.Errorf("more than %d bytes", maxStdinEvidence)
+	}
+	return data, "(stdin)", err
 }
 
 // parseOneCertificate returns the first PEM CERTIFICATE in data, or data as

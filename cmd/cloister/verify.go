@@ -96,17 +96,7 @@ func runVerifyEvidence(e *env, args []string) error {
 		}
 	}
 
-	var raw []byte
-	if file == "-" {
-		// Bounded: evidence is a few KiB; a runaway pipe must not eat memory.
-		raw, err = io.ReadAll(io.LimitReader(e.stdin, maxStdinEvidence+1))
-		if err == nil && len(raw) > maxStdinEvidence {
-			err = fmt.Errorf("more than %d bytes", maxStdinEvidence)
-		}
-		file = "(stdin)"
-	} else {
-		raw, err = os.ReadFile(file)
-	}
+	raw, file, err := readInput(e, file)
 	if err != nil {
 		return fmt.Errorf("reading evidence: %w", err)
 	}
