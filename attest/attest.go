@@ -484,8 +484,10 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("%s: bad base64/base64url: %v", field, err))
 		return
 	}
-	if typ == TypeOpenEnclave {
-		raw = stripOEHeader(raw)
+	ev, err := decodeEvidence(typ, raw)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidRequest", fmt.Sprintf("%s: %v", field, err))
+		return
 	}
 	var runtime, initTime []byte
 	var runtimeJSON, initJSON any
@@ -510,7 +512,7 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	claims, status, code, err := s.verify(r.Context(), raw)
+	claims, status, code, err := s.verify(r.Context(), ev)
 	if err != nil {
 		s.metrics.verdict("invalid")
 		writeError(w, status, code, err.Error())
@@ -531,15 +533,9 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if req.InitTimeData != nil {
-		if claims.SNPClaims == nil {
-			writeError(w, http.StatusBadRequest, "InvalidRequest",
-				"initTimeData cannot be bound for "+typ+": Cloister binds it only to the SEV-SNP host data (the SGX config ID is not in its claims)")
-			return
-		}
-		sum := sha256.Sum256(initTime)
-		if !equal(claims.HostData, sum[:]) {
-			writeError(w, http.StatusBadRequest, "InitTimeDataMismatch", fmt.Sprintf(
-				"initTimeData does not match the evidence: SHA-256(initTimeData.data) = %x, but host_data = %x", sum, []byte(claims.HostData)))
+		if code, err := bindInitTimeData(typ, claims, initTime); err != nil {
+			s.metrics.verdict("invalid")
+			writeError(w, http.StatusBadRequest, code, err.Error())
 			return
 		}
 	}
@@ -634,13 +630,14 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 
 // verify checks raw with evidence.Verify, mapping failures to a status,
 // an error code and a message that says what was wrong with the evidence.
-func (s *Service) verify(ctx context.Context, raw []byte) (*evidence.Claims, int, string, error) {
+func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, int, string, error) {
+	raw := ev.raw
 	kind := evidence.Detect(raw)
 	if kind == evidence.KindUnknown {
 		return nil, http.StatusBadRequest, "InvalidEvidence",
 			errors.New("evidence is not an SGX/TDX quote, SEV-SNP report or configfs-tsm report")
 	}
-	opts := evidence.Options{Time: s.cfg.Now()}
+	opts := evidence.Options{Time: s.cfg.Now(), VCEK: ev.vcek, SNPChain: ev.chain}
 	if kind == evidence.KindSGXQuote || kind == evidence.KindTDXQuote {
 		if len(s.cfg.TrustRoots) > 0 {
 			// evidence.Options.TrustRoots replaces the built-in roots, so
@@ -672,20 +669,6 @@ func (s *Service) verify(ctx context.Context, raw []byte) (*evidence.Claims, int
 		return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", err)
 	}
 	return c, 0, "", nil
-}
-
-// stripOEHeader removes an OpenEnclave report's 16-byte header
-// (version 1, type, size) so the SGX quote inside reaches the verifier;
-// anything else is passed through for the verifier to judge.
-func stripOEHeader(raw []byte) []byte {
-	if len(raw) > 16 && raw[0] == 1 && raw[1] == 0 && raw[2] == 0 && raw[3] == 0 {
-		size := uint64(raw[8]) | uint64(raw[9])<<8 | uint64(raw[10])<<16 | uint64(raw[11])<<24 |
-			uint64(raw[12])<<32 | uint64(raw[13])<<40 | uint64(raw[14])<<48 | uint64(raw[15])<<56
-		if size == uint64(len(raw)-16) {
-			return raw[16:]
-		}
-	}
-	return raw
 }
 
 func contains(list []string, s string) bool {
