@@ -24,7 +24,8 @@ import (
 //
 //   - ecdsa-p256: one ecdsa.VerifyASN1 of the TDX quote's signature with its
 //     attestation key, digest precomputed. The lower bound: a DCAP quote
-//     needs at least two such verifies (quote and QE report signatures).
+//     needs at least one such verify (its signature); a cold one needs a
+//     second (the QE report's), which a warm verifier remembers per PCK key.
 //   - ours-tdx: evidence.Verifier.Verify of the dcap-qvl TDX quote v4 with
 //     its bundle, warm (one verification before the timer, so the verified
 //     PCK chain and collateral are cached, as in a long-running verifier).

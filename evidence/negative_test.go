@@ -49,7 +49,10 @@ func sigRegions(t *testing.T, raw []byte, signed int, s *dcap.SignatureData) []r
 }
 
 // TestFlipEverySignedByte flips each byte of every signed region of the SGX
-// and TDX vectors; every flip must be rejected.
+// and TDX vectors; every flip must be rejected. The verifier is warm (it has
+// verified the untouched vector), so this also covers its caches: a flipped
+// QE report or QE report signature must miss the last-verified-QE-report
+// fast path, not ride it.
 func TestFlipEverySignedByte(t *testing.T) {
 	sgxRaw := readVector(t, "sgx/dcap-qvl_sgx_quote_v3.bin")
 	sq, err := sgx.Parse(sgxRaw)
