@@ -79,6 +79,7 @@ type PKI struct {
 	TCBSigning *x509.Certificate
 	tcbKey     *ecdsa.PrivateKey
 	sealSecret []byte
+	qe         *qeSections
 }
 
 // Load opens the PKI in dir, creating it on first use with keys from rnd
@@ -205,7 +206,7 @@ func certPEM(c *x509.Certificate) []byte {
 }
 
 func load(dir string) (*PKI, error) {
-	p := &PKI{Dir: dir}
+	p := &PKI{Dir: dir, qe: &qeSections{byProdID: map[uint16]qeSection{}}}
 	var err error
 	for _, c := range []struct {
 		file string

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/cloister-dev/cloister/evidence/dcap"
 	"github.com/cloister-dev/cloister/evidence/tdx"
@@ -77,23 +78,12 @@ func (p *PKI) header(version uint16, tee uint32) dcap.Header {
 
 // finish signs the signed region and appends the signature data.
 func (p *PKI) finish(rnd io.Reader, signed []byte, wrapped bool, qeProdID uint16) ([]byte, error) {
-	s := &dcap.SignatureData{PCKChainPEM: p.PCKChainPEM(), QEAuthData: make([]byte, 32)}
-	if _, err := io.ReadFull(rnd, s.QEAuthData); err != nil {
-		return nil, fmt.Errorf("sim: QE auth data: %w", err)
-	}
-	pub, err := p.qeKey.PublicKey.Bytes()
+	qe, err := p.qeSection(rnd, qeProdID)
 	if err != nil {
-		return nil, fmt.Errorf("sim: attestation key: %w", err)
-	}
-	copy(s.AttestationKey[:], pub[1:])
-	qe := dcap.EnclaveReport{MRENCLAVE: qeMRENCLAVE, MRSIGNER: QEMRSIGNER, ISVProdID: qeProdID, ISVSVN: QESVN}
-	qe.Attributes[0] = qeAttributes
-	bind := sha256.Sum256(append(append([]byte{}, s.AttestationKey[:]...), s.QEAuthData...))
-	copy(qe.ReportData[:], bind[:])
-	s.QEReport = qe.Marshal()
-	if err := rawSign(rnd, p.pckKey, s.QEReport, s.QEReportSignature[:]); err != nil {
 		return nil, err
 	}
+	s := &dcap.SignatureData{PCKChainPEM: p.PCKChainPEM(), AttestationKey: qe.attKey, QEReport: qe.report,
+		QEReportSignature: qe.sig, QEAuthData: qeAuthData[:]}
 	if err := rawSign(rnd, p.qeKey, signed, s.Signature[:]); err != nil {
 		return nil, err
 	}
@@ -101,6 +91,57 @@ func (p *PKI) finish(rnd io.Reader, signed []byte, wrapped bool, qeProdID uint16
 	out := append([]byte{}, signed...)
 	out = binary.LittleEndian.AppendUint32(out, uint32(len(sd)))
 	return append(out, sd...), nil
+}
+
+// qeAuthData is the QE authentication data of every sim quote: the bytes
+// 0..31, as Intel's quoting library supplies by default (both real vectors
+// in testdata carry exactly these).
+var qeAuthData = func() (b [32]byte) {
+	for i := range b {
+		b[i] = byte(i)
+	}
+	return b
+}()
+
+// qeSection is a QE's certification of the attestation key: its report
+// (binding the key and auth data) and the PCK key's signature over it.
+type qeSection struct {
+	attKey [dcap.AttestationKeySize]byte
+	report []byte
+	sig    [dcap.SignatureSize]byte
+}
+
+// qeSections holds one qeSection per QE (SGX and TDX QEs differ in product
+// ID). A real QE certifies its attestation key once, when the key is made,
+// and every later quote repeats that report and signature; the simulator
+// does the same, so verifiers see sim quotes shaped like real ones.
+type qeSections struct {
+	mu       sync.Mutex
+	byProdID map[uint16]qeSection
+}
+
+func (p *PKI) qeSection(rnd io.Reader, qeProdID uint16) (qeSection, error) {
+	p.qe.mu.Lock()
+	defer p.qe.mu.Unlock()
+	if s, ok := p.qe.byProdID[qeProdID]; ok {
+		return s, nil
+	}
+	var s qeSection
+	pub, err := p.qeKey.PublicKey.Bytes()
+	if err != nil {
+		return s, fmt.Errorf("sim: attestation key: %w", err)
+	}
+	copy(s.attKey[:], pub[1:])
+	qe := dcap.EnclaveReport{MRENCLAVE: qeMRENCLAVE, MRSIGNER: QEMRSIGNER, ISVProdID: qeProdID, ISVSVN: QESVN}
+	qe.Attributes[0] = qeAttributes
+	bind := sha256.Sum256(append(append([]byte{}, s.attKey[:]...), qeAuthData[:]...))
+	copy(qe.ReportData[:], bind[:])
+	s.report = qe.Marshal()
+	if err := rawSign(rnd, p.pckKey, s.report, s.sig[:]); err != nil {
+		return s, err
+	}
+	p.qe.byProdID[qeProdID] = s
+	return s, nil
 }
 
 // rawSign writes the raw r||s ECDSA P-256 signature over SHA-256(msg).
