@@ -103,6 +103,27 @@ type SGXClaims struct {
 	ISVSVN     uint16   `json:"isv_svn"`
 	Attributes HexBytes `json:"attributes"`
 	MiscSelect uint32   `json:"misc_select"`
+
+	// SGXKSSClaims is nil unless the enclave uses Key Separation and
+	// Sharing; its fields are then printed inline, next to the others.
+	*SGXKSSClaims
+}
+
+// SGXKSSClaims are the report fields of the SGX Key Separation and Sharing
+// (KSS) feature. An enclave without KSS has them all zero, so they are
+// reported only when the KSS attribute is set or one of them is not zero:
+// MAA likewise issues its config-id claims only for KSS enclaves, and
+// printing zeros would suggest a configuration that was never made.
+type SGXKSSClaims struct {
+	// ConfigID is CONFIGID, 64 bytes the host sets when it creates the
+	// enclave (MAA binds initTimeData to its first 32 bytes).
+	ConfigID HexBytes `json:"config_id"`
+	// ConfigSVN is CONFIGSVN, the security version of that configuration.
+	ConfigSVN uint16 `json:"config_svn"`
+	// ISVExtProdID is ISVEXTPRODID, the 16-byte extended product ID.
+	ISVExtProdID HexBytes `json:"isv_ext_prod_id"`
+	// ISVFamilyID is ISVFAMILYID, the 16-byte product family ID.
+	ISVFamilyID HexBytes `json:"isv_family_id"`
 }
 
 // TDXClaims describe a TDX trust domain.

@@ -3,6 +3,7 @@ package evidence
 import (
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/evidence/sgx"
 )
 
 // Vector times, from testdata/README.md.
@@ -213,6 +215,39 @@ func eq(t *testing.T, what string, got, want HexBytes) {
 	t.Helper()
 	if got.String() != want.String() {
 		t.Errorf("%s = %s; want %s", what, got, want)
+	}
+}
+
+// The real SGX vector's enclave predates Key Separation and Sharing: its
+// report has no KSS attribute and all-zero KSS fields, so the claims carry
+// no SGXKSSClaims and the JSON has none of their names (MAA likewise issues
+// x-ms-sgx-config-id only for KSS enclaves).
+func TestSGXVectorHasNoKSSClaims(t *testing.T) {
+	raw := readVector(t, "sgx/dcap-qvl_sgx_quote_v3.bin")
+	q, err := sgx.Parse(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := q.Report
+	if r.KSS() || r.ConfigID != ([64]byte{}) || r.ConfigSVN != 0 || r.ISVExtProdID != ([16]byte{}) || r.ISVFamilyID != ([16]byte{}) {
+		t.Fatalf("vector report: kss %v config_id %x config_svn %d isv_ext_prod_id %x isv_family_id %x; want all zero",
+			r.KSS(), r.ConfigID, r.ConfigSVN, r.ISVExtProdID, r.ISVFamilyID)
+	}
+	c, err := Verify(context.Background(), raw, Options{Time: dcapQVLTime, Collateral: bundleVector(t, "sgx/dcap-qvl_sgx_quote_v3_collateral.json")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SGXKSSClaims != nil {
+		t.Errorf("KSS claims %+v for an enclave without KSS", c.SGXKSSClaims)
+	}
+	out, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"config_id", "config_svn", "isv_ext_prod_id", "isv_family_id"} {
+		if strings.Contains(string(out), `"`+name+`"`) {
+			t.Errorf("JSON has %s: %s", name, out)
+		}
 	}
 }
 

@@ -139,6 +139,12 @@ func (v *Verifier) verifySGX(raw []byte, opts Options) (*Claims, error) {
 		MRENCLAVE: HexBytes(r.MRENCLAVE[:]), MRSIGNER: HexBytes(r.MRSIGNER[:]),
 		ISVProdID: r.ISVProdID, ISVSVN: r.ISVSVN, Attributes: HexBytes(r.Attributes[:]), MiscSelect: r.MiscSelect,
 	}
+	if r.KSS() || r.ConfigID != ([64]byte{}) || r.ConfigSVN != 0 || r.ISVExtProdID != ([16]byte{}) || r.ISVFamilyID != ([16]byte{}) {
+		c.SGXKSSClaims = &SGXKSSClaims{
+			ConfigID: HexBytes(r.ConfigID[:]), ConfigSVN: r.ConfigSVN,
+			ISVExtProdID: HexBytes(r.ISVExtProdID[:]), ISVFamilyID: HexBytes(r.ISVFamilyID[:]),
+		}
+	}
 	return c, nil
 }
 

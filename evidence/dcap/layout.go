@@ -95,6 +95,11 @@ type EnclaveReport struct {
 // Debug reports whether the enclave's DEBUG attribute (bit 1 of the flags) is set.
 func (e *EnclaveReport) Debug() bool { return e.Attributes[0]&0x02 != 0 }
 
+// KSS reports whether the enclave's KSS attribute (bit 7 of the flags) is
+// set: only such enclaves can carry a config ID, config SVN, extended
+// product ID and family ID.
+func (e *EnclaveReport) KSS() bool { return e.Attributes[0]&0x80 != 0 }
+
 // ParseEnclaveReport parses a 384-byte enclave report. Reserved ranges must
 // be zero: the hardware writes zeros there, so anything else is not a report.
 func ParseEnclaveReport(b []byte, what string) (*EnclaveReport, error) {

@@ -33,7 +33,10 @@ const (
 // x-ms-sgx-report-data (Cloister's addition: MAA shows runtime data as
 // x-ms-sgx-ehd, which the service adds from the request), and the deprecated names MAA still accepts in
 // policies: $is-debuggable, $sgx-mrenclave, $sgx-mrsigner, $product-id,
-// $svn, $tee.
+// $svn, $tee. For enclaves using Key Separation and Sharing (the evidence
+// has SGXKSSClaims) also x-ms-sgx-config-id, x-ms-sgx-config-svn,
+// x-ms-sgx-isv-extended-product-id and x-ms-sgx-isv-family-id, which MAA
+// issues only for such enclaves.
 //
 // TDX (and sim-tdx), MAA's TDX EAT profile names: tdx_mrtd, tdx_rtmr0..3,
 // tdx_mrseam, tdx_mrconfigid, tdx_mrowner, tdx_mrownerconfig,
@@ -47,7 +50,7 @@ const (
 // -bootloader-svn, -tee-svn, -snpfw-svn, -microcode-svn from the reported
 // TCB (bytes 0, 1, 6, 7, the Milan/Genoa layout).
 //
-// Claims the evidence cannot back (x-ms-sgx-config-id, tdx_mrsignerseam,
+// Claims the evidence cannot back (tdx_mrsignerseam,
 // tdx_seamsvn, x-ms-sevsnpvm-familyId/-imageId, x-ms-runtime) are absent,
 // so a policy that needs them denies instead of reading a made-up value.
 func ClaimsFromEvidence(c *evidence.Claims) []Claim {
@@ -78,6 +81,12 @@ func ClaimsFromEvidence(c *evidence.Claims) []Claim {
 		add("x-ms-sgx-product-id", int64(s.ISVProdID))
 		add("x-ms-sgx-svn", int64(s.ISVSVN))
 		add("x-ms-sgx-report-data", hx(c.ReportData))
+		if k := s.SGXKSSClaims; k != nil {
+			add("x-ms-sgx-config-id", hx(k.ConfigID))
+			add("x-ms-sgx-config-svn", int64(k.ConfigSVN))
+			add("x-ms-sgx-isv-extended-product-id", hx(k.ISVExtProdID))
+			add("x-ms-sgx-isv-family-id", hx(k.ISVFamilyID))
+		}
 		// Deprecated names: MAA's first default SGX policy reads these.
 		add("$is-debuggable", c.Debug)
 		add("$sgx-mrenclave", hx(s.MRENCLAVE))

@@ -49,7 +49,10 @@ func TestClaimsFromEvidence(t *testing.T) {
 			"$product-id":            int64(0),
 			"$svn":                   int64(0),
 			"$tee":                   "sgx",
-		}, []string{"tdx_mrtd", "x-ms-sevsnpvm-launchmeasurement"}},
+			// The vector's enclave has no KSS attribute and zero KSS fields,
+			// so, as in MAA, no config-id claims.
+		}, []string{"tdx_mrtd", "x-ms-sevsnpvm-launchmeasurement", "x-ms-sgx-config-id", "x-ms-sgx-config-svn",
+			"x-ms-sgx-isv-extended-product-id", "x-ms-sgx-isv-family-id"}},
 		{"tdx", verifyVector(t, tdxQuote, tdxCollateral, ""), want{
 			"x-ms-attestation-type":             "tdxvm",
 			"tcb_status":                        "UpToDate",
@@ -110,6 +113,28 @@ func TestClaimsFromEvidence(t *testing.T) {
 	} {
 		if got := claimValue(t, cs, typ); got != v {
 			t.Errorf("snp: %s = %#v, want %#v", typ, got, v)
+		}
+	}
+
+	// A KSS enclave gets MAA's four KSS claims, hex and integer as in MAA's
+	// sample SGX token (docs/maa-contract.md §2).
+	cfg := make([]byte, 64)
+	for i := range cfg {
+		cfg[i] = byte(i)
+	}
+	kss := &evidence.Claims{TEE: evidence.TEESGX, SGXClaims: &evidence.SGXClaims{SGXKSSClaims: &evidence.SGXKSSClaims{
+		ConfigID: cfg, ConfigSVN: 3451,
+		ISVExtProdID: evidence.HexBytes{0x87, 0x65, 0x43, 0x21, 15: 0x56}, ISVFamilyID: evidence.HexBytes{0x12, 0x34, 15: 0xab},
+	}}}
+	kcs := ClaimsFromEvidence(kss)
+	for typ, v := range map[string]any{
+		"x-ms-sgx-config-id":               evidence.HexBytes(cfg).String(),
+		"x-ms-sgx-config-svn":              int64(3451),
+		"x-ms-sgx-isv-extended-product-id": "87654321" + zeros(11) + "56",
+		"x-ms-sgx-isv-family-id":           "1234" + zeros(13) + "ab",
+	} {
+		if got := claimValue(t, kcs, typ); got != v {
+			t.Errorf("kss: %s = %#v, want %#v", typ, got, v)
 		}
 	}
 

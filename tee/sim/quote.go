@@ -39,6 +39,16 @@ type SGXReport struct {
 	ISVSVN     uint16
 	Debug      bool
 	ReportData [64]byte
+
+	// ConfigID, ConfigSVN, ISVExtProdID and ISVFamilyID are the Key
+	// Separation and Sharing fields the host sets at enclave creation.
+	// When any is not zero the quote also carries the KSS attribute, as a
+	// real enclave must have KSS to hold them; all zero gives a pre-KSS
+	// report, as before.
+	ConfigID     [64]byte
+	ConfigSVN    uint16
+	ISVExtProdID [16]byte
+	ISVFamilyID  [16]byte
 }
 
 // QuoteSGX returns an SGX ECDSA quote v3, certification data type 5, for r,
@@ -47,11 +57,15 @@ func (p *PKI) QuoteSGX(rnd io.Reader, r SGXReport) ([]byte, error) {
 	body := dcap.EnclaveReport{
 		CPUSVN: [16]byte{5, 5, 2, 2, 3, 1, 0, 5}, MRENCLAVE: r.MRENCLAVE, MRSIGNER: r.MRSIGNER,
 		ISVProdID: r.ISVProdID, ISVSVN: r.ISVSVN, ReportData: r.ReportData,
+		ConfigID: r.ConfigID, ConfigSVN: r.ConfigSVN, ISVExtProdID: r.ISVExtProdID, ISVFamilyID: r.ISVFamilyID,
 	}
 	// INIT | MODE64BIT, and DEBUG when the configuration asks for it.
 	body.Attributes[0] = 0x05
 	if r.Debug {
 		body.Attributes[0] |= 0x02
+	}
+	if r.ConfigID != ([64]byte{}) || r.ConfigSVN != 0 || r.ISVExtProdID != ([16]byte{}) || r.ISVFamilyID != ([16]byte{}) {
+		body.Attributes[0] |= 0x80 // KSS
 	}
 	body.Attributes[8] = 0xE7 // XFRM: x87, SSE, AVX, AVX-512
 	signed := append(p.header(3, dcap.TEETypeSGX).Marshal(), body.Marshal()...)
