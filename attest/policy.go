@@ -154,12 +154,16 @@ func policyHash(text string) string {
 }
 
 // decodeB64 accepts both base64 alphabets, padded or not (contract §1).
+// base64url, the spec's alphabet, is tried first; a standard-alphabet input
+// fails it at its first '+' or '/' and is decoded again, which is cheaper on
+// the common path than scanning every input for those characters first.
 func decodeB64(s string) ([]byte, error) {
 	s = strings.TrimRight(s, "=")
-	if strings.ContainsAny(s, "+/") {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil && strings.ContainsAny(s, "+/") {
 		return base64.RawStdEncoding.DecodeString(s)
 	}
-	return base64.RawURLEncoding.DecodeString(s)
+	return b, err
 }
 
 // parsePolicyJWS reads MAA's JWT-wrapped policy document

@@ -160,7 +160,7 @@ func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "NotIsolated", "policy signers are managed only in isolated mode (start the service with policy signers)")
 			return
 		}
-		body, ok := readBody(w, r)
+		body, ok := s.readBody(w, r)
 		if !ok {
 			return
 		}
