@@ -8,14 +8,9 @@ package attest
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -23,9 +18,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -35,7 +31,6 @@ import (
 	"github.com/cloister-dev/cloister/evidence/dcap"
 	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/policy/maa"
-	"github.com/cloister-dev/cloister/ratls"
 	"github.com/cloister-dev/cloister/tee"
 )
 
@@ -82,6 +77,9 @@ type Config struct {
 	// documents are refused. These are the initial signers; the set is then
 	// managed through /certificates and persisted under StateDir.
 	PolicySigners []*x509.Certificate
+	// KeyRotation, when positive, rotates the token-signing key this often
+	// (see RotateKey); zero keeps one key for the service's life.
+	KeyRotation time.Duration
 }
 
 // Service is the attestation service; it is an http.Handler.
@@ -92,10 +90,10 @@ type Service struct {
 	verifier *evidence.Verifier
 	policies *policyStore
 	signers  *signerSet
-	method   jwt.SigningMethod
-	key      crypto.Signer
-	kid      string
-	jwks     []byte
+	ring     atomic.Pointer[keyRing]
+	rotateMu sync.Mutex // one rotation at a time
+	stop     chan struct{}
+	stopOnce sync.Once
 	oidc     []byte
 	metrics  *metrics
 }
@@ -132,10 +130,18 @@ func New(cfg Config) (*Service, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
-	if err := s.makeKey(ctx); err != nil {
+	k, err := s.newSigningKey(ctx)
+	if err != nil {
 		return nil, err
 	}
-	var err error
+	ring, err := newRing([]*signingKey{k})
+	if err != nil {
+		return nil, err
+	}
+	s.ring.Store(ring)
+	if s.oidc, err = s.discovery(); err != nil {
+		return nil, err
+	}
 	if s.policies, err = newPolicyStore(ctx, cfg.StateDir); err != nil {
 		return nil, err
 	}
@@ -143,25 +149,42 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.routes()
+	s.stop = make(chan struct{})
+	if cfg.KeyRotation > 0 {
+		go s.rotateEvery(cfg.KeyRotation, s.stop)
+	}
 	return s, nil
 }
 
-// Close releases the service's resources. There are none today beyond
-// memory; it exists so callers need not change when there are.
-func (s *Service) Close() error { return nil }
+// Close stops the service's background work (key rotation). Requests in
+// flight are the HTTP server's to drain.
+func (s *Service) Close() error {
+	s.stopOnce.Do(func() { close(s.stop) })
+	return nil
+}
 
-// Certificates returns the x5c chain of the signing key: the signing
-// certificate, then the RA-TLS certificate that certified it.
-func (s *Service) Certificates() ([]*x509.Certificate, error) {
-	var set struct {
-		Keys []struct {
-			X5C []string `json:"x5c"`
-		} `json:"keys"`
-	}
-	if err := json.Unmarshal(s.jwks, &set); err != nil {
+// discovery is the OpenID Connect metadata document.
+func (s *Service) discovery() ([]byte, error) {
+	b, err := json.Marshal(map[string]any{
+		"issuer":                                s.cfg.Issuer,
+		"jwks_uri":                              s.cfg.Issuer + "/certs",
+		"id_token_signing_alg_values_supported": []string{s.cfg.Alg},
+		"response_types_supported":              []string{"token", "none"},
+		"claims_supported": []string{"iss", "iat", "nbf", "exp", "jti", "nonce", "x-ms-ver", "x-ms-attestation-type",
+			"x-ms-policy-hash", "x-ms-runtime", "x-ms-inittime", "x-ms-sgx-mrenclave", "x-ms-sgx-mrsigner",
+			"x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-is-debuggable", "x-ms-sgx-ehd", "x-ms-sgx-config-id",
+			"x-ms-sgx-config-svn", "x-ms-sgx-isv-extended-product-id", "x-ms-sgx-isv-family-id", "tcb_status"},
+	})
+	if err != nil {
 		return nil, fmt.Errorf("attest: %w", err)
 	}
-	return ParseX5C(set.Keys[0].X5C)
+	return b, nil
+}
+
+// Certificates returns the x5c chain of the current signing key: the
+// signing certificate, then the RA-TLS certificate that certified it.
+func (s *Service) Certificates() ([]*x509.Certificate, error) {
+	return append([]*x509.Certificate(nil), s.ring.Load().current().certs...), nil
 }
 
 // ParseX5C decodes a JWK x5c member (standard base64 DER).
@@ -181,105 +204,13 @@ func ParseX5C(x5c []string) ([]*x509.Certificate, error) {
 	return out, nil
 }
 
-// makeKey generates the token-signing key and its certificate chain.
-// ratls makes only ECDSA keys while MAA signs with RSA, so the signing key
-// gets its own certificate, signed by the RA-TLS key, and x5c carries
-// [signing certificate, RA-TLS certificate]. The RA-TLS certificate's
-// evidence also binds SHA-256 of the signing key (claim "cloister-token-key"),
-// so the binding holds even for a verifier that ignores the signature.
-func (s *Service) makeKey(ctx context.Context) error {
-	var pub crypto.PublicKey
-	switch s.cfg.Alg {
-	case "RS256":
-		k, err := rsa.GenerateKey(s.cfg.Rand, 2048)
-		if err != nil {
-			return fmt.Errorf("attest: signing key: %w", err)
-		}
-		s.key, pub, s.method = k, &k.PublicKey, jwt.SigningMethodRS256
-	case "ES256":
-		k, err := ecdsa.GenerateKey(elliptic.P256(), s.cfg.Rand)
-		if err != nil {
-			return fmt.Errorf("attest: signing key: %w", err)
-		}
-		s.key, pub, s.method = k, &k.PublicKey, jwt.SigningMethodES256
-	default:
-		return fmt.Errorf("attest: Alg %q: want RS256 or ES256", s.cfg.Alg)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return fmt.Errorf("attest: signing key: %w", err)
-	}
-	keyHash := sha256.Sum256(spki)
-	s.kid = base64.RawURLEncoding.EncodeToString(keyHash[:])
-	srv, err := ratls.NewServer(ctx, ratls.ServerOptions{
-		Platform: s.cfg.Platform, Rand: s.cfg.Rand, Now: s.cfg.Now, Validity: certificateLife,
-		CommonName: "cloister-attest", Claims: map[string][]byte{"cloister-token-key": keyHash[:]},
-	})
-	if err != nil {
-		return fmt.Errorf("attest: RA-TLS certificate: %w", err)
-	}
-	tc, err := srv.GetCertificate(nil)
-	if err != nil {
-		return fmt.Errorf("attest: RA-TLS certificate: %w", err)
-	}
-	ra := srv.Certificate()
-	signer, ok := tc.PrivateKey.(crypto.Signer)
-	if !ok {
-		return errors.New("attest: RA-TLS key is not a crypto.Signer")
-	}
-	now := s.cfg.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: new(big.Int).SetBytes(keyHash[:16]),
-		Subject:      pkix.Name{CommonName: s.cfg.Issuer},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     ra.NotAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(s.cfg.Rand, tmpl, ra, pub, signer)
-	if err != nil {
-		return fmt.Errorf("attest: signing certificate: %w", err)
-	}
-	x5c := []string{base64.StdEncoding.EncodeToString(der), base64.StdEncoding.EncodeToString(ra.Raw)}
-	jwk := map[string]any{"kid": s.kid, "use": "sig", "alg": s.cfg.Alg, "x5c": x5c}
-	switch k := pub.(type) {
-	case *rsa.PublicKey:
-		jwk["kty"] = "RSA"
-		jwk["n"] = base64.RawURLEncoding.EncodeToString(k.N.Bytes())
-		jwk["e"] = base64.RawURLEncoding.EncodeToString(big.NewInt(int64(k.E)).Bytes())
-	case *ecdsa.PublicKey:
-		b, err := k.Bytes()
-		if err != nil {
-			return fmt.Errorf("attest: signing key: %w", err)
-		}
-		jwk["kty"], jwk["crv"] = "EC", "P-256"
-		jwk["x"] = base64.RawURLEncoding.EncodeToString(b[1:33])
-		jwk["y"] = base64.RawURLEncoding.EncodeToString(b[33:])
-	}
-	if s.jwks, err = json.Marshal(map[string]any{"keys": []any{jwk}}); err != nil {
-		return fmt.Errorf("attest: %w", err)
-	}
-	s.oidc, err = json.Marshal(map[string]any{
-		"issuer":                                s.cfg.Issuer,
-		"jwks_uri":                              s.cfg.Issuer + "/certs",
-		"id_token_signing_alg_values_supported": []string{s.cfg.Alg},
-		"response_types_supported":              []string{"token", "none"},
-		"claims_supported": []string{"iss", "iat", "nbf", "exp", "jti", "nonce", "x-ms-ver", "x-ms-attestation-type",
-			"x-ms-policy-hash", "x-ms-runtime", "x-ms-inittime", "x-ms-sgx-mrenclave", "x-ms-sgx-mrsigner",
-			"x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-is-debuggable", "x-ms-sgx-ehd", "x-ms-sgx-config-id",
-			"x-ms-sgx-config-svn", "x-ms-sgx-isv-extended-product-id", "x-ms-sgx-isv-family-id", "tcb_status"},
-	})
-	if err != nil {
-		return fmt.Errorf("attest: %w", err)
-	}
-	return nil
-}
-
 // sign signs claims with the service key, header as MAA's (jku, kid, typ).
 func (s *Service) sign(claims jwt.MapClaims) (string, error) {
-	t := jwt.NewWithClaims(s.method, claims)
+	k := s.ring.Load().current()
+	t := jwt.NewWithClaims(k.method, claims)
 	t.Header["jku"] = s.cfg.Issuer + "/certs"
-	t.Header["kid"] = s.kid
-	tok, err := t.SignedString(s.key)
+	t.Header["kid"] = k.kid
+	tok, err := t.SignedString(k.key)
 	if err != nil {
 		return "", fmt.Errorf("signing token: %w", err)
 	}
@@ -289,7 +220,10 @@ func (s *Service) sign(claims jwt.MapClaims) (string, error) {
 func (s *Service) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("POST /attest/{type}", s.handleAttest)
-	m.HandleFunc("GET /certs", s.static(s.jwks))
+	m.HandleFunc("GET /certs", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(s.ring.Load().jwks)
+	})
 	m.HandleFunc("GET /.well-known/openid-configuration", s.static(s.oidc))
 	m.HandleFunc("GET /policies/{type}", s.handleGetPolicy)
 	m.HandleFunc("PUT /policies/{type}", s.handlePutPolicy)

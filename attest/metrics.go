@@ -15,10 +15,22 @@ type metrics struct {
 	requests map[string]uint64 // "route|code"
 	seconds  map[string]float64
 	verdicts map[string]uint64
+	rotated  map[string]uint64 // key rotations by result: "ok", "failed"
 }
 
 func newMetrics() *metrics {
-	return &metrics{requests: map[string]uint64{}, seconds: map[string]float64{}, verdicts: map[string]uint64{}}
+	return &metrics{requests: map[string]uint64{}, seconds: map[string]float64{}, verdicts: map[string]uint64{},
+		rotated: map[string]uint64{}}
+}
+
+func (m *metrics) rotation(ok bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if ok {
+		m.rotated["ok"]++
+	} else {
+		m.rotated["failed"]++
+	}
 }
 
 func (m *metrics) observe(route string, code int, d time.Duration) {
@@ -61,6 +73,10 @@ func (m *metrics) serve(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "# TYPE cloister_attest_verdicts_total counter")
 	for _, k := range sortedKeys(m.verdicts) {
 		fmt.Fprintf(w, "cloister_attest_verdicts_total{verdict=%q} %d\n", k, m.verdicts[k])
+	}
+	fmt.Fprintln(w, "# TYPE cloister_attest_key_rotations_total counter")
+	for _, k := range sortedKeys(m.rotated) {
+		fmt.Fprintf(w, "cloister_attest_key_rotations_total{result=%q} %d\n", k, m.rotated[k])
 	}
 }
 

@@ -45,6 +45,9 @@ Without collateral, tcb_status is "NotEvaluated".
 Policies uploaded with PUT /policies/{type} are kept under --state. With
 --policy-signer (isolated mode) only policy documents and resets signed by one
 of those certificates (x5c[0]) are accepted.
+The token-signing key is rotated every --key-rotation (0: never) and on SIGHUP:
+a new key with a new RA-TLS certificate signs from then on, and retired keys
+stay in /certs until the tokens they signed have expired (8 hours).
 Stops cleanly on SIGINT or SIGTERM. Logs are JSON lines on standard error.
 `
 
@@ -64,6 +67,7 @@ func runAttestServe(e *env, args []string) error {
 	state := fs.String("state", "", "`DIR` for uploaded policies (default: in memory only)")
 	colDir := fs.String("collateral-dir", "", "`DIR` of DCAP collateral bundles (*.json)")
 	alg := fs.String("alg", "RS256", "token signing `ALG`: RS256 or ES256")
+	rotation := fs.Duration("key-rotation", 24*time.Hour, "rotate the token-signing key this often (0: never; SIGHUP rotates now)")
 	useTLS := fs.Bool("tls", false, "serve over RA-TLS: a certificate whose evidence binds its key, made on this platform")
 	pcsOnline := fs.Bool("pcs", false, "fetch collateral a bundle does not cover from Intel PCS (v4), cached on disk")
 	pcsURL := fs.String("pcs-url", "", "PCS or PCCS base `URL` for --pcs (default: Intel PCS)")
@@ -80,8 +84,11 @@ func runAttestServe(e *env, args []string) error {
 	if *alg != "RS256" && *alg != "ES256" {
 		return usagef("--alg %q: want RS256 or ES256", *alg)
 	}
+	if *rotation < 0 || (*rotation > 0 && *rotation < time.Minute) {
+		return usagef("--key-rotation %v: want 0 (never) or at least 1m", *rotation)
+	}
 	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
-	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log}
+	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log, KeyRotation: *rotation}
 	for _, r := range roots {
 		certs, err := readCertificates(r)
 		if err != nil {
@@ -186,6 +193,7 @@ func runAttestServe(e *env, args []string) error {
 	tuneServiceGC()
 	ctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go rotateOnHangup(ctx, svc, log)
 	return serveUntil(ctx, ln, svc, log, found.Kind)
 }
 
@@ -207,6 +215,24 @@ const serviceGCPercent = 400
 func tuneServiceGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(serviceGCPercent)
+	}
+}
+
+// rotateOnHangup rotates the service's signing key on each SIGHUP until ctx
+// ends: an operator's way to retire a key now.
+func rotateOnHangup(ctx context.Context, svc *attest.Service, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			if err := svc.RotateKey(ctx); err != nil {
+				log.Error("signing key rotation on SIGHUP failed", slog.String("error", err.Error()))
+			}
+		}
 	}
 }
 

@@ -113,6 +113,13 @@ func TestAttestServeUsage(t *testing.T) {
 	if code := run([]string{"attest", "verify-token"}, strings.NewReader(""), &stdout, &stderr, time.Now); code != 2 {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
+	for _, bad := range []string{"-1h", "5s"} {
+		stderr.Reset()
+		if code := run([]string{"attest", "serve", "--key-rotation", bad}, strings.NewReader(""), &stdout, &stderr, time.Now); code != 2 ||
+			!strings.Contains(stderr.String(), "--key-rotation") {
+			t.Errorf("--key-rotation %s: exit %d: %s", bad, code, stderr.String())
+		}
+	}
 }
 
 // TestServeUntilStops checks the graceful shutdown path used on SIGINT/SIGTERM.

@@ -1,0 +1,205 @@
+package attest
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/ratls"
+)
+
+// signingKey is one token-signing key with its published certificates.
+type signingKey struct {
+	key    crypto.Signer
+	method jwt.SigningMethod
+	kid    string
+	certs  []*x509.Certificate // [signing certificate, RA-TLS certificate]
+	jwk    map[string]any
+	// retired is when the key stopped signing (zero while current). Tokens
+	// it signed stay valid TokenLifetime longer, and so does its JWK.
+	retired time.Time
+}
+
+// keyRing is what the service signs with and publishes: the current key,
+// then the retired keys whose tokens may still be valid, newest first. A
+// ring is immutable; rotation swaps in a new one, so a request signs with
+// whichever ring it loaded, and /certs always lists that ring's keys.
+type keyRing struct {
+	keys []*signingKey // keys[0] is current
+	jwks []byte
+}
+
+func (r *keyRing) current() *signingKey { return r.keys[0] }
+
+// newSigningKey generates a token-signing key and its certificate chain.
+// ratls makes only ECDSA keys while MAA signs with RSA, so the signing key
+// gets its own certificate, signed by the RA-TLS key, and x5c carries
+// [signing certificate, RA-TLS certificate]. The RA-TLS certificate's
+// evidence also binds SHA-256 of the signing key (claim "cloister-token-key"),
+// so the binding holds even for a verifier that ignores the signature.
+func (s *Service) newSigningKey(ctx context.Context) (*signingKey, error) {
+	k := &signingKey{}
+	var pub crypto.PublicKey
+	switch s.cfg.Alg {
+	case "RS256":
+		rk, err := rsa.GenerateKey(s.cfg.Rand, 2048)
+		if err != nil {
+			return nil, fmt.Errorf("attest: signing key: %w", err)
+		}
+		k.key, pub, k.method = rk, &rk.PublicKey, jwt.SigningMethodRS256
+	case "ES256":
+		ek, err := ecdsa.GenerateKey(elliptic.P256(), s.cfg.Rand)
+		if err != nil {
+			return nil, fmt.Errorf("attest: signing key: %w", err)
+		}
+		k.key, pub, k.method = ek, &ek.PublicKey, jwt.SigningMethodES256
+	default:
+		return nil, fmt.Errorf("attest: Alg %q: want RS256 or ES256", s.cfg.Alg)
+	}
+	spki, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, fmt.Errorf("attest: signing key: %w", err)
+	}
+	keyHash := sha256.Sum256(spki)
+	k.kid = base64.RawURLEncoding.EncodeToString(keyHash[:])
+	srv, err := ratls.NewServer(ctx, ratls.ServerOptions{
+		Platform: s.cfg.Platform, Rand: s.cfg.Rand, Now: s.cfg.Now, Validity: certificateLife,
+		CommonName: "cloister-attest", Claims: map[string][]byte{"cloister-token-key": keyHash[:]},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("attest: RA-TLS certificate: %w", err)
+	}
+	tc, err := srv.GetCertificate(nil)
+	if err != nil {
+		return nil, fmt.Errorf("attest: RA-TLS certificate: %w", err)
+	}
+	ra := srv.Certificate()
+	signer, ok := tc.PrivateKey.(crypto.Signer)
+	if !ok {
+		return nil, errors.New("attest: RA-TLS key is not a crypto.Signer")
+	}
+	now := s.cfg.Now()
+	tmpl := &x509.Certificate{
+		SerialNumber: new(big.Int).SetBytes(keyHash[:16]),
+		Subject:      pkix.Name{CommonName: s.cfg.Issuer},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     ra.NotAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+	}
+	der, err := x509.CreateCertificate(s.cfg.Rand, tmpl, ra, pub, signer)
+	if err != nil {
+		return nil, fmt.Errorf("attest: signing certificate: %w", err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("attest: signing certificate: %w", err)
+	}
+	k.certs = []*x509.Certificate{leaf, ra}
+	x5c := []string{base64.StdEncoding.EncodeToString(der), base64.StdEncoding.EncodeToString(ra.Raw)}
+	k.jwk = map[string]any{"kid": k.kid, "use": "sig", "alg": s.cfg.Alg, "x5c": x5c}
+	switch p := pub.(type) {
+	case *rsa.PublicKey:
+		k.jwk["kty"] = "RSA"
+		k.jwk["n"] = base64.RawURLEncoding.EncodeToString(p.N.Bytes())
+		k.jwk["e"] = base64.RawURLEncoding.EncodeToString(big.NewInt(int64(p.E)).Bytes())
+	case *ecdsa.PublicKey:
+		b, err := p.Bytes()
+		if err != nil {
+			return nil, fmt.Errorf("attest: signing key: %w", err)
+		}
+		k.jwk["kty"], k.jwk["crv"] = "EC", "P-256"
+		k.jwk["x"] = base64.RawURLEncoding.EncodeToString(b[1:33])
+		k.jwk["y"] = base64.RawURLEncoding.EncodeToString(b[33:])
+	}
+	return k, nil
+}
+
+// newRing returns a ring of keys (current first) with its JWKS.
+func newRing(keys []*signingKey) (*keyRing, error) {
+	jwks := make([]any, len(keys))
+	for i, k := range keys {
+		jwks[i] = k.jwk
+	}
+	b, err := json.Marshal(map[string]any{"keys": jwks})
+	if err != nil {
+		return nil, fmt.Errorf("attest: JWKS: %w", err)
+	}
+	return &keyRing{keys: keys, jwks: b}, nil
+}
+
+// RotateKey makes a new token-signing key (with a new RA-TLS certificate
+// carrying fresh evidence) and signs with it from now on. The previous key
+// stays in /certs for TokenLifetime, so tokens it signed still validate;
+// keys retired longer ago than that are dropped. Safe to call while the
+// service serves requests.
+func (s *Service) RotateKey(ctx context.Context) error {
+	err := s.rotateKey(ctx)
+	s.metrics.rotation(err == nil)
+	return err
+}
+
+func (s *Service) rotateKey(ctx context.Context) error {
+	k, err := s.newSigningKey(ctx)
+	if err != nil {
+		return err
+	}
+	s.rotateMu.Lock()
+	defer s.rotateMu.Unlock()
+	now := s.cfg.Now()
+	old := s.ring.Load()
+	keys := []*signingKey{k}
+	for i, o := range old.keys {
+		if i == 0 {
+			// Retire a copy: the old ring, still in use by requests in
+			// flight, is never written to.
+			c := *o
+			c.retired = now
+			o = &c
+		}
+		if now.Sub(o.retired) < TokenLifetime {
+			keys = append(keys, o)
+		}
+	}
+	ring, err := newRing(keys)
+	if err != nil {
+		return err
+	}
+	s.ring.Store(ring)
+	s.log.LogAttrs(ctx, slog.LevelInfo, "signing key rotated", slog.String("kid", k.kid),
+		slog.String("retired_kid", old.current().kid), slog.Int("published_keys", len(keys)))
+	return nil
+}
+
+// rotateEvery rotates the signing key every d until stop is closed. A
+// failed rotation is logged and retried at the next tick: the current key
+// stays valid meanwhile (its certificate lives certificateLife).
+func (s *Service) rotateEvery(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+			if err := s.RotateKey(ctx); err != nil {
+				s.log.LogAttrs(ctx, slog.LevelError, "signing key rotation failed", slog.String("error", err.Error()))
+			}
+			cancel()
+		}
+	}
+}
