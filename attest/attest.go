@@ -485,7 +485,8 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	}
 	if req.RuntimeData != nil {
 		sum := sha256.Sum256(runtime)
-		if got := claims.ReportData[:32]; !equal(got, sum[:]) {
+		// []byte: ReportData's String method would make %x hex its hex.
+		if got := []byte(claims.ReportData[:32]); !equal(got, sum[:]) {
 			s.metrics.verdict("invalid")
 			writeError(w, http.StatusBadRequest, "RuntimeDataMismatch", fmt.Sprintf(
 				"runtimeData does not match the evidence: SHA-256(runtimeData.data) = %x, but report_data[0:32] = %x", sum, got))
