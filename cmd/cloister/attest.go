@@ -53,7 +53,9 @@ Stops cleanly on SIGINT or SIGTERM. Logs are JSON lines on standard error.
 
 const attestVerifyTokenHelp = `Validate a token from a Cloister attestation service, attesting the service first.
 
-Fetches SERVICE/certs, verifies the RA-TLS certificate in each key's x5c (its
+Fetches SERVICE/certs (over an https:// URL, from a service run with --tls, the
+connection itself is attested with RA-TLS first), verifies the RA-TLS
+certificate in each key's x5c (its
 evidence and key binding, with --trust-root / --collateral / --no-collateral as
 'cloister verify cert'), checks that it certified the token-signing key, then
 validates TOKEN's signature and times with that key. Prints the token's claims.
@@ -200,9 +202,13 @@ func runAttestServe(e *env, args []string) error {
 // attestHTTPServer is the HTTP server of `attest serve` (and of `bench
 // attest`, which must measure the same thing): bounded header, read, write
 // and idle times, bounded headers.
-func attestHTTPServer(h http.Handler) *http.Server {
+//
+// The server's own errors (refused TLS handshakes, say) go to log as
+// warnings, not to the standard logger's unstructured lines.
+func attestHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
-		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10}
+		WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 }
 
 // serviceGCPercent is the garbage collector's target while the attestation
@@ -238,7 +244,7 @@ func rotateOnHangup(ctx context.Context, svc *attest.Service, log *slog.Logger) 
 
 // serveUntil serves h on ln until ctx ends, then shuts down gracefully.
 func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, kind tee.Kind) error {
-	srv := attestHTTPServer(h)
+	srv := attestHTTPServer(h, log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("attestation service listening", slog.String("addr", ln.Addr().String()), slog.String("tee", string(kind)))
@@ -329,7 +335,19 @@ func runAttestVerifyToken(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	keys, err := fetchJWKS(e.ctx, strings.TrimRight(*service, "/")+"/certs")
+	client := http.DefaultClient
+	if strings.HasPrefix(*service, "https://") {
+		// A service run with --tls presents an RA-TLS certificate: the
+		// connection is attested with the same options as the keys.
+		tc, err := ratls.ClientConfig(opts)
+		if err != nil {
+			return err
+		}
+		tr := &http.Transport{TLSClientConfig: tc}
+		defer tr.CloseIdleConnections()
+		client = &http.Client{Transport: tr}
+	}
+	keys, err := fetchJWKS(e.ctx, client, strings.TrimRight(*service, "/")+"/certs")
 	if err != nil {
 		return err
 	}
@@ -345,15 +363,15 @@ type jwk struct {
 	X5C []string `json:"x5c"`
 }
 
-// fetchJWKS gets the service's JWK set, bounded in size and time.
-func fetchJWKS(ctx context.Context, url string) ([]jwk, error) {
+// fetchJWKS gets the service's JWK set with client, bounded in size and time.
+func fetchJWKS(ctx context.Context, client *http.Client, url string) ([]jwk, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, fmt.Errorf("--service: %w", err)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("fetching %s: %w", url, err)
 	}

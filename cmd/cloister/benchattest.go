@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -155,7 +156,7 @@ func benchAttest(e *env, alg string, conc, requests, nquotes int) (*benchAttestR
 	defer svc.Close()
 	// The service runs as `attest serve` runs it: the same HTTP server
 	// settings and GC target.
-	srv := attestHTTPServer(svc)
+	srv := attestHTTPServer(svc, slog.New(slog.DiscardHandler))
 	if os.Getenv("GOGC") == "" {
 		defer debug.SetGCPercent(debug.SetGCPercent(serviceGCPercent))
 	}
@@ -370,7 +371,7 @@ const maxChecked = 5000
 // report data of the quote its request sent (rdata[i] is quote i's). It
 // returns how many failed and the first failure.
 func checkTokens(ctx context.Context, base, alg string, kept []string, stride int64, rdata [][]byte) (int, error) {
-	keys, err := fetchJWKS(ctx, base+"/certs")
+	keys, err := fetchJWKS(ctx, http.DefaultClient, base+"/certs")
 	if err != nil {
 		return len(kept), err
 	}
