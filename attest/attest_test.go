@@ -41,7 +41,7 @@ var (
 
 // getFixture loads one sim PKI for the whole package: key generation is the
 // slow part and the tests only read it.
-func getFixture(t *testing.T) fixture {
+func getFixture(t testing.TB) fixture {
 	t.Helper()
 	fixOnce.Do(func() {
 		dir, err := makeTemp()
@@ -67,7 +67,7 @@ func makeTemp() (string, error) {
 	return osMkdirTemp()
 }
 
-func newService(t *testing.T, f fixture, stateDir string) *Service {
+func newService(t testing.TB, f fixture, stateDir string) *Service {
 	t.Helper()
 	s, err := New(Config{
 		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
@@ -80,7 +80,7 @@ func newService(t *testing.T, f fixture, stateDir string) *Service {
 	return s
 }
 
-func quote(t *testing.T, f fixture, runtime []byte, debug bool) []byte {
+func quote(t testing.TB, f fixture, runtime []byte, debug bool) []byte {
 	t.Helper()
 	var rd [64]byte
 	sum := sha256.Sum256(runtime)
