@@ -137,12 +137,8 @@ func asciiLower(s string) string {
 
 // firstJSONByte is the first byte of b that is not JSON whitespace.
 func firstJSONByte(b []byte) byte {
-	for _, c := range b {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		}
-		return c
+	if b = bytes.TrimLeft(b, " \t\r\n"); len(b) > 0 {
+		return b[0]
 	}
 	return 0
 }

@@ -1,22 +1,18 @@
 package attest
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cloister-dev/cloister/evidence"
-	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/evidence/tdx"
 	"github.com/cloister-dev/cloister/tee/sim"
 )
@@ -174,18 +170,7 @@ func TestInitTimeDataSGXNoConfigID(t *testing.T) {
 // (Cloister's rule, docs/maa-contract.md §6).
 func TestInitTimeDataTDX(t *testing.T) {
 	f := getFixture(t)
-	col, err := f.pki.Collateral(rand.Reader, testNow, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{
-		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
-		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return col, nil },
-		Alg:        "ES256", Issuer: "https://attest.test",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, _ := newTDXService(t, f)
 	defer s.Close()
 	tdQuote := func(cfg [48]byte) []byte {
 		t.Helper()

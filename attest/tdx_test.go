@@ -19,18 +19,7 @@ import (
 // evidence.Verify reports for the same quote, and runtime data binds.
 func TestAttestTdxVm(t *testing.T) {
 	f := getFixture(t)
-	col, err := f.pki.Collateral(rand.Reader, testNow, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := New(Config{
-		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
-		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return col, nil },
-		Alg:        "ES256", Issuer: "https://attest.test",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, col := newTDXService(t, f)
 	defer s.Close()
 	runtime := []byte(`{"key":"value"}`)
 	var rd [64]byte
@@ -67,4 +56,23 @@ func TestAttestTdxVm(t *testing.T) {
 	if code, _ := do(t, s, "POST", "/attest/TdxVm"+av, attestBody(quote(t, f, nil, false), nil, "")); code != 400 {
 		t.Errorf("SGX quote at TdxVm: %d", code)
 	}
+}
+
+// newTDXService is a service whose collateral source serves the sim's TDX
+// bundle, which it also returns.
+func newTDXService(t *testing.T, f fixture) (*Service, *pcs.Bundle) {
+	t.Helper()
+	col, err := f.pki.Collateral(rand.Reader, testNow, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{
+		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
+		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return col, nil },
+		Alg:        "ES256", Issuer: "https://attest.test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, col
 }
