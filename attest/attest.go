@@ -25,6 +25,7 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
+	jsonv1 "github.com/go-json-experiment/json/v1"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cloister-dev/cloister/evidence"
@@ -36,6 +37,9 @@ import (
 
 // APIVersions are the api-version values accepted (contract §1).
 var APIVersions = []string{"2020-10-01", "2022-08-01", "2023-04-01-preview", "2025-06-01"}
+
+// bodyHint caps the buffer readBody allocates before the body arrives.
+const bodyHint = 64 << 10
 
 // Defaults of Config.
 const (
@@ -91,9 +95,10 @@ type Service struct {
 	policies *policyStore
 	signers  *signerSet
 	ring     atomic.Pointer[keyRing]
-	rotateMu sync.Mutex // one rotation at a time
-	stop     chan struct{}
+	rotateMu sync.Mutex    // one rotation at a time
+	stop     chan struct{} // closed by Close: background work ends
 	stopOnce sync.Once
+	bg       sync.WaitGroup // background work (rotation), waited for by Close
 	oidc     []byte
 	metrics  *metrics
 }
@@ -151,15 +156,17 @@ func New(cfg Config) (*Service, error) {
 	s.routes()
 	s.stop = make(chan struct{})
 	if cfg.KeyRotation > 0 {
-		go s.rotateEvery(cfg.KeyRotation, s.stop)
+		s.bg.Go(func() { s.rotateEvery(cfg.KeyRotation) })
 	}
 	return s, nil
 }
 
-// Close stops the service's background work (key rotation). Requests in
-// flight are the HTTP server's to drain.
+// Close stops the service's background work (key rotation), cancelling a
+// rotation under way, and waits for it. Requests in flight are the HTTP
+// server's to drain.
 func (s *Service) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
+	s.bg.Wait()
 	return nil
 }
 
@@ -335,13 +342,15 @@ func checkAPIVersion(w http.ResponseWriter, r *http.Request) bool {
 
 // readBody reads the capped body, answering 413 or 400 on failure. A
 // declared Content-Length sizes the buffer (an attest request is several
-// kilobytes, which io.ReadAll would reach by repeated doubling and copying).
+// kilobytes, which io.ReadAll would reach by repeated doubling and copying),
+// up to bodyHint: a client that declares a megabyte and sends nothing must
+// not cost a megabyte per connection.
 func (s *Service) readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	if r.ContentLength > s.cfg.MaxBody {
 		writeError(w, http.StatusRequestEntityTooLarge, "RequestTooLarge", fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBody))
 		return nil, false
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)+bytes.MinRead))
+	buf := bytes.NewBuffer(make([]byte, 0, min(max(r.ContentLength, 0), bodyHint)+bytes.MinRead))
 	_, err := buf.ReadFrom(r.Body)
 	b := buf.Bytes()
 	var mbe *http.MaxBytesError
@@ -377,9 +386,11 @@ type attestRequest struct {
 // v2 takes a seventh of that. v2 is also stricter, as a verifier should be:
 // duplicate member names, invalid UTF-8 and trailing data are errors. Names
 // still match case-insensitively, as encoding/json (and so MAA clients that
-// rely on it) did.
+// rely on it) did, and only that: v2's case-insensitive matching alone
+// would also ignore '_' and '-', so "runtime_data" would become
+// runtimeData, where encoding/json ignored it.
 func decodeRequest(body []byte, req *attestRequest) error {
-	if err := jsonv2.Unmarshal(body, req, jsonv2.MatchCaseInsensitiveNames(true)); err != nil {
+	if err := jsonv2.Unmarshal(body, req, jsonv2.MatchCaseInsensitiveNames(true), jsonv1.MatchCaseSensitiveDelimiter(true)); err != nil {
 		return fmt.Errorf("request body is not a JSON object of the attest request shape: %w", err)
 	}
 	return nil

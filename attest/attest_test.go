@@ -203,6 +203,10 @@ func TestBadInputs(t *testing.T) {
 		{"trailing data", "POST", "/attest/SgxEnclave" + av, fmt.Sprintf(`{"quote":%q} {}`, good), 400, "not a JSON object"},
 		{"invalid utf-8", "POST", "/attest/SgxEnclave" + av, fmt.Sprintf(`{"quote":%q,"nonce":"`, good) + "\xff\"}", 400, "UTF-8"},
 		{"quote not a string", "POST", "/attest/SgxEnclave" + av, `{"quote":5}`, 400, "quote"},
+		// Names match ignoring case only, as encoding/json: "runtime_data"
+		// is not runtimeData (so no binding is attempted) and "q_u_o_t_e"
+		// is not the quote.
+		{"delimiters are not ignored", "POST", "/attest/SgxEnclave" + av, `{"q_u_o_t_e":"AAAA"}`, 400, `missing "quote"`},
 		{"bad base64", "POST", "/attest/SgxEnclave" + av, `{"quote":"!!!"}`, 400, "bad base64"},
 		{"garbage quote", "POST", "/attest/SgxEnclave" + av, `{"quote":"AAAA"}`, 400, "evidence"},
 		{"truncated quote", "POST", "/attest/SgxEnclave" + av, fmt.Sprintf(`{"quote":%q}`, good[:len(good)/2]), 400, "evidence rejected"},
@@ -437,4 +441,28 @@ func TestAttestDuringPolicyUpdates(t *testing.T) {
 		}
 	}()
 	wg.Wait()
+}
+
+// TestMemberNamesIgnoreCaseOnly: "Quote" is the quote, but a member whose
+// name differs by '_' or '-' is ignored, as encoding/json did: a request
+// with "runtime_data" gets a token without any runtime binding.
+func TestMemberNamesIgnoreCaseOnly(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, "")
+	q := quote(t, f, []byte(`{"a":1}`), false)
+	body := fmt.Sprintf(`{"Quote":%q,"runtime_data":{"data":"eA","data_type":"JSON"},"draft-policy-for-attestation":"x"}`,
+		base64.RawURLEncoding.EncodeToString(q))
+	code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, body)
+	if code != 200 {
+		t.Fatalf("status %d: %v", code, out)
+	}
+	tok, _ := out["token"].(string)
+	claims := jwt.MapClaims{}
+	pt, _, err := jwt.NewParser().ParseUnverified(tok, claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pt.Method.Alg() != "ES256" || claims["x-ms-runtime"] != nil || claims["x-ms-sgx-ehd"] != nil {
+		t.Errorf("alg %s, x-ms-runtime %v, x-ms-sgx-ehd %v: a delimiter-variant name was taken for a member", pt.Method.Alg(), claims["x-ms-runtime"], claims["x-ms-sgx-ehd"])
+	}
 }

@@ -141,6 +141,20 @@ func newRing(keys []*signingKey) (*keyRing, error) {
 	return &keyRing{keys: keys, jwks: b}, nil
 }
 
+// Published keys: a retired key stays in /certs for TokenLifetime plus
+// keyGrace (relying parties with skewed clocks or exp leeway still find it),
+// and /certs lists at most maxPublishedKeys, so rotating faster than
+// (TokenLifetime+keyGrace)/(maxPublishedKeys-1) cannot grow it without
+// bound: such a rotation fails with ErrTooManyKeys instead.
+const (
+	keyGrace         = 5 * time.Minute
+	maxPublishedKeys = 16
+)
+
+// ErrTooManyKeys is returned by RotateKey when retiring the current key
+// would publish more than maxPublishedKeys keys.
+var ErrTooManyKeys = errors.New("attest: too many published keys")
+
 // RotateKey makes a new token-signing key (with a new RA-TLS certificate
 // carrying fresh evidence) and signs with it from now on. The previous key
 // stays in /certs for TokenLifetime, so tokens it signed still validate;
@@ -165,14 +179,19 @@ func (s *Service) rotateKey(ctx context.Context) error {
 	for i, o := range old.keys {
 		if i == 0 {
 			// Retire a copy: the old ring, still in use by requests in
-			// flight, is never written to.
+			// flight, is never written to. The copy only verifies.
 			c := *o
-			c.retired = now
+			c.retired, c.key = now, nil
 			o = &c
 		}
-		if now.Sub(o.retired) < TokenLifetime {
+		if now.Sub(o.retired) < TokenLifetime+keyGrace {
 			keys = append(keys, o)
 		}
+	}
+	if len(keys) > maxPublishedKeys {
+		oldest := keys[len(keys)-1]
+		return fmt.Errorf("%w: %d keys would be published (at most %d); the oldest retired key leaves /certs at %s",
+			ErrTooManyKeys, len(keys), maxPublishedKeys, oldest.retired.Add(TokenLifetime+keyGrace).UTC().Format(time.RFC3339))
 	}
 	ring, err := newRing(keys)
 	if err != nil {
@@ -184,18 +203,28 @@ func (s *Service) rotateKey(ctx context.Context) error {
 	return nil
 }
 
-// rotateEvery rotates the signing key every d until stop is closed. A
-// failed rotation is logged and retried at the next tick: the current key
-// stays valid meanwhile (its certificate lives certificateLife).
-func (s *Service) rotateEvery(d time.Duration, stop <-chan struct{}) {
+// rotateEvery rotates the signing key every d until Close. A failed
+// rotation is logged and retried at the next tick: the current key stays
+// valid meanwhile (its certificate lives certificateLife).
+func (s *Service) rotateEvery(d time.Duration) {
 	t := time.NewTicker(d)
 	defer t.Stop()
+	base, cancelAll := context.WithCancel(context.Background())
+	defer cancelAll()
+	go func() {
+		// Close cancels a rotation under way (a platform quote can be slow).
+		select {
+		case <-s.stop:
+			cancelAll()
+		case <-base.Done():
+		}
+	}()
 	for {
 		select {
-		case <-stop:
+		case <-s.stop:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+			ctx, cancel := context.WithTimeout(base, s.cfg.Timeout)
 			if err := s.RotateKey(ctx); err != nil {
 				s.log.LogAttrs(ctx, slog.LevelError, "signing key rotation failed", slog.String("error", err.Error()))
 			}

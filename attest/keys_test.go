@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,7 +128,8 @@ func TestRotateKey(t *testing.T) {
 		t.Error("the new key reuses the old RA-TLS certificate; it must carry fresh evidence binding the new key")
 	}
 
-	// Once tok1's lifetime has passed, the next rotation drops kid1.
+	// Once tok1's lifetime has passed kid1 stays for keyGrace more (clock
+	// skew at relying parties), and the first rotation after that drops it.
 	clock.Add(int64((TokenLifetime + time.Minute) / time.Second))
 	if _, err := validate(tok1, chains, now()); err == nil {
 		t.Fatal("tok1 still valid after its lifetime")
@@ -134,14 +137,47 @@ func TestRotateKey(t *testing.T) {
 	if err := s.RotateKey(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	if kids, _ = publishedKeys(t, s); len(kids) != 3 || kids[2] != kid1 {
+		t.Fatalf("within the grace period /certs lists %v; want kid1 %s last", kids, kid1)
+	}
+	clock.Add(int64(keyGrace / time.Second))
+	if err := s.RotateKey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	kids, _ = publishedKeys(t, s)
-	if len(kids) != 2 || kids[1] != kid2 || kids[0] == kid2 || kids[0] == kid1 {
-		t.Fatalf("after the second rotation /certs lists %v; want [new, %s] without %s", kids, kid2, kid1)
+	if len(kids) != 3 || kids[2] != kid2 || slices.Contains(kids, kid1) {
+		t.Fatalf("after the grace period /certs lists %v; want [new, newer, %s] without %s", kids, kid2, kid1)
 	}
 	rec := httptest.NewRecorder()
 	s.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	if !strings.Contains(rec.Body.String(), `cloister_attest_key_rotations_total{result="ok"} 2`) {
-		t.Errorf("metrics do not count 2 rotations:\n%s", rec.Body)
+	if !strings.Contains(rec.Body.String(), `cloister_attest_key_rotations_total{result="ok"} 3`) {
+		t.Errorf("metrics do not count 3 rotations:\n%s", rec.Body)
+	}
+}
+
+// TestRotateKeyBounded: rotating faster than keys expire stops at
+// maxPublishedKeys with ErrTooManyKeys, and the service keeps signing with
+// its current key.
+func TestRotateKeyBounded(t *testing.T) {
+	f := getFixture(t)
+	s := newService(t, f, "")
+	defer s.Close()
+	for i := 1; i < maxPublishedKeys; i++ {
+		if err := s.RotateKey(context.Background()); err != nil {
+			t.Fatalf("rotation %d: %v", i, err)
+		}
+	}
+	before, _ := publishedKeys(t, s)
+	err := s.RotateKey(context.Background())
+	if !errors.Is(err, ErrTooManyKeys) {
+		t.Fatalf("rotation %d: %v, want ErrTooManyKeys", maxPublishedKeys, err)
+	}
+	after, chains := publishedKeys(t, s)
+	if !slices.Equal(before, after) || len(after) != maxPublishedKeys {
+		t.Fatalf("a refused rotation changed /certs: %d keys before, %d after", len(before), len(after))
+	}
+	if kid, err := validate(attestToken(t, s, quote(t, f, nil, false)), chains, testNow); err != nil || kid != after[0] {
+		t.Fatalf("after a refused rotation: kid %s, %v; want the current key %s", kid, err, after[0])
 	}
 }
 
