@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -86,8 +91,10 @@ func runAttestServe(e *env, args []string) error {
 	if *alg != "RS256" && *alg != "ES256" {
 		return usagef("--alg %q: want RS256 or ES256", *alg)
 	}
-	if *rotation < 0 || (*rotation > 0 && *rotation < time.Minute) {
-		return usagef("--key-rotation %v: want 0 (never) or at least 1m", *rotation)
+	if *rotation < 0 || (*rotation > 0 && *rotation < time.Hour) {
+		// Retired keys stay published for a token's lifetime (8 h), and
+		// /certs holds at most 16 keys.
+		return usagef("--key-rotation %v: want 0 (never) or at least 1h", *rotation)
 	}
 	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
 	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log, KeyRotation: *rotation}
@@ -192,10 +199,15 @@ func runAttestServe(e *env, args []string) error {
 		return err
 	}
 	defer svc.Close()
-	tuneServiceGC()
+	defer tuneServiceGC()()
 	ctx, stop := signal.NotifyContext(e.ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	go rotateOnHangup(ctx, svc, log)
+	// SIGHUP is caught from here until serving ends, so that it never
+	// takes its default action (terminate) while the service runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go rotateOnHangup(ctx, hup, svc, log)
 	return serveUntil(ctx, ln, svc, log, found.Kind)
 }
 
@@ -217,27 +229,30 @@ func attestHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // (`bench attest`) for a heap of tens of megabytes.
 const serviceGCPercent = 400
 
-// tuneServiceGC applies serviceGCPercent unless the operator set GOGC.
-func tuneServiceGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(serviceGCPercent)
+// tuneServiceGC applies serviceGCPercent unless the operator set GOGC, and
+// returns what restores the previous target (the CLI also runs in-process
+// in tests).
+func tuneServiceGC() (restore func()) {
+	if os.Getenv("GOGC") != "" {
+		return func() {}
 	}
+	prev := debug.SetGCPercent(serviceGCPercent)
+	return func() { debug.SetGCPercent(prev) }
 }
 
-// rotateOnHangup rotates the service's signing key on each SIGHUP until ctx
-// ends: an operator's way to retire a key now.
-func rotateOnHangup(ctx context.Context, svc *attest.Service, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+// rotateOnHangup rotates the service's signing key on each signal from hup
+// until ctx ends: an operator's way to retire a key now.
+func rotateOnHangup(ctx context.Context, hup <-chan os.Signal, svc *attest.Service, log *slog.Logger) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-hup:
-			if err := svc.RotateKey(ctx); err != nil {
+			rctx, cancel := context.WithTimeout(ctx, attest.DefaultTimeout)
+			if err := svc.RotateKey(rctx); err != nil {
 				log.Error("signing key rotation on SIGHUP failed", slog.String("error", err.Error()))
 			}
+			cancel()
 		}
 	}
 }
@@ -335,8 +350,12 @@ func runAttestVerifyToken(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	u, err := url.Parse(*service)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return usagef("--service %q: want an http:// or https:// base URL", *service)
+	}
 	client := http.DefaultClient
-	if strings.HasPrefix(*service, "https://") {
+	if u.Scheme == "https" {
 		// A service run with --tls presents an RA-TLS certificate: the
 		// connection is attested with the same options as the keys.
 		tc, err := ratls.ClientConfig(opts)
@@ -345,7 +364,12 @@ func runAttestVerifyToken(e *env, args []string) error {
 		}
 		tr := &http.Transport{TLSClientConfig: tc}
 		defer tr.CloseIdleConnections()
-		client = &http.Client{Transport: tr}
+		client = &http.Client{Transport: tr, CheckRedirect: func(req *http.Request, _ []*http.Request) error {
+			if req.URL.Scheme != "https" {
+				return fmt.Errorf("refusing a redirect from the attested service to %s", req.URL.Redacted())
+			}
+			return nil
+		}}
 	}
 	keys, err := fetchJWKS(e.ctx, client, strings.TrimRight(*service, "/")+"/certs")
 	if err != nil {
@@ -386,6 +410,29 @@ func fetchJWKS(ctx context.Context, client *http.Client, url string) ([]jwk, err
 	return set.Keys, nil
 }
 
+// checkTokenKeyClaim checks what the service's RA-TLS evidence says of the
+// token key, beyond the certificate signature: its verified CCC claims
+// buffer names SHA-256 of the signing key (claim "cloister-token-key"), and
+// kid is that hash. ra must have passed ratls.Verify (res), which checked
+// that the quote binds the claims buffer read here.
+func checkTokenKeyClaim(ra *x509.Certificate, res *ratls.Result, leaf *x509.Certificate, kid string) error {
+	if res.Form != ratls.FormCCC {
+		return fmt.Errorf("the service's RA-TLS certificate carries %v evidence; a Cloister service binds its token key in a CCC claims buffer", res.Form)
+	}
+	ev, err := ratls.ParseCertificate(ra)
+	if err != nil {
+		return fmt.Errorf("attesting the service: %w", err)
+	}
+	sum := sha256.Sum256(leaf.RawSubjectPublicKeyInfo)
+	if got := ev.UnverifiedClaims["cloister-token-key"]; !bytes.Equal(got, sum[:]) {
+		return fmt.Errorf("the service's evidence binds token key %x, but the signing certificate's key hashes to %x", got, sum)
+	}
+	if want := base64.RawURLEncoding.EncodeToString(sum[:]); kid != want {
+		return fmt.Errorf("kid %q is not the signing key's hash %q", kid, want)
+	}
+	return nil
+}
+
 // verifyToken attests the key named by the token's kid (RA-TLS evidence of
 // x5c[1], which must have signed x5c[0]) and validates the token with it.
 func verifyToken(ctx context.Context, token string, keys []jwk, opts ratls.VerifyOptions, when time.Time) (jwt.MapClaims, error) {
@@ -407,8 +454,12 @@ func verifyToken(ctx context.Context, token string, keys []jwk, opts ratls.Verif
 			if err := ra.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature); err != nil {
 				return nil, fmt.Errorf("signing certificate not certified by the RA-TLS key: %w", err)
 			}
-			if _, err := ratls.Verify(ctx, ra, opts); err != nil {
+			res, err := ratls.Verify(ctx, ra, opts)
+			if err != nil {
 				return nil, fmt.Errorf("attesting the service: %w", err)
+			}
+			if err := checkTokenKeyClaim(ra, res, leaf, kid); err != nil {
+				return nil, err
 			}
 			return leaf.PublicKey, nil
 		}

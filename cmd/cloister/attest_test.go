@@ -22,6 +22,7 @@ import (
 
 	"github.com/cloister-dev/cloister/attest"
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/ratls"
 	"github.com/cloister-dev/cloister/tee"
 	"github.com/cloister-dev/cloister/tee/sim"
 )
@@ -113,7 +114,7 @@ func TestAttestServeUsage(t *testing.T) {
 	if code := run([]string{"attest", "verify-token"}, strings.NewReader(""), &stdout, &stderr, time.Now); code != 2 {
 		t.Errorf("exit %d: %s", code, stderr.String())
 	}
-	for _, bad := range []string{"-1h", "5s"} {
+	for _, bad := range []string{"-1h", "5s", "59m"} {
 		stderr.Reset()
 		if code := run([]string{"attest", "serve", "--key-rotation", bad}, strings.NewReader(""), &stdout, &stderr, time.Now); code != 2 ||
 			!strings.Contains(stderr.String(), "--key-rotation") {
@@ -167,5 +168,52 @@ func TestAttestCollateralSource(t *testing.T) {
 	}
 	if _, err := collateralSource(nil, nil)(context.Background(), raw); err == nil {
 		t.Error("no bundle and no online source gave collateral")
+	}
+}
+
+// TestTokenKeyClaim: verify-token accepts a signing certificate only when
+// the service's verified evidence names its key and kid is its hash; a
+// certificate certified by one service's RA-TLS key but another's token key
+// (or a wrong kid) is refused.
+func TestTokenKeyClaim(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	pki, err := sim.Load(filepath.Join(t.TempDir(), "sim"), rand.Reader, now.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plat, err := sim.NewPlatform(pki, tee.KindSimSGX, sim.App{MRENCLAVE: [32]byte{1}}, rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := func() []*x509.Certificate {
+		svc, err := attest.New(attest.Config{Platform: plat, Now: func() time.Time { return now }, Alg: "ES256", Issuer: "http://svc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer svc.Close()
+		c, err := svc.Certificates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	a, b := chain(), chain()
+	res, err := ratls.Verify(context.Background(), a[1], ratls.VerifyOptions{TrustRoots: []*x509.Certificate{pki.Root},
+		SkipTCBEvaluation: true, SkipAppraisal: true, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid := func(c *x509.Certificate) string {
+		sum := sha256.Sum256(c.RawSubjectPublicKeyInfo)
+		return base64.RawURLEncoding.EncodeToString(sum[:])
+	}
+	if err := checkTokenKeyClaim(a[1], res, a[0], kid(a[0])); err != nil {
+		t.Fatalf("the service's own key: %v", err)
+	}
+	if err := checkTokenKeyClaim(a[1], res, b[0], kid(b[0])); err == nil || !strings.Contains(err.Error(), "binds token key") {
+		t.Errorf("another service's token key under this evidence: %v", err)
+	}
+	if err := checkTokenKeyClaim(a[1], res, a[0], kid(b[0])); err == nil || !strings.Contains(err.Error(), "kid") {
+		t.Errorf("wrong kid: %v", err)
 	}
 }
