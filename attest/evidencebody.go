@@ -312,10 +312,18 @@ func parseCertList(b []byte) ([]*x509.Certificate, error) {
 	var out []*x509.Certificate
 	rest := b
 	for {
-		var blk *pem.Block
-		blk, rest = pem.Decode(rest)
-		if blk == nil {
+		// pem.Decode skips any text before a block; only whitespace may
+		// stand between ours.
+		rest = bytes.TrimLeft(rest, " \t\r\n")
+		if len(rest) == 0 {
 			break
+		}
+		if !bytes.HasPrefix(rest, []byte("-----BEGIN ")) {
+			return nil, fmt.Errorf("%d bytes after certificate %d are not a PEM certificate", len(rest), len(out))
+		}
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			return nil, fmt.Errorf("PEM block %d is malformed", len(out))
 		}
 		if blk.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("PEM block %d is %q, want CERTIFICATE", len(out), blk.Type)
@@ -328,9 +336,6 @@ func parseCertList(b []byte) ([]*x509.Certificate, error) {
 			return nil, fmt.Errorf("certificate %d: %w", len(out), err)
 		}
 		out = append(out, c)
-	}
-	if len(bytes.TrimSpace(rest)) != 0 {
-		return nil, fmt.Errorf("%d bytes after certificate %d are not a PEM certificate", len(rest), len(out))
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no PEM certificate found")

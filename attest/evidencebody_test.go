@@ -69,6 +69,8 @@ func TestDecodeEvidenceSNPErrors(t *testing.T) {
 		{"empty chain", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":""}`, rep), "VcekCertChain: empty"},
 		{"chain of a key", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":%q}`, rep, b64("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n")), `"PUBLIC KEY", want CERTIFICATE`},
 		{"text after chain", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":%q}`, rep, base64.StdEncoding.EncodeToString(append(v.chainPEM(), "junk"...))), "not a PEM certificate"},
+		{"text before chain", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":%q}`, rep, base64.StdEncoding.EncodeToString(append([]byte("JUNK\n"), v.chainPEM()...))), "not a PEM certificate"},
+		{"text between certificates", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":%q}`, rep, base64.StdEncoding.EncodeToString(append(append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: v.vcek}), "junk\n"...), v.askARK...))), "not a PEM certificate"},
 		{"not DER", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":%q}`, rep, b64("junk")), "neither PEM nor a DER certificate"},
 		{"two leaves", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":%q}`, rep, base64.StdEncoding.EncodeToString(twoLeaves)), "both look like the signing key"},
 		{"too many certificates", fmt.Sprintf(`{"SnpReport":%q,"VcekCertChain":%q}`, rep, base64.StdEncoding.EncodeToString(bytes.Repeat(v.askARK, 5))), "more than 9 certificates"},

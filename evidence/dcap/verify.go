@@ -140,6 +140,10 @@ type pckChain struct {
 // signature, and all three are compared in full, so this can never turn a
 // failure into a success.
 func (pc *pckChain) verifyQEReport(report, sig []byte) bool {
+	// A fixed signature length makes report ‖ signature split one way only.
+	if len(sig) != SignatureSize {
+		return false
+	}
 	if p := pc.lastQE.Load(); p != nil {
 		last := *p
 		if len(last) == len(report)+len(sig) && bytes.Equal(last[:len(report)], report) && bytes.Equal(last[len(report):], sig) {
