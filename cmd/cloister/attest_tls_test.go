@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -86,34 +87,9 @@ func TestAttestServeTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var stdout bytes.Buffer
-	stderr := &syncBuffer{}
-	e := &env{ctx: ctx, stdin: strings.NewReader(""), stdout: &stdout, stderr: stderr, now: clock}
-	done := make(chan error, 1)
-	go func() {
-		done <- runAttestServe(e, []string{"--tls", "--tee", "sim-sgx", "--sim-dir", simDir,
-			"--addr", "127.0.0.1:0", "--trust-root", rootFile, "--alg", "ES256"})
-	}()
-	stopped := false
-	stop := func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("attest serve: %v", err)
-			}
-		case <-time.After(30 * time.Second):
-			t.Error("attest serve did not stop")
-		}
-	}
-	defer stop()
-	base := "https://" + listenAddr(t, stderr, done)
+	srv := serveInProcess(t, clock, "--tls", "--tee", "sim-sgx", "--sim-dir", simDir,
+		"--addr", "127.0.0.1:0", "--trust-root", rootFile, "--alg", "ES256")
+	base := "https://" + srv.addr
 
 	col, err := pki.Collateral(rand.Reader, now, false)
 	if err != nil {
@@ -232,8 +208,43 @@ func TestAttestServeTLS(t *testing.T) {
 		}
 	})
 
-	stop()
-	if !strings.Contains(stderr.String(), `"msg":"shutting down"`) {
-		t.Errorf("no clean shutdown in the log:\n%s", stderr.String())
+	srv.stop()
+	if !strings.Contains(srv.log.String(), `"msg":"shutting down"`) {
+		t.Errorf("no clean shutdown in the log:\n%s", srv.log.String())
 	}
+}
+
+// inProcessServer is `cloister attest serve` running in this process.
+type inProcessServer struct {
+	addr string
+	log  *syncBuffer
+	stop func() // cancels it and waits (also registered with t.Cleanup)
+}
+
+// serveInProcess starts runAttestServe with args (which must listen on a
+// free port, --addr 127.0.0.1:0) and the clock now, and returns once it
+// listens.
+func serveInProcess(t *testing.T, now func() time.Time, args ...string) *inProcessServer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	log := &syncBuffer{}
+	e := &env{ctx: ctx, stdin: strings.NewReader(""), stdout: io.Discard, stderr: log, now: now}
+	done := make(chan error, 1)
+	go func() { done <- runAttestServe(e, args) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("attest serve: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("attest serve did not stop")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return &inProcessServer{addr: listenAddr(t, log, done), log: log, stop: stop}
 }
