@@ -24,7 +24,7 @@ func TestBenchAttestJSON(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
 		t.Fatalf("%v: %s", err, out.Bytes())
 	}
-	for _, k := range []string{"tokens_per_s", "p50_ms", "p99_ms", "sign_only_per_s", "verify_only_per_s", "ratio_vs_slower_limit"} {
+	for _, k := range []string{"tokens_per_s", "p50_ms", "p99_ms", "sign_only_per_s", "verify_only_per_s", "ratio_vs_slower_limit", "ceiling_per_s", "ceiling_ratio_vs_slower_limit"} {
 		if v, ok := got[k].(float64); !ok || v <= 0 {
 			t.Errorf("%s = %v; want a positive figure", k, got[k])
 		}
