@@ -157,9 +157,10 @@ var ErrTooManyKeys = errors.New("attest: too many published keys")
 
 // RotateKey makes a new token-signing key (with a new RA-TLS certificate
 // carrying fresh evidence) and signs with it from now on. The previous key
-// stays in /certs for TokenLifetime, so tokens it signed still validate;
-// keys retired longer ago than that are dropped. Safe to call while the
-// service serves requests.
+// stays in /certs for TokenLifetime plus keyGrace, so tokens it signed still
+// validate; keys retired longer ago are dropped. When that would leave more
+// than maxPublishedKeys keys, nothing changes and the error wraps
+// ErrTooManyKeys. Safe to call while the service serves requests.
 func (s *Service) RotateKey(ctx context.Context) error {
 	err := s.rotateKey(ctx)
 	s.metrics.rotation(err == nil)
