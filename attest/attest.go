@@ -45,6 +45,11 @@ const bodyHint = 64 << 10
 const (
 	DefaultMaxBody  = 1 << 20
 	DefaultTimeout  = 30 * time.Second
+	// DefaultMaxInFlight is far above what two cores keep busy (a warm
+	// attestation is ~0.3 ms of CPU) and far below what would exhaust
+	// memory.
+	DefaultMaxInFlight = 64
+	DefaultQueueWait   = 2 * time.Second
 	TokenLifetime   = 8 * time.Hour // MAA's tokens are valid for 8 hours
 	certificateLife = 30 * 24 * time.Hour
 )
@@ -76,6 +81,14 @@ type Config struct {
 	MaxBody int64
 	// Timeout bounds one request's work; 0 means DefaultTimeout.
 	Timeout time.Duration
+	// MaxInFlight bounds the attestations evaluated at once; more wait up
+	// to QueueWait for a slot and are then refused with 503 and
+	// Retry-After, so an overload shows as quick refusals instead of every
+	// request slowing towards Timeout. 0 means DefaultMaxInFlight.
+	MaxInFlight int
+	// QueueWait is how long an attestation waits for a slot; 0 means
+	// DefaultQueueWait.
+	QueueWait time.Duration
 	// PolicySigners turns on isolated mode, as MAA's: policy uploads and
 	// resets must be JWS signed by a trusted signer (x5c[0]); unsigned
 	// documents are refused. These are the initial signers; the set is then
@@ -100,6 +113,7 @@ type Service struct {
 	stopOnce sync.Once
 	bg       sync.WaitGroup // background work (rotation), waited for by Close
 	oidc     []byte
+	slots    chan struct{} // one per attestation in progress (MaxInFlight)
 	metrics  *metrics
 }
 
@@ -129,7 +143,14 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Alg == "" {
 		cfg.Alg = "RS256"
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, verifier: evidence.NewVerifier(), metrics: newMetrics()}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = DefaultQueueWait
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, verifier: evidence.NewVerifier(), metrics: newMetrics(),
+		slots: make(chan struct{}, cfg.MaxInFlight)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -474,6 +495,11 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	// A slot only now: a slow client sending its body holds none.
+	if !s.admit(w, r) {
+		return
+	}
+	defer func() { <-s.slots }()
 	pol := s.policies.get(typ)
 	draft := req.DraftPolicy != nil
 	if draft {
@@ -598,6 +624,28 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "attested", slog.String("type", typ), slog.String("tee", claims.TEE),
 		slog.String("tcb_status", claims.TCBStatus), slog.Bool("draft", draft))
 	writeToken(w, tok)
+}
+
+// admit takes an attestation slot, waiting up to QueueWait; when none
+// frees it answers 503 with Retry-After and returns false.
+func (s *Service) admit(w http.ResponseWriter, r *http.Request) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.QueueWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-r.Context().Done():
+	}
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable",
+		fmt.Sprintf("the service is at capacity (%d attestations in progress); retry shortly", cap(s.slots)))
+	return false
 }
 
 // verify checks raw with evidence.Verify, mapping failures to a status,

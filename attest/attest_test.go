@@ -466,3 +466,44 @@ func TestMemberNamesIgnoreCaseOnly(t *testing.T) {
 		t.Errorf("alg %s, x-ms-runtime %v, x-ms-sgx-ehd %v: a delimiter-variant name was taken for a member", pt.Method.Alg(), claims["x-ms-runtime"], claims["x-ms-sgx-ehd"])
 	}
 }
+
+// TestAtCapacity: with every attestation slot taken, a request waits
+// QueueWait and is refused with 503 and Retry-After; once the slot frees,
+// requests are served again.
+func TestAtCapacity(t *testing.T) {
+	f := getFixture(t)
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	s, err := New(Config{
+		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
+		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) {
+			once.Do(func() { close(entered); <-release }) // the first attestation holds its slot
+			return f.col, nil
+		},
+		Alg: "ES256", Issuer: "https://attest.test", MaxInFlight: 1, QueueWait: 20 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	body := attestBody(quote(t, f, nil, false), nil, "")
+	first := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest("POST", "/attest/SgxEnclave"+av, strings.NewReader(body)))
+		first <- rec.Code
+	}()
+	<-entered
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest("POST", "/attest/SgxEnclave"+av, strings.NewReader(body)))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" || !strings.Contains(rec.Body.String(), "capacity") {
+		t.Errorf("at capacity: %d, Retry-After %q: %s", rec.Code, rec.Header().Get("Retry-After"), rec.Body)
+	}
+	close(release)
+	if code := <-first; code != 200 {
+		t.Errorf("the request holding the slot: %d", code)
+	}
+	if code, out := do(t, s, "POST", "/attest/SgxEnclave"+av, body); code != 200 {
+		t.Errorf("after the slot freed: %d %v", code, out)
+	}
+}

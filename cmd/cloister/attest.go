@@ -74,6 +74,7 @@ func runAttestServe(e *env, args []string) error {
 	state := fs.String("state", "", "`DIR` for uploaded policies (default: in memory only)")
 	colDir := fs.String("collateral-dir", "", "`DIR` of DCAP collateral bundles (*.json)")
 	alg := fs.String("alg", "RS256", "token signing `ALG`: RS256 or ES256")
+	inflight := fs.Int("max-inflight", attest.DefaultMaxInFlight, "attestations evaluated at once; more wait 2 s for a slot, then get 503 with Retry-After")
 	rotation := fs.Duration("key-rotation", 24*time.Hour, "rotate the token-signing key this often (0: never; SIGHUP rotates now)")
 	useTLS := fs.Bool("tls", false, "serve over RA-TLS: a certificate whose evidence binds its key, made on this platform")
 	pcsOnline := fs.Bool("pcs", false, "fetch collateral a bundle does not cover from Intel PCS (v4), cached on disk")
@@ -91,13 +92,16 @@ func runAttestServe(e *env, args []string) error {
 	if *alg != "RS256" && *alg != "ES256" {
 		return usagef("--alg %q: want RS256 or ES256", *alg)
 	}
+	if *inflight < 1 || *inflight > 1<<16 {
+		return usagef("--max-inflight %d: want 1..65536", *inflight)
+	}
 	if *rotation < 0 || (*rotation > 0 && *rotation < time.Hour) {
 		// Retired keys stay published for a token's lifetime (8 h), and
 		// /certs holds at most 16 keys.
 		return usagef("--key-rotation %v: want 0 (never) or at least 1h", *rotation)
 	}
 	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
-	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log, KeyRotation: *rotation}
+	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log, KeyRotation: *rotation, MaxInFlight: *inflight}
 	for _, r := range roots {
 		certs, err := readCertificates(r)
 		if err != nil {
