@@ -43,15 +43,15 @@ const bodyHint = 64 << 10
 
 // Defaults of Config.
 const (
-	DefaultMaxBody  = 1 << 20
-	DefaultTimeout  = 30 * time.Second
+	DefaultMaxBody = 1 << 20
+	DefaultTimeout = 30 * time.Second
 	// DefaultMaxInFlight is far above what two cores keep busy (a warm
 	// attestation is ~0.3 ms of CPU) and far below what would exhaust
 	// memory.
 	DefaultMaxInFlight = 64
 	DefaultQueueWait   = 2 * time.Second
-	TokenLifetime   = 8 * time.Hour // MAA's tokens are valid for 8 hours
-	certificateLife = 30 * 24 * time.Hour
+	TokenLifetime      = 8 * time.Hour // MAA's tokens are valid for 8 hours
+	certificateLife    = 30 * 24 * time.Hour
 )
 
 // Config configures a Service.
