@@ -84,10 +84,8 @@ func runAttestServe(e *env, args []string) error {
 	fs.Var(&roots, "trust-root", "`PEM` file of extra roots evidence may chain to (repeatable)")
 	fs.Var(&signers, "policy-signer", "isolated mode: `PEM` certificate whose signed policies are the only ones accepted (repeatable)")
 	dir := simDirFlag(fs)
-	if pos, err := parseArgs(e, fs, args); err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	if *alg != "RS256" && *alg != "ES256" {
 		return usagef("--alg %q: want RS256 or ES256", *alg)

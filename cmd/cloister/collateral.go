@@ -105,12 +105,8 @@ func runCollateralBundle(e *env, args []string) error {
 		rootCRL       = fs.String("root-crl", "", "Intel SGX Root CA CRL `FILE`")
 		out           = fs.String("out", "", "`BUNDLE` file to write, or - for stdout (required)")
 	)
-	pos, err := parseArgs(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	}
-	if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	for _, req := range []struct{ name, val string }{
 		{"tcb-info", *tcbInfo}, {"tcb-info-chain", *tcbInfoChain},
@@ -136,6 +132,7 @@ func runCollateralBundle(e *env, args []string) error {
 		if in.name == "" {
 			continue // optional and absent: nil tells AssembleBundle so
 		}
+		var err error
 		if *in.dst, err = os.ReadFile(in.name); err != nil {
 			return fmt.Errorf("reading input: %w", err)
 		}

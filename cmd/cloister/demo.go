@@ -85,10 +85,8 @@ func runDemo(e *env, args []string) error {
 	fs := newFlagSet("demo", "[--sim-dir DIR] [--app PATH]", demoHelp)
 	dirFlag := fs.String("sim-dir", "", "simulator data `DIR` (default: a temporary directory)")
 	appFlag := fs.String("app", "", "example app `PATH`, built from examples/echo (default: build it with the Go toolchain)")
-	if pos, err := parseArgs(e, fs, args); err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	ctx, stop := signal.NotifyContext(e.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

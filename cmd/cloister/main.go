@@ -334,16 +334,41 @@ func parseArgs(e *env, fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
-// runVersion prints the module version and VCS revision recorded by the Go
-// toolchain, so a binary can be traced to its source without a build script.
-func runVersion(e *env, args []string) error {
-	fs := newFlagSet("version", "", "Print the version of cloister, its VCS revision when known, and the Go version.\n")
+// parseNoArgs is parseArgs for a command that takes flags only: any
+// positional argument is a usage error.
+func parseNoArgs(e *env, fs *flag.FlagSet, args []string) error {
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usagef("unexpected argument %q", pos[0])
+	}
+	return nil
+}
+
+// parseOneArg is parseArgs for a command that takes exactly one positional
+// argument, described by what (e.g. "evidence FILE") in the usage errors.
+func parseOneArg(e *env, fs *flag.FlagSet, args []string, what string) (string, error) {
+	pos, err := parseArgs(e, fs, args)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case len(pos) == 0:
+		return "", usagef("missing %s", what)
+	case len(pos) > 1:
+		return "", usagef("want one %s, got %d arguments: %s", what, len(pos), strings.Join(pos, " "))
+	}
+	return pos[0], nil
+}
+
+// runVersion prints the module version and VCS revision recorded by the Go
+// toolchain, so a binary can be traced to its source without a build script.
+func runVersion(e *env, args []string) error {
+	fs := newFlagSet("version", "", "Print the version of cloister, its VCS revision when known, and the Go version.\n")
+	if err := parseNoArgs(e, fs, args); err != nil {
+		return err
 	}
 	version, revision := "(devel)", ""
 	if bi, ok := debug.ReadBuildInfo(); ok {

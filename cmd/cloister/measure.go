@@ -4,7 +4,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	"github.com/cloister-dev/cloister/tee/appsign"
 )
@@ -48,20 +47,13 @@ func runMeasure(e *env, args []string) error {
 		sigFile    = fs.String("sig", "", "signature `FILE` of APP: verify it and print MRSIGNER")
 		format     = fs.String("format", "text", "output `format`: text or json")
 	)
-	pos, err := parseArgs(e, fs, args)
+	app, err := parseOneArg(e, fs, args, "APP")
 	if err != nil {
 		return err
-	}
-	switch {
-	case len(pos) == 0:
-		return usagef("missing APP")
-	case len(pos) > 1:
-		return usagef("want one APP, got %d arguments: %s", len(pos), strings.Join(pos, " "))
 	}
 	if *format != "text" && *format != "json" {
 		return usagef("--format %q: want text or json", *format)
 	}
-	app := pos[0]
 
 	cfg := appsign.DefaultConfig()
 	if *configFile != "" {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"regexp"
 	"sort"
-	"strings"
 
 	"github.com/cloister-dev/cloister/evidence"
 	"github.com/cloister-dev/cloister/policy/maa"
@@ -62,21 +61,17 @@ func runPolicyTest(e *env, args []string) error {
 	const path = "policy test"
 	fs := newFlagSet(path, "FILE --claims CLAIMS.json", policyTestHelp)
 	claimsFile := fs.String("claims", "", "claims `JSON` file (object of claim name → value, or 'verify evidence' output); \"-\" for stdin")
-	pos, err := parseArgs(e, fs, args)
+	file, err := parseOneArg(e, fs, args, "policy FILE")
 	if err != nil {
 		return err
 	}
 	switch {
-	case len(pos) == 0:
-		return usagef("missing policy FILE")
-	case len(pos) > 1:
-		return usagef("want one policy FILE, got %d arguments: %s", len(pos), strings.Join(pos, " "))
 	case *claimsFile == "":
 		return usagef("missing --claims CLAIMS.json")
-	case pos[0] == "-" && *claimsFile == "-":
+	case file == "-" && *claimsFile == "-":
 		return usagef("FILE and --claims cannot both be standard input")
 	}
-	text, err := readBounded(e, pos[0], maxPolicyFile)
+	text, err := readBounded(e, file, maxPolicyFile)
 	if err != nil {
 		return fmt.Errorf("reading policy: %w", err)
 	}

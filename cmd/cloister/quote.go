@@ -34,10 +34,8 @@ func runQuote(e *env, args []string) error {
 	app := fs.String("app", "", "simulator: the app `APP` to quote as (default: this binary)")
 	sigFile := fs.String("sig", "", "simulator: the app's signature `FILE` (from 'cloister sign')")
 	dir := simDirFlag(fs)
-	if pos, err := parseArgs(e, fs, args); err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	if *out == "" {
 		return usagef("missing --out")

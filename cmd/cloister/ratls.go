@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/cloister-dev/cloister/evidence"
@@ -189,21 +188,15 @@ func runVerifyCert(e *env, args []string) error {
 	fs := newFlagSet(path, "PEM [flags]", verifyCertHelp)
 	var f ratlsFlags
 	f.register(fs)
-	pos, err := parseArgs(e, fs, args)
+	arg, err := parseOneArg(e, fs, args, "certificate PEM")
 	if err != nil {
 		return err
-	}
-	switch {
-	case len(pos) == 0:
-		return usagef("missing certificate PEM")
-	case len(pos) > 1:
-		return usagef("want one certificate PEM, got %d arguments: %s", len(pos), strings.Join(pos, " "))
 	}
 	o, when, err := f.options(e, fs)
 	if err != nil {
 		return err
 	}
-	data, name, err := readInput(e, pos[0])
+	data, name, err := readInput(e, arg)
 	if err != nil {
 		return fmt.Errorf("reading certificate: %w", err)
 	}
@@ -267,19 +260,13 @@ func runVerifyHTTPS(e *env, args []string) error {
 	f.register(fs)
 	fresh := fs.Bool("fresh", false, "also run the channel-bound freshness challenge at "+ratls.ChallengePath)
 	timeout := fs.Duration("timeout", 30*time.Second, "give up connecting and verifying after `DURATION`")
-	pos, err := parseArgs(e, fs, args)
+	arg, err := parseOneArg(e, fs, args, "https://HOST:PORT")
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(pos) == 0:
-		return usagef("missing https://HOST:PORT")
-	case len(pos) > 1:
-		return usagef("want one https://HOST:PORT, got %d arguments: %s", len(pos), strings.Join(pos, " "))
-	}
-	u, err := url.Parse(pos[0])
+	u, err := url.Parse(arg)
 	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		return usagef("%q: want https://HOST:PORT", pos[0])
+		return usagef("%q: want https://HOST:PORT", arg)
 	}
 	addr := u.Host
 	if u.Port() == "" {

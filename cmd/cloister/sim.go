@@ -52,10 +52,8 @@ func loadSim(e *env, dir func() (string, error)) (*sim.PKI, error) {
 func runSimRoot(e *env, args []string) error {
 	fs := newFlagSet("sim root", "[--sim-dir DIR]", simRootHelp)
 	dir := simDirFlag(fs)
-	if pos, err := parseArgs(e, fs, args); err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	p, err := loadSim(e, dir)
 	if err != nil {
@@ -70,10 +68,8 @@ func runSimCollateral(e *env, args []string) error {
 	dir := simDirFlag(fs)
 	kind := fs.String("tee", "sim-sgx", "`KIND`: sim-sgx or sim-tdx")
 	out := fs.String("out", "-", "`FILE` to write, or - for stdout")
-	if pos, err := parseArgs(e, fs, args); err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	if *kind != "sim-sgx" && *kind != "sim-tdx" {
 		return usagef("--tee %q: want sim-sgx or sim-tdx", *kind)
@@ -92,10 +88,8 @@ func runSimCollateral(e *env, args []string) error {
 func runSimReset(e *env, args []string) error {
 	fs := newFlagSet("sim reset", "[--sim-dir DIR]", simResetHelp)
 	dir := simDirFlag(fs)
-	if pos, err := parseArgs(e, fs, args); err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return usagef("unexpected argument %q", pos[0])
 	}
 	d, err := dir()
 	if err != nil {

@@ -65,17 +65,10 @@ func runVerifyEvidence(e *env, args []string) error {
 		pol            policyFlags
 	)
 	pol.register(fs)
-	pos, err := parseArgs(e, fs, args)
+	file, err := parseOneArg(e, fs, args, "evidence FILE")
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(pos) == 0:
-		return usagef("missing evidence FILE")
-	case len(pos) > 1:
-		return usagef("want one evidence FILE, got %d arguments: %s", len(pos), strings.Join(pos, " "))
-	}
-	file := pos[0]
 	if *format != "json" && *format != "text" {
 		return usagef("--format %q: want json or text", *format)
 	}
