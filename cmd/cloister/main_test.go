@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/rand"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -629,5 +631,39 @@ func TestVerifyAllowMissingCRL(t *testing.T) {
 	}
 	if w, _ := decodeClaims(t, r)["warnings"].([]any); len(w) == 0 || !strings.Contains(r.stderr, "warning:") {
 		t.Errorf("--allow-missing-crl: want a warning in the claims and on stderr\n%s", r)
+	}
+}
+
+// TestVerifyTextFormatKSS: a KSS enclave's config ID and IDs show in the
+// text report; a pre-KSS quote (the real vector above) shows no such rows.
+func TestVerifyTextFormatKSS(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := sim.Load(filepath.Join(dir, "sim"), rand.Reader, fixedNow.Add(-time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := pki.QuoteSGX(rand.Reader, sim.SGXReport{MRENCLAVE: [32]byte{1}, ConfigID: [64]byte{0xc0, 0xf1}, ConfigSVN: 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	qf, rootf := filepath.Join(dir, "q.bin"), filepath.Join(dir, "root.pem")
+	if err := os.WriteFile(qf, q, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rootf, pki.RootPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "verify", "evidence", qf, "--trust-root", rootf, "--no-collateral", "--format", "text")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	for _, want := range []string{"CONFIGID", "c0f1" + strings.Repeat("00", 62), "CONFIGSVN", "ISV family ID"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("text report lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = runCLI(t, "verify", "evidence", sgxQuote, "--collateral", sgxCollateral, "--at", "1751328000", "--format", "text")
+	if strings.Contains(r.stdout, "CONFIGID") {
+		t.Errorf("pre-KSS quote shows a CONFIGID row:\n%s", r.stdout)
 	}
 }

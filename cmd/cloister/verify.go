@@ -301,6 +301,12 @@ func writeReport(w io.Writer, file string, at time.Time, c *evidence.Claims, app
 		row("ISV SVN", s.ISVSVN)
 		hexRow("Attributes", s.Attributes)
 		row("MISCSELECT", fmt.Sprintf("%08x", s.MiscSelect))
+		if k := s.SGXKSSClaims; k != nil {
+			hexRow("CONFIGID", k.ConfigID)
+			row("CONFIGSVN", k.ConfigSVN)
+			hexRow("ISV ext prod ID", k.ISVExtProdID)
+			hexRow("ISV family ID", k.ISVFamilyID)
+		}
 	}
 	if t := c.TDXClaims; t != nil {
 		hexRow("MRTD", t.MRTD)
