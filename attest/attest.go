@@ -19,6 +19,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -108,9 +109,9 @@ type Service struct {
 	policies *policyStore
 	signers  *signerSet
 	ring     atomic.Pointer[keyRing]
-	rotateMu sync.Mutex    // one rotation at a time
-	stop     chan struct{} // closed by Close: background work ends
-	stopOnce sync.Once
+	rotateMu sync.Mutex      // one rotation at a time
+	bgCtx    context.Context // cancelled by Close: background work ends
+	bgCancel context.CancelFunc
 	bg       sync.WaitGroup // background work (rotation), waited for by Close
 	oidc     []byte
 	slots    chan struct{} // one per attestation in progress (MaxInFlight)
@@ -175,7 +176,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.routes()
-	s.stop = make(chan struct{})
+	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
 	if cfg.KeyRotation > 0 {
 		s.bg.Go(func() { s.rotateEvery(cfg.KeyRotation) })
 	}
@@ -186,7 +187,7 @@ func New(cfg Config) (*Service, error) {
 // rotation under way, and waits for it. Requests in flight are the HTTP
 // server's to drain.
 func (s *Service) Close() error {
-	s.stopOnce.Do(func() { close(s.stop) })
+	s.bgCancel()
 	s.bg.Wait()
 	return nil
 }
@@ -515,7 +516,7 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, code, err.Error())
 		return
 	}
-	if !contains(typeTEEs[typ], claims.TEE) {
+	if !slices.Contains(typeTEEs[typ], claims.TEE) {
 		writeError(w, http.StatusBadRequest, "InvalidEvidence",
 			fmt.Sprintf("evidence is %s, which /attest/%s does not take", claims.TEE, typ))
 		return
@@ -523,7 +524,7 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	if req.RuntimeData != nil {
 		sum := sha256.Sum256(runtime)
 		// []byte: ReportData's String method would make %x hex its hex.
-		if got := []byte(claims.ReportData[:32]); !equal(got, sum[:]) {
+		if got := []byte(claims.ReportData[:32]); !bytes.Equal(got, sum[:]) {
 			s.metrics.verdict("invalid")
 			writeError(w, http.StatusBadRequest, "RuntimeDataMismatch", fmt.Sprintf(
 				"runtimeData does not match the evidence: SHA-256(runtimeData.data) = %x, but report_data[0:32] = %x", sum, got))
@@ -690,17 +691,6 @@ func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, i
 	}
 	return c, 0, "", nil
 }
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-func equal(a, b []byte) bool { return string(a) == string(b) }
 
 // policyType reads {type} and answers 404 when it is unknown.
 func policyType(w http.ResponseWriter, t string) bool {

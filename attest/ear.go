@@ -3,6 +3,7 @@ package attest
 import (
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 
@@ -42,7 +43,7 @@ func wantsEAR(r *http.Request) bool {
 	for _, a := range r.Header.Values("Accept") {
 		for _, part := range strings.Split(a, ",") {
 			mt, _, _ := strings.Cut(part, ";")
-			if contains(EARMediaTypes, strings.ToLower(strings.TrimSpace(mt))) {
+			if slices.Contains(EARMediaTypes, strings.ToLower(strings.TrimSpace(mt))) {
 				return true
 			}
 		}

@@ -210,22 +210,14 @@ func (s *Service) rotateKey(ctx context.Context) error {
 func (s *Service) rotateEvery(d time.Duration) {
 	t := time.NewTicker(d)
 	defer t.Stop()
-	base, cancelAll := context.WithCancel(context.Background())
-	defer cancelAll()
-	go func() {
-		// Close cancels a rotation under way (a platform quote can be slow).
-		select {
-		case <-s.stop:
-			cancelAll()
-		case <-base.Done():
-		}
-	}()
 	for {
 		select {
-		case <-s.stop:
+		case <-s.bgCtx.Done():
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(base, s.cfg.Timeout)
+			// Derived from bgCtx: Close cancels a rotation under way (a
+			// platform quote can be slow).
+			ctx, cancel := context.WithTimeout(s.bgCtx, s.cfg.Timeout)
 			if err := s.RotateKey(ctx); err != nil {
 				s.log.LogAttrs(ctx, slog.LevelError, "signing key rotation failed", slog.String("error", err.Error()))
 			}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -32,14 +33,7 @@ const (
 
 var types = []string{TypeSgxEnclave, TypeOpenEnclave, TypeTdxVm, TypeSevSnpVm}
 
-func knownType(t string) bool {
-	for _, k := range types {
-		if k == t {
-			return true
-		}
-	}
-	return false
-}
+func knownType(t string) bool { return slices.Contains(types, t) }
 
 // defaultSGXPolicy is MAA's default SGX policy (policy-examples, version
 // 1.1 without the Azure-only configuration rule): it permits every verified
