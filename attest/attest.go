@@ -106,16 +106,21 @@ type Service struct {
 	mux      *http.ServeMux
 	log      *slog.Logger
 	verifier *evidence.Verifier
-	policies *policyStore
-	signers  *signerSet
-	ring     atomic.Pointer[keyRing]
-	rotateMu sync.Mutex      // one rotation at a time
-	bgCtx    context.Context // cancelled by Close: background work ends
-	bgCancel context.CancelFunc
-	bg       sync.WaitGroup // background work (rotation), waited for by Close
-	oidc     []byte
-	slots    chan struct{} // one per attestation in progress (MaxInFlight)
-	metrics  *metrics
+	// dcapRoots is evidence.Options.TrustRoots for SGX/TDX quotes: nil for
+	// the built-in Intel root, else Intel's root and Config.TrustRoots
+	// (Options.TrustRoots replaces the built-in roots, so Intel's is named
+	// again). Made once, not per request.
+	dcapRoots []*x509.Certificate
+	policies  *policyStore
+	signers   *signerSet
+	ring      atomic.Pointer[keyRing]
+	rotateMu  sync.Mutex      // one rotation at a time
+	bgCtx     context.Context // cancelled by Close: background work ends
+	bgCancel  context.CancelFunc
+	bg        sync.WaitGroup // background work (rotation), waited for by Close
+	oidc      []byte
+	slots     chan struct{} // one per attestation in progress (MaxInFlight)
+	metrics   *metrics
 }
 
 // New builds the service: it generates the token-signing key, certifies it
@@ -152,6 +157,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, verifier: evidence.NewVerifier(), metrics: newMetrics(),
 		slots: make(chan struct{}, cfg.MaxInFlight)}
+	if len(cfg.TrustRoots) > 0 {
+		s.dcapRoots = append([]*x509.Certificate{dcap.IntelRoot()}, cfg.TrustRoots...)
+	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -660,11 +668,7 @@ func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, i
 	}
 	opts := evidence.Options{Time: s.cfg.Now(), VCEK: ev.vcek, SNPChain: ev.chain}
 	if kind == evidence.KindSGXQuote || kind == evidence.KindTDXQuote {
-		if len(s.cfg.TrustRoots) > 0 {
-			// evidence.Options.TrustRoots replaces the built-in roots, so
-			// Intel's root is named again next to the extra ones.
-			opts.TrustRoots = append([]*x509.Certificate{dcap.IntelRoot()}, s.cfg.TrustRoots...)
-		}
+		opts.TrustRoots = s.dcapRoots
 		if s.cfg.Collateral == nil {
 			opts.SkipTCBEvaluation = true
 		} else {
