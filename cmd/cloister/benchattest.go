@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"os"
 	"runtime"
-	"runtime/debug"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -166,17 +165,16 @@ func benchAttest(e *env, alg string, conc, requests, nquotes int) (*benchAttestR
 	// The service runs as `attest serve` runs it: the same HTTP server
 	// settings and GC target.
 	srv := attestHTTPServer(svc, slog.New(slog.DiscardHandler))
-	if os.Getenv("GOGC") == "" {
-		defer debug.SetGCPercent(debug.SetGCPercent(serviceGCPercent))
-	}
+	defer tuneServiceGC()()
 	go srv.Serve(ln)
 	defer srv.Close()
 
 	// The quotes, made up front: distinct report data, the service's
 	// default SGX policy permits them.
+	addr := ln.Addr().String()
 	quotes := make([][]byte, nquotes)
 	rdata := make([][]byte, nquotes)
-	bodies := make([]string, nquotes)
+	reqs := make([][]byte, nquotes) // each a whole HTTP/1.1 request
 	for i := range quotes {
 		var rd [64]byte
 		if _, err := rand.Read(rd[:]); err != nil {
@@ -187,14 +185,9 @@ func benchAttest(e *env, alg string, conc, requests, nquotes int) (*benchAttestR
 			return nil, err
 		}
 		quotes[i], rdata[i] = q, rd[:]
-		bodies[i] = fmt.Sprintf(`{"quote":%q}`, base64.RawURLEncoding.EncodeToString(q))
-	}
-
-	addr := ln.Addr().String()
-	reqs := make([][]byte, nquotes)
-	for i, b := range bodies {
+		body := fmt.Sprintf(`{"quote":%q}`, base64.RawURLEncoding.EncodeToString(q))
 		reqs[i] = fmt.Appendf(nil, "POST /attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nHost: %s\r\n"+
-			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(b), b)
+			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body)
 	}
 	conns := make([]*loadConn, conc)
 	for i := range conns {
