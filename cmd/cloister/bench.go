@@ -36,13 +36,10 @@ calls/s batched. Figures on a small or busy machine are noisy.
 	duration := fs.Duration("duration", benchboundary.DefaultDuration, "time per measurement, shared by one warm-up and the repetitions")
 	calls := fs.Int64("calls", benchboundary.DefaultMaxCalls, "at most `N` calls per repetition")
 	reps := fs.Int("reps", benchboundary.DefaultReps, "repetitions per measurement (the median is reported)")
-	pos, err := parseArgs(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
 	switch {
-	case len(pos) > 0:
-		return usagef("unexpected argument %q", pos[0])
 	case *duration <= 0:
 		return usagef("--duration %v: want a positive duration", *duration)
 	case *calls < 1:

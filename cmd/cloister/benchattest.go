@@ -87,13 +87,10 @@ tokens/s at least 60% of the slower limit, and with ES256 at least 5,000/s.
 	requests := fs.Int("requests", 5000, "attestation requests to send (also the operations of each limit)")
 	alg := fs.String("alg", "ES256", "token signing algorithm: RS256 or ES256")
 	nquotes := fs.Int("quotes", 64, "distinct sim-sgx quotes made up front and sent round-robin")
-	pos, err := parseArgs(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
 	switch {
-	case len(pos) > 0:
-		return usagef("unexpected argument %q", pos[0])
 	case *conc < 1 || *conc > 1024:
 		return usagef("--concurrency %d: want 1..1024", *conc)
 	case *requests < 1 || *requests > 1_000_000:

@@ -51,13 +51,10 @@ Figures depend on the disk under --dir (a tmpfs makes fsync free).
 	duration := fs.Duration("duration", 2*time.Second, "time per measurement")
 	keys := fs.Int("keys", 1000, "size of the key space the random puts and gets draw from")
 	dir := fs.String("dir", "", "directory for the bbolt files (default: a new temporary directory, removed after)")
-	pos, err := parseArgs(e, fs, args)
-	if err != nil {
+	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
 	switch {
-	case len(pos) > 0:
-		return usagef("unexpected argument %q", pos[0])
 	case *duration <= 0:
 		return usagef("--duration %v: want a positive duration", *duration)
 	case *keys < 1 || *keys > 4000:
