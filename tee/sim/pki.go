@@ -50,6 +50,17 @@ var (
 	CompSVN = [16]byte{5, 5, 2, 2, 3, 1, 0, 5}
 	// PCESVN is the simulated PCE SVN.
 	PCESVN uint16 = 13
+	// PlatformInstanceID is the simulated platform's instance ID, which a
+	// PCK certificate from the PCK Platform CA carries.
+	PlatformInstanceID = [16]byte{0xC1, 0x05, 0x7E, 0x51, 0x4D}
+)
+
+// SGX types of a PCK certificate (Intel SGX PCK Certificate and CRL
+// Profile): what the sim PCK says it is.
+const (
+	SGXTypeStandard              = 0
+	SGXTypeScalable              = 1
+	SGXTypeScalableWithIntegrity = 2
 )
 
 // file names in the sim directory.
@@ -131,7 +142,10 @@ func create(dir string, rnd io.Reader, now time.Time) error {
 			NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true,
 			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
 	}
-	ext, err := PCKExtension(PCKFacts{FMSPC: FMSPC, PCEID: PCEID, CompSVN: CompSVN, PCESVN: PCESVN})
+	// A real PCK certificate's CPUSVN equals its component SVNs (the
+	// components are CPUSVN's bytes, one SVN each).
+	ext, err := PCKExtension(PCKFacts{FMSPC: FMSPC, PCEID: PCEID, CompSVN: CompSVN, CPUSVN: CompSVN, PCESVN: PCESVN,
+		SGXType: SGXTypeScalable, PlatformInstanceID: &PlatformInstanceID, Configuration: &PCKConfiguration{}})
 	if err != nil {
 		return err
 	}
@@ -287,6 +301,17 @@ type PCKFacts struct {
 	PCESVN  uint16
 	CPUSVN  [16]byte
 	SGXType int
+	// PlatformInstanceID and Configuration are the two entries only a
+	// certificate from the PCK Platform CA carries; nil leaves them out
+	// (a Processor CA certificate).
+	PlatformInstanceID *[16]byte
+	Configuration      *PCKConfiguration
+}
+
+// PCKConfiguration is the platform configuration a Platform CA PCK
+// certificate states.
+type PCKConfiguration struct {
+	DynamicPlatform, CachedKeys, SMTEnabled bool
 }
 
 var oidSGX = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1}
@@ -328,6 +353,21 @@ func PCKExtension(f PCKFacts) (pkix.Extension, error) {
 		entry(sub(3), octets(f.PCEID[:]))
 		entry(sub(4), octets(f.FMSPC[:]))
 		entry(sub(5), func(b *cryptobyte.Builder) { b.AddASN1Enum(int64(f.SGXType)) })
+		if f.PlatformInstanceID != nil {
+			entry(sub(6), octets(f.PlatformInstanceID[:]))
+		}
+		if c := f.Configuration; c != nil {
+			entry(sub(7), func(b *cryptobyte.Builder) {
+				b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+					for i, v := range []bool{c.DynamicPlatform, c.CachedKeys, c.SMTEnabled} {
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+							b.AddASN1ObjectIdentifier(sub(7, i+1))
+							b.AddASN1Boolean(v)
+						})
+					}
+				})
+			})
+		}
 	})
 	der, err := b.Bytes()
 	if err != nil {
