@@ -91,12 +91,12 @@ func TestMatchPlatformLevel(t *testing.T) {
 		{"TDX component 2 too low", [16]byte{6, 1, 1}, pck, OutOfDate},
 		{"PCESVN too low for level 0", [16]byte{6, 1, 3}, &PCKExtensions{CompSVN: [16]byte{3, 3}, PCESVN: 10}, OutOfDate},
 	} {
-		l, err := matchPlatformLevel(ti, tc.pck, &tc.tee)
+		_, l, err := matchPlatformLevel(ti, tc.pck, &tc.tee)
 		if err != nil || l.Status != tc.want {
 			t.Errorf("%s: %v %v; want %s", tc.name, l, err, tc.want)
 		}
 	}
-	_, err := matchPlatformLevel(ti, &PCKExtensions{CompSVN: [16]byte{0, 0}, PCESVN: 11}, nil)
+	_, _, err := matchPlatformLevel(ti, &PCKExtensions{CompSVN: [16]byte{0, 0}, PCESVN: 11}, nil)
 	if r, _ := verr.ReasonOf(err); r != verr.TCBNotSupported || !strings.Contains(err.Error(), "TCB level not supported") {
 		t.Errorf("no matching level: %v", err)
 	}
@@ -106,12 +106,17 @@ func TestMatchQE(t *testing.T) {
 	qi := &QEIdentity{ISVProdID: 1, AttributesMask: [16]byte{0xff}, Attributes: [16]byte{0x11},
 		Levels: []SVNLevel{{ISVSVN: 8, Status: UpToDate}, {ISVSVN: 6, Status: OutOfDate, AdvisoryIDs: []string{"INTEL-SA-00615"}}}}
 	qe := &EnclaveReport{ISVProdID: 1, Attributes: [16]byte{0x11}}
-	for svn, want := range map[uint16]string{10: UpToDate, 8: UpToDate, 7: OutOfDate, 6: OutOfDate, 5: Revoked} {
+	for svn, want := range map[uint16]string{10: UpToDate, 8: UpToDate, 7: OutOfDate, 6: OutOfDate} {
 		qe.ISVSVN = svn
 		l, err := matchQE(qi, qe)
-		if err != nil || l.Status != want {
-			t.Errorf("ISVSVN %d: %v %v; want %s", svn, l.Status, err, want)
+		if err != nil || l == nil || l.Status != want {
+			t.Errorf("ISVSVN %d: %v %v; want %s", svn, l, err, want)
 		}
+	}
+	// Below every level: Intel's "TCB not supported", not a level.
+	qe.ISVSVN = 5
+	if l, err := matchQE(qi, qe); l != nil || err != nil {
+		t.Errorf("ISVSVN 5: %v %v; want no level", l, err)
 	}
 	qe.Attributes[0] = 0x13
 	if _, err := matchQE(qi, qe); err == nil {

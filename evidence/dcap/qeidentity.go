@@ -81,7 +81,7 @@ func ParseQEIdentity(text []byte) (*QEIdentity, error) {
 		return nil, verr.New("dcap", "QE identity", verr.Malformed, "isvprodid missing or out of range")
 	}
 	q.ISVProdID = uint16(*j.ISVProdID)
-	if q.Levels, err = parseSVNLevels(j.TCBLevels, "QE identity"); err != nil {
+	if q.Levels, err = parseSVNLevels(j.TCBLevels, "QE identity", qeStatus); err != nil {
 		return nil, err
 	}
 	return q, nil

@@ -2,8 +2,10 @@ package dcap
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 
@@ -21,11 +23,33 @@ const (
 	Revoked                           = "Revoked"
 )
 
+// Statuses Intel's TD relaunch rule gives (QVL TDRelaunchCheck): the TD
+// runs on an out-of-date module, and relaunching it would bring it to the
+// platform's newest TDX level.
+const (
+	TDRelaunchAdvised                   = "TDRelaunchAdvised"
+	TDRelaunchAdvisedConfigurationNeeded = "TDRelaunchAdvisedConfigurationNeeded"
+)
+
+// knownStatus are the statuses a TCB info level may have (QVL
+// VALID_TCB_INFO_STATUSES).
 var knownStatus = map[string]bool{
 	UpToDate: true, SWHardeningNeeded: true, ConfigurationNeeded: true,
 	ConfigurationAndSWHardeningNeeded: true, OutOfDate: true,
 	OutOfDateConfigurationNeeded: true, Revoked: true,
 }
+
+// qeStatus are the statuses a QE identity level may have (QVL
+// parseStringToTcbStatus): the SW hardening ones are not among them.
+var qeStatus = map[string]bool{
+	UpToDate: true, ConfigurationNeeded: true, OutOfDate: true,
+	OutOfDateConfigurationNeeded: true, Revoked: true,
+}
+
+// moduleStatus are the statuses a TDX module level may have when it is
+// used (QVL VALID_MODULE_TCB_STATUSES). Intel parses any string there and
+// judges it only when the level is matched, so evidence/dcap does too.
+var moduleStatus = map[string]bool{UpToDate: true, OutOfDate: true, Revoked: true}
 
 // TCBInfo is Intel's signed TCB information for one FMSPC (TCB info v2 or
 // v3, SGX or TDX). It is parsed only after its signature was verified.
@@ -38,12 +62,17 @@ type TCBInfo struct {
 	PCEID                   [2]byte
 	TCBType                 int
 	TCBEvaluationDataNumber int
-	TDXModule               *TDXModule
-	TDXModuleIdentities     []TDXModuleIdentity
-	Levels                  []TCBLevel
+	// TDXModule is set exactly when ID is "TDX" (Intel requires it there
+	// and forbids it in SGX TCB info).
+	TDXModule *TDXModule
+	// TDXModuleIdentities is nil when the TDX TCB info has none, which
+	// Intel accepts for modules of major version 0 only.
+	TDXModuleIdentities []TDXModuleIdentity
+	Levels              []TCBLevel
 }
 
-// TCBLevel is one row of TCB info, best first.
+// TCBLevel is one row of TCB info. TCBInfo.Levels holds them in Intel's
+// order (see compareLevels), best first, whatever the order of the JSON.
 type TCBLevel struct {
 	SGXComponents [16]byte
 	PCESVN        uint16
@@ -61,7 +90,8 @@ type TDXModule struct {
 	AttributesMask [8]byte
 }
 
-// TDXModuleIdentity is a TDX module version's identity and TCB levels.
+// TDXModuleIdentity is a TDX module version's identity and TCB levels,
+// ordered by ISVSVN, highest first (Intel's order, not the JSON's).
 type TDXModuleIdentity struct {
 	ID string // "TDX_01", ...
 	TDXModule
@@ -111,11 +141,11 @@ type jsonTCBInfo struct {
 	NextUpdate              string       `json:"nextUpdate"`
 	FMSPC                   string       `json:"fmspc"`
 	PCEID                   string       `json:"pceId"`
-	TCBType                 int          `json:"tcbType"`
-	TCBEvaluationDataNumber int          `json:"tcbEvaluationDataNumber"`
-	TDXModule               *jsonModule  `json:"tdxModule"`
-	TDXModuleIdentities     []jsonModule `json:"tdxModuleIdentities"`
-	TCBLevels               []jsonLevel  `json:"tcbLevels"`
+	TCBType                 *int            `json:"tcbType"`
+	TCBEvaluationDataNumber *int            `json:"tcbEvaluationDataNumber"`
+	TDXModule               json.RawMessage `json:"tdxModule"`
+	TDXModuleIdentities     json.RawMessage `json:"tdxModuleIdentities"`
+	TCBLevels               []jsonLevel     `json:"tcbLevels"`
 }
 
 func tcbErr(format string, args ...any) error {
@@ -129,7 +159,10 @@ func ParseTCBInfo(text []byte) (*TCBInfo, error) {
 	if err := strictJSON(text, &j); err != nil {
 		return nil, verr.Wrap("dcap", "TCB info", verr.Malformed, err, "not valid tcbInfo JSON")
 	}
-	t := &TCBInfo{ID: j.ID, Version: j.Version, TCBType: j.TCBType, TCBEvaluationDataNumber: j.TCBEvaluationDataNumber}
+	if j.TCBType == nil || j.TCBEvaluationDataNumber == nil || *j.TCBEvaluationDataNumber < 0 {
+		return nil, tcbErr("tcbType or tcbEvaluationDataNumber missing or out of range")
+	}
+	t := &TCBInfo{ID: j.ID, Version: j.Version, TCBType: *j.TCBType, TCBEvaluationDataNumber: *j.TCBEvaluationDataNumber}
 	switch {
 	case j.Version == 2 && (j.ID == "" || j.ID == "SGX"):
 		t.ID = "SGX"
@@ -137,8 +170,8 @@ func ParseTCBInfo(text []byte) (*TCBInfo, error) {
 	default:
 		return nil, verr.New("dcap", "TCB info", verr.Unsupported, "id %q version %d; want SGX v2/v3 or TDX v3", j.ID, j.Version)
 	}
-	if j.TCBType != 0 {
-		return nil, verr.New("dcap", "TCB info", verr.Unsupported, "tcbType %d; only 0 is defined", j.TCBType)
+	if t.TCBType != 0 {
+		return nil, verr.New("dcap", "TCB info", verr.Unsupported, "tcbType %d; only 0 is defined", t.TCBType)
 	}
 	var err error
 	if t.IssueDate, err = parseTime(j.IssueDate, "TCB info issueDate"); err != nil {
@@ -153,24 +186,11 @@ func ParseTCBInfo(text []byte) (*TCBInfo, error) {
 	if err := hexInto(t.PCEID[:], j.PCEID, "TCB info pceId"); err != nil {
 		return nil, err
 	}
-	if j.TDXModule != nil {
-		m, err := parseModule(j.TDXModule, "tdxModule")
-		if err != nil {
+	// TCB info v2 has no TDX fields; Intel does not look for them there.
+	if j.Version == 3 {
+		if err := parseModules(t, &j); err != nil {
 			return nil, err
 		}
-		t.TDXModule = &m
-	}
-	for i := range j.TDXModuleIdentities {
-		jm := &j.TDXModuleIdentities[i]
-		m, err := parseModule(jm, "tdxModuleIdentities "+jm.ID)
-		if err != nil {
-			return nil, err
-		}
-		levels, err := parseSVNLevels(jm.TCBLevels, "TDX module "+jm.ID)
-		if err != nil {
-			return nil, err
-		}
-		t.TDXModuleIdentities = append(t.TDXModuleIdentities, TDXModuleIdentity{ID: jm.ID, TDXModule: m, Levels: levels})
 	}
 	if len(j.TCBLevels) == 0 || len(j.TCBLevels) > MaxTCBLevels {
 		return nil, tcbErr("%d TCB levels (want 1..%d)", len(j.TCBLevels), MaxTCBLevels)
@@ -182,7 +202,100 @@ func ParseTCBInfo(text []byte) (*TCBInfo, error) {
 		}
 		t.Levels = append(t.Levels, l)
 	}
+	if err := sortLevels(t.Levels); err != nil {
+		return nil, err
+	}
 	return t, nil
+}
+
+// parseModules reads tdxModule and tdxModuleIdentities of TCB info v3 as
+// Intel's parser does (TcbInfo::parsePartV3): SGX TCB info must have
+// neither; TDX TCB info must have tdxModule, and its identities, when
+// present, must be a non-empty array.
+func parseModules(t *TCBInfo, j *jsonTCBInfo) error {
+	if t.ID == "SGX" {
+		if j.TDXModule != nil {
+			return tcbErr("SGX TCB info has a tdxModule")
+		}
+		if j.TDXModuleIdentities != nil {
+			return tcbErr("SGX TCB info has tdxModuleIdentities")
+		}
+		return nil
+	}
+	if j.TDXModule == nil {
+		return tcbErr("TDX TCB info has no tdxModule")
+	}
+	var jm jsonModule
+	if err := json.Unmarshal(j.TDXModule, &jm); err != nil {
+		return verr.Wrap("dcap", "TCB info", verr.Malformed, err, "tdxModule is not an object")
+	}
+	m, err := parseModule(&jm, "tdxModule")
+	if err != nil {
+		return err
+	}
+	t.TDXModule = &m
+	if j.TDXModuleIdentities == nil {
+		return nil
+	}
+	var ids []jsonModule
+	if err := json.Unmarshal(j.TDXModuleIdentities, &ids); err != nil || len(ids) == 0 {
+		return tcbErr("tdxModuleIdentities is not a non-empty array of objects")
+	}
+	if len(ids) > MaxTCBLevels {
+		return tcbErr("%d tdxModuleIdentities (cap %d)", len(ids), MaxTCBLevels)
+	}
+	t.TDXModuleIdentities = make([]TDXModuleIdentity, 0, len(ids))
+	for i := range ids {
+		jm := &ids[i]
+		m, err := parseModule(jm, "tdxModuleIdentities "+jm.ID)
+		if err != nil {
+			return err
+		}
+		levels, err := parseSVNLevels(jm.TCBLevels, "TDX module "+jm.ID, nil)
+		if err != nil {
+			return err
+		}
+		// Intel keeps module levels in a std::set ordered by ISVSVN,
+		// highest first, and refuses two with the same ISVSVN.
+		slices.SortStableFunc(levels, func(a, b SVNLevel) int { return cmp.Compare(b.ISVSVN, a.ISVSVN) })
+		for k := 1; k < len(levels); k++ {
+			if levels[k].ISVSVN == levels[k-1].ISVSVN {
+				return tcbErr("TDX module %s: duplicate TCB levels for ISVSVN %d", jm.ID, levels[k].ISVSVN)
+			}
+		}
+		t.TDXModuleIdentities = append(t.TDXModuleIdentities, TDXModuleIdentity{ID: jm.ID, TDXModule: m, Levels: levels})
+	}
+	return nil
+}
+
+// compareLevels is Intel's order of TCB levels (QVL TcbLevel::operator>):
+// by SGX component SVNs compared as a byte string, then PCESVN, then, for
+// TDX, by TDX component SVNs. It returns a positive number when a comes
+// first (is "greater").
+func compareLevels(a, b *TCBLevel) int {
+	if c := bytes.Compare(a.SGXComponents[:], b.SGXComponents[:]); c != 0 {
+		return c
+	}
+	if a.PCESVN != b.PCESVN {
+		return cmp.Compare(a.PCESVN, b.PCESVN)
+	}
+	if a.TDXComponents != nil && b.TDXComponents != nil {
+		return bytes.Compare(a.TDXComponents[:], b.TDXComponents[:])
+	}
+	return 0
+}
+
+// sortLevels puts levels in Intel's order, best first, and refuses two
+// levels that order equal: Intel keeps them in a std::set and rejects a
+// TCB info whose insertion finds a duplicate.
+func sortLevels(levels []TCBLevel) error {
+	slices.SortStableFunc(levels, func(a, b TCBLevel) int { return compareLevels(&b, &a) })
+	for i := 1; i < len(levels); i++ {
+		if compareLevels(&levels[i-1], &levels[i]) == 0 {
+			return tcbErr("duplicate TCB levels: two levels with SGX components %v and PCESVN %d", levels[i].SGXComponents, levels[i].PCESVN)
+		}
+	}
+	return nil
 }
 
 func parseModule(j *jsonModule, what string) (TDXModule, error) {
@@ -204,7 +317,8 @@ func parseModule(j *jsonModule, what string) (TDXModule, error) {
 func parseTCBLevel(jl jsonLevel, tdx bool, version int) (TCBLevel, error) {
 	var l TCBLevel
 	var err error
-	if l.Date, err = parseTime(jl.TCBDate, "tcbDate"); err != nil && version >= 3 {
+	// Intel requires tcbDate in v2 levels as in v3 (TcbLevel::parseTcbLevelCommon).
+	if l.Date, err = parseTime(jl.TCBDate, "tcbDate"); err != nil {
 		return l, err
 	}
 	if !knownStatus[jl.TCBStatus] {
@@ -269,7 +383,10 @@ func components(in []jsonComponent, out *[16]byte, what string) error {
 	return nil
 }
 
-func parseSVNLevels(in []jsonLevel, what string) ([]SVNLevel, error) {
+// parseSVNLevels reads QE identity or TDX module levels. statuses, when not
+// nil, are the ones allowed; a nil set accepts any string (module levels,
+// judged when used).
+func parseSVNLevels(in []jsonLevel, what string, statuses map[string]bool) ([]SVNLevel, error) {
 	if len(in) == 0 || len(in) > MaxTCBLevels {
 		return nil, tcbErr("%s: %d TCB levels (want 1..%d)", what, len(in), MaxTCBLevels)
 	}
@@ -279,8 +396,8 @@ func parseSVNLevels(in []jsonLevel, what string) ([]SVNLevel, error) {
 		if err := json.Unmarshal(jl.TCB, &jt); err != nil || jt.ISVSVN == nil || *jt.ISVSVN < 0 || *jt.ISVSVN > 0xffff {
 			return nil, tcbErr("%s level %d: isvsvn missing or out of range", what, i)
 		}
-		if !knownStatus[jl.TCBStatus] {
-			return nil, tcbErr("%s level %d: unknown tcbStatus %q", what, i, jl.TCBStatus)
+		if statuses != nil && !statuses[jl.TCBStatus] {
+			return nil, tcbErr("%s level %d: tcbStatus %q is not one of its statuses", what, i, jl.TCBStatus)
 		}
 		d, err := parseTime(jl.TCBDate, what+" tcbDate")
 		if err != nil {

@@ -45,6 +45,9 @@ type Quote struct {
 	TEETCBSVN      [16]byte
 	MRSignerSeam   []byte
 	SEAMAttributes [8]byte
+	// TEETCBSVN2 is the TDX 1.5 body's TEE_TCB_SVN2 (quote v5, body type
+	// 3), nil otherwise; it drives the TD relaunch rule.
+	TEETCBSVN2 *[16]byte
 }
 
 // Options are the inputs of one verification.
@@ -78,6 +81,11 @@ type Result struct {
 	TCBDate time.Time
 	// PlatformStatus, QEStatus and ModuleStatus are the parts before convergence.
 	PlatformStatus, QEStatus, ModuleStatus string
+	// RelaunchAdvised is true when Intel's TD relaunch rule applies: the
+	// TD's module is out of date, and relaunching the TD would bring it to
+	// the platform's newest TDX level (TCBStatus is then TDRelaunchAdvised
+	// or TDRelaunchAdvisedConfigurationNeeded).
+	RelaunchAdvised bool
 	// Warnings names the checks skipped at the caller's request.
 	Warnings []string
 }
@@ -280,38 +288,79 @@ func (v *Verifier) Verify(q *Quote, opts Options) (*Result, error) {
 	if err := checkCollateralFits(q.TEE, ti, qi, pc.ext); err != nil {
 		return nil, err
 	}
+	var ident *TDXModuleIdentity
+	if q.TEE == TDX {
+		// QVL 4.1.2.4.11: the module's signer and attributes.
+		if ident, err = checkTDXModule(ti, q.Header.Version, q.TEETCBSVN, q.MRSignerSeam, q.SEAMAttributes); err != nil {
+			return nil, err
+		}
+	}
+	// QVL 4.1.2.4.15: the QE's identity; its TCB level is folded in last.
 	qeLevel, err := matchQE(qi, qe)
 	if err != nil {
 		return nil, err
 	}
 
-	// 8. TCB levels, converged.
+	// 8. TCB levels, converged as QVL checkTcbLevel does.
+	if err := v.evaluateTCB(q, ti, pc.ext, ident, qeLevel, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// evaluateTCB is QVL checkTcbLevel (step 4.1.2.4.17): the platform level,
+// for TDX the module level and the TD relaunch rule, and last the QE level.
+func (v *Verifier) evaluateTCB(q *Quote, ti *TCBInfo, pck *PCKExtensions, ident *TDXModuleIdentity, qeLevel *SVNLevel, res *Result) error {
 	var tee *[16]byte
 	if q.TEE == TDX {
 		tee = &q.TEETCBSVN
 	}
-	platform, err := matchPlatformLevel(ti, pc.ext, tee)
+	sgxLevel, platform, err := matchPlatformLevel(ti, pck, tee)
 	if err != nil {
-		return nil, err
+		return err
 	}
+	res.PlatformStatus, res.TCBDate = platform.Status, platform.Date
+	advisories := [][]string{platform.AdvisoryIDs}
 	status := platform.Status
-	advisories := [][]string{platform.AdvisoryIDs, qeLevel.AdvisoryIDs}
 	if q.TEE == TDX {
-		mod, err := matchTDXModule(ti, q.TEETCBSVN, q.MRSignerSeam, q.SEAMAttributes)
+		mod, err := tdxModuleLevel(ti, q.Header.Version, q.TEETCBSVN, ident)
 		if err != nil {
-			return nil, err
+			return err
 		}
+		moduleStatus := UpToDate
 		if mod != nil {
-			res.ModuleStatus = mod.Status
-			status = converge(status, mod.Status)
+			res.ModuleStatus, moduleStatus = mod.Status, mod.Status
 			advisories = append(advisories, mod.AdvisoryIDs)
 		}
+		status = converge(status, moduleStatus)
+		if status == Revoked {
+			// Intel returns a revoked TDX TCB before the QE's level is
+			// looked at.
+			res.TCBStatus, res.AdvisoryIDs = Revoked, mergeAdvisories(advisories...)
+			if qeLevel != nil {
+				res.QEStatus = qeLevel.Status
+			}
+			return nil
+		}
+		if q.TEETCBSVN2 != nil {
+			relaunch, err := relaunchStatus(ti, *q.TEETCBSVN2, sgxLevel.Status, status, moduleStatus, qeLevel)
+			if err != nil {
+				return err
+			}
+			if relaunch != "" {
+				status = relaunch
+				res.RelaunchAdvised = true
+			}
+		}
 	}
-	res.PlatformStatus, res.QEStatus = platform.Status, qeLevel.Status
+	if qeLevel == nil {
+		return verr.New("dcap", "QE identity", verr.TCBNotSupported, "TCB level not supported: the QE's ISVSVN %d is below every level of the QE identity", res.QEReport.ISVSVN)
+	}
+	res.QEStatus = qeLevel.Status
+	advisories = append(advisories, qeLevel.AdvisoryIDs)
 	res.TCBStatus = converge(status, qeLevel.Status)
 	res.AdvisoryIDs = mergeAdvisories(advisories...)
-	res.TCBDate = platform.Date
-	return res, nil
+	return nil
 }
 
 func (v *Verifier) pckChain(pemChain []byte, roots []*x509.Certificate, rk []byte) (*pckChain, error) {

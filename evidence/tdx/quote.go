@@ -168,12 +168,13 @@ func parseBody(b []byte, typ uint16) (*Body, error) {
 }
 
 // DCAP returns the view of q that evidence/dcap verifies. The TCB is
-// evaluated from TEE_TCB_SVN for both TDX 1.0 and 1.5 bodies, as
-// go-tdx-guest does.
+// evaluated from TEE_TCB_SVN for both TDX 1.0 and 1.5 bodies; a 1.5 body's
+// TEE_TCB_SVN2 feeds Intel's TD relaunch rule.
 func (q *Quote) DCAP() *dcap.Quote {
 	return &dcap.Quote{
 		TEE: dcap.TDX, Header: q.Header, Signed: q.signed, Sig: q.Sig,
 		TEETCBSVN: q.Body.TEETCBSVN, MRSignerSeam: q.Body.MRSignerSeam[:], SEAMAttributes: q.Body.SEAMAttributes,
+		TEETCBSVN2: q.Body.TEETCBSVN2,
 	}
 }
 

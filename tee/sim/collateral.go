@@ -85,6 +85,18 @@ func upperHex(b []byte) string { return strings.ToUpper(hex.EncodeToString(b)) }
 // info and TD_QE identity; otherwise they are SGX's. The sim platform
 // matches its first (UpToDate) TCB level.
 func (p *PKI) Collateral(rnd io.Reader, now time.Time, tdx bool) (*pcs.Bundle, error) {
+	return p.CollateralWith(rnd, now, tdx, nil)
+}
+
+// CollateralEdit changes the TCB info and QE identity (the JSON objects,
+// decoded into maps) before they are signed.
+type CollateralEdit func(tcbInfo, qeIdentity map[string]any)
+
+// CollateralWith is Collateral with edit applied to the TCB info and QE
+// identity before they are signed by the sim TCB signing key: how tests
+// make validly signed collateral that says anything (other levels,
+// statuses, missing fields). A nil edit gives Collateral's.
+func (p *PKI) CollateralWith(rnd io.Reader, now time.Time, tdx bool, edit CollateralEdit) (*pcs.Bundle, error) {
 	issue := now.Add(-time.Hour).UTC().Truncate(time.Second)
 	next := issue.Add(CollateralValidity)
 	date := issue.Format(time.RFC3339)
@@ -112,11 +124,24 @@ func (p *PKI) Collateral(rnd io.Reader, now time.Time, tdx bool) (*pcs.Bundle, e
 		{TCB: older, TCBDate: issue.AddDate(-1, 0, 0).Format(time.RFC3339), TCBStatus: "OutOfDate", AdvisoryIDs: []string{"CLOISTER-SIM-0001"}},
 	}
 	b := &pcs.Bundle{}
+	var tiv, qiv any = ti, qi
+	if edit != nil {
+		tm, err := toMap(ti)
+		if err != nil {
+			return nil, err
+		}
+		qm, err := toMap(qi)
+		if err != nil {
+			return nil, err
+		}
+		edit(tm, qm)
+		tiv, qiv = tm, qm
+	}
 	var err error
-	if b.TCBInfo, b.TCBInfoSignature, err = p.signJSON(rnd, ti); err != nil {
+	if b.TCBInfo, b.TCBInfoSignature, err = p.signJSON(rnd, tiv); err != nil {
 		return nil, err
 	}
-	if b.QEIdentity, b.QEIdentitySignature, err = p.signJSON(rnd, qi); err != nil {
+	if b.QEIdentity, b.QEIdentitySignature, err = p.signJSON(rnd, qiv); err != nil {
 		return nil, err
 	}
 	chain := string(certPEM(p.TCBSigning)) + string(certPEM(p.Root))
@@ -146,4 +171,17 @@ func (p *PKI) signJSON(rnd io.Reader, v any) (string, string, error) {
 		return "", "", err
 	}
 	return string(text), hex.EncodeToString(sig), nil
+}
+
+// toMap turns v into its JSON object as a map, for CollateralEdit.
+func toMap(v any) (map[string]any, error) {
+	text, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("sim: collateral: %w", err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(text, &m); err != nil {
+		return nil, fmt.Errorf("sim: collateral: %w", err)
+	}
+	return m, nil
 }

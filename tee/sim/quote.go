@@ -81,6 +81,32 @@ func (p *PKI) QuoteTDX(rnd io.Reader, b tdx.Body) ([]byte, error) {
 	return p.finish(rnd, signed, true, qeProdIDTDX)
 }
 
+// QuoteTDXBody returns a TDX quote for b exactly as given (TEE TCB SVN,
+// MRSIGNERSEAM and SEAM attributes included), for tests of the verifier's
+// TDX module rules. v5 selects quote version 5, with body type 3 (TDX 1.5)
+// when b has TEETCBSVN2 and MRSERVICETD, else 2; otherwise version 4, which
+// requires a TDX 1.0 body.
+func (p *PKI) QuoteTDXBody(rnd io.Reader, b tdx.Body, v5 bool) ([]byte, error) {
+	if !v5 {
+		if b.TEETCBSVN2 != nil || b.MRServiceTD != nil {
+			return nil, fmt.Errorf("sim: a TDX 1.5 body needs quote version 5")
+		}
+		return p.finish(rnd, append(p.header(4, dcap.TEETypeTDX).Marshal(), b.Marshal()...), true, qeProdIDTDX)
+	}
+	if (b.TEETCBSVN2 == nil) != (b.MRServiceTD == nil) {
+		return nil, fmt.Errorf("sim: a TDX 1.5 body has both TEETCBSVN2 and MRSERVICETD")
+	}
+	typ := uint16(tdx.BodyType10)
+	if b.TEETCBSVN2 != nil {
+		typ = tdx.BodyType15
+	}
+	body := b.Marshal()
+	signed := p.header(5, dcap.TEETypeTDX).Marshal()
+	signed = binary.LittleEndian.AppendUint16(signed, typ)
+	signed = binary.LittleEndian.AppendUint32(signed, uint32(len(body)))
+	return p.finish(rnd, append(signed, body...), true, qeProdIDTDX)
+}
+
 func (p *PKI) header(version uint16, tee uint32) dcap.Header {
 	h := dcap.Header{Version: version, AttestationKeyType: dcap.AttestationKeyECDSAP256, TEEType: tee,
 		QEVendorID: dcap.IntelQEVendorID}

@@ -1,0 +1,280 @@
+package sim
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloister-dev/cloister/evidence"
+	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/evidence/tdx"
+)
+
+// These tests hold evidence/dcap to Intel's Quote Verification Library
+// (QVL, Src/AttestationLibrary): each builds validly signed collateral or
+// quotes that differ from the sim's defaults in one rule and checks the
+// verdict Intel's library gives. The QVL step or file is named in each case.
+
+type rules struct {
+	p  *PKI
+	at time.Time
+}
+
+func newRules(t *testing.T) *rules {
+	return &rules{p: testPKI(t), at: testNow.Add(time.Hour)}
+}
+
+func (r *rules) col(t *testing.T, isTDX bool, edit CollateralEdit) *pcs.Bundle {
+	t.Helper()
+	b, err := r.p.CollateralWith(rand.Reader, testNow, isTDX, edit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// tdxQuote is a sim TDX quote whose body mutate may change first.
+func (r *rules) tdxQuote(t *testing.T, v5 bool, mutate func(*tdx.Body)) []byte {
+	t.Helper()
+	b := tdx.Body{TEETCBSVN: TEETCBSVN}
+	b.MRTD[0] = 0x42
+	if mutate != nil {
+		mutate(&b)
+	}
+	q, err := r.p.QuoteTDXBody(rand.Reader, b, v5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func (r *rules) sgxQuote(t *testing.T) []byte {
+	t.Helper()
+	q, err := r.p.QuoteSGX(rand.Reader, SGXReport{MRENCLAVE: [32]byte{1}, MRSIGNER: [32]byte{2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q
+}
+
+func (r *rules) verify(quote []byte, col *pcs.Bundle) (*evidence.Claims, error) {
+	return evidence.NewVerifier().Verify(context.Background(), quote, evidence.Options{Time: r.at, Collateral: col, TrustRoots: []*x509.Certificate{r.p.Root}})
+}
+
+// wantStatus fails unless quote verifies under col with status want.
+func (r *rules) wantStatus(t *testing.T, name string, quote []byte, col *pcs.Bundle, want string) *evidence.Claims {
+	t.Helper()
+	c, err := r.verify(quote, col)
+	if err != nil {
+		t.Errorf("%s: %v; want status %s", name, err, want)
+		return nil
+	}
+	if c.TCBStatus != want {
+		t.Errorf("%s: status %s; want %s", name, c.TCBStatus, want)
+	}
+	return c
+}
+
+// wantError fails unless verification fails with reason and a message
+// containing each of substrings.
+func (r *rules) wantError(t *testing.T, name string, quote []byte, col *pcs.Bundle, reason evidence.Reason, substrings ...string) {
+	t.Helper()
+	c, err := r.verify(quote, col)
+	if err == nil {
+		t.Errorf("%s: verified with status %s; want a %v error", name, c.TCBStatus, reason)
+		return
+	}
+	if got, _ := evidence.ReasonOf(err); got != reason {
+		t.Errorf("%s: reason %v (%v); want %v", name, got, err, reason)
+	}
+	for _, s := range substrings {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("%s: %q does not say %q", name, err, s)
+		}
+	}
+}
+
+// Helpers over the decoded collateral JSON.
+func levels(m map[string]any) []any { return m["tcbLevels"].([]any) }
+
+func level(m map[string]any, i int) map[string]any { return levels(m)[i].(map[string]any) }
+
+func moduleIdentity(ti map[string]any, i int) map[string]any {
+	return ti["tdxModuleIdentities"].([]any)[i].(map[string]any)
+}
+
+func hex48(b byte) string { return strings.Repeat(strings.ToUpper(string("0123456789abcdef"[b>>4])+string("0123456789abcdef"[b&15])), 48) }
+
+// QVL TcbInfo::parsePartV3: TDX TCB info must have tdxModule, SGX TCB info
+// must have neither tdxModule nor tdxModuleIdentities.
+func TestQVLTCBInfoModuleFields(t *testing.T) {
+	r := newRules(t)
+	module := map[string]any{"mrsigner": hex48(0), "attributes": "0000000000000000", "attributesMask": "FFFFFFFFFFFFFFFF"}
+	r.wantError(t, "TDX without tdxModule", r.tdxQuote(t, false, nil),
+		r.col(t, true, func(ti, _ map[string]any) { delete(ti, "tdxModule") }), evidence.Malformed, "tdxModule")
+	r.wantError(t, "SGX with tdxModule", r.sgxQuote(t),
+		r.col(t, false, func(ti, _ map[string]any) { ti["tdxModule"] = module }), evidence.Malformed, "tdxModule")
+	r.wantError(t, "SGX with tdxModuleIdentities", r.sgxQuote(t),
+		r.col(t, false, func(ti, _ map[string]any) { ti["tdxModuleIdentities"] = []any{module} }), evidence.Malformed, "tdxModuleIdentities")
+	r.wantError(t, "TDX with empty tdxModuleIdentities", r.tdxQuote(t, false, nil),
+		r.col(t, true, func(ti, _ map[string]any) { ti["tdxModuleIdentities"] = []any{} }), evidence.Malformed, "tdxModuleIdentities")
+	// Without identities a module of major version 0 is judged by tdxModule alone.
+	r.wantStatus(t, "TDX without identities, module version 0", r.tdxQuote(t, false, func(b *tdx.Body) { b.TEETCBSVN[1] = 0; b.TEETCBSVN[0] = 9 }),
+		r.col(t, true, func(ti, _ map[string]any) {
+			delete(ti, "tdxModuleIdentities")
+			// Module version 0 compares TDX components 0 and 1 too.
+			c := level(ti, 0)["tcb"].(map[string]any)["tdxtcbcomponents"].([]any)
+			c[1].(map[string]any)["svn"] = 0
+		}), "UpToDate")
+	r.wantError(t, "TDX without identities, module version 1", r.tdxQuote(t, false, nil),
+		r.col(t, true, func(ti, _ map[string]any) { delete(ti, "tdxModuleIdentities") }), evidence.CollateralMismatch, "tdxModuleIdentities")
+}
+
+// QVL 4.1.2.4.11.2: SEAMATTRIBUTES must be all zero and equal the TCB
+// info's attributes, compared without the mask.
+func TestQVLSEAMAttributes(t *testing.T) {
+	r := newRules(t)
+	maskZero := func(ti, _ map[string]any) {
+		ti["tdxModule"].(map[string]any)["attributesMask"] = "0000000000000000"
+		moduleIdentity(ti, 0)["attributesMask"] = "0000000000000000"
+	}
+	r.wantError(t, "non-zero SEAMATTRIBUTES under a zero mask", r.tdxQuote(t, false, func(b *tdx.Body) { b.SEAMAttributes[0] = 1 }),
+		r.col(t, true, maskZero), evidence.IdentityMismatch, "SEAMATTRIBUTES")
+	r.wantError(t, "non-zero SEAMATTRIBUTES equal to the TCB info's", r.tdxQuote(t, false, func(b *tdx.Body) { b.SEAMAttributes[0] = 1 }),
+		r.col(t, true, func(ti, _ map[string]any) {
+			ti["tdxModule"].(map[string]any)["attributes"] = "0100000000000000"
+			moduleIdentity(ti, 0)["attributes"] = "0100000000000000"
+		}), evidence.IdentityMismatch, "SEAMATTRIBUTES")
+	r.wantError(t, "TCB info attributes not zero, masked off", r.tdxQuote(t, false, nil),
+		r.col(t, true, func(ti, qi map[string]any) {
+			maskZero(ti, qi)
+			moduleIdentity(ti, 0)["attributes"] = "0100000000000000"
+		}), evidence.IdentityMismatch, "SEAMATTRIBUTES")
+}
+
+// QVL 4.1.2.4.11: for a module of major version > 0, the TDX_<ver>
+// identity's signer and attributes replace tdxModule's; tdxModule's are
+// not checked then.
+func TestQVLModuleIdentityReplacesTDXModule(t *testing.T) {
+	r := newRules(t)
+	signer := func(b *tdx.Body) {
+		for i := range b.MRSignerSeam {
+			b.MRSignerSeam[i] = 0xAB
+		}
+	}
+	r.wantStatus(t, "identity signer differs from tdxModule's", r.tdxQuote(t, false, signer),
+		r.col(t, true, func(ti, _ map[string]any) { moduleIdentity(ti, 0)["mrsigner"] = hex48(0xAB) }), "UpToDate")
+	r.wantError(t, "quote matches tdxModule but not the identity", r.tdxQuote(t, false, nil),
+		r.col(t, true, func(ti, _ map[string]any) { moduleIdentity(ti, 0)["mrsigner"] = hex48(0xAB) }), evidence.IdentityMismatch, "MRSIGNERSEAM")
+	r.wantError(t, "module version 0 is judged by tdxModule", r.tdxQuote(t, false, func(b *tdx.Body) { signer(b); b.TEETCBSVN[1] = 0 }),
+		r.col(t, true, func(ti, _ map[string]any) { moduleIdentity(ti, 0)["mrsigner"] = hex48(0xAB) }), evidence.IdentityMismatch, "MRSIGNERSEAM")
+}
+
+// QVL TcbInfo parser: TCB levels are a std::set ordered by SGX components,
+// then PCESVN, then (TDX) TDX components, best first, whatever the JSON
+// order; two levels equal under that order are a duplicate and an error.
+// TDX module levels are ordered by ISVSVN, likewise without duplicates.
+func TestQVLTCBLevelOrder(t *testing.T) {
+	r := newRules(t)
+	reverse := func(l []any) {
+		for i, j := 0, len(l)-1; i < j; i, j = i+1, j-1 {
+			l[i], l[j] = l[j], l[i]
+		}
+	}
+	for _, isTDX := range []bool{false, true} {
+		q := r.sgxQuote(t)
+		if isTDX {
+			q = r.tdxQuote(t, false, nil)
+		}
+		r.wantStatus(t, "levels worst first", q, r.col(t, isTDX, func(ti, _ map[string]any) { reverse(levels(ti)) }), "UpToDate")
+		r.wantError(t, "duplicate level", q, r.col(t, isTDX, func(ti, _ map[string]any) {
+			dup := map[string]any{}
+			for k, v := range level(ti, 0) {
+				dup[k] = v
+			}
+			dup["tcbStatus"] = "Revoked"
+			ti["tcbLevels"] = append(levels(ti), dup)
+		}), evidence.Malformed, "duplicate")
+	}
+	// Same SGX components and PCESVN, TDX components decide.
+	q := r.tdxQuote(t, false, nil)
+	r.wantStatus(t, "TDX components order levels", q, r.col(t, true, func(ti, _ map[string]any) {
+		lower := map[string]any{"tcbDate": level(ti, 0)["tcbDate"], "tcbStatus": "OutOfDate"}
+		tcb := map[string]any{}
+		for k, v := range level(ti, 0)["tcb"].(map[string]any) {
+			tcb[k] = v
+		}
+		tcb["tdxtcbcomponents"] = []any{map[string]any{"svn": 0}, map[string]any{"svn": 0}, map[string]any{"svn": 1}, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+		for i := 3; i < 16; i++ {
+			tcb["tdxtcbcomponents"].([]any)[i] = map[string]any{"svn": 0}
+		}
+		lower["tcb"] = tcb
+		ti["tcbLevels"] = append([]any{lower}, levels(ti)...)
+	}), "UpToDate")
+	// Module levels: worst first in the JSON still picks the best.
+	r.wantStatus(t, "module levels worst first", q, r.col(t, true, func(ti, _ map[string]any) {
+		m := moduleIdentity(ti, 0)
+		m["tcbLevels"] = []any{
+			map[string]any{"tcb": map[string]any{"isvsvn": 1}, "tcbDate": "2020-01-01T00:00:00Z", "tcbStatus": "OutOfDate"},
+			m["tcbLevels"].([]any)[0],
+		}
+	}), "UpToDate")
+	r.wantError(t, "duplicate module level", q, r.col(t, true, func(ti, _ map[string]any) {
+		m := moduleIdentity(ti, 0)
+		m["tcbLevels"] = append(m["tcbLevels"].([]any), map[string]any{"tcb": map[string]any{"isvsvn": int(TEETCBSVN[0])}, "tcbDate": "2020-01-01T00:00:00Z", "tcbStatus": "Revoked"})
+	}), evidence.Malformed, "duplicate")
+}
+
+// QVL TcbStatus.h, TdxModuleCheck.cpp and EnclaveReportVerifier.cpp: which
+// statuses a module or QE level may have and what they count as.
+func TestQVLComponentStatuses(t *testing.T) {
+	r := newRules(t)
+	tq := r.tdxQuote(t, false, nil)
+	moduleStatus := func(s string) CollateralEdit {
+		return func(ti, _ map[string]any) { moduleIdentity(ti, 0)["tcbLevels"].([]any)[0].(map[string]any)["tcbStatus"] = s }
+	}
+	r.wantError(t, "module level ConfigurationNeeded", tq, r.col(t, true, moduleStatus("ConfigurationNeeded")), evidence.Malformed, "ConfigurationNeeded")
+	r.wantError(t, "module level SWHardeningNeeded", tq, r.col(t, true, moduleStatus("SWHardeningNeeded")), evidence.Malformed, "SWHardeningNeeded")
+	r.wantStatus(t, "module level OutOfDate", tq, r.col(t, true, moduleStatus("OutOfDate")), "OutOfDate")
+	r.wantStatus(t, "module level Revoked", tq, r.col(t, true, moduleStatus("Revoked")), "Revoked")
+	// An unused module identity's levels are not judged (Intel parses any string there).
+	r.wantStatus(t, "unused module identity with an odd status", tq, r.col(t, true, func(ti, _ map[string]any) {
+		other := map[string]any{"id": "TDX_07", "mrsigner": hex48(0), "attributes": "0000000000000000", "attributesMask": "FFFFFFFFFFFFFFFF",
+			"tcbLevels": []any{map[string]any{"tcb": map[string]any{"isvsvn": 1}, "tcbDate": "2020-01-01T00:00:00Z", "tcbStatus": "Whatever"}}}
+		ti["tdxModuleIdentities"] = append(ti["tdxModuleIdentities"].([]any), other)
+	}), "UpToDate")
+
+	qeStatus := func(s string) CollateralEdit {
+		return func(_, qi map[string]any) { level(qi, 0)["tcbStatus"] = s }
+	}
+	for _, isTDX := range []bool{false, true} {
+		q := r.sgxQuote(t)
+		if isTDX {
+			q = tq
+		}
+		r.wantStatus(t, "QE level ConfigurationNeeded counts as OutOfDate", q, r.col(t, isTDX, qeStatus("ConfigurationNeeded")), "OutOfDate")
+		r.wantStatus(t, "QE level OutOfDateConfigurationNeeded counts as OutOfDate", q, r.col(t, isTDX, qeStatus("OutOfDateConfigurationNeeded")), "OutOfDate")
+		r.wantStatus(t, "QE level Revoked", q, r.col(t, isTDX, qeStatus("Revoked")), "Revoked")
+		r.wantError(t, "QE level SWHardeningNeeded is not a QE status", q, r.col(t, isTDX, qeStatus("SWHardeningNeeded")), evidence.Malformed, "SWHardeningNeeded")
+		r.wantError(t, "QE ISVSVN below every level", q, r.col(t, isTDX, func(_, qi map[string]any) {
+			level(qi, 0)["tcb"] = map[string]any{"isvsvn": QESVN + 1}
+		}), evidence.TCBNotSupported, "QE")
+	}
+}
+
+// QVL EnclaveReportVerifier 4.1.2.9.5/6: the QE's masked MISCSELECT and
+// ATTRIBUTES are compared with the identity's values as they stand, not
+// masked.
+func TestQVLQEIdentityUnmaskedValues(t *testing.T) {
+	r := newRules(t)
+	q := r.sgxQuote(t)
+	r.wantError(t, "identity attributes outside the mask", q, r.col(t, false, func(_, qi map[string]any) {
+		qi["attributes"] = "11000000000000000000000000000001"
+	}), evidence.IdentityMismatch, "ATTRIBUTES")
+	r.wantError(t, "identity miscselect outside the mask", q, r.col(t, false, func(_, qi map[string]any) {
+		qi["miscselect"], qi["miscselectMask"] = "01000000", "00000000"
+	}), evidence.IdentityMismatch, "MISCSELECT")
+}
