@@ -26,6 +26,11 @@ const (
 	StatusOutOfDate                         = "OutOfDate"
 	StatusOutOfDateConfigurationNeeded      = "OutOfDateConfigurationNeeded"
 	StatusRevoked                           = "Revoked"
+	// StatusTDRelaunchAdvised and StatusTDRelaunchAdvisedConfigurationNeeded
+	// are Intel's TD relaunch statuses (TDX 1.5): the TD's module is out of
+	// date and relaunching the TD would bring it to the newest level.
+	StatusTDRelaunchAdvised                    = "TDRelaunchAdvised"
+	StatusTDRelaunchAdvisedConfigurationNeeded = "TDRelaunchAdvisedConfigurationNeeded"
 	// StatusNotEvaluated means signatures and chains were checked but no
 	// collateral was used to evaluate the TCB. It never passes a policy
 	// that asks for a status.
@@ -142,6 +147,12 @@ type TDXClaims struct {
 	TEETCBSVN     HexBytes `json:"tee_tcb_svn"`
 	// MRServiceTD is present for TDX 1.5 bodies (quote v5, body type 3).
 	MRServiceTD HexBytes `json:"mr_service_td,omitempty"`
+	// TEETCBSVN2 is a TDX 1.5 body's TEE_TCB_SVN2: the TCB the TD would
+	// run on if relaunched.
+	TEETCBSVN2 HexBytes `json:"tee_tcb_svn2,omitempty"`
+	// RelaunchAdvised is true when Intel's TD relaunch rule applies (the
+	// status is then one of the TDRelaunchAdvised ones).
+	RelaunchAdvised bool `json:"tdx_relaunch_advised,omitempty"`
 }
 
 // SNPClaims describe an AMD SEV-SNP guest.

@@ -166,6 +166,10 @@ func (v *Verifier) verifyTDX(raw []byte, opts Options) (*Claims, error) {
 	if b.MRServiceTD != nil {
 		c.MRServiceTD = HexBytes(b.MRServiceTD[:])
 	}
+	if b.TEETCBSVN2 != nil {
+		c.TEETCBSVN2 = HexBytes(b.TEETCBSVN2[:])
+	}
+	c.RelaunchAdvised = res.RelaunchAdvised
 	return c, nil
 }
 

@@ -293,6 +293,8 @@ func statusNames() []string {
 		evidence.StatusOutOfDate,
 		evidence.StatusOutOfDateConfigurationNeeded,
 		evidence.StatusRevoked,
+		evidence.StatusTDRelaunchAdvised,
+		evidence.StatusTDRelaunchAdvisedConfigurationNeeded,
 		evidence.StatusNotEvaluated,
 	}
 }

@@ -322,6 +322,10 @@ func writeReport(w io.Writer, file string, at time.Time, c *evidence.Claims, app
 		hexRow("TD attributes", t.TDAttributes)
 		hexRow("XFAM", t.XFAM)
 		hexRow("TEE TCB SVN", t.TEETCBSVN)
+		hexRow("TEE TCB SVN2", t.TEETCBSVN2)
+		if t.RelaunchAdvised {
+			row("TD relaunch", "advised (relaunching brings the TD to the newest TDX level)")
+		}
 	}
 	if s := c.SNPClaims; s != nil {
 		row("Product", s.Product)

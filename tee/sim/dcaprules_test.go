@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/x509"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -277,4 +279,64 @@ func TestQVLQEIdentityUnmaskedValues(t *testing.T) {
 	r.wantError(t, "identity miscselect outside the mask", q, r.col(t, false, func(_, qi map[string]any) {
 		qi["miscselect"], qi["miscselectMask"] = "01000000", "00000000"
 	}), evidence.IdentityMismatch, "MISCSELECT")
+}
+
+// TDX 1.5 (quote v5, body type 3): TEE_TCB_SVN2 is in the claims, and
+// Intel's TD relaunch rule (QVL TDRelaunchCheck) gives its status, with
+// tdx_relaunch_advised beside it.
+func TestQVLTDRelaunch(t *testing.T) {
+	r := newRules(t)
+	// The TD runs module SVN 3 (OutOfDate); SVN 5 is the newest (UpToDate).
+	newerModule := func(platformStatus string) CollateralEdit {
+		return func(ti, _ map[string]any) {
+			m := moduleIdentity(ti, 0)
+			m["tcbLevels"] = []any{
+				map[string]any{"tcb": map[string]any{"isvsvn": 5}, "tcbDate": "2026-01-01T00:00:00Z", "tcbStatus": "UpToDate"},
+				map[string]any{"tcb": map[string]any{"isvsvn": int(TEETCBSVN[0])}, "tcbDate": "2025-01-01T00:00:00Z", "tcbStatus": "OutOfDate"},
+			}
+			level(ti, 0)["tcbStatus"] = platformStatus
+		}
+	}
+	quote := func(svn2 [16]byte) []byte {
+		return r.tdxQuote(t, true, func(b *tdx.Body) { b.TEETCBSVN2, b.MRServiceTD = &svn2, &[48]byte{7} })
+	}
+	for _, tc := range []struct {
+		name     string
+		svn2     [16]byte
+		platform string
+		want     string
+		advised  bool
+	}{
+		{"relaunch reaches the newest module", [16]byte{5, 1, 2}, "UpToDate", "TDRelaunchAdvised", true},
+		{"relaunch, configuration needed", [16]byte{5, 1, 2}, "ConfigurationNeeded", "TDRelaunchAdvisedConfigurationNeeded", true},
+		{"relaunch would not reach the newest module", [16]byte{4, 1, 2}, "UpToDate", "OutOfDate", false},
+		{"relaunch would not reach TDX component 2", [16]byte{5, 1, 1}, "UpToDate", "OutOfDate", false},
+		{"module version 0 in SVN2 compares with the platform level", [16]byte{3, 0, 2}, "UpToDate", "TDRelaunchAdvised", true},
+	} {
+		c := r.wantStatus(t, tc.name, quote(tc.svn2), r.col(t, true, newerModule(tc.platform)), tc.want)
+		if c == nil {
+			continue
+		}
+		if got := c.TEETCBSVN2.String(); got != fmt.Sprintf("%x", tc.svn2) {
+			t.Errorf("%s: tee_tcb_svn2 %s; want %x", tc.name, got, tc.svn2)
+		}
+		if c.RelaunchAdvised != tc.advised {
+			t.Errorf("%s: tdx_relaunch_advised %v; want %v", tc.name, c.RelaunchAdvised, tc.advised)
+		}
+	}
+	r.wantError(t, "SVN2 names a module with no identity", quote([16]byte{5, 9, 2}), r.col(t, true, newerModule("UpToDate")), evidence.IdentityMismatch, "TDX_09")
+	// The rule needs an up-to-date QE.
+	r.wantStatus(t, "QE out of date: no relaunch", quote([16]byte{5, 1, 2}), r.col(t, true, func(ti, qi map[string]any) {
+		newerModule("UpToDate")(ti, qi)
+		level(qi, 0)["tcbStatus"] = "OutOfDate"
+	}), "OutOfDate")
+	// A v4 quote and a TDX 1.0 body have no TEE_TCB_SVN2.
+	c := r.wantStatus(t, "v4", r.tdxQuote(t, false, nil), r.col(t, true, nil), "UpToDate")
+	if c != nil && (c.TEETCBSVN2 != nil || c.RelaunchAdvised) {
+		t.Errorf("v4 quote: tee_tcb_svn2 %v, relaunch %v", c.TEETCBSVN2, c.RelaunchAdvised)
+	}
+	out, _ := json.Marshal(r.wantStatus(t, "v5 JSON", quote([16]byte{5, 1, 2}), r.col(t, true, newerModule("UpToDate")), "TDRelaunchAdvised"))
+	if !strings.Contains(string(out), `"tee_tcb_svn2":"05010200000000000000000000000000"`) || !strings.Contains(string(out), `"tdx_relaunch_advised":true`) {
+		t.Errorf("claims JSON %s lacks tee_tcb_svn2 or tdx_relaunch_advised", out)
+	}
 }
