@@ -27,7 +27,7 @@ const (
 // runs on an out-of-date module, and relaunching it would bring it to the
 // platform's newest TDX level.
 const (
-	TDRelaunchAdvised                   = "TDRelaunchAdvised"
+	TDRelaunchAdvised                    = "TDRelaunchAdvised"
 	TDRelaunchAdvisedConfigurationNeeded = "TDRelaunchAdvisedConfigurationNeeded"
 )
 
@@ -135,12 +135,12 @@ type jsonModule struct {
 }
 
 type jsonTCBInfo struct {
-	ID                      string       `json:"id"`
-	Version                 int          `json:"version"`
-	IssueDate               string       `json:"issueDate"`
-	NextUpdate              string       `json:"nextUpdate"`
-	FMSPC                   string       `json:"fmspc"`
-	PCEID                   string       `json:"pceId"`
+	ID                      string          `json:"id"`
+	Version                 int             `json:"version"`
+	IssueDate               string          `json:"issueDate"`
+	NextUpdate              string          `json:"nextUpdate"`
+	FMSPC                   string          `json:"fmspc"`
+	PCEID                   string          `json:"pceId"`
 	TCBType                 *int            `json:"tcbType"`
 	TCBEvaluationDataNumber *int            `json:"tcbEvaluationDataNumber"`
 	TDXModule               json.RawMessage `json:"tdxModule"`

@@ -108,7 +108,9 @@ func moduleIdentity(ti map[string]any, i int) map[string]any {
 	return ti["tdxModuleIdentities"].([]any)[i].(map[string]any)
 }
 
-func hex48(b byte) string { return strings.Repeat(strings.ToUpper(string("0123456789abcdef"[b>>4])+string("0123456789abcdef"[b&15])), 48) }
+func hex48(b byte) string {
+	return strings.Repeat(strings.ToUpper(string("0123456789abcdef"[b>>4])+string("0123456789abcdef"[b&15])), 48)
+}
 
 // QVL TcbInfo::parsePartV3: TDX TCB info must have tdxModule, SGX TCB info
 // must have neither tdxModule nor tdxModuleIdentities.
@@ -236,7 +238,9 @@ func TestQVLComponentStatuses(t *testing.T) {
 	r := newRules(t)
 	tq := r.tdxQuote(t, false, nil)
 	moduleStatus := func(s string) CollateralEdit {
-		return func(ti, _ map[string]any) { moduleIdentity(ti, 0)["tcbLevels"].([]any)[0].(map[string]any)["tcbStatus"] = s }
+		return func(ti, _ map[string]any) {
+			moduleIdentity(ti, 0)["tcbLevels"].([]any)[0].(map[string]any)["tcbStatus"] = s
+		}
 	}
 	r.wantError(t, "module level ConfigurationNeeded", tq, r.col(t, true, moduleStatus("ConfigurationNeeded")), evidence.Malformed, "ConfigurationNeeded")
 	r.wantError(t, "module level SWHardeningNeeded", tq, r.col(t, true, moduleStatus("SWHardeningNeeded")), evidence.Malformed, "SWHardeningNeeded")
