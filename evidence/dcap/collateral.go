@@ -68,6 +68,16 @@ func verifyCollateral(b *pcs.Bundle, roots []*x509.Certificate, verifyChain chai
 		return nil, verr.Wrap("dcap", "collateral", verr.Malformed, err, "bundle does not decode")
 	}
 	c := &Collateral{digest: bundleDigest(b)}
+	// Intel's TCB signing chain is the signing certificate and the root
+	// (QVL TCBSigningChain::verify needs the root in it).
+	for _, ch := range []struct {
+		certs []*x509.Certificate
+		what  string
+	}{{d.TCBInfoChain, "TCB info issuer chain"}, {d.QEIdentityChain, "QE identity issuer chain"}} {
+		if len(ch.certs) != 2 {
+			return nil, verr.New("dcap", ch.what, verr.UntrustedRoot, "%d certificate(s); want the TCB signing certificate and the root", len(ch.certs))
+		}
+	}
 	if c.tcbChain, err = verifyChain(d.TCBInfoChain, roots, "TCB info issuer chain"); err != nil {
 		return nil, err
 	}

@@ -3,11 +3,19 @@ package dcap
 import (
 	"bytes"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
+)
+
+var (
+	oidCRLNumber      = asn1.ObjectIdentifier{2, 5, 29, 20}
+	oidAuthorityKeyID = asn1.ObjectIdentifier{2, 5, 29, 35}
 )
 
 // crl is a CRL whose signature was checked against its issuer.
@@ -36,6 +44,16 @@ func parseCRL(der []byte, issuer *x509.Certificate, what string) (*crl, error) {
 	}
 	if err := rl.CheckSignatureFrom(issuer); err != nil {
 		return nil, verr.Wrap("dcap", what, verr.BadSignature, err, "not signed by %q", issuer.Subject.String())
+	}
+	// Intel's library requires both extensions (QVL PckCrlVerifier,
+	// CRL_REQUIRED_EXTENSIONS); only their presence is checked there.
+	for _, need := range []struct {
+		oid  asn1.ObjectIdentifier
+		name string
+	}{{oidCRLNumber, "CRL number"}, {oidAuthorityKeyID, "authority key identifier"}} {
+		if !slices.ContainsFunc(rl.Extensions, func(e pkix.Extension) bool { return e.Id.Equal(need.oid) }) {
+			return nil, verr.New("dcap", what, verr.Malformed, "no %s extension (Intel requires it)", need.name)
+		}
 	}
 	if rl.NextUpdate.IsZero() {
 		return nil, verr.New("dcap", what, verr.Malformed, "no nextUpdate")

@@ -2,10 +2,16 @@ package sim
 
 import (
 	"context"
+	"crypto/ecdsa"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -342,5 +348,99 @@ func TestQVLTDRelaunch(t *testing.T) {
 	out, _ := json.Marshal(r.wantStatus(t, "v5 JSON", quote([16]byte{5, 1, 2}), r.col(t, true, newerModule("UpToDate")), "TDRelaunchAdvised"))
 	if !strings.Contains(string(out), `"tee_tcb_svn2":"05010200000000000000000000000000"`) || !strings.Contains(string(out), `"tdx_relaunch_advised":true`) {
 		t.Errorf("claims JSON %s lacks tee_tcb_svn2 or tdx_relaunch_advised", out)
+	}
+}
+
+// QVL TCBSigningChain::verify: a TCB info or QE identity issuer chain is the
+// TCB signing certificate and the root; the signer alone is refused.
+func TestQVLSigningChainHasRoot(t *testing.T) {
+	r := newRules(t)
+	q := r.sgxQuote(t)
+	signerOnly := string(certPEM(r.p.TCBSigning))
+	for _, tc := range []struct {
+		name string
+		edit func(b *pcs.Bundle)
+	}{
+		{"TCB info chain without root", func(b *pcs.Bundle) { b.TCBInfoIssuerChain = signerOnly }},
+		{"QE identity chain without root", func(b *pcs.Bundle) { b.QEIdentityIssuerChain = signerOnly }},
+	} {
+		b := r.col(t, false, nil)
+		tc.edit(b)
+		r.wantError(t, tc.name, q, b, evidence.UntrustedRoot, "root")
+	}
+}
+
+// crlDER builds a CRL signed by key for issuer, with or without the CRL
+// number and authority key identifier extensions (Go's
+// x509.CreateRevocationList always writes both).
+func crlDER(t *testing.T, issuer *x509.Certificate, key *ecdsa.PrivateKey, number, aki bool) []byte {
+	t.Helper()
+	var exts []pkix.Extension
+	if aki {
+		v, err := asn1.Marshal(struct {
+			ID []byte `asn1:"optional,tag:0"`
+		}{issuer.SubjectKeyId})
+		if err != nil {
+			t.Fatal(err)
+		}
+		exts = append(exts, pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 35}, Value: v})
+	}
+	if number {
+		v, _ := asn1.Marshal(big.NewInt(7))
+		exts = append(exts, pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 20}, Value: v})
+	}
+	alg := pkix.AlgorithmIdentifier{Algorithm: asn1.ObjectIdentifier{1, 2, 840, 10045, 4, 3, 2}}
+	tbs := pkix.TBSCertificateList{Version: 1, Signature: alg, Issuer: pkix.RDNSequence{},
+		ThisUpdate: testNow.Add(-time.Hour).UTC(), NextUpdate: testNow.Add(CollateralValidity).UTC(), Extensions: exts}
+	if _, err := asn1.Unmarshal(issuer.RawSubject, &tbs.Issuer); err != nil {
+		t.Fatal(err)
+	}
+	tbsDER, err := asn1.Marshal(tbs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := sha256.Sum256(tbsDER)
+	sig, err := ecdsa.SignASN1(rand.Reader, key, h[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := asn1.Marshal(struct {
+		TBS    asn1.RawValue
+		Alg    pkix.AlgorithmIdentifier
+		Signed asn1.BitString
+	}{asn1.RawValue{FullBytes: tbsDER}, alg, asn1.BitString{Bytes: sig, BitLength: 8 * len(sig)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// QVL PckCrlVerifier::verify: a CRL must carry the CRL number and
+// authority key identifier extensions (CRL_REQUIRED_EXTENSIONS).
+func TestQVLCRLExtensions(t *testing.T) {
+	r := newRules(t)
+	q := r.sgxQuote(t)
+	for _, tc := range []struct {
+		name        string
+		number, aki bool
+		ok          bool
+	}{
+		{"both", true, true, true},
+		{"no CRL number", false, true, false},
+		{"no authority key identifier", true, false, false},
+	} {
+		for _, which := range []string{"root CA CRL", "PCK CRL"} {
+			b := r.col(t, false, nil)
+			if which == "root CA CRL" {
+				b.RootCACRL = hex.EncodeToString(crlDER(t, r.p.Root, r.p.rootKey, tc.number, tc.aki))
+			} else {
+				b.PCKCRL = hex.EncodeToString(crlDER(t, r.p.PCKCA, r.p.pckCAKey, tc.number, tc.aki))
+			}
+			if tc.ok {
+				r.wantStatus(t, which+" "+tc.name, q, b, "UpToDate")
+			} else {
+				r.wantError(t, which+" "+tc.name, q, b, evidence.Malformed, which)
+			}
+		}
 	}
 }
