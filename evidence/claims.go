@@ -98,6 +98,15 @@ type DCAPClaims struct {
 	// TCBDate is the tcbDate of the matched platform TCB level (RFC 3339),
 	// empty when the TCB was not evaluated.
 	TCBDate string `json:"tcb_date,omitempty"`
+	// SGXType is the PCK certificate's SGX type: "standard", "scalable" or
+	// "scalable_with_integrity".
+	SGXType string `json:"sgx_type"`
+	// PlatformInstanceID and the configuration flags are stated by PCK
+	// certificates of the PCK Platform CA only; absent otherwise.
+	PlatformInstanceID HexBytes `json:"platform_instance_id,omitempty"`
+	DynamicPlatform    *bool    `json:"dynamic_platform,omitempty"`
+	CachedKeys         *bool    `json:"cached_keys,omitempty"`
+	SMTEnabled         *bool    `json:"smt_enabled,omitempty"`
 }
 
 // SGXClaims describe an SGX enclave.

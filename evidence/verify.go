@@ -184,7 +184,14 @@ func dcapClaims(res *dcap.Result, hw, sim string, trailing int) *Claims {
 	if !res.IntelRoot {
 		c.TEE = sim
 	}
-	c.DCAPClaims = &DCAPClaims{FMSPC: HexBytes(res.PCK.FMSPC[:]), PCESVN: res.PCK.PCESVN, QESVN: res.QEReport.ISVSVN}
+	c.DCAPClaims = &DCAPClaims{FMSPC: HexBytes(res.PCK.FMSPC[:]), PCESVN: res.PCK.PCESVN, QESVN: res.QEReport.ISVSVN,
+		SGXType: dcap.SGXTypeName(res.PCK.SGXType)}
+	if id := res.PCK.PlatformInstanceID; id != nil {
+		c.PlatformInstanceID = HexBytes(id[:])
+	}
+	if cfg := res.PCK.Configuration; cfg != nil {
+		c.DynamicPlatform, c.CachedKeys, c.SMTEnabled = &cfg.DynamicPlatform, &cfg.CachedKeys, &cfg.SMTEnabled
+	}
 	if !res.TCBDate.IsZero() {
 		c.TCBDate = res.TCBDate.UTC().Format(time.RFC3339)
 	}

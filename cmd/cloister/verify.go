@@ -293,6 +293,11 @@ func writeReport(w io.Writer, file string, at time.Time, c *evidence.Claims, app
 		if d.TCBDate != "" {
 			row("TCB date", d.TCBDate)
 		}
+		row("SGX type", d.SGXType)
+		hexRow("Platform instance ID", d.PlatformInstanceID)
+		if d.SMTEnabled != nil {
+			row("Platform config", fmt.Sprintf("dynamic platform %v, cached keys %v, SMT enabled %v", *d.DynamicPlatform, *d.CachedKeys, *d.SMTEnabled))
+		}
 	}
 	if s := c.SGXClaims; s != nil {
 		hexRow("MRENCLAVE", s.MRENCLAVE)

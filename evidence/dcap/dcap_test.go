@@ -2,6 +2,7 @@ package dcap
 
 import (
 	"encoding/binary"
+	"encoding/asn1"
 	"encoding/json"
 	"os"
 	"strings"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"golang.org/x/crypto/cryptobyte"
+	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 func readBundle(tb testing.TB, path string) *pcs.Bundle {
@@ -247,5 +250,100 @@ func TestMarshalRoundTrip(t *testing.T) {
 	w, err := ParseSignatureData(s.Marshal(true), true)
 	if err != nil || string(w.Marshal(true)) != string(s.Marshal(true)) {
 		t.Fatalf("wrapped signature data round trip: %v", err)
+	}
+}
+
+// The PCK certificate's SGX type, platform instance ID and configuration
+// (Intel SGX PCK Certificate and CRL Profile; QVL PlatformPckCertificate,
+// Configuration). Values read with openssl asn1parse from the vectors.
+func TestPCKPlatformFields(t *testing.T) {
+	exts := pckChainCerts(t)
+	sgx, err := parseSGXExtensionValue(exts[0]) // Processor CA: five entries
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sgx.SGXType != 0 || sgx.PlatformInstanceID != nil || sgx.Configuration != nil {
+		t.Errorf("Processor CA PCK: type %d, instance %v, configuration %v; want 0, none, none", sgx.SGXType, sgx.PlatformInstanceID, sgx.Configuration)
+	}
+	tdx, err := parseSGXExtensionValue(exts[1]) // Platform CA: seven entries
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantID := [16]byte{0x07, 0x82, 0x84, 0x74, 0x60, 0x3e, 0x70, 0x19, 0xdc, 0x93, 0x07, 0x75, 0xff, 0xe8, 0xcd, 0xd2}
+	if tdx.SGXType != 1 || tdx.PlatformInstanceID == nil || *tdx.PlatformInstanceID != wantID ||
+		tdx.Configuration == nil || *tdx.Configuration != (PCKConfiguration{DynamicPlatform: true, CachedKeys: true, SMTEnabled: true}) {
+		t.Errorf("Platform CA PCK: type %d, instance %x, configuration %+v", tdx.SGXType, tdx.PlatformInstanceID, tdx.Configuration)
+	}
+	if got := SGXTypeName(tdx.SGXType); got != "scalable" {
+		t.Errorf("SGX type 1 is %q; want scalable", got)
+	}
+}
+
+// Intel's parser takes five entries (Processor CA) or seven (Platform CA),
+// and a configuration needs all three flags, each a BOOLEAN.
+func TestPCKPlatformFieldsStrict(t *testing.T) {
+	// The Platform CA vector's seven entries, as DER elements.
+	in := cryptobyte.String(pckChainCerts(t)[1])
+	var seq cryptobyte.String
+	if !in.ReadASN1(&seq, cbasn1.SEQUENCE) {
+		t.Fatal("vector does not parse")
+	}
+	var entries [][]byte
+	for !seq.Empty() {
+		var e cryptobyte.String
+		if !seq.ReadASN1Element(&e, cbasn1.SEQUENCE) {
+			t.Fatal("vector entry does not parse")
+		}
+		entries = append(entries, e)
+	}
+	if len(entries) != 7 {
+		t.Fatalf("%d entries in the vector", len(entries))
+	}
+	build := func(es ...[]byte) []byte {
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			for _, e := range es {
+				b.AddBytes(e)
+			}
+		})
+		return b.BytesOrPanic()
+	}
+	entry := func(oid asn1.ObjectIdentifier, value func(*cryptobyte.Builder)) []byte {
+		var b cryptobyte.Builder
+		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1ObjectIdentifier(oid)
+			value(b)
+		})
+		return b.BytesOrPanic()
+	}
+	oid := func(n ...int) asn1.ObjectIdentifier { return append(append(asn1.ObjectIdentifier{}, oidSGXExtensions...), n...) }
+	config := func(flags ...[]byte) []byte {
+		return entry(oid(7), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
+				for _, f := range flags {
+					b.AddBytes(f)
+				}
+			})
+		})
+	}
+	flag := func(n int, v bool) []byte { return entry(oid(7, n), func(b *cryptobyte.Builder) { b.AddASN1Boolean(v) }) }
+	first5 := entries[:5]
+	if p, err := parseSGXExtensionValue(build(append(first5, entries[5], config(flag(3, false), flag(1, false), flag(2, true)))...)); err != nil ||
+		*p.Configuration != (PCKConfiguration{CachedKeys: true}) {
+		t.Errorf("flags in another order: %+v %v", p, err)
+	}
+	for _, tc := range []struct {
+		name string
+		ext  []byte
+	}{
+		{"six entries", build(append(first5, entries[5])...)},
+		{"configuration lacks SMT", build(append(first5, entries[5], config(flag(1, true), flag(2, true)))...)},
+		{"flag not a BOOLEAN", build(append(first5, entries[5], config(flag(1, true), flag(2, true), entry(oid(7, 3), func(b *cryptobyte.Builder) { b.AddASN1Int64(1) })))...)},
+		{"short instance ID", build(append(first5, entry(oid(6), func(b *cryptobyte.Builder) { b.AddASN1OctetString(make([]byte, 15)) }), entries[6])...)},
+		{"configuration twice", build(append(first5, entries[6], entries[6])...)},
+	} {
+		if _, err := parseSGXExtensionValue(tc.ext); err == nil {
+			t.Errorf("%s: accepted", tc.name)
+		}
 	}
 }

@@ -20,6 +20,8 @@ var (
 	oidPCEID         = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 3}
 	oidFMSPC         = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 4}
 	oidSGXType       = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 5}
+	oidPlatformInst  = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 6}
+	oidConfiguration = asn1.ObjectIdentifier{1, 2, 840, 113741, 1, 13, 1, 7}
 )
 
 // PCKExtensions are the platform facts Intel certifies in a PCK certificate.
@@ -34,12 +36,43 @@ type PCKExtensions struct {
 	CPUSVN  [16]byte
 	// SGXType is 0 (Standard), 1 (Scalable) or 2 (Scalable with integrity).
 	SGXType int
+	// PlatformInstanceID and Configuration are carried by certificates of
+	// the PCK Platform CA only; nil otherwise.
+	PlatformInstanceID *[16]byte
+	Configuration      *PCKConfiguration
+}
+
+// PCKConfiguration is the platform configuration a Platform CA PCK
+// certificate states (OID 1.2.840.113741.1.13.1.7).
+type PCKConfiguration struct {
+	// DynamicPlatform: the platform may add or replace packages.
+	DynamicPlatform bool
+	// CachedKeys: platform root keys are cached by Intel's registration
+	// service.
+	CachedKeys bool
+	// SMTEnabled: simultaneous multithreading is on.
+	SMTEnabled bool
+}
+
+// SGXTypeName names an SGX type as the claims print it: "standard",
+// "scalable", "scalable_with_integrity", or "unknown(N)".
+func SGXTypeName(t int) string {
+	switch t {
+	case 0:
+		return "standard"
+	case 1:
+		return "scalable"
+	case 2:
+		return "scalable_with_integrity"
+	}
+	return fmt.Sprintf("unknown(%d)", t)
 }
 
 // ParsePCKExtensions reads the SGX extensions (OID 1.2.840.113741.1.13.1)
-// of a PCK certificate. Every required field must appear exactly once;
-// fields Cloister does not use (platform instance, configuration) are
-// skipped.
+// of a PCK certificate, as Intel's parser does (QVL PckCertificate,
+// PlatformPckCertificate, Configuration): five entries (Processor CA) or
+// seven (Platform CA: with the platform instance ID and configuration);
+// every required field exactly once; other OIDs are skipped.
 func ParsePCKExtensions(cert *x509.Certificate) (*PCKExtensions, error) {
 	var raw []byte
 	for _, e := range cert.Extensions {
@@ -68,7 +101,9 @@ func parseSGXExtensionValue(raw []byte) (*PCKExtensions, error) {
 		return nil, pckErr("not one SEQUENCE")
 	}
 	seen := map[string]bool{}
+	n := 0
 	for !seq.Empty() {
+		n++
 		var item cryptobyte.String
 		var oid asn1.ObjectIdentifier
 		if !seq.ReadASN1(&item, cbasn1.SEQUENCE) || !item.ReadASN1ObjectIdentifier(&oid) {
@@ -95,9 +130,13 @@ func parseSGXExtensionValue(raw []byte) (*PCKExtensions, error) {
 				err = pckErr("SGX type is not an ENUMERATED")
 			}
 			p.SGXType = v
+		case oid.Equal(oidPlatformInst):
+			p.PlatformInstanceID = new([16]byte)
+			err = readOctets(&item, p.PlatformInstanceID[:], "platform instance ID")
+		case oid.Equal(oidConfiguration):
+			p.Configuration, err = parseConfiguration(&item)
 		default:
-			// Platform instance ID, configuration and future fields are
-			// not used for verification.
+			// Intel's parser skips OIDs it does not know.
 			item = nil
 		}
 		if err != nil {
@@ -107,12 +146,52 @@ func parseSGXExtensionValue(raw []byte) (*PCKExtensions, error) {
 			return nil, pckErr("trailing data in entry %s", key)
 		}
 	}
+	if n != 5 && n != 7 {
+		return nil, pckErr("%d entries; want 5 (Processor CA) or 7 (Platform CA)", n)
+	}
 	for _, need := range []asn1.ObjectIdentifier{oidPPID, oidTCB, oidPCEID, oidFMSPC, oidSGXType} {
 		if !seen[need.String()] {
 			return nil, pckErr("missing entry %s", need)
 		}
 	}
 	return &p, nil
+}
+
+// parseConfiguration reads the configuration SEQUENCE: dynamicPlatform
+// (.7.1), cachedKeys (.7.2) and SMTEnabled (.7.3), each a BOOLEAN, each
+// exactly once; other OIDs are skipped, as Intel's parser does.
+func parseConfiguration(s *cryptobyte.String) (*PCKConfiguration, error) {
+	var seq cryptobyte.String
+	if !s.ReadASN1(&seq, cbasn1.SEQUENCE) {
+		return nil, pckErr("configuration: not a SEQUENCE")
+	}
+	var c PCKConfiguration
+	var seen [4]bool
+	for !seq.Empty() {
+		var item cryptobyte.String
+		var oid asn1.ObjectIdentifier
+		if !seq.ReadASN1(&item, cbasn1.SEQUENCE) || !item.ReadASN1ObjectIdentifier(&oid) {
+			return nil, pckErr("configuration: bad entry")
+		}
+		if len(oid) != len(oidConfiguration)+1 || !asn1.ObjectIdentifier(oid[:len(oidConfiguration)]).Equal(oidConfiguration) ||
+			oid[len(oidConfiguration)] < 1 || oid[len(oidConfiguration)] > 3 {
+			continue
+		}
+		k := oid[len(oidConfiguration)]
+		if seen[k] {
+			return nil, pckErr("configuration: entry %s appears twice", oid)
+		}
+		seen[k] = true
+		var v bool
+		if !item.ReadASN1Boolean(&v) || !item.Empty() {
+			return nil, pckErr("configuration: entry %s is not one BOOLEAN", oid)
+		}
+		*[]*bool{nil, &c.DynamicPlatform, &c.CachedKeys, &c.SMTEnabled}[k] = v
+	}
+	if !seen[1] || !seen[2] || !seen[3] {
+		return nil, pckErr("configuration: want dynamicPlatform, cachedKeys and SMTEnabled")
+	}
+	return &c, nil
 }
 
 func readOctets(s *cryptobyte.String, out []byte, what string) error {

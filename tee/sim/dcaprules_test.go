@@ -444,3 +444,20 @@ func TestQVLCRLExtensions(t *testing.T) {
 		}
 	}
 }
+
+// The PCK certificate's SGX type, platform instance ID and configuration
+// are claims (issue 12 item 7).
+func TestPCKPlatformClaims(t *testing.T) {
+	r := newRules(t)
+	c := r.wantStatus(t, "sim SGX", r.sgxQuote(t), r.col(t, false, nil), "UpToDate")
+	if c == nil {
+		return
+	}
+	out, _ := json.Marshal(c)
+	for _, want := range []string{`"sgx_type":"scalable"`, `"platform_instance_id":"` + hex.EncodeToString(PlatformInstanceID[:]) + `"`,
+		`"dynamic_platform":false`, `"cached_keys":false`, `"smt_enabled":false`} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("claims %s lack %s", out, want)
+		}
+	}
+}
