@@ -1,8 +1,8 @@
 package dcap
 
 import (
-	"encoding/binary"
 	"encoding/asn1"
+	"encoding/binary"
 	"encoding/json"
 	"os"
 	"strings"
@@ -316,7 +316,9 @@ func TestPCKPlatformFieldsStrict(t *testing.T) {
 		})
 		return b.BytesOrPanic()
 	}
-	oid := func(n ...int) asn1.ObjectIdentifier { return append(append(asn1.ObjectIdentifier{}, oidSGXExtensions...), n...) }
+	oid := func(n ...int) asn1.ObjectIdentifier {
+		return append(append(asn1.ObjectIdentifier{}, oidSGXExtensions...), n...)
+	}
 	config := func(flags ...[]byte) []byte {
 		return entry(oid(7), func(b *cryptobyte.Builder) {
 			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
@@ -326,7 +328,9 @@ func TestPCKPlatformFieldsStrict(t *testing.T) {
 			})
 		})
 	}
-	flag := func(n int, v bool) []byte { return entry(oid(7, n), func(b *cryptobyte.Builder) { b.AddASN1Boolean(v) }) }
+	flag := func(n int, v bool) []byte {
+		return entry(oid(7, n), func(b *cryptobyte.Builder) { b.AddASN1Boolean(v) })
+	}
 	first5 := entries[:5]
 	if p, err := parseSGXExtensionValue(build(append(first5, entries[5], config(flag(3, false), flag(1, false), flag(2, true)))...)); err != nil ||
 		*p.Configuration != (PCKConfiguration{CachedKeys: true}) {
