@@ -89,6 +89,22 @@ type Policy struct {
 	// AllowDebug accepts debuggable enclaves, TDs and guests. Only for
 	// development: the host can read a debug TEE's memory.
 	AllowDebug bool
+
+	// PCK platform requirements (SGX and TDX, from the PCK certificate;
+	// see pck.go). On evidence that cannot state them they fail.
+	//
+	// SGXTypes lists accepted PCK SGX types ("standard", "scalable",
+	// "scalable_with_integrity"); any-of.
+	SGXTypes []string
+	// PlatformInstanceIDs lists accepted platform instance IDs (16 bytes
+	// each); only PCK Platform CA certificates carry one.
+	PlatformInstanceIDs [][]byte
+	// RequireSMTDisabled, RequireStaticPlatform and RequireNoCachedKeys
+	// require the PCK certificate's configuration to say SMT off, not a
+	// dynamic platform, and no cached platform keys.
+	RequireSMTDisabled    bool
+	RequireStaticPlatform bool
+	RequireNoCachedKeys   bool
 }
 
 // Mismatch is one failed check. Appraise returns every Mismatch joined with
@@ -144,6 +160,8 @@ func (p Policy) Validate() error {
 			errs = append(errs, fmt.Errorf("policy: invalid tcb_status %q: not one of %s", s, strings.Join(statusNames(), ", ")))
 		}
 	}
+	checkSizes("platform_instance_id", p.PlatformInstanceIDs, SizePlatformInstanceID)
+	errs = append(errs, validatePCK(p)...)
 	return errors.Join(errs...)
 }
 
@@ -217,6 +235,9 @@ func Appraise(c *evidence.Claims, p Policy) error {
 	}
 
 	add(checkStatus(c, p.AllowStatus))
+	for _, m := range appraisePCK(c, p) {
+		add(m)
+	}
 
 	if c.Debug && !p.AllowDebug {
 		add(&Mismatch{Field: "debug", Got: "true", Want: "false (debug not allowed)"})

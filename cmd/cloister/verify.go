@@ -5,17 +5,23 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/cloister-dev/cloister/evidence"
+	"github.com/cloister-dev/cloister/evidence/dcap"
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/evidence/sgx"
+	"github.com/cloister-dev/cloister/evidence/tdx"
 	"github.com/cloister-dev/cloister/policy"
+	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 const verifyEvidenceHelp = `Verify attestation evidence and print its claims (DESIGN.md "Common claims").
@@ -33,16 +39,24 @@ collateral: --collateral BUNDLE (written by 'cloister collateral fetch' or
 chain only (tcb_status is then "NotEvaluated"). Without either, an SGX or TDX
 quote is a usage error (exit 2) with a hint.
 
+TCB status without a policy: Revoked exits 1, as Intel's library and
+dcap-qvl fail on it (so does "TCB level not supported": no level of the TCB
+info or QE identity covers the platform, an error); every other status
+(OutOfDate, ConfigurationNeeded, TDRelaunchAdvised, ...) is printed in
+tcb_status with exit 0. A policy decides the rest.
+
 Appraisal runs only when a policy flag is given (--mrenclave, --mrsigner,
---mrtd, --measurement, --min-svn, --allow-status, --allow-debug). Then the
-TCB status must be UpToDate unless --allow-status says otherwise ("NotEvaluated"
-passes only when listed; SEV-SNP has no status, so it is checked only when
---allow-status is given), debug evidence fails unless --allow-debug, and every
-mismatch is printed at once.
+--mrtd, --measurement, --min-svn, --allow-status, --allow-debug, and the PCK
+platform flags --sgx-type, --platform-instance-id, --require-smt-disabled,
+--require-static-platform, --require-no-cached-keys). Then the TCB status
+must be UpToDate unless --allow-status says otherwise ("NotEvaluated" and
+"Revoked" pass only when listed; SEV-SNP has no status, so it is checked only
+when --allow-status is given), debug evidence fails unless --allow-debug, and
+every mismatch is printed at once.
 
 Output: the claims as indented JSON (or a report with --format text) on
-stdout, only on exit 0. Exit 0 valid, 1 invalid or policy not satisfied
-(reason on stderr), 2 usage error.
+stdout, only on exit 0. Exit 0 valid, 1 invalid, revoked or policy not
+satisfied (reason on stderr), 2 usage error.
 `
 
 // maxStdinEvidence caps evidence read from standard input. Quotes and
@@ -120,20 +134,7 @@ func runVerifyEvidence(e *env, args []string) error {
 
 	claims, err := evidence.Verify(e.ctx, raw, opts)
 	if err != nil {
-		reason, ok := evidence.ReasonOf(err)
-		if ok && reason == evidence.MissingCollateral && opts.Collateral == nil && !opts.SkipTCBEvaluation {
-			// Not bad evidence: the caller has not given what an SGX/TDX
-			// verification needs, so this is a usage error with the fix.
-			return usagef("%s: %v\n"+
-				"SGX and TDX quotes need DCAP collateral to evaluate the TCB: pass --collateral BUNDLE\n"+
-				"(from 'cloister collateral fetch --quote %s --out BUNDLE' or 'cloister collateral bundle'),\n"+
-				"or --no-collateral to check signatures and the chain only (tcb_status \"NotEvaluated\").",
-				file, err, strings.Replace(file, "(stdin)", "FILE", 1))
-		}
-		if ok {
-			return fmt.Errorf("%s: invalid evidence: %w [reason: %s]", file, err, reason)
-		}
-		return fmt.Errorf("%s: invalid evidence: %w", file, err)
+		return verifyFailure(raw, file, when, opts, err)
 	}
 	for _, w := range claims.Warnings {
 		fmt.Fprintf(e.stderr, "%s %s: warning: %s\n", programName, path, w)
@@ -142,6 +143,11 @@ func runVerifyEvidence(e *env, args []string) error {
 		if err := policy.Appraise(claims, p); err != nil {
 			return &policyFailure{file: file, err: err}
 		}
+	}
+	// Intel's library and dcap-qvl fail on a revoked TCB; scripts test the
+	// exit status, so it is a failure unless a policy lists it.
+	if claims.TCBStatus == evidence.StatusRevoked && !(appraise && slices.Contains(p.AllowStatus, evidence.StatusRevoked)) {
+		return fmt.Errorf("%s: tcb_status Revoked: the platform's TCB, its QE or its TDX module is revoked (list it with --allow-status Revoked to print the claims anyway)", file)
 	}
 
 	var out []byte
@@ -159,6 +165,70 @@ func runVerifyEvidence(e *env, args []string) error {
 		return fmt.Errorf("writing output: %w", err)
 	}
 	return nil
+}
+
+// verifyFailure turns a verification error into the CLI's error, with the
+// next step where one is known.
+func verifyFailure(raw []byte, file string, when time.Time, opts evidence.Options, err error) error {
+	reason, ok := evidence.ReasonOf(err)
+	// The failing package says which kind of evidence it was (a
+	// configfs-tsm report carries either kind).
+	var ve *evidence.VerifyError
+	snp := errors.As(err, &ve) && ve.Pkg == "snp"
+	switch {
+	case ok && reason == evidence.MissingCollateral && snp:
+		return usagef("%s: %v\n"+
+			"An SEV-SNP report is verified with its VCEK (or VLEK): pass --vcek FILE, the certificate AMD's KDS\n"+
+			"serves for the report's chip and reported TCB, or give a configfs-tsm report that carries it.", file, err)
+	case ok && reason == evidence.MissingCollateral && opts.Collateral == nil && !opts.SkipTCBEvaluation:
+		// Not bad evidence: the caller has not given what an SGX/TDX
+		// verification needs, so this is a usage error with the fix.
+		return usagef("%s: %v\n"+
+			"SGX and TDX quotes need DCAP collateral to evaluate the TCB: pass --collateral BUNDLE\n"+
+			"(from 'cloister collateral fetch --quote %s --out BUNDLE' or 'cloister collateral bundle'),\n"+
+			"or --no-collateral to check signatures and the chain only (tcb_status \"NotEvaluated\").",
+			file, err, strings.Replace(file, "(stdin)", "FILE", 1))
+	case ok && reason == evidence.Expired:
+		return fmt.Errorf("%s: invalid evidence: %w [reason: %s]\n"+
+			"The verification time was %s (set it with --at TIME). If the collateral has expired, fetch a fresh\n"+
+			"bundle: cloister collateral fetch --quote %s --out BUNDLE",
+			file, err, reason, when.UTC().Format(time.RFC3339), strings.Replace(file, "(stdin)", "FILE", 1))
+	case ok && reason == evidence.UntrustedRoot && quoteRootCN(raw) == sim.RootCN:
+		return fmt.Errorf("%s: invalid evidence: %w [reason: %s]\n"+
+			"This is simulator evidence: it verifies only under the sim root, named explicitly:\n"+
+			"  cloister verify evidence %s --trust-root <(cloister sim root) ...", file, err, reason, file)
+	case ok:
+		return fmt.Errorf("%s: invalid evidence: %w [reason: %s]", file, err, reason)
+	}
+	return fmt.Errorf("%s: invalid evidence: %w", file, err)
+}
+
+// quoteRootCN returns the common name of the last certificate of an SGX or
+// TDX quote's PCK chain (the root it claims), or "" when it cannot be read.
+// It is only used to choose a hint: nothing is trusted from it.
+func quoteRootCN(raw []byte) string {
+	var s *dcap.SignatureData
+	switch evidence.Detect(raw) {
+	case evidence.KindSGXQuote:
+		q, err := sgx.Parse(raw)
+		if err != nil {
+			return ""
+		}
+		s = q.Sig
+	case evidence.KindTDXQuote:
+		q, err := tdx.Parse(raw)
+		if err != nil {
+			return ""
+		}
+		s = q.Sig
+	default:
+		return ""
+	}
+	certs, err := dcap.ParsePEMChain(s.PCKChainPEM, "PCK certificate chain")
+	if err != nil {
+		return ""
+	}
+	return certs[len(certs)-1].Subject.CommonName
 }
 
 // policyFailure prints every mismatch on its own line under one heading:
@@ -180,10 +250,16 @@ type policyFlags struct {
 	minSVN, productID                      uint16Flag
 	allowStatus                            stringList
 	allowDebug                             bool
+
+	// PCK platform requirements (SGX/TDX, from the PCK certificate).
+	sgxType                                                stringList
+	platformInstanceID                                     hexList
+	requireSMTDisabled, requireStatic, requireNoCachedKeys bool
 }
 
 // policyFlagNames are the flags that turn appraisal on.
-var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "product-id", "min-svn", "allow-status", "allow-debug"}
+var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "product-id", "min-svn", "allow-status", "allow-debug",
+	"sgx-type", "platform-instance-id", "require-smt-disabled", "require-static-platform", "require-no-cached-keys"}
 
 func (f *policyFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.mrenclave, "mrenclave", "policy: accepted SGX MRENCLAVE (`HEX`, 32 bytes; repeatable, any-of)")
@@ -194,6 +270,11 @@ func (f *policyFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.minSVN, "min-svn", "policy: lowest accepted SGX ISVSVN `N`")
 	fs.Var(&f.allowStatus, "allow-status", "policy: accepted tcb_status `S` (repeatable or comma list; default UpToDate)")
 	fs.BoolVar(&f.allowDebug, "allow-debug", false, "policy: accept debug enclaves/TDs/guests (development only)")
+	fs.Var(&f.sgxType, "sgx-type", "policy: accepted PCK SGX `TYPE`: standard, scalable, scalable_with_integrity (repeatable or comma list)")
+	fs.Var(&f.platformInstanceID, "platform-instance-id", "policy: accepted PCK platform instance ID (`HEX`, 16 bytes; repeatable, any-of)")
+	fs.BoolVar(&f.requireSMTDisabled, "require-smt-disabled", false, "policy: the PCK certificate must say SMT is disabled")
+	fs.BoolVar(&f.requireStatic, "require-static-platform", false, "policy: the PCK certificate must say the platform is not dynamic")
+	fs.BoolVar(&f.requireNoCachedKeys, "require-no-cached-keys", false, "policy: the PCK certificate must say platform keys are not cached")
 }
 
 // given reports whether any policy flag appeared on the command line (even
@@ -218,6 +299,12 @@ func (f *policyFlags) policy() policy.Policy {
 		Measurement: f.measurement,
 		AllowStatus: f.allowStatus,
 		AllowDebug:  f.allowDebug,
+
+		SGXTypes:              f.sgxType,
+		PlatformInstanceIDs:   f.platformInstanceID,
+		RequireSMTDisabled:    f.requireSMTDisabled,
+		RequireStaticPlatform: f.requireStatic,
+		RequireNoCachedKeys:   f.requireNoCachedKeys,
 	}
 	if f.minSVN.set {
 		v := f.minSVN.v
