@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -122,6 +123,13 @@ func verifyCollateral(b *pcs.Bundle, roots []*x509.Certificate, verifyChain chai
 func checkSigningChain(ch *verifiedChain) error {
 	if len(ch.certs) != 1 {
 		return verr.New("dcap", "collateral signing chain", verr.UntrustedRoot, "signer %q is not issued directly by the root (%d certificates below it)", ch.certs[0].Subject.String(), len(ch.certs))
+	}
+	// QVL TCBSigningChain::verify: the names say what each certificate is.
+	if cn := ch.certs[0].Subject.CommonName; !strings.Contains(cn, "SGX TCB Signing") {
+		return verr.New("dcap", "collateral signing chain", verr.UntrustedRoot, "signer CN %q does not contain \"SGX TCB Signing\"", cn)
+	}
+	if cn := ch.root.Subject.CommonName; !strings.Contains(cn, "SGX Root CA") {
+		return verr.New("dcap", "collateral signing chain", verr.UntrustedRoot, "root CN %q does not contain \"SGX Root CA\"", cn)
 	}
 	if ch.certs[0].IsCA {
 		return verr.New("dcap", "collateral signing chain", verr.UntrustedRoot, "signer %q is a CA certificate", ch.certs[0].Subject.String())

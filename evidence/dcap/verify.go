@@ -19,6 +19,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -395,6 +396,10 @@ func (v *Verifier) pckChain(pemChain []byte, roots []*x509.Certificate, rk []byt
 	ext, err := ParsePCKExtensions(certs[0])
 	if err != nil {
 		return nil, err
+	}
+	// QVL 4.1.2.4.4: the PCK certificate says what it is in its subject.
+	if !strings.Contains(certs[0].Subject.CommonName, "SGX PCK Certificate") {
+		return nil, verr.New("dcap", "PCK certificate", verr.Malformed, "subject CN %q does not contain \"SGX PCK Certificate\"", certs[0].Subject.CommonName)
 	}
 	ca, err := PCKCA(certs[0])
 	if err != nil {

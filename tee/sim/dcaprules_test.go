@@ -461,3 +461,31 @@ func TestPCKPlatformClaims(t *testing.T) {
 		}
 	}
 }
+
+// QVL 4.1.2.4.4 and TCBSigningChain::verify: the PCK certificate's subject
+// CN contains "SGX PCK Certificate", the collateral signer's "SGX TCB
+// Signing" and the root's "SGX Root CA".
+func TestQVLCertificateNames(t *testing.T) {
+	r := newRules(t)
+	reissue := func(c *x509.Certificate, cn string, parent *x509.Certificate, key, parentKey *ecdsa.PrivateKey) *x509.Certificate {
+		tmpl := *c
+		tmpl.Subject, tmpl.RawSubject = pkix.Name{CommonName: cn}, nil
+		tmpl.ExtraExtensions = c.Extensions
+		tmpl.Extensions = nil
+		out, err := sign(rand.Reader, &tmpl, parent, key, parentKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	col := r.col(t, false, nil)
+	pck := r.p.PCK
+	r.p.PCK = reissue(pck, "Some Platform Key", r.p.PCKCA, r.p.pckKey, r.p.pckCAKey)
+	r.wantError(t, "PCK certificate not named SGX PCK Certificate", r.sgxQuote(t), col, evidence.Malformed, "SGX PCK Certificate")
+	r.p.PCK = pck
+	signer := r.p.TCBSigning
+	r.p.TCBSigning = reissue(signer, "Some Signer", r.p.Root, r.p.tcbKey, r.p.rootKey)
+	r.wantError(t, "collateral signer not named SGX TCB Signing", r.sgxQuote(t), r.col(t, false, nil), evidence.UntrustedRoot, "SGX TCB Signing")
+	r.p.TCBSigning = signer
+	r.wantStatus(t, "names restored", r.sgxQuote(t), r.col(t, false, nil), "UpToDate")
+}
