@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -183,20 +184,102 @@ func FuzzParsePCKExtensions(f *testing.F) {
 	})
 }
 
-func FuzzParseTCBInfo(f *testing.F) {
+// tcbInfoSeeds are the real TCB infos and edits of the TDX one that reach
+// the ordering, duplicate and module rules: levels reversed, a duplicate
+// level, module levels reversed, no tdxModule, SGX with a tdxModule.
+func tcbInfoSeeds(tb testing.TB) [][]byte {
+	var out [][]byte
 	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3_collateral.json", "tdx/dcap-qvl_tdx_quote_v4_collateral.json"} {
-		f.Add([]byte(readBundle(f, p).TCBInfo))
+		out = append(out, []byte(readBundle(tb, p).TCBInfo))
+	}
+	edit := func(text []byte, f func(m map[string]any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal(text, &m); err != nil {
+			tb.Fatal(err)
+		}
+		f(m)
+		b, err := json.Marshal(m)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		return b
+	}
+	reverse := func(l []any) { slices.Reverse(l) }
+	tdxInfo := out[1]
+	out = append(out,
+		edit(tdxInfo, func(m map[string]any) { reverse(m["tcbLevels"].([]any)) }),
+		edit(tdxInfo, func(m map[string]any) { m["tcbLevels"] = append(m["tcbLevels"].([]any), m["tcbLevels"].([]any)[0]) }),
+		edit(tdxInfo, func(m map[string]any) {
+			for _, id := range m["tdxModuleIdentities"].([]any) {
+				reverse(id.(map[string]any)["tcbLevels"].([]any))
+			}
+		}),
+		edit(tdxInfo, func(m map[string]any) { delete(m, "tdxModule") }),
+		edit(out[0], func(m map[string]any) { m["tdxModule"] = map[string]any{} }),
+	)
+	return out
+}
+
+// TCB info edits that Intel's parser refuses, and one it accepts in
+// another order, through the same seeds the fuzz target starts from.
+func TestTCBInfoSeedVerdicts(t *testing.T) {
+	seeds := tcbInfoSeeds(t)
+	for i, want := range []bool{true, true, true, false, true, false, false} {
+		_, err := ParseTCBInfo(seeds[i])
+		if (err == nil) != want {
+			t.Errorf("seed %d: %v; want parsed %v", i, err, want)
+		}
+	}
+	a, _ := ParseTCBInfo(seeds[1])
+	b, _ := ParseTCBInfo(seeds[2])
+	if a == nil || b == nil || len(a.Levels) != len(b.Levels) {
+		t.Fatal("reversed levels did not parse like the original")
+	}
+	for i := range a.Levels {
+		if a.Levels[i].Status != b.Levels[i].Status || a.Levels[i].PCESVN != b.Levels[i].PCESVN {
+			t.Errorf("level %d differs after reversing the JSON", i)
+		}
+	}
+}
+
+func FuzzParseTCBInfo(f *testing.F) {
+	for _, s := range tcbInfoSeeds(f) {
+		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		if ti, err := ParseTCBInfo(b); err == nil && len(ti.Levels) == 0 {
+		ti, err := ParseTCBInfo(b)
+		if err != nil {
+			return
+		}
+		if len(ti.Levels) == 0 {
 			t.Fatal("TCB info without levels parsed")
+		}
+		// Levels are in Intel's order, strictly: no duplicates.
+		for i := 1; i < len(ti.Levels); i++ {
+			if compareLevels(&ti.Levels[i-1], &ti.Levels[i]) <= 0 {
+				t.Fatalf("levels %d and %d out of order or equal", i-1, i)
+			}
+		}
+		if (ti.ID == "TDX") != (ti.TDXModule != nil) {
+			t.Fatalf("%s TCB info with tdxModule %v", ti.ID, ti.TDXModule)
+		}
+		for _, m := range ti.TDXModuleIdentities {
+			for i := 1; i < len(m.Levels); i++ {
+				if m.Levels[i-1].ISVSVN <= m.Levels[i].ISVSVN {
+					t.Fatalf("module %s levels out of order", m.ID)
+				}
+			}
 		}
 	})
 }
 
 func FuzzParseQEIdentity(f *testing.F) {
 	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3_collateral.json", "tdx/dcap-qvl_tdx_quote_v4_collateral.json"} {
-		f.Add([]byte(readBundle(f, p).QEIdentity))
+		qe := readBundle(f, p).QEIdentity
+		f.Add([]byte(qe))
+		// A status Intel allows at QE levels, and one it does not.
+		f.Add([]byte(strings.Replace(qe, `"tcbStatus":"UpToDate"`, `"tcbStatus":"ConfigurationNeeded"`, 1)))
+		f.Add([]byte(strings.Replace(qe, `"tcbStatus":"UpToDate"`, `"tcbStatus":"SWHardeningNeeded"`, 1)))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if qi, err := ParseQEIdentity(b); err == nil && len(qi.Levels) == 0 {
