@@ -434,3 +434,47 @@ func TestPCKPlatformFieldsStrict(t *testing.T) {
 		}
 	}
 }
+
+// Fields Intel's parsers require (QVL TcbInfo::parsePartV2,
+// TcbLevel::parseTcbLevelCommon, EnclaveIdentityV2): a missing one is an
+// error, not a zero.
+func TestCollateralRequiredFields(t *testing.T) {
+	tdxCol := readBundle(t, "tdx/dcap-qvl_tdx_quote_v4_collateral.json")
+	without := func(text, key string) []byte {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(text), &m); err != nil {
+			t.Fatal(err)
+		}
+		delete(m, key)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	for _, key := range []string{"tcbType", "tcbEvaluationDataNumber"} {
+		if _, err := ParseTCBInfo(without(tdxCol.TCBInfo, key)); err == nil {
+			t.Errorf("TCB info without %s parsed", key)
+		}
+	}
+	if _, err := ParseQEIdentity(without(tdxCol.QEIdentity, "tcbEvaluationDataNumber")); err == nil {
+		t.Error("QE identity without tcbEvaluationDataNumber parsed")
+	}
+	// TCB info v2: levels need a tcbDate too.
+	v2 := func(date string) []byte {
+		tcb := map[string]int{"pcesvn": 5}
+		for i := range 16 {
+			tcb[componentKey(i)] = 1
+		}
+		level := map[string]any{"tcb": tcb, "tcbStatus": "UpToDate"}
+		if date != "" {
+			level["tcbDate"] = date
+		}
+		b, _ := json.Marshal(map[string]any{"version": 2, "issueDate": "2025-01-01T00:00:00Z", "nextUpdate": "2025-02-01T00:00:00Z",
+			"fmspc": "00906ED50000", "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 5, "tcbLevels": []any{level}})
+		return b
+	}
+	if _, err := ParseTCBInfo(v2("2024-01-01T00:00:00Z")); err != nil {
+		t.Errorf("TCB info v2: %v", err)
+	}
+	if _, err := ParseTCBInfo(v2("")); err == nil {
+		t.Error("TCB info v2 level without tcbDate parsed")
+	}
+}

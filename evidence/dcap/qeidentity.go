@@ -30,7 +30,7 @@ type jsonQEIdentity struct {
 	Version                 int         `json:"version"`
 	IssueDate               string      `json:"issueDate"`
 	NextUpdate              string      `json:"nextUpdate"`
-	TCBEvaluationDataNumber int         `json:"tcbEvaluationDataNumber"`
+	TCBEvaluationDataNumber *int        `json:"tcbEvaluationDataNumber"`
 	MiscSelect              string      `json:"miscselect"`
 	MiscSelectMask          string      `json:"miscselectMask"`
 	Attributes              string      `json:"attributes"`
@@ -50,7 +50,11 @@ func ParseQEIdentity(text []byte) (*QEIdentity, error) {
 	if j.Version != 2 || (j.ID != "QE" && j.ID != "TD_QE") {
 		return nil, verr.New("dcap", "QE identity", verr.Unsupported, "id %q version %d; want QE or TD_QE version 2", j.ID, j.Version)
 	}
-	q := &QEIdentity{ID: j.ID, Version: j.Version, TCBEvaluationDataNumber: j.TCBEvaluationDataNumber}
+	// Intel's parser requires tcbEvaluationDataNumber (EnclaveIdentityV2).
+	if j.TCBEvaluationDataNumber == nil || *j.TCBEvaluationDataNumber < 0 {
+		return nil, verr.New("dcap", "QE identity", verr.Malformed, "tcbEvaluationDataNumber missing or out of range")
+	}
+	q := &QEIdentity{ID: j.ID, Version: j.Version, TCBEvaluationDataNumber: *j.TCBEvaluationDataNumber}
 	var err error
 	if q.IssueDate, err = parseTime(j.IssueDate, "QE identity issueDate"); err != nil {
 		return nil, err
