@@ -478,3 +478,19 @@ func TestCollateralRequiredFields(t *testing.T) {
 		t.Error("TCB info v2 level without tcbDate parsed")
 	}
 }
+
+// TCB info v2 is SGX's whatever its id says: Intel's parser reads no id in
+// v2 (TcbInfo::getId throws for v2; the constructor sets SGX).
+func TestTCBInfoV2IgnoresID(t *testing.T) {
+	tcb := map[string]int{"pcesvn": 5}
+	for i := range 16 {
+		tcb[componentKey(i)] = 1
+	}
+	b, _ := json.Marshal(map[string]any{"id": "TDX", "version": 2, "issueDate": "2025-01-01T00:00:00Z", "nextUpdate": "2025-02-01T00:00:00Z",
+		"fmspc": "00906ED50000", "pceId": "0000", "tcbType": 0, "tcbEvaluationDataNumber": 5,
+		"tcbLevels": []any{map[string]any{"tcb": tcb, "tcbStatus": "UpToDate", "tcbDate": "2024-01-01T00:00:00Z"}}})
+	ti, err := ParseTCBInfo(b)
+	if err != nil || ti.ID != "SGX" {
+		t.Errorf("v2 with id TDX: %v, %v; want SGX TCB info", ti, err)
+	}
+}

@@ -164,7 +164,8 @@ func ParseTCBInfo(text []byte) (*TCBInfo, error) {
 	}
 	t := &TCBInfo{ID: j.ID, Version: j.Version, TCBType: *j.TCBType, TCBEvaluationDataNumber: *j.TCBEvaluationDataNumber}
 	switch {
-	case j.Version == 2 && (j.ID == "" || j.ID == "SGX"):
+	case j.Version == 2:
+		// v2 is SGX's; Intel's parser does not read an id there.
 		t.ID = "SGX"
 	case j.Version == 3 && (j.ID == "SGX" || j.ID == "TDX"):
 	default:
