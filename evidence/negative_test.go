@@ -310,3 +310,17 @@ func TestReRootedChain(t *testing.T) {
 		t.Errorf("tee %q under a caller-named root; want %q", c.TEE, TEESimSGX)
 	}
 }
+
+// QVL PckCertVerifier: the PCK chain's root names itself "SGX Root CA"; a
+// caller-named root that does not is refused, as Intel's library refuses it.
+func TestPCKChainRootName(t *testing.T) {
+	raw := readVector(t, "sgx/dcap-qvl_sgx_quote_v3.bin")
+	now := time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)
+	root := newFakeCert(t, &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Some Root"},
+		NotBefore: now, NotAfter: now.AddDate(40, 0, 0), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}, nil)
+	opts := Options{Time: dcapQVLTime, SkipTCBEvaluation: true, TrustRoots: []*x509.Certificate{root.cert}}
+	_, err := NewVerifier().Verify(context.Background(), rerootSGX(t, raw, root, root.cert), opts)
+	if err == nil || !strings.Contains(err.Error(), "SGX Root CA") {
+		t.Errorf("root named %q: %v; want refused for its name", root.cert.Subject.CommonName, err)
+	}
+}

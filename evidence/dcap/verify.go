@@ -412,6 +412,13 @@ func (v *Verifier) pckChain(pemChain []byte, roots []*x509.Certificate, rk []byt
 	if len(chain.certs) != 2 {
 		return nil, verr.New("dcap", "PCK certificate chain", verr.Malformed, "want PCK certificate, PCK CA and root; got %d certificates below the root", len(chain.certs))
 	}
+	// QVL PckCertVerifier: the root and the CA say what they are.
+	if cn := chain.root.Subject.CommonName; !strings.Contains(cn, "SGX Root CA") {
+		return nil, verr.New("dcap", "PCK certificate chain", verr.UntrustedRoot, "root CN %q does not contain \"SGX Root CA\"", cn)
+	}
+	if cn := chain.certs[1].Subject.CommonName; !strings.Contains(cn, "CA") {
+		return nil, verr.New("dcap", "PCK certificate chain", verr.Malformed, "PCK CA CN %q does not contain \"CA\"", cn)
+	}
 	pc = &pckChain{chain: chain, leafKey: leafKey, ext: ext, ca: ca}
 	v.mu.Lock()
 	cachePut(v.chains, key, pc)
