@@ -494,3 +494,19 @@ func TestTCBInfoV2IgnoresID(t *testing.T) {
 		t.Errorf("v2 with id TDX: %v, %v; want SGX TCB info", ti, err)
 	}
 }
+
+// A TCB component's optional category and type must be strings when
+// present (QVL TcbComponent).
+func TestTCBComponentOptionalStrings(t *testing.T) {
+	text := readBundle(t, "tdx/dcap-qvl_tdx_quote_v4_collateral.json").TCBInfo
+	if !strings.Contains(text, `"category":"`) {
+		t.Fatal("vector has no component category")
+	}
+	if _, err := ParseTCBInfo([]byte(text)); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(text, `"category":"`, `"category":5,"x":"`, 1)
+	if _, err := ParseTCBInfo([]byte(bad)); err == nil {
+		t.Error("numeric component category accepted")
+	}
+}

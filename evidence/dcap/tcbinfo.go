@@ -106,8 +106,12 @@ type SVNLevel struct {
 	AdvisoryIDs []string
 }
 
+// jsonComponent is one TCB component. Category and type are optional,
+// but must be strings when present, as Intel's parser requires.
 type jsonComponent struct {
-	SVN *int `json:"svn"`
+	SVN      *int    `json:"svn"`
+	Category *string `json:"category"`
+	Type     *string `json:"type"`
 }
 
 type jsonTCB struct {
