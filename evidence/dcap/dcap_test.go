@@ -510,3 +510,16 @@ func TestTCBComponentOptionalStrings(t *testing.T) {
 		t.Error("numeric component category accepted")
 	}
 }
+
+// Collateral dates are exactly YYYY-MM-DDTHH:MM:SSZ, as Intel's parser
+// takes them (AttestationCommons isValidTimeString): no fraction, no offset.
+func TestCollateralDateFormat(t *testing.T) {
+	if _, err := parseTime("2025-06-19T10:16:03Z", "d"); err != nil {
+		t.Error(err)
+	}
+	for _, s := range []string{"2025-06-19T10:16:03.5Z", "2025-06-19T10:16:03+00:00", "2025-06-19T10:16:03z", "2025-02-30T10:16:03Z", "2025-06-19 10:16:03Z"} {
+		if _, err := parseTime(s, "d"); err == nil {
+			t.Errorf("%q accepted", s)
+		}
+	}
+}

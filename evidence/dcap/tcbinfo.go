@@ -430,10 +430,19 @@ func strictJSON(text []byte, v any) error {
 
 var errTrailing = verr.New("dcap", "collateral", verr.Malformed, "trailing data after the JSON value")
 
+// collateralTime is the one date form Intel's parser accepts
+// (AttestationCommons isValidTimeString): UTC, whole seconds.
+const collateralTime = "2006-01-02T15:04:05Z"
+
 func parseTime(s, what string) (time.Time, error) {
-	t, err := time.Parse(time.RFC3339, s)
+	// time.Parse would also take a fraction after the seconds; Intel's
+	// format has none, so the length must be exact.
+	if len(s) != len(collateralTime) {
+		return time.Time{}, verr.New("dcap", what, verr.Malformed, "%q is not a YYYY-MM-DDTHH:MM:SSZ time", s)
+	}
+	t, err := time.Parse(collateralTime, s)
 	if err != nil {
-		return time.Time{}, verr.Wrap("dcap", what, verr.Malformed, err, "%q is not an RFC 3339 time", s)
+		return time.Time{}, verr.Wrap("dcap", what, verr.Malformed, err, "%q is not a YYYY-MM-DDTHH:MM:SSZ time", s)
 	}
 	return t, nil
 }
