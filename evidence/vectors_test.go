@@ -95,6 +95,10 @@ func TestVectors(t *testing.T) {
 				if c.Debug || c.PCESVN != 13 || c.QESVN != 10 || c.ISVProdID != 0 || c.ISVSVN != 0 || c.TCBDate != "2024-03-13T00:00:00Z" {
 					t.Errorf("debug %v pce_svn %d qe_svn %d isv %d/%d tcb_date %s", c.Debug, c.PCESVN, c.QESVN, c.ISVProdID, c.ISVSVN, c.TCBDate)
 				}
+				// A Processor CA PCK certificate: standard, no instance ID or configuration.
+				if c.SGXType != "standard" || c.PlatformInstanceID != nil || c.SMTEnabled != nil {
+					t.Errorf("sgx_type %q, instance %x, smt %v", c.SGXType, c.PlatformInstanceID, c.SMTEnabled)
+				}
 			},
 		},
 		{
@@ -125,6 +129,11 @@ func TestVectors(t *testing.T) {
 				eq(t, "fmspc", c.FMSPC, unhex("b0c06f000000"))
 				if c.Debug || c.QESVN != 6 {
 					t.Errorf("debug %v qe_svn %d", c.Debug, c.QESVN)
+				}
+				// The PCK certificate is the Platform CA's: SGX type and configuration (openssl asn1parse).
+				eq(t, "platform_instance_id", c.PlatformInstanceID, unhex("07828474603e7019dc930775ffe8cdd2"))
+				if c.SGXType != "scalable" || c.SMTEnabled == nil || !*c.SMTEnabled || !*c.DynamicPlatform || !*c.CachedKeys {
+					t.Errorf("sgx_type %q, configuration %v %v %v", c.SGXType, c.DynamicPlatform, c.CachedKeys, c.SMTEnabled)
 				}
 				if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], "70 bytes") {
 					t.Errorf("warnings %q, want one about the 70 padding bytes", c.Warnings)
