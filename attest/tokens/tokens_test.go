@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -287,12 +288,41 @@ func TestVerifyCertificateValidity(t *testing.T) {
 	}
 }
 
-func FuzzParseJWKS(f *testing.F) {
-	for _, is := range serviceTokens(f) {
-		f.Add(is.jwks)
+var update = flag.Bool("update", false, "rewrite testdata/cloister-* from a freshly started service")
+
+// cloister-{es256,rs256}.{jwt,jwks.json} are a Cloister service's token
+// and /certs, kept as files so the fuzz targets start without running the
+// service (key generation takes seconds); -update rewrites them.
+func TestCloisterFixtures(t *testing.T) {
+	for alg, is := range serviceTokens(t) {
+		base := "testdata/cloister-" + strings.ToLower(alg)
+		if *update {
+			if err := os.WriteFile(base+".jwt", []byte(is.token+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(base+".jwks.json", is.jwks, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		tok, jwks := readFixture(t, base+".jwt"), readFixture(t, base+".jwks.json")
+		if _, err := Verify(string(tok), mustKeys(t, jwks), Options{Time: testNow}); err != nil {
+			t.Errorf("%s fixture: %v", alg, err)
+		}
 	}
-	if b, err := os.ReadFile("testdata/maa-sharedwus-2021-05-26.jwks.json"); err == nil {
-		f.Add(b)
+}
+
+func readFixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func FuzzParseJWKS(f *testing.F) {
+	for _, name := range []string{"cloister-es256", "cloister-rs256", "maa-sharedwus-2021-05-26"} {
+		f.Add(readFixture(f, "testdata/"+name+".jwks.json"))
 	}
 	f.Add([]byte(`{"keys":[{"kty":"EC","kid":"a","crv":"P-256","x":"","y":""}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -309,18 +339,68 @@ func FuzzParseJWKS(f *testing.F) {
 }
 
 func FuzzVerify(f *testing.F) {
-	is := serviceTokens(f)["ES256"]
-	ks := mustKeys(f, is.jwks)
-	f.Add(is.token)
-	f.Add(serviceTokens(f)["RS256"].token)
+	ks := mustKeys(f, readFixture(f, "testdata/cloister-es256.jwks.json"))
+	good := strings.TrimSpace(string(readFixture(f, "testdata/cloister-es256.jwt")))
+	f.Add(good)
+	f.Add(strings.TrimSpace(string(readFixture(f, "testdata/cloister-rs256.jwt"))))
+	f.Add(strings.TrimSpace(string(readFixture(f, "testdata/maa-sharedwus-2021-05-26.jwt"))))
 	f.Fuzz(func(t *testing.T, token string) {
 		claims, err := Verify(token, ks, Options{Time: testNow})
-		if err == nil && token != is.token {
-			// Only the service's own token verifies; whitespace around it
-			// is the one accepted variation.
-			if strings.TrimSpace(token) != is.token {
-				t.Fatalf("a token the service did not sign verified: %q -> %v", token, claims)
-			}
+		// Only the service's own token verifies; white space around it
+		// is the one accepted variation.
+		if err == nil && strings.TrimSpace(token) != good {
+			t.Fatalf("a token the service did not sign verified: %q -> %v", token, claims)
 		}
 	})
+}
+
+// A real token of Microsoft Azure Attestation (testdata/README.md) verifies
+// against MAA's own /certs key, at a time within its validity and with its
+// issuer, and fails on every kind of tampering.
+func TestVerifyMAAToken(t *testing.T) {
+	tok, err := os.ReadFile("testdata/maa-sharedwus-2021-05-26.jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	jwks, err := os.ReadFile("testdata/maa-sharedwus-2021-05-26.jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := mustKeys(t, jwks)
+	at := time.Date(2021, 5, 26, 23, 30, 0, 0, time.UTC)
+	const iss = "https://sharedwus.wus.attest.azure.net"
+	token := strings.TrimSpace(string(tok))
+	c, err := Verify(token, ks, Options{Time: at, Issuer: iss})
+	if err != nil {
+		t.Fatal(err)
+	}
+	col, _ := c["x-ms-sgx-collateral"].(map[string]any)
+	if c["x-ms-attestation-type"] != "sgx" || col["quotehash"] != "af0e05631c145d7dc1a33b214d43c6aa34a7859622a0ac7d880ab7b24e2f18d2" {
+		t.Errorf("claims: type %v collateral %v", c["x-ms-attestation-type"], col)
+	}
+	// MAA names the same digest for both issuing chains and both CRLs, as
+	// docs/maa-contract.md's definitions (one signing chain, one root CRL)
+	// predict.
+	if col["qeidcertshash"] != col["tcbinfocertshash"] || col["qeidcrlhash"] != col["tcbinfocrlhash"] {
+		t.Errorf("collateral digests: %v", col)
+	}
+	if _, err := Verify(token, ks, Options{Time: at, Issuer: iss + "/"}); !errors.Is(err, jwt.ErrTokenInvalidIssuer) {
+		t.Errorf("wrong issuer: %v", err)
+	}
+	if _, err := Verify(token, ks, Options{Time: time.Unix(1622100126, 0).Add(time.Second)}); !errors.Is(err, jwt.ErrTokenExpired) {
+		t.Errorf("after exp: %v", err)
+	}
+	parts := strings.Split(token, ".")
+	for p := range parts {
+		raw, _ := base64.RawURLEncoding.DecodeString(parts[p])
+		for _, i := range []int{0, len(raw) / 2, len(raw) - 1} {
+			flipped := append([]byte(nil), raw...)
+			flipped[i] ^= 0x20
+			q := append([]string(nil), parts...)
+			q[p] = base64.RawURLEncoding.EncodeToString(flipped)
+			if _, err := Verify(strings.Join(q, "."), ks, Options{Time: at}); err == nil {
+				t.Errorf("part %d byte %d flipped: accepted", p, i)
+			}
+		}
+	}
 }

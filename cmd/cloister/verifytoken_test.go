@@ -137,3 +137,22 @@ func mustJSONBytes(t *testing.T, v any) []byte {
 	}
 	return b
 }
+
+// Microsoft Azure Attestation's own token (attest/tokens/testdata) validates
+// against MAA's /certs key: the command is not specific to Cloister tokens.
+func TestVerifyTokenMAA(t *testing.T) {
+	const dir = "../../attest/tokens/testdata/"
+	tok, jwks := dir+"maa-sharedwus-2021-05-26.jwt", dir+"maa-sharedwus-2021-05-26.jwks.json"
+	const iss = "https://sharedwus.wus.attest.azure.net"
+	at := time.Date(2021, 5, 26, 23, 30, 0, 0, time.UTC)
+	r := runCLIAt(t, at, "verify", "token", tok, "--jwks", jwks, "--issuer", iss)
+	if r.code != 0 || !strings.Contains(r.stdout, `"x-ms-sgx-mrenclave": "b779202618becb636768e5d902f28d524222735fafb539ea9ba07c3fc171a1c2"`) {
+		t.Errorf("MAA token: %s", r)
+	}
+	if r := runCLIAt(t, at, "verify", "token", tok, "--jwks", jwks, "--issuer", "https://sharedeus.eus.attest.azure.net"); r.code != 1 {
+		t.Errorf("MAA token, another instance's issuer: %s", r)
+	}
+	if r := runCLIAt(t, time.Date(2021, 5, 28, 0, 0, 0, 0, time.UTC), "verify", "token", tok, "--jwks", jwks); r.code != 1 || !strings.Contains(r.stderr, "expired") {
+		t.Errorf("MAA token after exp: %s", r)
+	}
+}
