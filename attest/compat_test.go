@@ -240,3 +240,36 @@ func TestSGXCollateralClaim(t *testing.T) {
 		t.Errorf("no collateral: x-ms-sgx-collateral = %v, want only quotehash", claims["x-ms-sgx-collateral"])
 	}
 }
+
+// In isolated mode a policy signed by a trusted signer still needs an
+// authenticated caller: the signature authorises the document, the token
+// the caller.
+func TestIsolatedModeNeedsAdminToo(t *testing.T) {
+	f := getFixture(t)
+	good := newPolicySigner(t, "policy signer")
+	const token = "isolated-admin-token"
+	s, err := New(Config{
+		Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test",
+		PolicySigners: []*x509.Certificate{good.cert}, AdminToken: token,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	doc := good.sign(t, jwt.MapClaims{"AttestationPolicy": base64.RawURLEncoding.EncodeToString([]byte("version=1.0; authorizationrules { => permit(); };"))})
+	put := func(auth string) int {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("PUT", "/policies/SgxEnclave"+av, strings.NewReader(doc))
+		if auth != "" {
+			r.Header.Set("Authorization", auth)
+		}
+		s.ServeHTTP(rec, r)
+		return rec.Code
+	}
+	if c := put(""); c != 401 {
+		t.Errorf("signed policy, no caller authentication: %d", c)
+	}
+	if c := put("Bearer " + token); c != 200 {
+		t.Errorf("signed policy, authenticated caller: %d", c)
+	}
+}
