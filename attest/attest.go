@@ -223,7 +223,7 @@ func (s *Service) discovery() ([]byte, error) {
 		"response_types_supported":              []string{"token", "none"},
 		"claims_supported": []string{"iss", "iat", "nbf", "exp", "jti", "nonce", "x-ms-ver", "x-ms-attestation-type",
 			"x-ms-policy-hash", "x-ms-runtime", "x-ms-inittime", "x-ms-sgx-mrenclave", "x-ms-sgx-mrsigner",
-			"x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-is-debuggable", "x-ms-sgx-ehd", "x-ms-sgx-config-id",
+			"x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-is-debuggable", "x-ms-sgx-ehd", "x-ms-sgx-collateral", "x-ms-sgx-config-id",
 			"x-ms-sgx-config-svn", "x-ms-sgx-isv-extended-product-id", "x-ms-sgx-isv-family-id", "tcb_status"},
 	})
 	if err != nil {

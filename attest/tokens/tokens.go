@@ -142,8 +142,8 @@ func parseKey(raw json.RawMessage) (Key, error) {
 			if err := errors.Join(err1, err2); err != nil {
 				return Key{}, fmt.Errorf("RSA n/e: %w", err)
 			}
-			if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 || n.BitLen() < 2048 {
-				return Key{}, errors.New("RSA key: modulus under 2048 bits or bad exponent")
+			if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 || n.BitLen() < 2048 || n.BitLen() > 16384 {
+				return Key{}, errors.New("RSA key: modulus not 2048 to 16384 bits, or a bad exponent")
 			}
 			fromMembers = &rsa.PublicKey{N: n, E: int(e.Int64())}
 		}
