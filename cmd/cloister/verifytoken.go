@@ -85,14 +85,14 @@ func runVerifyToken(e *env, args []string) error {
 	return printJSON(e.stdout, claims)
 }
 
-// readToken takes TOKEN as the JWT itself, "-" for standard input, or a
-// file name (anything that is not shaped like a JWT).
+// readToken takes TOKEN as "-" for standard input, an existing file (even
+// one named like "id.v1.jwt"), or else the JWT itself.
 func readToken(e *env, arg string) (string, error) {
-	if jwtShape.MatchString(arg) {
-		return arg, nil
-	}
 	if arg != "-" {
-		if _, err := os.Stat(arg); err != nil {
+		if st, err := os.Stat(arg); err != nil || st.IsDir() {
+			if jwtShape.MatchString(arg) {
+				return arg, nil
+			}
 			return "", usagef("TOKEN %q is neither a JWT (header.payload.signature) nor a readable file", arg)
 		}
 	}

@@ -58,7 +58,7 @@ func TestVerifyToken(t *testing.T) {
 	if err := os.WriteFile(jwksFile, get("/certs"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokenFile := filepath.Join(dir, "token.jwt")
+	tokenFile := filepath.Join(dir, "token.v1.jwt") // shaped like a JWT: still read as a file
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
