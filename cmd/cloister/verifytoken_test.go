@@ -156,3 +156,23 @@ func TestVerifyTokenMAA(t *testing.T) {
 		t.Errorf("MAA token after exp: %s", r)
 	}
 }
+
+// A relative file name with two dots ("token.v1.jwt") is a file, not a JWT.
+func TestVerifyTokenFileNamedLikeJWT(t *testing.T) {
+	const dir = "../../attest/tokens/testdata/"
+	jwks, err := filepath.Abs(dir + "maa-sharedwus-2021-05-26.jwks.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := os.ReadFile(dir + "maa-sharedwus-2021-05-26.jwt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(t.TempDir())
+	if err := os.WriteFile("token.v1.jwt", tok, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if r := runCLIAt(t, time.Date(2021, 5, 26, 23, 30, 0, 0, time.UTC), "verify", "token", "token.v1.jwt", "--jwks", jwks); r.code != 0 {
+		t.Errorf("token.v1.jwt: %s", r)
+	}
+}
