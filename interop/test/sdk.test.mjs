@@ -11,6 +11,7 @@ import {
   AttestationAdministrationClient,
   KnownAttestationType,
 } from "@azure/attestation";
+import { isTokenCredential } from "@azure/core-auth";
 import { createRemoteJWKSet, jwtVerify, customFetch, decodeJwt } from "jose";
 import {
   scratch, cloisterBinary, simulator, simQuote, openEnclaveReport, startService, policySigner, sha256,
@@ -20,7 +21,9 @@ const ADMIN_TOKEN = "interop-admin-token-" + Math.random().toString(36).slice(2)
 
 /** A TokenCredential (@azure/core-auth's shape) that returns the admin token. */
 function adminCredential(token = ADMIN_TOKEN) {
-  return { getToken: async () => ({ token, expiresOnTimestamp: Date.now() + 3600_000 }) };
+  const cred = { getToken: async () => ({ token, expiresOnTimestamp: Date.now() + 3600_000 }) };
+  assert.ok(isTokenCredential(cred), "the SDK must see a TokenCredential");
+  return cred;
 }
 
 /**
