@@ -98,6 +98,17 @@ type Config struct {
 	// KeyRotation, when positive, rotates the token-signing key this often
 	// (see RotateKey); zero keeps one key for the service's life.
 	KeyRotation time.Duration
+	// AdminToken, when not empty, is the bearer token that policy and
+	// policy-signer management requests (GET/PUT /policies, :reset,
+	// /certificates) must carry in "Authorization: Bearer TOKEN"; it is
+	// compared in constant time and never logged. Attestation, /certs and
+	// discovery stay open, as MAA's are.
+	AdminToken string
+	// InsecureAdmin lets management requests through without any
+	// authentication: for development only. With neither AdminToken nor
+	// InsecureAdmin, every management request is refused (401). Isolated
+	// mode's signature rules apply in every case.
+	InsecureAdmin bool
 }
 
 // Service is the attestation service; it is an http.Handler.
@@ -132,6 +143,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.Issuer == "" {
 		return nil, errors.New("attest: Config.Issuer is required")
+	}
+	if cfg.AdminToken != "" && cfg.InsecureAdmin {
+		return nil, errors.New("attest: Config.AdminToken and Config.InsecureAdmin exclude each other")
 	}
 	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
 	if cfg.Now == nil {
@@ -209,7 +223,7 @@ func (s *Service) discovery() ([]byte, error) {
 		"response_types_supported":              []string{"token", "none"},
 		"claims_supported": []string{"iss", "iat", "nbf", "exp", "jti", "nonce", "x-ms-ver", "x-ms-attestation-type",
 			"x-ms-policy-hash", "x-ms-runtime", "x-ms-inittime", "x-ms-sgx-mrenclave", "x-ms-sgx-mrsigner",
-			"x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-is-debuggable", "x-ms-sgx-ehd", "x-ms-sgx-config-id",
+			"x-ms-sgx-product-id", "x-ms-sgx-svn", "x-ms-sgx-is-debuggable", "x-ms-sgx-ehd", "x-ms-sgx-collateral", "x-ms-sgx-config-id",
 			"x-ms-sgx-config-svn", "x-ms-sgx-isv-extended-product-id", "x-ms-sgx-isv-family-id", "tcb_status"},
 	})
 	if err != nil {
@@ -262,12 +276,12 @@ func (s *Service) routes() {
 		_, _ = w.Write(s.ring.Load().jwks)
 	})
 	m.HandleFunc("GET /.well-known/openid-configuration", s.static(s.oidc))
-	m.HandleFunc("GET /policies/{type}", s.handleGetPolicy)
-	m.HandleFunc("PUT /policies/{type}", s.handlePutPolicy)
-	m.HandleFunc("POST /policies/{typereset}", s.handleResetPolicy)
-	m.HandleFunc("GET /certificates", s.handleGetCertificates)
-	m.HandleFunc("POST /certificates:add", s.handleChangeCertificate(true))
-	m.HandleFunc("POST /certificates:remove", s.handleChangeCertificate(false))
+	m.HandleFunc("GET /policies/{type}", s.admin(s.handleGetPolicy))
+	m.HandleFunc("PUT /policies/{type}", s.admin(s.handlePutPolicy))
+	m.HandleFunc("POST /policies/{typereset}", s.admin(s.handleResetPolicy))
+	m.HandleFunc("GET /certificates", s.admin(s.handleGetCertificates))
+	m.HandleFunc("POST /certificates:add", s.admin(s.handleChangeCertificate(true)))
+	m.HandleFunc("POST /certificates:remove", s.admin(s.handleChangeCertificate(false)))
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		_, _ = io.WriteString(w, "ok\n")
@@ -518,7 +532,7 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
-	claims, status, code, err := s.verify(r.Context(), ev)
+	claims, used, status, code, err := s.verify(r.Context(), ev)
 	if err != nil {
 		s.metrics.verdict("invalid")
 		writeError(w, status, code, err.Error())
@@ -550,6 +564,13 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	incoming := maa.ClaimsFromEvidence(claims)
 	if req.RuntimeData != nil && (claims.SGXClaims != nil) {
 		incoming = append(incoming, maa.Claim{Type: "x-ms-sgx-ehd", Value: base64.RawURLEncoding.EncodeToString(runtime), Issuer: maa.IssuerService})
+	}
+	var collateral map[string]any
+	if claims.SGXClaims != nil {
+		if collateral, err = sgxCollateralClaim(raw, used); err != nil {
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
+			return
+		}
 	}
 	v, err := pol.evaluate(r.Context(), incoming)
 	if err != nil {
@@ -608,6 +629,9 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	if req.Nonce != nil {
 		tc["nonce"] = *req.Nonce
 	}
+	if collateral != nil {
+		tc["x-ms-sgx-collateral"] = collateral
+	}
 	if runtimeJSON != nil {
 		tc["x-ms-runtime"] = runtimeJSON
 	}
@@ -659,11 +683,12 @@ func (s *Service) admit(w http.ResponseWriter, r *http.Request) bool {
 
 // verify checks raw with evidence.Verify, mapping failures to a status,
 // an error code and a message that says what was wrong with the evidence.
-func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, int, string, error) {
+// It also returns the collateral bundle the verdict used (nil if none).
+func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, *pcs.Bundle, int, string, error) {
 	raw := ev.raw
 	kind := evidence.Detect(raw)
 	if kind == evidence.KindUnknown {
-		return nil, http.StatusBadRequest, "InvalidEvidence",
+		return nil, nil, http.StatusBadRequest, "InvalidEvidence",
 			errors.New("evidence is not an SGX/TDX quote, SEV-SNP report or configfs-tsm report")
 	}
 	opts := evidence.Options{Time: s.cfg.Now(), VCEK: ev.vcek, SNPChain: ev.chain}
@@ -679,9 +704,9 @@ func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, i
 				// PCK chain parse): a quote that has none is the client's
 				// fault (400), a failing source is not (503).
 				if _, qerr := evidence.CollateralQuery(raw); qerr != nil {
-					return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", qerr)
+					return nil, nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", qerr)
 				}
-				return nil, http.StatusServiceUnavailable, "CollateralUnavailable", fmt.Errorf("collateral for this quote is unavailable: %w", err)
+				return nil, nil, http.StatusServiceUnavailable, "CollateralUnavailable", fmt.Errorf("collateral for this quote is unavailable: %w", err)
 			}
 			opts.Collateral = b
 		}
@@ -689,11 +714,11 @@ func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, i
 	c, err := s.verifier.Verify(ctx, raw, opts)
 	if err != nil {
 		if reason, ok := evidence.ReasonOf(err); ok {
-			return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected (%v): %w", reason, err)
+			return nil, nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected (%v): %w", reason, err)
 		}
-		return nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", err)
+		return nil, nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", err)
 	}
-	return c, 0, "", nil
+	return c, opts.Collateral, 0, "", nil
 }
 
 // policyType reads {type} and answers 404 when it is unknown.
@@ -723,7 +748,11 @@ func (s *Service) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	jws := strings.TrimSpace(string(body))
+	jws, err := requestJWS(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidPolicy", "policy document: "+err.Error())
+		return
+	}
 	text, signer, err := parsePolicyJWS(jws)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
@@ -770,12 +799,17 @@ func (s *Service) handleResetPolicy(w http.ResponseWriter, r *http.Request) {
 	// MAA's reset body is a JWS with an empty payload ("eyJhbGciOiJub25lIn0..").
 	// Outside isolated mode only its shape matters (an unsigned form proves
 	// nothing); in isolated mode it must be signed by a policy signer.
-	if parts := strings.Split(strings.TrimSpace(string(body)), "."); len(parts) != 3 {
+	jws, err := requestJWS(body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "InvalidPolicy", "reset body: "+err.Error())
+		return
+	}
+	if parts := strings.Split(jws, "."); len(parts) != 3 {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", `reset body: want a JWS with an empty payload, e.g. "eyJhbGciOiJub25lIn0.."`)
 		return
 	}
 	if s.signers.isolated() {
-		_, signer, err := readJWS(string(body), "reset request")
+		_, signer, err := readJWS(jws, "reset request")
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
 			return

@@ -73,6 +73,7 @@ func newService(t testing.TB, f fixture, stateDir string) *Service {
 		Platform: f.plat, Now: func() time.Time { return testNow }, TrustRoots: []*x509.Certificate{f.pki.Root},
 		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return f.col, nil },
 		Alg:        "ES256", Issuer: "https://attest.test", StateDir: stateDir, MaxBody: 64 << 10,
+		InsecureAdmin: true, // the admin-authentication tests are in compat_test.go
 	})
 	if err != nil {
 		t.Fatal(err)

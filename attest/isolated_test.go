@@ -58,7 +58,7 @@ func TestIsolatedMode(t *testing.T) {
 	good, other := newPolicySigner(t, "policy signer"), newPolicySigner(t, "someone else")
 	s, err := New(Config{
 		Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test",
-		PolicySigners: []*x509.Certificate{good.cert},
+		PolicySigners: []*x509.Certificate{good.cert}, InsecureAdmin: true,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -95,7 +95,7 @@ func TestPolicySignerManagement(t *testing.T) {
 	newSvc := func() *Service {
 		s, err := New(Config{
 			Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test",
-			PolicySigners: []*x509.Certificate{good.cert}, StateDir: state,
+			PolicySigners: []*x509.Certificate{good.cert}, StateDir: state, InsecureAdmin: true,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -139,7 +139,7 @@ func TestPolicySignerManagement(t *testing.T) {
 		t.Errorf("after restart, the removed signer: %d", code)
 	}
 	// Outside isolated mode there is nothing to manage.
-	plain, err := New(Config{Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test"})
+	plain, err := New(Config{Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test", InsecureAdmin: true})
 	if err != nil {
 		t.Fatal(err)
 	}

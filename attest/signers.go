@@ -13,8 +13,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	"github.com/golang-jwt/jwt/v5"
 )
 
@@ -121,6 +123,25 @@ func (s *signerSet) change(c *x509.Certificate, add bool) (changed bool, err err
 	return true, nil
 }
 
+// requestJWS reads a management request body that carries a compact JWS:
+// bare (as MAA's samples and curl send it, Content-Type text/plain) or as a
+// JSON string literal ("eyJ…", Content-Type application/json), which is how
+// @azure/attestation sends certificates:add and :remove, following MAA's
+// REST spec (the body parameter is a JSON string). The literal is decoded
+// strictly: trailing data, invalid escapes or UTF-8 are errors. Either way
+// the JWS is then checked by readJWS like any other.
+func requestJWS(body []byte) (string, error) {
+	t := bytes.TrimSpace(body)
+	if len(t) == 0 || t[0] != '"' {
+		return string(t), nil
+	}
+	var s string
+	if err := jsonv2.Unmarshal(t, &s); err != nil {
+		return "", fmt.Errorf("body is not a well-formed JSON string: %w", err)
+	}
+	return strings.TrimSpace(s), nil
+}
+
 // certificateJWK is a signer as a JWK carrying only its certificate.
 func certificateJWK(c *x509.Certificate) map[string]any {
 	return map[string]any{"kty": keyType(c), "x5c": []string{base64.StdEncoding.EncodeToString(c.Raw)}}
@@ -148,7 +169,7 @@ func (s *Service) handleGetCertificates(w http.ResponseWriter, r *http.Request) 
 }
 
 // handleChangeCertificate serves POST /certificates:add and :remove. The
-// body is a JWS signed by a signer already trusted, whose payload carries
+// body (bare or as a JSON string literal, see requestJWS) is a JWS signed by a signer already trusted, whose payload carries
 // the certificate as a JWK ("policyCertificate", or "maa-policyCertificate"
 // as in MAA's sample).
 func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
@@ -164,7 +185,12 @@ func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
 		if !ok {
 			return
 		}
-		payload, signer, err := readJWS(string(body), "certificate request")
+		jws, err := requestJWS(body)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "InvalidRequest", "certificate request: "+err.Error())
+			return
+		}
+		payload, signer, err := readJWS(jws, "certificate request")
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 			return

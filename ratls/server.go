@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"math/big"
+	"net"
 	"sync"
 	"time"
 
@@ -56,6 +57,9 @@ type ServerOptions struct {
 	CommonName string
 	// DNSNames go in the subjectAltName, for clients that also check names.
 	DNSNames []string
+	// IPAddresses go in the subjectAltName too, for clients that connect
+	// by IP address and check it (a service's listen address).
+	IPAddresses []net.IP
 	// Claims are extra entries of the CCC claims buffer (bound by the
 	// quote like pubkey-hash, which may not be given here).
 	Claims map[string][]byte
@@ -307,6 +311,7 @@ func (s *Server) issue(ctx context.Context, now time.Time) (*tls.Certificate, er
 		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 		BasicConstraintsValid: true,
 		DNSNames:              s.opts.DNSNames,
+		IPAddresses:           s.opts.IPAddresses,
 		ExtraExtensions:       exts,
 	}
 	der, err := x509.CreateCertificate(s.opts.Rand, tmpl, tmpl, &key.PublicKey, key)

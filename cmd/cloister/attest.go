@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -47,9 +48,17 @@ fetch' or 'cloister sim collateral'); with --tee sim-* the simulator's own
 collateral is added. With --pcs, collateral no bundle covers is fetched from
 Intel PCS (or --pcs-url, e.g. a PCCS) and cached on disk until its nextUpdate.
 Without collateral, tcb_status is "NotEvaluated".
-Policies uploaded with PUT /policies/{type} are kept under --state. With
---policy-signer (isolated mode) only policy documents and resets signed by one
-of those certificates (x5c[0]) are accepted.
+--public-url is the URL clients use (the iss claim, the jku header, the
+discovery document's jwks_uri); without it the URL is made from --addr, which
+must then name one host (bound to 0.0.0.0 or :: the service refuses to start,
+as it cannot know its own name). With --tls the certificate also names the
+public URL's host and the listen IP.
+Policy and policy-signer management (GET/PUT /policies, :reset, /certificates)
+need "Authorization: Bearer TOKEN" with the token in --admin-token-file; with
+--insecure-admin (development only) anyone may manage policy; with neither,
+management is refused. Policies uploaded with PUT /policies/{type} are kept
+under --state. With --policy-signer (isolated mode) only policy documents and
+resets signed by one of those certificates (x5c[0]) are accepted.
 The token-signing key is rotated every --key-rotation (0: never) and on SIGHUP:
 a new key with a new RA-TLS certificate signs from then on, and retired keys
 stay in /certs until the tokens they signed have expired (8 hours).
@@ -68,8 +77,11 @@ validates TOKEN's signature and times with that key. Prints the token's claims.
 
 // runAttestServe implements "cloister attest serve".
 func runAttestServe(e *env, args []string) error {
-	fs := newFlagSet("attest serve", "--addr HOST:PORT [--tee T] [--sim-dir DIR] [--state DIR] [--trust-root PEM]... [--collateral-dir DIR] [--alg RS256|ES256]", attestServeHelp)
+	fs := newFlagSet("attest serve", "--addr HOST:PORT [--public-url URL] [--tls] [--admin-token-file FILE | --insecure-admin] [--tee T] [--sim-dir DIR] [--state DIR] [--trust-root PEM]... [--collateral-dir DIR] [--alg RS256|ES256]", attestServeHelp)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen `ADDR`")
+	publicURL := fs.String("public-url", "", "the service's `URL` as clients reach it (iss, jku, jwks_uri); default: from --addr, which must then name one host")
+	adminTokenFile := fs.String("admin-token-file", "", "`FILE` holding the bearer token policy management requests must carry")
+	insecureAdmin := fs.Bool("insecure-admin", false, "let anyone manage policies and policy signers, unauthenticated (development only)")
 	kind := fs.String("tee", "auto", "`TEE` the service runs on: auto, sim-sgx, sim-tdx, tdx, sev-snp or sgx")
 	state := fs.String("state", "", "`DIR` for uploaded policies (default: in memory only)")
 	colDir := fs.String("collateral-dir", "", "`DIR` of DCAP collateral bundles (*.json)")
@@ -98,8 +110,23 @@ func runAttestServe(e *env, args []string) error {
 		// /certs holds at most 16 keys.
 		return usagef("--key-rotation %v: want 0 (never) or at least 1h", *rotation)
 	}
+	public, err := servicePublicURL(*publicURL, *addr, *useTLS)
+	if err != nil {
+		return err
+	}
+	adminToken, err := readAdminToken(*adminTokenFile, *insecureAdmin)
+	if err != nil {
+		return err
+	}
 	log := slog.New(slog.NewJSONHandler(e.stderr, nil))
-	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log, KeyRotation: *rotation, MaxInFlight: *inflight}
+	cfg := attest.Config{Now: e.now, Alg: *alg, StateDir: *state, Logger: log, KeyRotation: *rotation, MaxInFlight: *inflight,
+		AdminToken: adminToken, InsecureAdmin: *insecureAdmin}
+	switch {
+	case *insecureAdmin:
+		log.Warn("--insecure-admin: policy and policy-signer management are open to anyone who can reach the service, unauthenticated; for development only")
+	case adminToken == "":
+		log.Info("policy management is disabled: no --admin-token-file")
+	}
 	for _, r := range roots {
 		certs, err := readCertificates(r)
 		if err != nil {
@@ -183,9 +210,21 @@ func runAttestServe(e *env, args []string) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer ln.Close()
-	cfg.Issuer = "http://" + ln.Addr().String()
+	if public == nil {
+		// --addr named one host; the port may have been 0, so it is
+		// taken from the listener, the host as written.
+		host, _, _ := net.SplitHostPort(*addr)
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		scheme := "http"
+		if *useTLS {
+			scheme = "https"
+		}
+		public = &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}
+	}
+	cfg.Issuer = public.String()
 	if *useTLS {
-		rs, err := ratls.NewServer(e.ctx, ratls.ServerOptions{Platform: p, Now: e.now, DNSNames: []string{"localhost"}})
+		dns, ips := certificateNames(public, ln.Addr())
+		rs, err := ratls.NewServer(e.ctx, ratls.ServerOptions{Platform: p, Now: e.now, DNSNames: dns, IPAddresses: ips})
 		if err != nil {
 			return fmt.Errorf("RA-TLS certificate: %w", err)
 		}
@@ -194,7 +233,6 @@ func runAttestServe(e *env, args []string) error {
 			return err
 		}
 		ln = tls.NewListener(ln, tlsCfg)
-		cfg.Issuer = "https://" + ln.Addr().String()
 	}
 	svc, err := attest.New(cfg)
 	if err != nil {
@@ -211,6 +249,85 @@ func runAttestServe(e *env, args []string) error {
 	defer signal.Stop(hup)
 	go rotateOnHangup(ctx, hup, svc, log)
 	return serveUntil(ctx, ln, svc, log, found.Kind)
+}
+
+// servicePublicURL checks --public-url: an absolute http:// or https://
+// URL with a host and nothing after it (MAA instance URLs have no path; jku
+// and jwks_uri append /certs), https when the service itself serves TLS. It
+// returns nil when the flag is empty and the URL is to be derived from
+// --addr, which must then name one host: bound to 0.0.0.0 or :: the
+// service cannot know the name clients use, and a guess (the bind address,
+// or this machine's hostname) would put an issuer in every token that
+// clients checking iss reject.
+func servicePublicURL(flagValue, addr string, useTLS bool) (*url.URL, error) {
+	if flagValue == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			return nil, usagef("--addr %q: %v", addr, err)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return nil, usagef("--addr %q listens on every interface, so the service cannot tell its own URL: give --public-url, the URL clients use (e.g. https://attest.example.com:8443)", addr)
+		}
+		return nil, nil
+	}
+	u, err := url.Parse(strings.TrimSuffix(flagValue, "/"))
+	switch {
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https"):
+		return nil, usagef("--public-url %q: want an http:// or https:// URL", flagValue)
+	case u.Host == "" || u.Hostname() == "":
+		return nil, usagef("--public-url %q: no host", flagValue)
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil || u.ForceQuery:
+		return nil, usagef("--public-url %q: want scheme://host[:port] only, no path, query or user", flagValue)
+	case useTLS && u.Scheme != "https":
+		return nil, usagef("--public-url %q: the service serves https with --tls, so its URL starts with https://", flagValue)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+// certificateNames are the subjectAltNames of the --tls certificate:
+// "localhost", the public URL's host (a name or an IP) and the listen IP
+// (unless it is 0.0.0.0 or ::), so that clients that check names accept it
+// however they reach the service.
+func certificateNames(public *url.URL, listen net.Addr) (dns []string, ips []net.IP) {
+	dns = []string{"localhost"}
+	add := func(host string) {
+		if ip := net.ParseIP(host); ip != nil {
+			if !ip.IsUnspecified() && !slices.ContainsFunc(ips, ip.Equal) {
+				ips = append(ips, ip)
+			}
+		} else if host != "" && !slices.Contains(dns, host) {
+			dns = append(dns, host)
+		}
+	}
+	add(public.Hostname())
+	if ta, ok := listen.(*net.TCPAddr); ok {
+		add(ta.IP.String())
+	}
+	return dns, ips
+}
+
+// readAdminToken reads --admin-token-file: the whole file, surrounding
+// white space removed, must be a non-empty token. It and --insecure-admin
+// exclude each other.
+func readAdminToken(file string, insecure bool) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	if insecure {
+		return "", usagef("--admin-token-file and --insecure-admin exclude each other")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", usagef("--admin-token-file: %v", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", usagef("--admin-token-file %s is empty", file)
+	}
+	if strings.ContainsAny(tok, " \t\r\n") {
+		return "", usagef("--admin-token-file %s: the token must be one line without spaces (it is sent as Authorization: Bearer TOKEN)", file)
+	}
+	return tok, nil
 }
 
 // attestHTTPServer is the HTTP server of `attest serve` (and of `bench

@@ -8,6 +8,7 @@
 //	cloister verify evidence FILE [flags]
 //	cloister verify cert PEM [flags]
 //	cloister verify https://HOST:PORT [--fresh] [flags]
+//	cloister verify token TOKEN [--jwks FILE|URL] [--issuer URL] [--at TIME]
 //	cloister collateral fetch --quote FILE --out BUNDLE [--cache DIR] [--pcs-url URL]
 //	cloister collateral bundle --tcb-info F --tcb-info-chain F --qe-identity F --qe-identity-chain F [...] --out BUNDLE
 //	cloister sign APP --key KEY.pem --config enclave.json [--out APP.sig] | cloister sign --new-key KEY.pem
@@ -91,6 +92,7 @@ var commands = []command{
 	{"verify evidence", "verify an SGX/TDX quote or SEV-SNP report and print its claims", runVerifyEvidence},
 	{"verify cert", "verify an RA-TLS certificate's evidence and key binding, print its claims", runVerifyCert},
 	{"verify https", "connect to https://HOST:PORT, attest the server over RA-TLS, print its claims", runVerifyHTTPS},
+	{"verify token", "validate an attestation token (Cloister's or Azure Attestation's) against a JWKS, print its claims", runVerifyToken},
 	{"collateral fetch", "fetch a quote's DCAP collateral from Intel PCS into a bundle", runCollateralFetch},
 	{"collateral bundle", "assemble a collateral bundle from saved Intel PCS responses", runCollateralBundle},
 	{"run", "run an enclave app on the simulator, serving its host calls", runRun},
