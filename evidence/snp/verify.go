@@ -50,6 +50,10 @@ const (
 // are online only and Verify is offline by design.
 const WarnRevocationNotChecked = "revocation not checked: AMD CRLs are not consulted offline"
 
+// WarnChipIDMasked is the warning of a VCEK-signed report whose CHIP_ID is
+// all zero: the host masked it, so the report is not bound to a chip.
+const WarnChipIDMasked = "CHIP_ID masked by the host: the report is not bound to a chip"
+
 // Options carries everything Verify takes from outside.
 type Options struct {
 	// Time is the verification time for every certificate validity check.
@@ -114,7 +118,8 @@ type Report struct {
 // Verify checks a raw SEV-SNP attestation report (exactly ReportSize
 // bytes) at opts.Time: its format, the VCEK/VLEK chain to a trusted AMD
 // root, the report signature, and that the certificate is the one for this
-// report (CHIP_ID equals the VCEK's hwID unless the host masked it;
+// report (CHIP_ID equals the VCEK's hwID unless CHIP_ID is all zero, the
+// host's MASK_CHIP_ID case, which adds WarnChipIDMasked;
 // REPORTED_TCB equals the certificate's TCB). It never uses the network.
 // Errors are *verr.Error with Pkg "snp".
 //
@@ -237,7 +242,7 @@ func Verify(raw []byte, opts Options) (*Report, error) {
 		return nil, classify(err, raw, ek, signer, roots[product], opts.Time)
 	}
 
-	bindWarn, err := checkBinding(report, ek, signer, info)
+	bindWarn, err := checkBinding(report, ek, signer)
 	if err != nil {
 		return nil, err
 	}
@@ -286,7 +291,7 @@ func detectProduct(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner,
 // but they are about authenticity, not policy: a VCEK is specific to one
 // chip and one TCB, so a report naming another chip or TCB would hand the
 // caller fields the certificate does not vouch for.
-func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner, info abi.SignerInfo) ([]string, error) {
+func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner) ([]string, error) {
 	kind := signerName(signer)
 	step := kind + " binding"
 	exts, err := kds.CertificateExtensions(ek, signer)
@@ -299,14 +304,28 @@ func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner, 
 	}
 	var warnings []string
 	if signer == abi.VcekReportSigner {
-		if info.MaskChipKey {
-			warnings = append(warnings, "CHIP_ID masked by the host: the report is not bound to a chip")
+		// The skip is keyed on the CHIP_ID itself, as go-sev-guest's
+		// validate does, not on SIGNER_INFO's MASK_CHIP_KEY bit: the host's
+		// MASK_CHIP_ID setting is what zeroes CHIP_ID, and the bit (which
+		// masks the chip key for MSG_KEY_REQ) excuses no other chip's ID.
+		if allZero(r.GetChipId()) {
+			warnings = append(warnings, WarnChipIDMasked)
 		} else if !bytes.Equal(r.GetChipId(), exts.HWID) {
 			return nil, verr.New(pkg, step, verr.BadBinding,
 				"CHIP_ID %x, VCEK hwID %x", r.GetChipId(), exts.HWID)
 		}
 	}
 	return warnings, nil
+}
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // buildReport copies the verified fields out of go-sev-guest's report.

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -561,5 +562,46 @@ func TestVerifyTurinUnsupported(t *testing.T) {
 	wantReason(t, err, verr.Unsupported)
 	if !strings.Contains(err.Error(), "Turin") {
 		t.Errorf("error %q does not name Turin", err)
+	}
+}
+
+// TestVerifyChipIDMask follows go-sev-guest's validate: the VCEK's hwID
+// comparison is skipped only when CHIP_ID is all zero (the MASK_CHIP_ID
+// case), whatever SIGNER_INFO's MASK_CHIP_KEY bit says; the bit is not
+// what the firmware zeroes CHIP_ID for, and a report that names another
+// chip is not vouched for by this VCEK.
+func TestVerifyChipIDMask(t *testing.T) {
+	report, _, _ := vectors(t)
+	fake := newFakeSigner(t)
+	opts := Options{Time: time2026, VCEK: fake.Vcek.Raw, Chain: pemOf(fake.Ask), TrustRoots: []*x509.Certificate{fake.Ark}}
+
+	// All-zero CHIP_ID, MASK_CHIP_KEY clear: verifies, with the warning.
+	zero := bytes.Clone(report)
+	zero[0x48] &^= 2
+	clear(zero[0x1A0:0x1E0])
+	r, err := Verify(fake.sign(t, zero, false), opts)
+	if err != nil {
+		t.Fatalf("all-zero CHIP_ID with MASK_CHIP_KEY clear: %v", err)
+	}
+	if !slices.Contains(r.Warnings, WarnChipIDMasked) {
+		t.Errorf("Warnings = %q, want %q", r.Warnings, WarnChipIDMasked)
+	}
+
+	// Another chip's ID with MASK_CHIP_KEY set: the bit excuses nothing.
+	wrong := bytes.Clone(report)
+	wrong[0x48] |= 2
+	wrong[0x1A0] ^= 0x55
+	_, err = Verify(fake.sign(t, wrong, false), opts)
+	wantReason(t, err, verr.BadBinding)
+
+	// The VCEK's own CHIP_ID with MASK_CHIP_KEY set verifies, no warning.
+	own := bytes.Clone(report)
+	own[0x48] |= 2
+	r, err = Verify(fake.sign(t, own, false), opts)
+	if err != nil {
+		t.Fatalf("own CHIP_ID with MASK_CHIP_KEY set: %v", err)
+	}
+	if slices.Contains(r.Warnings, WarnChipIDMasked) {
+		t.Errorf("Warnings = %q: a real CHIP_ID is not masked", r.Warnings)
 	}
 }
