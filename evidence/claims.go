@@ -15,6 +15,7 @@ const (
 	TEESNP    = "sev-snp"
 	TEESimSGX = "sim-sgx"
 	TEESimTDX = "sim-tdx"
+	TEESimSNP = "sim-snp"
 )
 
 // TCB status values of Claims.TCBStatus.

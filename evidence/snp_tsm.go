@@ -18,8 +18,14 @@ func (v *Verifier) verifySNP(raw, certTable []byte, opts Options) (*Claims, erro
 	if err != nil {
 		return nil, err
 	}
+	// Like dcapClaims: evidence that chains only to a root the caller named
+	// can never claim the hardware kind.
+	tee := TEESNP
+	if !r.BuiltinRoot {
+		tee = TEESimSNP
+	}
 	return &Claims{
-		TEE: TEESNP, ReportData: HexBytes(r.ReportData[:]), Debug: r.Debug, TCBStatus: StatusNotEvaluated,
+		TEE: tee, ReportData: HexBytes(r.ReportData[:]), Debug: r.Debug, TCBStatus: StatusNotEvaluated,
 		AdvisoryIDs: []string{}, Warnings: r.Warnings,
 		SNPClaims: &SNPClaims{
 			Measurement: HexBytes(r.Measurement[:]), HostData: HexBytes(r.HostData[:]), IDKeyDigest: HexBytes(r.IDKeyDigest[:]),

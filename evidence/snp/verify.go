@@ -110,6 +110,13 @@ type Report struct {
 	Product string
 	// SignerKind is "VCEK" or "VLEK".
 	SignerKind string
+	// LaunchTCB is LAUNCH_TCB: the TCB version the guest was launched at
+	// (a migrated guest keeps its original launch TCB).
+	LaunchTCB uint64
+	// BuiltinRoot is true when the signing key chains to one of AMD's
+	// built-in ARKs; false when it chains only to a root from
+	// Options.TrustRoots (simulator or test evidence).
+	BuiltinRoot bool
 	// Warnings lists checks that were not made; it always includes
 	// WarnRevocationNotChecked.
 	Warnings []string
@@ -248,7 +255,19 @@ func Verify(raw []byte, opts Options) (*Report, error) {
 	}
 	warnings = append(warnings, bindWarn...)
 	warnings = append(warnings, WarnRevocationNotChecked)
-	return buildReport(report, product, kind, warnings)
+	out, err := buildReport(report, product, kind, warnings)
+	if err != nil {
+		return nil, err
+	}
+	// Which root vouched for the key: AMD's, unless the caller replaced the
+	// roots and the key chains only to one of theirs. A caller naming AMD's
+	// own ARK still gets hardware evidence.
+	out.BuiltinRoot = len(opts.TrustRoots) == 0
+	if !out.BuiltinRoot {
+		amd, err := trustedRoots(product, signer, nil, extra)
+		out.BuiltinRoot = err == nil && chainsAt(ek, signer, amd[product], opts.Time)
+	}
+	return out, nil
 }
 
 // detectProduct returns the product line of the report: from the CPUID
@@ -339,6 +358,7 @@ func buildReport(r *spb.Report, product, kind string, warnings []string) (*Repor
 		VMPL:        r.GetVmpl(),
 		GuestSVN:    r.GetGuestSvn(),
 		ReportedTCB: r.GetReportedTcb(),
+		LaunchTCB:   r.GetLaunchTcb(),
 		Debug:       pol.Debug,
 		Product:     product,
 		SignerKind:  kind,

@@ -163,8 +163,12 @@ func TestVerifyTrustRootsFromChain(t *testing.T) {
 	if err != nil || len(certs) != 2 {
 		t.Fatalf("parsePEMChain: %d certs, %v", len(certs), err)
 	}
-	if _, err := Verify(report, Options{Time: time2026, VCEK: vcek, Chain: askArk, TrustRoots: certs[1:]}); err != nil {
+	r, err := Verify(report, Options{Time: time2026, VCEK: vcek, Chain: askArk, TrustRoots: certs[1:]})
+	if err != nil {
 		t.Fatalf("Verify with the Milan ARK as trust root: %v", err)
+	}
+	if !r.BuiltinRoot {
+		t.Error("BuiltinRoot = false under AMD's own ARK named as trust root")
 	}
 	// The Genoa ARK cannot anchor a Milan VCEK.
 	roots, err := builtinRoots()
@@ -453,6 +457,9 @@ func TestVerifySelfMadeChain(t *testing.T) {
 				t.Fatalf("Verify: %v", err)
 			}
 			checkVectorFields(t, r)
+			if r.BuiltinRoot {
+				t.Error("BuiltinRoot = true under a self-made ARK")
+			}
 		})
 	}
 	// The ASK is needed: the trust root alone does not reach the VCEK.
