@@ -57,3 +57,23 @@ func (v *Verifier) verifyTSM(raw []byte, opts Options) (*Claims, error) {
 	}
 	return nil, verr.New("evidence", "configfs-tsm report", verr.Unsupported, "provider %q: want %s or %s", r.Provider, tsmreport.ProviderTDX, tsmreport.ProviderSNP)
 }
+
+// DCAPQuote returns the Intel DCAP quote that raw is or carries: raw itself
+// for an SGX or TDX quote, the outblob of a configfs-tsm report from the
+// tdx_guest provider. Callers that supply collateral and trust roots for
+// DCAP quotes (the attestation service, collateral fetching) use it so that
+// a TDX quote inside a configfs-tsm report is treated like a bare one.
+// Nothing is verified; ok is false for anything else.
+func DCAPQuote(raw []byte) (quote []byte, ok bool) {
+	switch Detect(raw) {
+	case KindSGXQuote, KindTDXQuote:
+		return raw, true
+	case KindTSMReport:
+		r, err := tsmreport.Parse(raw)
+		if err != nil || r.Provider != tsmreport.ProviderTDX || Detect(r.OutBlob) != KindTDXQuote {
+			return nil, false
+		}
+		return r.OutBlob, true
+	}
+	return nil, false
+}

@@ -135,3 +135,39 @@ func TestVeraisonTSMEvidence(t *testing.T) {
 		t.Error("provider with two newlines verified")
 	}
 }
+
+// TestDCAPQuote: the quote inside a tdx_guest configfs-tsm report is found
+// (with or without the kernel's newline) and queried for collateral like
+// the bare quote; SNP evidence carries none.
+func TestDCAPQuote(t *testing.T) {
+	q := readVector(t, "tdx/dcap-qvl_tdx_quote_v4.bin")
+	js, err := (&tsmreport.Report{Provider: tsmreport.ProviderTDX, OutBlob: q}).EncodeJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kernel := bytes.Replace(js, []byte(`"tdx_guest"`), []byte(`"tdx_guest\n"`), 1)
+	want, err := CollateralQuery(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, raw := range [][]byte{q, js, kernel} {
+		got, ok := DCAPQuote(raw)
+		if !ok || !bytes.Equal(got, q) {
+			t.Errorf("DCAPQuote(%.20q) = %d bytes, %v", raw, len(got), ok)
+		}
+		qq, err := CollateralQuery(raw)
+		if err != nil || !reflect.DeepEqual(qq, want) {
+			t.Errorf("CollateralQuery(%.20q) = %+v, %v; want %+v", raw, qq, err, want)
+		}
+	}
+	snpTSM := readVector(t, "snp/veraison-sevsnp-tsm-report.json")
+	mislabelled, _ := (&tsmreport.Report{Provider: tsmreport.ProviderSNP, OutBlob: q}).EncodeJSON()
+	for _, raw := range [][]byte{snpTSM, readVector(t, "snp/attestation.bin"), mislabelled, []byte("{}")} {
+		if _, ok := DCAPQuote(raw); ok {
+			t.Errorf("DCAPQuote(%.20q) found a DCAP quote", raw)
+		}
+		if _, err := CollateralQuery(raw); err == nil {
+			t.Errorf("CollateralQuery(%.20q) succeeded", raw)
+		}
+	}
+}
