@@ -29,6 +29,8 @@ func snpFakeChain(t *testing.T, edit func(report []byte)) (report []byte, s *sev
 		VcekCreationTime: created,
 		VlekCreationTime: created,
 		VcekCustom:       sevtest.CertOverride{Extensions: sevtest.CustomExtensions(tcb, raw[0x1A0:0x1E0], "", "Milan-B0")},
+		VlekCustom:       sevtest.CertOverride{Extensions: sevtest.CustomExtensions(tcb, nil, "cloister-test", "Milan-B0")},
+		CSPID:            "cloister-test",
 	}
 	s, err := b.TestOnlyCertChain()
 	if err != nil {
@@ -104,4 +106,18 @@ func lastCert(t *testing.T, b []byte) *x509.Certificate {
 		t.Fatal("no certificate")
 	}
 	return last
+}
+
+// TestSNPVLEKClaims: a VLEK-signed report says so in snp_signer (and, under
+// a caller-named ARK, is sim-snp).
+func TestSNPVLEKClaims(t *testing.T) {
+	raw, s := snpFakeChain(t, func(r []byte) { r[0x48] |= byte(abi.VlekReportSigner) << 2 })
+	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: s.Asvk.Raw})
+	c, err := Verify(context.Background(), raw, Options{Time: snpTime, VCEK: s.Vlek.Raw, SNPChain: chain, TrustRoots: []*x509.Certificate{s.Ark}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.TEE != TEESimSNP || c.Signer != SNPSignerVLEK {
+		t.Errorf("tee %q signer %q, want sim-snp vlek", c.TEE, c.Signer)
+	}
 }

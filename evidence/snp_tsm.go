@@ -1,6 +1,8 @@
 package evidence
 
 import (
+	"strings"
+
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
 	"github.com/cloister-dev/cloister/evidence/snp"
 	"github.com/cloister-dev/cloister/evidence/tsmreport"
@@ -31,8 +33,16 @@ func (v *Verifier) verifySNP(raw, certTable []byte, opts Options) (*Claims, erro
 			Measurement: HexBytes(r.Measurement[:]), HostData: HexBytes(r.HostData[:]), IDKeyDigest: HexBytes(r.IDKeyDigest[:]),
 			AuthorKeyDigest: HexBytes(r.AuthorKeyDigest[:]), ReportID: HexBytes(r.ReportID[:]), Policy: r.Policy, VMPL: r.VMPL,
 			ChipID: HexBytes(r.ChipID[:]), Product: r.Product, GuestSVN: r.GuestSVN, ReportedTCB: r.ReportedTCB,
+			ReportedSPL: snpTCB(r.ReportedTCB), LaunchTCB: r.LaunchTCB, LaunchSPL: snpTCB(r.LaunchTCB),
+			Signer: strings.ToLower(r.SignerKind),
 		},
 	}, nil
+}
+
+// snpTCB splits a TCB_VERSION into the claims' security patch levels.
+func snpTCB(v uint64) SNPTCB {
+	p := snp.SplitTCB(v)
+	return SNPTCB{BootLoader: p.BootLoader, TEE: p.TEE, SNP: p.SNP, Microcode: p.Microcode}
 }
 
 // verifyTSM verifies a configfs-tsm report (Veraison's JSON or CBOR form)

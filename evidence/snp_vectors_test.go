@@ -96,6 +96,10 @@ func TestVeraisonTSMEvidence(t *testing.T) {
 		t.Errorf("tee %q product %q status %q debug %v vmpl %d policy %#x", c.TEE, c.Product, c.TCBStatus, c.Debug, c.VMPL, c.Policy)
 	}
 	eq(t, "measurement", c.Measurement, unhex("7699e6ac12ccdfd1dfac70e649ce1f046cb2afbb003438f4cdddfe2ccbe182fa5ffbe8dcdb930454324e10c52c788980"))
+	spl := SNPTCB{BootLoader: 10, TEE: 0, SNP: 23, Microcode: 84}
+	if c.Signer != SNPSignerVCEK || c.ReportedTCB != 0x541700000000000a || c.LaunchTCB != 0x541700000000000a || c.ReportedSPL != spl || c.LaunchSPL != spl {
+		t.Errorf("signer %q reported %#x %+v launch %#x %+v", c.Signer, c.ReportedTCB, c.ReportedSPL, c.LaunchTCB, c.LaunchSPL)
+	}
 
 	r, err := tsmreport.Parse(data)
 	if err != nil {

@@ -101,3 +101,16 @@ func TestVeraisonTableIsAMDs(t *testing.T) {
 		}
 	}
 }
+
+// TestSplitTCB: the Milan/Genoa layout, checked on both vectors' TCBs.
+func TestSplitTCB(t *testing.T) {
+	for v, want := range map[uint64]TCBParts{
+		vectorTCB:          {BootLoader: 2, TEE: 0, SNP: 5, Microcode: 68},
+		veraisonTCB:        {BootLoader: 10, TEE: 0, SNP: 23, Microcode: 84},
+		0x0800000000000301: {BootLoader: 1, TEE: 3, SNP: 0, Microcode: 8},
+	} {
+		if got := SplitTCB(v); got != want {
+			t.Errorf("SplitTCB(%#x) = %+v, want %+v", v, got, want)
+		}
+	}
+}

@@ -387,3 +387,18 @@ func (offlineGetter) Get(url string) ([]byte, error) {
 }
 
 var _ trust.HTTPSGetter = offlineGetter{}
+
+// TCBParts are the security patch levels of a TCB_VERSION that AMD
+// certifies in a VCEK (its blSPL, teeSPL, snpSPL and ucodeSPL extensions).
+type TCBParts struct {
+	BootLoader, TEE, SNP, Microcode uint8
+}
+
+// SplitTCB splits a TCB_VERSION in the Milan/Genoa layout (byte 0 boot
+// loader, 1 TEE, 6 SNP, 7 microcode; go-sev-guest's
+// kds.DecomposeTCBVersion). Turin moves the fields (FMC first) but Verify
+// refuses Turin evidence, so no verified report has that layout.
+func SplitTCB(v uint64) TCBParts {
+	p := kds.DecomposeTCBVersion(kds.TCBVersion(v))
+	return TCBParts{BootLoader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl}
+}
