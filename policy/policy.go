@@ -62,7 +62,8 @@ const (
 
 // Policy lists what a relying party expects of verified evidence. The zero
 // Policy still checks something: TCB status "UpToDate" (SEV-SNP: see the
-// package doc) and no debug.
+// package doc), no debug, and for SEV-SNP evidence VMPL 0 and no migration
+// agent (SNPPolicy).
 //
 // Each [][]byte field is an any-of list: the claim must equal one of its
 // entries. An empty list means "no requirement on this field"; a non-empty

@@ -73,3 +73,21 @@ func TestVerifySNPFlagsOnTDX(t *testing.T) {
 		t.Errorf("SNP flag on TDX evidence: want exit 1 naming snp\n%s", r)
 	}
 }
+
+// FuzzTCBFlag: --snp-min-tcb never panics, and what it accepts prints as a
+// spelling it reads back to the same levels.
+func FuzzTCBFlag(f *testing.F) {
+	for _, s := range []string{"bootloader=10,tee=0,snp=23,microcode=84", "0x541700000000000a", "snp=24", "bl=1,ucode=2", "fmc=1", "snp=256", "snp=1,snp=2", "", "=", ",", "0x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var a tcbFlag
+		if err := a.Set(s); err != nil {
+			return
+		}
+		var b tcbFlag
+		if err := b.Set(a.String()); err != nil || b.v != a.v {
+			t.Fatalf("%q read as %+v prints %q, which reads as %+v (%v)", s, a.v, a.String(), b.v, err)
+		}
+	})
+}
