@@ -324,9 +324,10 @@ func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner) 
 	var warnings []string
 	if signer == abi.VcekReportSigner {
 		// The skip is keyed on the CHIP_ID itself, as go-sev-guest's
-		// validate does, not on SIGNER_INFO's MASK_CHIP_KEY bit: the host's
-		// MASK_CHIP_ID setting is what zeroes CHIP_ID, and the bit (which
-		// masks the chip key for MSG_KEY_REQ) excuses no other chip's ID.
+		// validate does, not on SIGNER_INFO's MASK_CHIP_KEY bit: that bit
+		// is about the chip key (the VCEK), while the host's separate
+		// MASK_CHIP_ID setting is what zeroes CHIP_ID. The bit excuses no
+		// other chip's ID.
 		if allZero(r.GetChipId()) {
 			warnings = append(warnings, WarnChipIDMasked)
 		} else if !bytes.Equal(r.GetChipId(), exts.HWID) {

@@ -574,9 +574,9 @@ func TestVerifyTurinUnsupported(t *testing.T) {
 
 // TestVerifyChipIDMask follows go-sev-guest's validate: the VCEK's hwID
 // comparison is skipped only when CHIP_ID is all zero (the MASK_CHIP_ID
-// case), whatever SIGNER_INFO's MASK_CHIP_KEY bit says; the bit is not
-// what the firmware zeroes CHIP_ID for, and a report that names another
-// chip is not vouched for by this VCEK.
+// case), whatever SIGNER_INFO's MASK_CHIP_KEY bit says; the bit is about
+// the chip key, not CHIP_ID, and a report that names another chip is not
+// vouched for by this VCEK.
 func TestVerifyChipIDMask(t *testing.T) {
 	report, _, _ := vectors(t)
 	fake := newFakeSigner(t)
