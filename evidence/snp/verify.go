@@ -127,7 +127,8 @@ type Report struct {
 // root, the report signature, and that the certificate is the one for this
 // report (CHIP_ID equals the VCEK's hwID unless CHIP_ID is all zero, the
 // host's MASK_CHIP_ID case, which adds WarnChipIDMasked;
-// REPORTED_TCB equals the certificate's TCB). It never uses the network.
+// REPORTED_TCB equals the certificate's TCB, which exceeds CURRENT_TCB in
+// no component). It never uses the network.
 // Errors are *verr.Error with Pkg "snp".
 //
 // Verify does not appraise: policy bits, TCB minimums, measurements and
@@ -320,6 +321,13 @@ func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner) 
 	if uint64(exts.TCBVersion) != r.GetReportedTcb() {
 		return nil, verr.New(pkg, step, verr.BadBinding,
 			"REPORTED_TCB 0x%016x, %s is for TCB 0x%016x", r.GetReportedTcb(), kind, uint64(exts.TCBVersion))
+	}
+	// Firmware derives keys only at or below the TCB it runs, so a
+	// certificate TCB above CURRENT_TCB in any component cannot be this
+	// firmware's key (go-sev-guest's validate refuses it too).
+	if cert, cur := kds.DecomposeTCBVersion(exts.TCBVersion), kds.DecomposeTCBVersion(kds.TCBVersion(r.GetCurrentTcb())); !kds.TCBPartsLE(cert, cur) {
+		return nil, verr.New(pkg, step, verr.BadBinding,
+			"%s is for TCB 0x%016x, above CURRENT_TCB 0x%016x in at least one component", kind, uint64(exts.TCBVersion), r.GetCurrentTcb())
 	}
 	var warnings []string
 	if signer == abi.VcekReportSigner {

@@ -612,3 +612,38 @@ func TestVerifyChipIDMask(t *testing.T) {
 		t.Errorf("Warnings = %q: a real CHIP_ID is not masked", r.Warnings)
 	}
 }
+
+// TestVerifyCertTCBAboveCurrent follows go-sev-guest's validate: the
+// signing key's TCB (which REPORTED_TCB equals) must not exceed CURRENT_TCB
+// in any component, since firmware can only derive keys at or below the TCB
+// it runs; a report saying otherwise is inconsistent and refused, for a
+// VCEK and a VLEK alike. Equal and lower certificate TCBs verify.
+func TestVerifyCertTCBAboveCurrent(t *testing.T) {
+	report, _, _ := vectors(t)
+	fake := newFakeSigner(t)
+	for _, vlek := range []bool{false, true} {
+		opts := Options{Time: time2026, VCEK: fake.Vcek.Raw, Chain: pemOf(fake.Ask), TrustRoots: []*x509.Certificate{fake.Ark}}
+		if vlek {
+			opts.VCEK, opts.Chain = fake.Vlek.Raw, pemOf(fake.Asvk)
+		}
+		// CURRENT_TCB's SNP level (byte 6) one below the certificate's,
+		// every other level higher: no trading between components.
+		low := bytes.Clone(report)
+		cur := binary.LittleEndian.Uint64(low[0x38:])
+		cur = cur + 0x01 + 0x0100 + 0x0100000000000000 - 0x0001000000000000
+		binary.LittleEndian.PutUint64(low[0x38:], cur)
+		binary.LittleEndian.PutUint64(low[0x1E0:], cur) // committed = current
+		_, err := Verify(fake.sign(t, low, vlek), opts)
+		wantReason(t, err, verr.BadBinding)
+		if err != nil && !strings.Contains(err.Error(), "CURRENT_TCB") {
+			t.Errorf("vlek %v: error %q does not name CURRENT_TCB", vlek, err)
+		}
+
+		// A CURRENT_TCB above the certificate's in every component verifies.
+		high := bytes.Clone(report)
+		binary.LittleEndian.PutUint64(high[0x38:], binary.LittleEndian.Uint64(high[0x38:])+0x0101000000000101)
+		if _, err := Verify(fake.sign(t, high, vlek), opts); err != nil {
+			t.Errorf("vlek %v: CURRENT_TCB above the certificate's: %v", vlek, err)
+		}
+	}
+}
