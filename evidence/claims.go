@@ -166,6 +166,12 @@ type SNPClaims struct {
 	LaunchTCB uint64 `json:"launch_tcb"`
 	// LaunchSPL is LaunchTCB split into its security patch levels.
 	LaunchSPL SNPTCB `json:"launch_tcb_spl"`
+	// CurrentTCB is the TCB version of the firmware running now.
+	CurrentTCB uint64 `json:"current_tcb"`
+	// CommittedTCB is the TCB version the firmware cannot be rolled back
+	// below; lower than CurrentTCB, the running firmware is a provisional
+	// update the host can still undo.
+	CommittedTCB uint64 `json:"committed_tcb"`
 	// Signer names the key that signed the report: "vcek" (specific to
 	// the chip and its TCB) or "vlek" (a cloud provider's key, loaded by
 	// the host and certified by AMD for that provider).

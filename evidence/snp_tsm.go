@@ -34,6 +34,7 @@ func (v *Verifier) verifySNP(raw, certTable []byte, opts Options) (*Claims, erro
 			AuthorKeyDigest: HexBytes(r.AuthorKeyDigest[:]), ReportID: HexBytes(r.ReportID[:]), Policy: r.Policy, VMPL: r.VMPL,
 			ChipID: HexBytes(r.ChipID[:]), Product: r.Product, GuestSVN: r.GuestSVN, ReportedTCB: r.ReportedTCB,
 			ReportedSPL: snpTCB(r.ReportedTCB), LaunchTCB: r.LaunchTCB, LaunchSPL: snpTCB(r.LaunchTCB),
+			CurrentTCB: r.CurrentTCB, CommittedTCB: r.CommittedTCB,
 			Signer: strings.ToLower(r.SignerKind),
 		},
 	}, nil

@@ -34,8 +34,8 @@
 // above (so it passes only if AllowStatus lists "NotEvaluated"). Any other
 // status on SNP claims still fails by default. The relying party pins an SNP
 // guest with Measurement instead, and its platform with SNPPolicy's minimum
-// TCB levels; SNP evidence must also come from VMPL 0 and allow no
-// migration agent unless SNPPolicy says otherwise (snp.go).
+// TCB levels; SNP evidence must also come from VMPL 0, allow no migration
+// agent and run committed firmware unless SNPPolicy says otherwise (snp.go).
 //
 // Debug evidence (Claims.Debug true) fails unless AllowDebug is set: a
 // debuggable enclave, TD or guest discloses its memory to the host.
@@ -62,8 +62,8 @@ const (
 
 // Policy lists what a relying party expects of verified evidence. The zero
 // Policy still checks something: TCB status "UpToDate" (SEV-SNP: see the
-// package doc), no debug, and for SEV-SNP evidence VMPL 0 and no migration
-// agent (SNPPolicy).
+// package doc), no debug, and for SEV-SNP evidence VMPL 0, no migration
+// agent and committed firmware (SNPPolicy).
 //
 // Each [][]byte field is an any-of list: the claim must equal one of its
 // entries. An empty list means "no requirement on this field"; a non-empty
@@ -94,7 +94,8 @@ type Policy struct {
 	AllowDebug bool
 
 	// SNP holds the SEV-SNP requirements (snp.go). Its zero value still
-	// requires VMPL 0 and no migration agent of SNP evidence.
+	// requires VMPL 0, no migration agent and committed firmware of SNP
+	// evidence.
 	SNP SNPPolicy
 }
 

@@ -36,13 +36,15 @@ const (
 	fieldSNPIDKey       = "id_key_digest"
 	fieldSNPAuthorKey   = "author_key_digest"
 	fieldSNPSigner      = "snp_signer"
+	fieldSNPCommitted   = "committed_tcb"
 )
 
 // SNPPolicy is what a relying party expects of an AMD SEV-SNP guest beyond
 // its measurement. Its zero value is not "anything goes": for SNP evidence
-// (sev-snp and sim-snp) it still requires VMPL 0 and a guest policy that
-// allows no migration agent, the defaults a careful relying party would
-// choose. Every other field is a requirement only when set; a set
+// (sev-snp and sim-snp) it still requires VMPL 0, a guest policy that
+// allows no migration agent and committed firmware (COMMITTED_TCB equal to
+// CURRENT_TCB, go-sev-guest's default), the defaults a careful relying
+// party would choose. Every other field is a requirement only when set; a set
 // requirement on evidence of another TEE kind fails, as for Policy's own
 // fields (AllowMigrationAgent, a relaxation, is then ignored).
 type SNPPolicy struct {
@@ -61,6 +63,12 @@ type SNPPolicy struct {
 	// set. By default it fails: a migration agent can move the guest and
 	// its secrets to another host.
 	AllowMigrationAgent bool
+	// AllowProvisionalFirmware accepts firmware running above its committed
+	// TCB (COMMITTED_TCB below CURRENT_TCB): a live update the host can
+	// still roll back. By default the two must be equal, as in go-sev-guest's
+	// validate; allowed, COMMITTED_TCB must still not exceed CURRENT_TCB in
+	// any component.
+	AllowProvisionalFirmware bool
 	// RequireNoSMT requires guest policy bit 16 (SMT allowed) clear: the
 	// guest refuses to run on a host with simultaneous multithreading.
 	RequireNoSMT bool
@@ -146,6 +154,13 @@ func appraiseSNP(c *evidence.Claims, p SNPPolicy) []*Mismatch {
 	if s.Policy&snpPolicyMigrateMA != 0 && !p.AllowMigrationAgent {
 		add(&Mismatch{Field: fieldSNPMigrationMA, Got: fmt.Sprintf("set (policy %#x)", s.Policy), Want: "clear (no migration agent; default)"})
 	}
+	if s.CommittedTCB != s.CurrentTCB {
+		if !p.AllowProvisionalFirmware {
+			add(&Mismatch{Field: fieldSNPCommitted, Got: fmt.Sprintf("%#016x, current_tcb %#016x (provisional firmware)", s.CommittedTCB, s.CurrentTCB), Want: "equal to current_tcb (committed firmware; default)"})
+		} else if !tcbLE(s.CommittedTCB, s.CurrentTCB) {
+			add(&Mismatch{Field: fieldSNPCommitted, Got: fmt.Sprintf("%#016x, current_tcb %#016x", s.CommittedTCB, s.CurrentTCB), Want: "no component above current_tcb's"})
+		}
+	}
 	if p.RequireNoSMT && s.Policy&snpPolicySMT != 0 {
 		add(&Mismatch{Field: fieldSNPSMT, Got: fmt.Sprintf("set (policy %#x: SMT allowed)", s.Policy), Want: "clear (SMT not allowed)"})
 	}
@@ -186,4 +201,16 @@ func minTCB(field string, got, want evidence.SNPTCB) *Mismatch {
 // formatTCB prints the levels in AMD KDS parameter order.
 func formatTCB(t evidence.SNPTCB) string {
 	return fmt.Sprintf("bootloader=%d tee=%d snp=%d microcode=%d", t.BootLoader, t.TEE, t.SNP, t.Microcode)
+}
+
+// tcbLE reports whether no byte of TCB_VERSION a exceeds the same byte of
+// b: every security patch level (and reserved byte) compared on its own,
+// whatever the product's layout.
+func tcbLE(a, b uint64) bool {
+	for i := 0; i < 64; i += 8 {
+		if uint8(a>>i) > uint8(b>>i) {
+			return false
+		}
+	}
+	return true
 }

@@ -27,6 +27,7 @@ func snpGuest(edit func(c *evidence.Claims)) *evidence.Claims {
 			Measurement: snpMeasure, Policy: polSMT | polReserved, VMPL: 0, GuestSVN: 3,
 			IDKeyDigest: make([]byte, 48), AuthorKeyDigest: make([]byte, 48),
 			ReportedTCB: 0x541700000000000a, ReportedSPL: tcb, LaunchTCB: 0x541700000000000a, LaunchSPL: tcb,
+			CurrentTCB: 0x541700000000000a, CommittedTCB: 0x541700000000000a,
 			Signer: evidence.SNPSignerVCEK,
 		},
 	}
@@ -159,5 +160,33 @@ func TestValidateSNP(t *testing.T) {
 	good := Policy{SNP: SNPPolicy{IDKeyDigest: [][]byte{make([]byte, 48)}, VMPL: []uint32{0, 1, 2, 3}, Signer: "vlek"}}
 	if err := good.Validate(); err != nil {
 		t.Errorf("Validate(good) = %v", err)
+	}
+}
+
+// TestAppraiseSNPProvisionalFirmware follows go-sev-guest's validate
+// default: firmware running above the committed level (COMMITTED_TCB !=
+// CURRENT_TCB, a provisional update the host can still roll back) fails
+// unless AllowProvisionalFirmware; even then the committed TCB must not
+// exceed the current one in any component.
+func TestAppraiseSNPProvisionalFirmware(t *testing.T) {
+	const tcb = 0x541700000000000a
+	for name, tc := range map[string]struct {
+		current, committed uint64
+		allow              bool
+		want               []string
+	}{
+		"committed = current":           {tcb, tcb, false, nil},
+		"provisional":                   {tcb + 1<<56, tcb, false, []string{"committed_tcb"}},
+		"provisional allowed":           {tcb + 1<<56, tcb, true, nil},
+		"committed above, allowed":      {tcb, tcb + 1<<48, true, []string{"committed_tcb"}},
+		"committed above in one, mixed": {tcb + 1<<56, tcb + 1<<48, true, []string{"committed_tcb"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := snpGuest(func(c *evidence.Claims) { c.CurrentTCB, c.CommittedTCB = tc.current, tc.committed })
+			got := mismatchFields(t, Appraise(c, Policy{SNP: SNPPolicy{AllowProvisionalFirmware: tc.allow}}))
+			if !slices.Equal(got, tc.want) {
+				t.Fatalf("failed fields %v, want %v", got, tc.want)
+			}
+		})
 	}
 }

@@ -339,6 +339,8 @@ func writeReport(w io.Writer, file string, at time.Time, c *evidence.Claims, app
 		row("Signer", s.Signer)
 		row("Reported TCB", fmt.Sprintf("%#016x (%s)", s.ReportedTCB, formatSNPTCB(s.ReportedSPL)))
 		row("Launch TCB", fmt.Sprintf("%#016x (%s)", s.LaunchTCB, formatSNPTCB(s.LaunchSPL)))
+		row("Current TCB", fmt.Sprintf("%#016x", s.CurrentTCB))
+		row("Committed TCB", fmt.Sprintf("%#016x", s.CommittedTCB))
 		hexRow("Chip ID", s.ChipID)
 	}
 	tw.Flush()

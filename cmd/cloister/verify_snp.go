@@ -15,8 +15,10 @@ import (
 // policy flags.
 const verifySNPHelp = `
 SEV-SNP appraisal (policy.SNPPolicy): whenever a policy flag is given, SNP
-evidence must come from VMPL 0 and its guest policy must allow no migration
-agent, unless --snp-vmpl or --snp-allow-migration-agent say otherwise.
+evidence must come from VMPL 0, its guest policy must allow no migration
+agent and its firmware must be committed (COMMITTED_TCB = CURRENT_TCB),
+unless --snp-vmpl, --snp-allow-migration-agent or
+--snp-allow-provisional-firmware say otherwise.
 --snp-min-tcb and --snp-min-launch-tcb take "bootloader=N,tee=N,snp=N,microcode=N"
 (any subset; also bl= and ucode=) or a TCB_VERSION in hex (0x...), and compare
 each component on its own. A --snp-* requirement on SGX or TDX evidence fails.
@@ -28,6 +30,7 @@ type snpPolicyFlags struct {
 	minTCB, minLaunchTCB tcbFlag
 	vmpl                 uintList
 	allowMA, noSMT       bool
+	allowProvisional     bool
 	minGuestSVN          uint32Flag
 	idKey, authorKey     hexList
 	signer               string
@@ -35,7 +38,7 @@ type snpPolicyFlags struct {
 
 // snpPolicyFlagNames are the flags that turn appraisal on.
 var snpPolicyFlagNames = []string{
-	"snp-min-tcb", "snp-min-launch-tcb", "snp-vmpl", "snp-allow-migration-agent", "snp-require-no-smt",
+	"snp-min-tcb", "snp-min-launch-tcb", "snp-vmpl", "snp-allow-migration-agent", "snp-allow-provisional-firmware", "snp-require-no-smt",
 	"snp-min-guest-svn", "snp-id-key-digest", "snp-author-key-digest", "snp-signer",
 }
 
@@ -44,6 +47,7 @@ func (f *snpPolicyFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.minLaunchTCB, "snp-min-launch-tcb", "policy: lowest accepted SEV-SNP launch TCB `SPEC` (as --snp-min-tcb)")
 	fs.Var(&f.vmpl, "snp-vmpl", "policy: accepted SEV-SNP VMPL `N` (0-3; repeatable or comma list; default 0)")
 	fs.BoolVar(&f.allowMA, "snp-allow-migration-agent", false, "policy: accept an SEV-SNP guest policy that allows a migration agent")
+	fs.BoolVar(&f.allowProvisional, "snp-allow-provisional-firmware", false, "policy: accept SEV-SNP firmware running above its committed TCB (COMMITTED_TCB below CURRENT_TCB)")
 	fs.BoolVar(&f.noSMT, "snp-require-no-smt", false, "policy: require the SEV-SNP guest policy to disallow SMT")
 	fs.Var(&f.minGuestSVN, "snp-min-guest-svn", "policy: lowest accepted SEV-SNP GUEST_SVN `N`")
 	fs.Var(&f.idKey, "snp-id-key-digest", "policy: accepted SEV-SNP ID key digest (`HEX`, 48 bytes; repeatable, any-of)")
@@ -67,15 +71,16 @@ func (f *snpPolicyFlags) given(fs *flag.FlagSet) bool {
 // apply sets p.SNP from the flags; policy.Validate checks the values.
 func (f *snpPolicyFlags) apply(p *policy.Policy) {
 	p.SNP = policy.SNPPolicy{
-		MinReportedTCB:      f.minTCB.v,
-		MinLaunchTCB:        f.minLaunchTCB.v,
-		VMPL:                f.vmpl,
-		AllowMigrationAgent: f.allowMA,
-		RequireNoSMT:        f.noSMT,
-		MinGuestSVN:         f.minGuestSVN.v,
-		IDKeyDigest:         f.idKey,
-		AuthorKeyDigest:     f.authorKey,
-		Signer:              f.signer,
+		MinReportedTCB:           f.minTCB.v,
+		MinLaunchTCB:             f.minLaunchTCB.v,
+		VMPL:                     f.vmpl,
+		AllowMigrationAgent:      f.allowMA,
+		AllowProvisionalFirmware: f.allowProvisional,
+		RequireNoSMT:             f.noSMT,
+		MinGuestSVN:              f.minGuestSVN.v,
+		IDKeyDigest:              f.idKey,
+		AuthorKeyDigest:          f.authorKey,
+		Signer:                   f.signer,
 	}
 }
 

@@ -25,8 +25,9 @@ func TestVerifySNPPolicyFlags(t *testing.T) {
 		t.Errorf("claims tee %v snp_signer %v measurement %v", m["tee"], m["snp_signer"], m["measurement"])
 	}
 	spl, _ := m["reported_tcb_spl"].(map[string]any)
-	if spl["bootloader"] != 10.0 || spl["tee"] != 0.0 || spl["snp"] != 23.0 || spl["microcode"] != 84.0 || m["launch_tcb_spl"] == nil {
-		t.Errorf("reported_tcb_spl %v launch_tcb_spl %v", m["reported_tcb_spl"], m["launch_tcb_spl"])
+	if spl["bootloader"] != 10.0 || spl["tee"] != 0.0 || spl["snp"] != 23.0 || spl["microcode"] != 84.0 || m["launch_tcb_spl"] == nil ||
+		m["current_tcb"] != float64(0x541700000000000a) || m["committed_tcb"] != float64(0x541700000000000a) {
+		t.Errorf("reported_tcb_spl %v launch_tcb_spl %v current_tcb %v committed_tcb %v", m["reported_tcb_spl"], m["launch_tcb_spl"], m["current_tcb"], m["committed_tcb"])
 	}
 	for _, tc := range []struct {
 		flags []string
@@ -43,6 +44,7 @@ func TestVerifySNPPolicyFlags(t *testing.T) {
 		{[]string{"--snp-vmpl", "2"}, 1, "policy: vmpl: got 0, want one of [2]"},
 		{[]string{"--snp-require-no-smt"}, 1, "policy: policy.smt"},
 		{[]string{"--snp-allow-migration-agent"}, 0, ""},
+		{[]string{"--snp-allow-provisional-firmware"}, 0, ""},
 		{[]string{"--snp-min-guest-svn", "0"}, 0, ""},
 		{[]string{"--snp-min-guest-svn", "1"}, 1, "policy: guest_svn: got 0, want >= 1"},
 		{[]string{"--snp-id-key-digest", zero48, "--snp-author-key-digest", zero48}, 0, ""},

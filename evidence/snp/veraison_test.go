@@ -50,6 +50,7 @@ func TestVerifyVeraisonVector(t *testing.T) {
 			t.Errorf("ChipID = %s", got)
 		}
 		if r.Product != ProductGenoa || r.SignerKind != "VCEK" || r.ReportedTCB != veraisonTCB || r.LaunchTCB != veraisonTCB ||
+			r.CurrentTCB != veraisonTCB || r.CommittedTCB != veraisonTCB ||
 			r.Policy != 0x30000 || r.VMPL != 0 || r.GuestSVN != 0 || r.Debug || !r.BuiltinRoot {
 			t.Errorf("Report = %+v", r)
 		}

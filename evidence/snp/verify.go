@@ -113,6 +113,12 @@ type Report struct {
 	// LaunchTCB is LAUNCH_TCB: the TCB version the guest was launched at
 	// (a migrated guest keeps its original launch TCB).
 	LaunchTCB uint64
+	// CurrentTCB is CURRENT_TCB: the TCB of the firmware running now.
+	CurrentTCB uint64
+	// CommittedTCB is COMMITTED_TCB: the TCB the firmware cannot be rolled
+	// back below. Below CurrentTCB, the running firmware is a provisional
+	// update the host can still undo.
+	CommittedTCB uint64
 	// BuiltinRoot is true when the signing key chains to one of AMD's
 	// built-in ARKs; false when it chains only to a root from
 	// Options.TrustRoots (simulator or test evidence).
@@ -363,15 +369,17 @@ func buildReport(r *spb.Report, product, kind string, warnings []string) (*Repor
 		return nil, verr.Wrap(pkg, stepFormat, verr.Malformed, err, "bad policy")
 	}
 	out := &Report{
-		Policy:      r.GetPolicy(),
-		VMPL:        r.GetVmpl(),
-		GuestSVN:    r.GetGuestSvn(),
-		ReportedTCB: r.GetReportedTcb(),
-		LaunchTCB:   r.GetLaunchTcb(),
-		Debug:       pol.Debug,
-		Product:     product,
-		SignerKind:  kind,
-		Warnings:    warnings,
+		Policy:       r.GetPolicy(),
+		VMPL:         r.GetVmpl(),
+		GuestSVN:     r.GetGuestSvn(),
+		ReportedTCB:  r.GetReportedTcb(),
+		LaunchTCB:    r.GetLaunchTcb(),
+		CurrentTCB:   r.GetCurrentTcb(),
+		CommittedTCB: r.GetCommittedTcb(),
+		Debug:        pol.Debug,
+		Product:      product,
+		SignerKind:   kind,
+		Warnings:     warnings,
 	}
 	// abi.ReportToProto slices every field at its fixed size, so each copy
 	// fills its array exactly.
