@@ -20,8 +20,8 @@ agent and its firmware must be committed (COMMITTED_TCB = CURRENT_TCB),
 unless --snp-vmpl, --snp-allow-migration-agent or
 --snp-allow-provisional-firmware say otherwise.
 --snp-min-tcb and --snp-min-launch-tcb take "bootloader=N,tee=N,snp=N,microcode=N"
-(any subset; also bl= and ucode=) or a TCB_VERSION in hex (0x...), and compare
-each component on its own. A --snp-* requirement on SGX or TDX evidence fails.
+(any subset; also bl= and ucode=) or a Milan/Genoa TCB_VERSION in hex (0x...,
+reserved bytes 2-5 zero), and compare each component on its own. A --snp-* requirement on SGX or TDX evidence fails.
 `
 
 // snpPolicyFlags are the SEV-SNP appraisal flags; any of them turns
@@ -103,6 +103,12 @@ func (t *tcbFlag) Set(s string) error {
 		n, err := strconv.ParseUint(h, 16, 64)
 		if err != nil {
 			return fmt.Errorf("TCB_VERSION %q: want 16 hex digits at most: %w", s, err)
+		}
+		// Only the Milan/Genoa layout is read (bytes 0, 1, 6, 7); a value
+		// with the reserved bytes set, such as a Turin TCB_VERSION, would
+		// lose a level here and lower the minimum without a word.
+		if n&0x0000ffffffff0000 != 0 {
+			return fmt.Errorf("TCB_VERSION %q: reserved bytes 2-5 are not zero (not the Milan/Genoa layout)", s)
 		}
 		p := snp.SplitTCB(n)
 		t.v = evidence.SNPTCB{BootLoader: p.BootLoader, TEE: p.TEE, SNP: p.SNP, Microcode: p.Microcode}

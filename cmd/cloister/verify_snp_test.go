@@ -58,6 +58,11 @@ func TestVerifySNPPolicyFlags(t *testing.T) {
 		{[]string{"--snp-min-tcb", "snp=256"}, 2, "flag -snp-min-tcb"},
 		{[]string{"--snp-min-tcb", "snp"}, 2, "flag -snp-min-tcb"},
 		{[]string{"--snp-min-tcb", "snp=1,snp=2"}, 2, "flag -snp-min-tcb"},
+		// Bytes 2-5 are reserved in the Milan/Genoa layout: a value with
+		// them set (a Turin TCB_VERSION, SNP level in byte 3) would lose a
+		// level silently, so it is refused.
+		{[]string{"--snp-min-tcb", "0x0000000017000a00"}, 2, "reserved"},
+		{[]string{"--snp-min-launch-tcb", "0x5417000000010000"}, 2, "reserved"},
 		{[]string{"--snp-id-key-digest", "abcd"}, 2, "id_key_digest entry 0: 2 bytes"},
 		{[]string{"--snp-min-guest-svn", "-1"}, 2, "flag -snp-min-guest-svn"},
 	} {
