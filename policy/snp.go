@@ -46,7 +46,8 @@ const (
 // CURRENT_TCB, go-sev-guest's default), the defaults a careful relying
 // party would choose. Every other field is a requirement only when set; a set
 // requirement on evidence of another TEE kind fails, as for Policy's own
-// fields (AllowMigrationAgent, a relaxation, is then ignored).
+// fields (AllowMigrationAgent and AllowProvisionalFirmware, relaxations, are
+// then ignored).
 type SNPPolicy struct {
 	// MinReportedTCB is the lowest accepted security patch level of each
 	// component of REPORTED_TCB (the TCB the VCEK is certified for), each

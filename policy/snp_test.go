@@ -110,6 +110,7 @@ func TestAppraiseSNPPolicy(t *testing.T) {
 		// the relaxation alone do not.
 		{"sgx, zero SNP policy", sgxClaims("UpToDate", false, 0), SNPPolicy{}, nil},
 		{"sgx, migration agent allowed", sgxClaims("UpToDate", false, 0), SNPPolicy{AllowMigrationAgent: true}, nil},
+		{"tdx, provisional firmware allowed", tdxClaims("UpToDate"), SNPPolicy{AllowProvisionalFirmware: true}, nil},
 		{"sgx, SNP TCB required", sgxClaims("UpToDate", false, 0), SNPPolicy{MinReportedTCB: evidence.SNPTCB{SNP: 1}}, []string{"snp"}},
 		{"tdx, vmpl listed", tdxClaims("UpToDate"), SNPPolicy{VMPL: []uint32{0}}, []string{"snp"}},
 		{"tdx, signer", tdxClaims("UpToDate"), SNPPolicy{Signer: "vcek"}, []string{"snp"}},
