@@ -51,8 +51,10 @@ const (
 const WarnRevocationNotChecked = "revocation not checked: AMD CRLs are not consulted offline"
 
 // WarnChipIDMasked is the warning of a VCEK-signed report whose CHIP_ID is
-// all zero: the host masked it, so the report is not bound to a chip.
-const WarnChipIDMasked = "CHIP_ID masked by the host: the report is not bound to a chip"
+// all zero: the host masked it, so the report does not name its chip and
+// is not compared with the VCEK's hwID. The VCEK, unique to one chip, still
+// signed it: the certificate, not the claims, says which chip that is.
+const WarnChipIDMasked = "CHIP_ID masked by the host: the report does not name its chip (only the VCEK's hwID does)"
 
 // Options carries everything Verify takes from outside.
 type Options struct {
