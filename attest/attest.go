@@ -692,18 +692,20 @@ func (s *Service) verify(ctx context.Context, ev submitted) (*evidence.Claims, *
 			errors.New("evidence is not an SGX/TDX quote, SEV-SNP report or configfs-tsm report")
 	}
 	opts := evidence.Options{Time: s.cfg.Now(), VCEK: ev.vcek, SNPChain: ev.chain}
-	if kind == evidence.KindSGXQuote || kind == evidence.KindTDXQuote {
+	// A configfs-tsm report carrying a TDX quote gets the quote's
+	// collateral and roots, exactly as the bare quote would.
+	if quote, ok := evidence.DCAPQuote(raw); ok {
 		opts.TrustRoots = s.dcapRoots
 		if s.cfg.Collateral == nil {
 			opts.SkipTCBEvaluation = true
 		} else {
-			b, err := s.cfg.Collateral(ctx, raw)
+			b, err := s.cfg.Collateral(ctx, quote)
 			if err != nil {
 				// Only now is the quote parsed for its collateral query
 				// (not on every request, where it would cost a second
 				// PCK chain parse): a quote that has none is the client's
 				// fault (400), a failing source is not (503).
-				if _, qerr := evidence.CollateralQuery(raw); qerr != nil {
+				if _, qerr := evidence.CollateralQuery(quote); qerr != nil {
 					return nil, nil, http.StatusBadRequest, "InvalidEvidence", fmt.Errorf("evidence rejected: %w", qerr)
 				}
 				return nil, nil, http.StatusServiceUnavailable, "CollateralUnavailable", fmt.Errorf("collateral for this quote is unavailable: %w", err)

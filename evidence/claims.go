@@ -15,6 +15,7 @@ const (
 	TEESNP    = "sev-snp"
 	TEESimSGX = "sim-sgx"
 	TEESimTDX = "sim-tdx"
+	TEESimSNP = "sim-snp"
 )
 
 // TCB status values of Claims.TCBStatus.
@@ -178,4 +179,37 @@ type SNPClaims struct {
 	GuestSVN        uint32   `json:"guest_svn"`
 	// ReportedTCB is the TCB version the VCEK was certified for.
 	ReportedTCB uint64 `json:"reported_tcb"`
+	// ReportedSPL is ReportedTCB split into its security patch levels.
+	ReportedSPL SNPTCB `json:"reported_tcb_spl"`
+	// LaunchTCB is the TCB version the guest was launched at (a migrated
+	// guest keeps the one of its first host).
+	LaunchTCB uint64 `json:"launch_tcb"`
+	// LaunchSPL is LaunchTCB split into its security patch levels.
+	LaunchSPL SNPTCB `json:"launch_tcb_spl"`
+	// CurrentTCB is the TCB version of the firmware running now.
+	CurrentTCB uint64 `json:"current_tcb"`
+	// CommittedTCB is the TCB version the firmware cannot be rolled back
+	// below; lower than CurrentTCB, the running firmware is a provisional
+	// update the host can still undo.
+	CommittedTCB uint64 `json:"committed_tcb"`
+	// Signer names the key that signed the report: "vcek" (specific to
+	// the chip and its TCB) or "vlek" (a cloud provider's key, loaded by
+	// the host and certified by AMD for that provider).
+	Signer string `json:"snp_signer"`
+}
+
+// Values of SNPClaims.Signer.
+const (
+	SNPSignerVCEK = "vcek"
+	SNPSignerVLEK = "vlek"
+)
+
+// SNPTCB holds the security patch levels (SPLs) of an SEV-SNP TCB_VERSION
+// that AMD certifies in a VCEK (blSPL, teeSPL, snpSPL, ucodeSPL), in the
+// Milan/Genoa layout (Turin evidence is refused: evidence/snp).
+type SNPTCB struct {
+	BootLoader uint8 `json:"bootloader"`
+	TEE        uint8 `json:"tee"`
+	SNP        uint8 `json:"snp"`
+	Microcode  uint8 `json:"microcode"`
 }

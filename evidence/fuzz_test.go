@@ -6,6 +6,7 @@ import (
 
 	"github.com/cloister-dev/cloister/evidence/sgx"
 	"github.com/cloister-dev/cloister/evidence/tdx"
+	"github.com/cloister-dev/cloister/evidence/tsmreport"
 )
 
 func signedRegion(raw []byte) []byte {
@@ -14,6 +15,13 @@ func signedRegion(raw []byte) []byte {
 		return sgx.SignedRegion(raw)
 	case KindTDXQuote:
 		return tdx.SignedRegion(raw)
+	case KindSNPReport:
+		return raw[:0x2A0] // abi.SignedComponent
+	case KindTSMReport:
+		// The envelope is not signed: what counts is the report inside.
+		if r, err := tsmreport.Parse(raw); err == nil {
+			return signedRegion(r.OutBlob)
+		}
 	}
 	return raw
 }
@@ -25,7 +33,7 @@ func FuzzVerify(f *testing.F) {
 	sgxCol := bundleVector(f, "sgx/dcap-qvl_sgx_quote_v3_collateral.json")
 	tdxCol := bundleVector(f, "tdx/dcap-qvl_tdx_quote_v4_collateral.json")
 	seeds := map[string]bool{}
-	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3.bin", "tdx/dcap-qvl_tdx_quote_v4.bin", "tdx/tdx_prod_quote_SPR_E4.dat", "snp/attestation.bin"} {
+	for _, p := range []string{"sgx/dcap-qvl_sgx_quote_v3.bin", "tdx/dcap-qvl_tdx_quote_v4.bin", "tdx/tdx_prod_quote_SPR_E4.dat", "snp/attestation.bin", "snp/veraison-sevsnp-tsm-report.json"} {
 		raw := readVector(f, p)
 		seeds[string(signedRegion(raw))] = true
 		f.Add(raw, false)

@@ -1,6 +1,8 @@
 package evidence
 
 import (
+	"strings"
+
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
 	"github.com/cloister-dev/cloister/evidence/snp"
 	"github.com/cloister-dev/cloister/evidence/tsmreport"
@@ -18,15 +20,30 @@ func (v *Verifier) verifySNP(raw, certTable []byte, opts Options) (*Claims, erro
 	if err != nil {
 		return nil, err
 	}
+	// Like dcapClaims: evidence that chains only to a root the caller named
+	// can never claim the hardware kind.
+	tee := TEESNP
+	if !r.BuiltinRoot {
+		tee = TEESimSNP
+	}
 	return &Claims{
-		TEE: TEESNP, ReportData: HexBytes(r.ReportData[:]), Debug: r.Debug, TCBStatus: StatusNotEvaluated,
+		TEE: tee, ReportData: HexBytes(r.ReportData[:]), Debug: r.Debug, TCBStatus: StatusNotEvaluated,
 		AdvisoryIDs: []string{}, Warnings: r.Warnings,
 		SNPClaims: &SNPClaims{
 			Measurement: HexBytes(r.Measurement[:]), HostData: HexBytes(r.HostData[:]), IDKeyDigest: HexBytes(r.IDKeyDigest[:]),
 			AuthorKeyDigest: HexBytes(r.AuthorKeyDigest[:]), ReportID: HexBytes(r.ReportID[:]), Policy: r.Policy, VMPL: r.VMPL,
 			ChipID: HexBytes(r.ChipID[:]), Product: r.Product, GuestSVN: r.GuestSVN, ReportedTCB: r.ReportedTCB,
+			ReportedSPL: snpTCB(r.ReportedTCB), LaunchTCB: r.LaunchTCB, LaunchSPL: snpTCB(r.LaunchTCB),
+			CurrentTCB: r.CurrentTCB, CommittedTCB: r.CommittedTCB,
+			Signer: strings.ToLower(r.SignerKind),
 		},
 	}, nil
+}
+
+// snpTCB splits a TCB_VERSION into the claims' security patch levels.
+func snpTCB(v uint64) SNPTCB {
+	p := snp.SplitTCB(v)
+	return SNPTCB{BootLoader: p.BootLoader, TEE: p.TEE, SNP: p.SNP, Microcode: p.Microcode}
 }
 
 // verifyTSM verifies a configfs-tsm report (Veraison's JSON or CBOR form)
@@ -50,4 +67,24 @@ func (v *Verifier) verifyTSM(raw []byte, opts Options) (*Claims, error) {
 		return v.verifySNP(r.OutBlob, r.AuxBlob, opts)
 	}
 	return nil, verr.New("evidence", "configfs-tsm report", verr.Unsupported, "provider %q: want %s or %s", r.Provider, tsmreport.ProviderTDX, tsmreport.ProviderSNP)
+}
+
+// DCAPQuote returns the Intel DCAP quote that raw is or carries: raw itself
+// for an SGX or TDX quote, the outblob of a configfs-tsm report from the
+// tdx_guest provider. Callers that supply collateral and trust roots for
+// DCAP quotes (the attestation service, collateral fetching) use it so that
+// a TDX quote inside a configfs-tsm report is treated like a bare one.
+// Nothing is verified; ok is false for anything else.
+func DCAPQuote(raw []byte) (quote []byte, ok bool) {
+	switch Detect(raw) {
+	case KindSGXQuote, KindTDXQuote:
+		return raw, true
+	case KindTSMReport:
+		r, err := tsmreport.Parse(raw)
+		if err != nil || r.Provider != tsmreport.ProviderTDX || Detect(r.OutBlob) != KindTDXQuote {
+			return nil, false
+		}
+		return r.OutBlob, true
+	}
+	return nil, false
 }

@@ -199,9 +199,14 @@ func dcapClaims(res *dcap.Result, hw, sim string, trailing int) *Claims {
 }
 
 // CollateralQuery reads, from an SGX or TDX quote's PCK certificate, what
-// is needed to fetch its collateral: TEE kind, FMSPC and PCK CA. Nothing is
-// verified here: the fetched collateral is verified when it is used.
+// is needed to fetch its collateral: TEE kind, FMSPC and PCK CA. A
+// configfs-tsm report carrying a TDX quote is queried for that quote
+// (DCAPQuote). Nothing is verified here: the fetched collateral is verified
+// when it is used.
 func CollateralQuery(raw []byte) (pcs.Query, error) {
+	if q, ok := DCAPQuote(raw); ok {
+		raw = q
+	}
 	var sig *dcap.SignatureData
 	var tee pcs.TEE
 	switch Detect(raw) {

@@ -28,12 +28,14 @@
 // SEV-SNP is the one exception to the default. AMD has no TCB status; the
 // guest's TCB is bound instead by the VCEK, which AMD certifies for exactly
 // the reported TCB and which evidence.Verify checks. SNP claims therefore
-// carry "NotEvaluated", and for tee "sev-snp" an empty AllowStatus accepts
+// carry "NotEvaluated", and for SNP evidence (sev-snp, sim-snp) an empty AllowStatus accepts
 // "NotEvaluated" as well as "UpToDate": in effect the status check applies
 // to SNP only when AllowStatus is non-empty, and then by the same rule as
 // above (so it passes only if AllowStatus lists "NotEvaluated"). Any other
 // status on SNP claims still fails by default. The relying party pins an SNP
-// guest with Measurement instead.
+// guest with Measurement instead, and its platform with SNPPolicy's minimum
+// TCB levels; SNP evidence must also come from VMPL 0, allow no migration
+// agent and run committed firmware unless SNPPolicy says otherwise (snp.go).
 //
 // Debug evidence (Claims.Debug true) fails unless AllowDebug is set: a
 // debuggable enclave, TD or guest discloses its memory to the host.
@@ -60,7 +62,8 @@ const (
 
 // Policy lists what a relying party expects of verified evidence. The zero
 // Policy still checks something: TCB status "UpToDate" (SEV-SNP: see the
-// package doc) and no debug.
+// package doc), no debug, and for SEV-SNP evidence VMPL 0, no migration
+// agent and committed firmware (SNPPolicy).
 //
 // Each [][]byte field is an any-of list: the claim must equal one of its
 // entries. An empty list means "no requirement on this field"; a non-empty
@@ -105,6 +108,11 @@ type Policy struct {
 	RequireSMTDisabled    bool
 	RequireStaticPlatform bool
 	RequireNoCachedKeys   bool
+
+	// SNP holds the SEV-SNP requirements (snp.go). Its zero value still
+	// requires VMPL 0, no migration agent and committed firmware of SNP
+	// evidence.
+	SNP SNPPolicy
 }
 
 // Mismatch is one failed check. Appraise returns every Mismatch joined with
@@ -162,6 +170,7 @@ func (p Policy) Validate() error {
 	}
 	checkSizes("platform_instance_id", p.PlatformInstanceIDs, SizePlatformInstanceID)
 	errs = append(errs, validatePCK(p)...)
+	errs = append(errs, p.SNP.validate()...)
 	return errors.Join(errs...)
 }
 
@@ -234,6 +243,10 @@ func Appraise(c *evidence.Claims, p Policy) error {
 		}
 	}
 
+	for _, m := range appraiseSNP(c, p.SNP) {
+		add(m)
+	}
+
 	add(checkStatus(c, p.AllowStatus))
 	for _, m := range appraisePCK(c, p) {
 		add(m)
@@ -249,7 +262,7 @@ func Appraise(c *evidence.Claims, p Policy) error {
 func checkStatus(c *evidence.Claims, allow []string) *Mismatch {
 	if len(allow) == 0 {
 		allow = []string{evidence.StatusUpToDate}
-		if c.TEE == evidence.TEESNP {
+		if c.SNPClaims != nil { // sev-snp and sim-snp
 			// AMD has no TCB status; the VCEK binds the TCB instead. Only
 			// "no status" is excused: a real bad status still fails.
 			allow = append(allow, evidence.StatusNotEvaluated)

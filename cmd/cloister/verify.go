@@ -67,7 +67,7 @@ const maxStdinEvidence = 1 << 20
 // runVerifyEvidence implements "cloister verify evidence".
 func runVerifyEvidence(e *env, args []string) error {
 	const path = "verify evidence"
-	fs := newFlagSet(path, "FILE [flags]", verifyEvidenceHelp)
+	fs := newFlagSet(path, "FILE [flags]", verifyEvidenceHelp+verifySNPHelp)
 	var (
 		collateralFile = fs.String("collateral", "", "DCAP collateral `BUNDLE` (JSON) for SGX/TDX quotes")
 		noCollateral   = fs.Bool("no-collateral", false, "check signatures and chain only; tcb_status is NotEvaluated")
@@ -77,8 +77,10 @@ func runVerifyEvidence(e *env, args []string) error {
 		vcekFile       = fs.String("vcek", "", "SEV-SNP VCEK or VLEK certificate `FILE` (PEM or DER)")
 		format         = fs.String("format", "json", "output `format`: json or text")
 		pol            policyFlags
+		snpPol         snpPolicyFlags
 	)
 	pol.register(fs)
+	snpPol.register(fs)
 	file, err := parseOneArg(e, fs, args, "evidence FILE")
 	if err != nil {
 		return err
@@ -95,8 +97,9 @@ func runVerifyEvidence(e *env, args []string) error {
 			return usagef("--at: %v", err)
 		}
 	}
-	appraise := pol.given(fs)
+	appraise := pol.given(fs) || snpPol.given(fs)
 	p := pol.policy()
+	snpPol.apply(&p)
 	if appraise {
 		if err := p.Validate(); err != nil {
 			return usagef("policy flags: %v", err)
@@ -429,7 +432,11 @@ func writeReport(w io.Writer, file string, at time.Time, c *evidence.Claims, app
 		row("Policy", fmt.Sprintf("%#x", s.Policy))
 		row("VMPL", s.VMPL)
 		row("Guest SVN", s.GuestSVN)
-		row("Reported TCB", fmt.Sprintf("%#016x", s.ReportedTCB))
+		row("Signer", s.Signer)
+		row("Reported TCB", fmt.Sprintf("%#016x (%s)", s.ReportedTCB, formatSNPTCB(s.ReportedSPL)))
+		row("Launch TCB", fmt.Sprintf("%#016x (%s)", s.LaunchTCB, formatSNPTCB(s.LaunchSPL)))
+		row("Current TCB", fmt.Sprintf("%#016x", s.CurrentTCB))
+		row("Committed TCB", fmt.Sprintf("%#016x", s.CommittedTCB))
 		hexRow("Chip ID", s.ChipID)
 	}
 	tw.Flush()

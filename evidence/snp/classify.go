@@ -36,12 +36,8 @@ func classify(sevErr error, raw []byte, ek *x509.Certificate, signer abi.ReportS
 // (Expired); one that verifies at no time is an untrusted root.
 func diagnoseChain(ek *x509.Certificate, signer abi.ReportSigner, entries []*trust.AMDRootCerts, at time.Time) (verr.Reason, string, bool) {
 	kind := signerName(signer)
-	for _, e := range entries {
-		if o := e.X509Options(at, signer); o != nil {
-			if _, err := ek.Verify(*o); err == nil {
-				return 0, "", false
-			}
-		}
+	if chainsAt(ek, signer, entries, at) {
+		return 0, "", false
 	}
 	if at.Before(ek.NotBefore) || at.After(ek.NotAfter) {
 		return verr.Expired, kind + " not valid at " + at.UTC().Format(time.RFC3339) +
@@ -71,4 +67,17 @@ func diagnoseChain(ek *x509.Certificate, signer abi.ReportSigner, entries []*tru
 		}
 	}
 	return verr.UntrustedRoot, kind + " does not chain to a trusted AMD root", true
+}
+
+// chainsAt reports whether the signing key certificate chains, at time at,
+// to the ARK of one of entries through that entry's intermediate.
+func chainsAt(ek *x509.Certificate, signer abi.ReportSigner, entries []*trust.AMDRootCerts, at time.Time) bool {
+	for _, e := range entries {
+		if o := e.X509Options(at, signer); o != nil {
+			if _, err := ek.Verify(*o); err == nil {
+				return true
+			}
+		}
+	}
+	return false
 }

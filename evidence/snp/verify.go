@@ -50,6 +50,12 @@ const (
 // are online only and Verify is offline by design.
 const WarnRevocationNotChecked = "revocation not checked: AMD CRLs are not consulted offline"
 
+// WarnChipIDMasked is the warning of a VCEK-signed report whose CHIP_ID is
+// all zero: the host masked it, so the report does not name its chip and
+// is not compared with the VCEK's hwID. The VCEK, unique to one chip, still
+// signed it: the certificate, not the claims, says which chip that is.
+const WarnChipIDMasked = "CHIP_ID masked by the host: the report does not name its chip (only the VCEK's hwID does)"
+
 // Options carries everything Verify takes from outside.
 type Options struct {
 	// Time is the verification time for every certificate validity check.
@@ -106,6 +112,19 @@ type Report struct {
 	Product string
 	// SignerKind is "VCEK" or "VLEK".
 	SignerKind string
+	// LaunchTCB is LAUNCH_TCB: the TCB version the guest was launched at
+	// (a migrated guest keeps its original launch TCB).
+	LaunchTCB uint64
+	// CurrentTCB is CURRENT_TCB: the TCB of the firmware running now.
+	CurrentTCB uint64
+	// CommittedTCB is COMMITTED_TCB: the TCB the firmware cannot be rolled
+	// back below. Below CurrentTCB, the running firmware is a provisional
+	// update the host can still undo.
+	CommittedTCB uint64
+	// BuiltinRoot is true when the signing key chains to one of AMD's
+	// built-in ARKs; false when it chains only to a root from
+	// Options.TrustRoots (simulator or test evidence).
+	BuiltinRoot bool
 	// Warnings lists checks that were not made; it always includes
 	// WarnRevocationNotChecked.
 	Warnings []string
@@ -114,8 +133,10 @@ type Report struct {
 // Verify checks a raw SEV-SNP attestation report (exactly ReportSize
 // bytes) at opts.Time: its format, the VCEK/VLEK chain to a trusted AMD
 // root, the report signature, and that the certificate is the one for this
-// report (CHIP_ID equals the VCEK's hwID unless the host masked it;
-// REPORTED_TCB equals the certificate's TCB). It never uses the network.
+// report (CHIP_ID equals the VCEK's hwID unless CHIP_ID is all zero, the
+// host's MASK_CHIP_ID case, which adds WarnChipIDMasked;
+// REPORTED_TCB equals the certificate's TCB, which exceeds CURRENT_TCB in
+// no component). It never uses the network.
 // Errors are *verr.Error with Pkg "snp".
 //
 // Verify does not appraise: policy bits, TCB minimums, measurements and
@@ -237,13 +258,25 @@ func Verify(raw []byte, opts Options) (*Report, error) {
 		return nil, classify(err, raw, ek, signer, roots[product], opts.Time)
 	}
 
-	bindWarn, err := checkBinding(report, ek, signer, info)
+	bindWarn, err := checkBinding(report, ek, signer)
 	if err != nil {
 		return nil, err
 	}
 	warnings = append(warnings, bindWarn...)
 	warnings = append(warnings, WarnRevocationNotChecked)
-	return buildReport(report, product, kind, warnings)
+	out, err := buildReport(report, product, kind, warnings)
+	if err != nil {
+		return nil, err
+	}
+	// Which root vouched for the key: AMD's, unless the caller replaced the
+	// roots and the key chains only to one of theirs. A caller naming AMD's
+	// own ARK still gets hardware evidence.
+	out.BuiltinRoot = len(opts.TrustRoots) == 0
+	if !out.BuiltinRoot {
+		amd, err := trustedRoots(product, signer, nil, extra)
+		out.BuiltinRoot = err == nil && chainsAt(ek, signer, amd[product], opts.Time)
+	}
+	return out, nil
 }
 
 // detectProduct returns the product line of the report: from the CPUID
@@ -286,7 +319,7 @@ func detectProduct(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner,
 // but they are about authenticity, not policy: a VCEK is specific to one
 // chip and one TCB, so a report naming another chip or TCB would hand the
 // caller fields the certificate does not vouch for.
-func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner, info abi.SignerInfo) ([]string, error) {
+func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner) ([]string, error) {
 	kind := signerName(signer)
 	step := kind + " binding"
 	exts, err := kds.CertificateExtensions(ek, signer)
@@ -297,16 +330,38 @@ func checkBinding(r *spb.Report, ek *x509.Certificate, signer abi.ReportSigner, 
 		return nil, verr.New(pkg, step, verr.BadBinding,
 			"REPORTED_TCB 0x%016x, %s is for TCB 0x%016x", r.GetReportedTcb(), kind, uint64(exts.TCBVersion))
 	}
+	// Firmware derives keys only at or below the TCB it runs, so a
+	// certificate TCB above CURRENT_TCB in any component cannot be this
+	// firmware's key (go-sev-guest's validate refuses it too).
+	if cert, cur := kds.DecomposeTCBVersion(exts.TCBVersion), kds.DecomposeTCBVersion(kds.TCBVersion(r.GetCurrentTcb())); !kds.TCBPartsLE(cert, cur) {
+		return nil, verr.New(pkg, step, verr.BadBinding,
+			"%s is for TCB 0x%016x, above CURRENT_TCB 0x%016x in at least one component", kind, uint64(exts.TCBVersion), r.GetCurrentTcb())
+	}
 	var warnings []string
 	if signer == abi.VcekReportSigner {
-		if info.MaskChipKey {
-			warnings = append(warnings, "CHIP_ID masked by the host: the report is not bound to a chip")
+		// The skip is keyed on the CHIP_ID itself, as go-sev-guest's
+		// validate does, not on SIGNER_INFO's MASK_CHIP_KEY bit: that bit
+		// is about the chip key (the VCEK), while the host's separate
+		// MASK_CHIP_ID setting is what zeroes CHIP_ID. The bit excuses no
+		// other chip's ID.
+		if allZero(r.GetChipId()) {
+			warnings = append(warnings, WarnChipIDMasked)
 		} else if !bytes.Equal(r.GetChipId(), exts.HWID) {
 			return nil, verr.New(pkg, step, verr.BadBinding,
 				"CHIP_ID %x, VCEK hwID %x", r.GetChipId(), exts.HWID)
 		}
 	}
 	return warnings, nil
+}
+
+// allZero reports whether every byte of b is zero.
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // buildReport copies the verified fields out of go-sev-guest's report.
@@ -316,14 +371,17 @@ func buildReport(r *spb.Report, product, kind string, warnings []string) (*Repor
 		return nil, verr.Wrap(pkg, stepFormat, verr.Malformed, err, "bad policy")
 	}
 	out := &Report{
-		Policy:      r.GetPolicy(),
-		VMPL:        r.GetVmpl(),
-		GuestSVN:    r.GetGuestSvn(),
-		ReportedTCB: r.GetReportedTcb(),
-		Debug:       pol.Debug,
-		Product:     product,
-		SignerKind:  kind,
-		Warnings:    warnings,
+		Policy:       r.GetPolicy(),
+		VMPL:         r.GetVmpl(),
+		GuestSVN:     r.GetGuestSvn(),
+		ReportedTCB:  r.GetReportedTcb(),
+		LaunchTCB:    r.GetLaunchTcb(),
+		CurrentTCB:   r.GetCurrentTcb(),
+		CommittedTCB: r.GetCommittedTcb(),
+		Debug:        pol.Debug,
+		Product:      product,
+		SignerKind:   kind,
+		Warnings:     warnings,
 	}
 	// abi.ReportToProto slices every field at its fixed size, so each copy
 	// fills its array exactly.
@@ -348,3 +406,18 @@ func (offlineGetter) Get(url string) ([]byte, error) {
 }
 
 var _ trust.HTTPSGetter = offlineGetter{}
+
+// TCBParts are the security patch levels of a TCB_VERSION that AMD
+// certifies in a VCEK (its blSPL, teeSPL, snpSPL and ucodeSPL extensions).
+type TCBParts struct {
+	BootLoader, TEE, SNP, Microcode uint8
+}
+
+// SplitTCB splits a TCB_VERSION in the Milan/Genoa layout (byte 0 boot
+// loader, 1 TEE, 6 SNP, 7 microcode; go-sev-guest's
+// kds.DecomposeTCBVersion). Turin moves the fields (FMC first) but Verify
+// refuses Turin evidence, so no verified report has that layout.
+func SplitTCB(v uint64) TCBParts {
+	p := kds.DecomposeTCBVersion(kds.TCBVersion(v))
+	return TCBParts{BootLoader: p.BlSpl, TEE: p.TeeSpl, SNP: p.SnpSpl, Microcode: p.UcodeSpl}
+}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -162,8 +163,12 @@ func TestVerifyTrustRootsFromChain(t *testing.T) {
 	if err != nil || len(certs) != 2 {
 		t.Fatalf("parsePEMChain: %d certs, %v", len(certs), err)
 	}
-	if _, err := Verify(report, Options{Time: time2026, VCEK: vcek, Chain: askArk, TrustRoots: certs[1:]}); err != nil {
+	r, err := Verify(report, Options{Time: time2026, VCEK: vcek, Chain: askArk, TrustRoots: certs[1:]})
+	if err != nil {
 		t.Fatalf("Verify with the Milan ARK as trust root: %v", err)
+	}
+	if !r.BuiltinRoot {
+		t.Error("BuiltinRoot = false under AMD's own ARK named as trust root")
 	}
 	// The Genoa ARK cannot anchor a Milan VCEK.
 	roots, err := builtinRoots()
@@ -452,6 +457,9 @@ func TestVerifySelfMadeChain(t *testing.T) {
 				t.Fatalf("Verify: %v", err)
 			}
 			checkVectorFields(t, r)
+			if r.BuiltinRoot {
+				t.Error("BuiltinRoot = true under a self-made ARK")
+			}
 		})
 	}
 	// The ASK is needed: the trust root alone does not reach the VCEK.
@@ -561,5 +569,81 @@ func TestVerifyTurinUnsupported(t *testing.T) {
 	wantReason(t, err, verr.Unsupported)
 	if !strings.Contains(err.Error(), "Turin") {
 		t.Errorf("error %q does not name Turin", err)
+	}
+}
+
+// TestVerifyChipIDMask follows go-sev-guest's validate: the VCEK's hwID
+// comparison is skipped only when CHIP_ID is all zero (the MASK_CHIP_ID
+// case), whatever SIGNER_INFO's MASK_CHIP_KEY bit says; the bit is about
+// the chip key, not CHIP_ID, and a report that names another chip is not
+// vouched for by this VCEK.
+func TestVerifyChipIDMask(t *testing.T) {
+	report, _, _ := vectors(t)
+	fake := newFakeSigner(t)
+	opts := Options{Time: time2026, VCEK: fake.Vcek.Raw, Chain: pemOf(fake.Ask), TrustRoots: []*x509.Certificate{fake.Ark}}
+
+	// All-zero CHIP_ID, MASK_CHIP_KEY clear: verifies, with the warning.
+	zero := bytes.Clone(report)
+	zero[0x48] &^= 2
+	clear(zero[0x1A0:0x1E0])
+	r, err := Verify(fake.sign(t, zero, false), opts)
+	if err != nil {
+		t.Fatalf("all-zero CHIP_ID with MASK_CHIP_KEY clear: %v", err)
+	}
+	if !slices.Contains(r.Warnings, WarnChipIDMasked) {
+		t.Errorf("Warnings = %q, want %q", r.Warnings, WarnChipIDMasked)
+	}
+
+	// Another chip's ID with MASK_CHIP_KEY set: the bit excuses nothing.
+	wrong := bytes.Clone(report)
+	wrong[0x48] |= 2
+	wrong[0x1A0] ^= 0x55
+	_, err = Verify(fake.sign(t, wrong, false), opts)
+	wantReason(t, err, verr.BadBinding)
+
+	// The VCEK's own CHIP_ID with MASK_CHIP_KEY set verifies, no warning.
+	own := bytes.Clone(report)
+	own[0x48] |= 2
+	r, err = Verify(fake.sign(t, own, false), opts)
+	if err != nil {
+		t.Fatalf("own CHIP_ID with MASK_CHIP_KEY set: %v", err)
+	}
+	if slices.Contains(r.Warnings, WarnChipIDMasked) {
+		t.Errorf("Warnings = %q: a real CHIP_ID is not masked", r.Warnings)
+	}
+}
+
+// TestVerifyCertTCBAboveCurrent follows go-sev-guest's validate: the
+// signing key's TCB (which REPORTED_TCB equals) must not exceed CURRENT_TCB
+// in any component, since firmware can only derive keys at or below the TCB
+// it runs; a report saying otherwise is inconsistent and refused, for a
+// VCEK and a VLEK alike. Equal and lower certificate TCBs verify.
+func TestVerifyCertTCBAboveCurrent(t *testing.T) {
+	report, _, _ := vectors(t)
+	fake := newFakeSigner(t)
+	for _, vlek := range []bool{false, true} {
+		opts := Options{Time: time2026, VCEK: fake.Vcek.Raw, Chain: pemOf(fake.Ask), TrustRoots: []*x509.Certificate{fake.Ark}}
+		if vlek {
+			opts.VCEK, opts.Chain = fake.Vlek.Raw, pemOf(fake.Asvk)
+		}
+		// CURRENT_TCB's SNP level (byte 6) one below the certificate's,
+		// every other level higher: no trading between components.
+		low := bytes.Clone(report)
+		cur := binary.LittleEndian.Uint64(low[0x38:])
+		cur = cur + 0x01 + 0x0100 + 0x0100000000000000 - 0x0001000000000000
+		binary.LittleEndian.PutUint64(low[0x38:], cur)
+		binary.LittleEndian.PutUint64(low[0x1E0:], cur) // committed = current
+		_, err := Verify(fake.sign(t, low, vlek), opts)
+		wantReason(t, err, verr.BadBinding)
+		if err != nil && !strings.Contains(err.Error(), "CURRENT_TCB") {
+			t.Errorf("vlek %v: error %q does not name CURRENT_TCB", vlek, err)
+		}
+
+		// A CURRENT_TCB above the certificate's in every component verifies.
+		high := bytes.Clone(report)
+		binary.LittleEndian.PutUint64(high[0x38:], binary.LittleEndian.Uint64(high[0x38:])+0x0101000000000101)
+		if _, err := Verify(fake.sign(t, high, vlek), opts); err != nil {
+			t.Errorf("vlek %v: CURRENT_TCB above the certificate's: %v", vlek, err)
+		}
 	}
 }

@@ -13,12 +13,15 @@
 // writer emits.
 //
 // Parsing is strict: unknown or duplicate keys, indefinite lengths, tags,
-// non-canonical base64url and trailing bytes are errors. Parsing is pure; the
+// non-canonical base64url, trailing bytes and control bytes in names are
+// errors, except the one newline that ends the kernel's provider and
+// service_provider attributes, which real evidence carries (see Parse). Parsing is pure; the
 // blobs are not interpreted (evidence/snp and evidence/tdx do that).
 package tsmreport
 
 import (
 	"fmt"
+	"strings"
 )
 
 // Media types of the two encodings. Veraison's services also name the JSON
@@ -39,7 +42,8 @@ const (
 // Report is a configfs-tsm report. Nothing in it is verified.
 type Report struct {
 	// Provider is the kernel's provider name (e.g. "tdx_guest",
-	// "sev_guest"). Required.
+	// "sev_guest"). Required. Parse removes the one trailing newline the
+	// kernel's attribute ends with; the encoders write the name without it.
 	Provider string
 	// OutBlob is the provider's report: a TDX quote or an SNP attestation
 	// report. Required, non-empty.
@@ -103,7 +107,9 @@ func checkName(field, s string) error {
 // tells them apart by the first byte: a CBOR map (major type 5) is CBOR,
 // '{' after optional whitespace is JSON; anything else is an error. The
 // two cannot be confused: '{' and the JSON whitespace bytes are CBOR text
-// strings and integers, not maps.
+// strings and integers, not maps. One trailing newline of provider and
+// service_provider (the kernel's attribute line end) is removed; any other
+// control byte in them is an error.
 func Parse(data []byte) (*Report, error) {
 	if len(data) == 0 {
 		return nil, fmt.Errorf("tsmreport: empty input")
@@ -126,10 +132,23 @@ func Parse(data []byte) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	r.Provider = lineEnd(r.Provider)
+	r.ServiceProvider = lineEnd(r.ServiceProvider)
 	if err := r.validate(); err != nil {
 		return nil, err
 	}
 	return r, nil
+}
+
+// lineEnd removes the one newline that ends a configfs attribute read as
+// text. The kernel emits provider and service_provider with
+// sysfs_emit(buf, "%s\n", ...); go-configfs-tsm keeps the newline, and
+// Veraison's ratsd copies the value into its evidence as read, so real
+// tsm-report evidence says "sev_guest\n". Only that one byte is the line's
+// end: a second newline, a CR or any other control byte stays in the name,
+// where checkName refuses it.
+func lineEnd(s string) string {
+	return strings.TrimSuffix(s, "\n")
 }
 
 // firstNonSpace returns the first byte that is not JSON whitespace, or 0.

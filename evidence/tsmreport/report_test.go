@@ -98,6 +98,14 @@ func TestParseAccepts(t *testing.T) {
 		"empty auxblob":      {`{"outblob":"AQ","provider":"x","auxblob":""}`, Report{Provider: "x", OutBlob: []byte{1}}},
 		// docs/tsm-report.cddl declares the provider a bstr.
 		"CBOR bstr provider": {hexCBOR("a2", "67", "6f7574626c6f62", "41", "01", "68", "70726f7669646572", "41", "78"), Report{Provider: "x", OutBlob: []byte{1}}},
+		// The kernel emits the provider as a sysfs line (sysfs_emit "%s\n"),
+		// go-configfs-tsm keeps the newline and Veraison's ratsd copies it
+		// into its evidence: exactly one trailing newline is the line's end,
+		// not part of the name.
+		"JSON provider newline":  {`{"outblob":"AQ","provider":"sev_guest\n"}`, Report{Provider: "sev_guest", OutBlob: []byte{1}}},
+		"JSON service newline":   {`{"outblob":"AQ","provider":"sev_guest\n","service_provider":"svsm\n"}`, Report{Provider: "sev_guest", OutBlob: []byte{1}, ServiceProvider: "svsm"}},
+		"CBOR provider newline":  {hexCBOR("a2", "67", "6f7574626c6f62", "41", "01", "68", "70726f7669646572", "6a", "7464785f67756573740a"), Report{Provider: "tdx_guest", OutBlob: []byte{1}}},
+		"CBOR bstr with newline": {hexCBOR("a2", "67", "6f7574626c6f62", "41", "01", "68", "70726f7669646572", "42", "780a"), Report{Provider: "x", OutBlob: []byte{1}}},
 		// Keys need not be in canonical order.
 		"CBOR key order": {hexCBOR("a2", "68", "70726f7669646572", "61", "78", "67", "6f7574626c6f62", "41", "01"), Report{Provider: "x", OutBlob: []byte{1}}},
 	}
@@ -148,6 +156,15 @@ func TestParseRejects(t *testing.T) {
 		"JSON trailing junk":     `{"outblob":"AQ","provider":"x"}x`,
 		"JSON unterminated":      `{"outblob":"AQ","provider":"x"`,
 		"JSON space in provider": `{"outblob":"AQ","provider":"sev guest"}`,
+		"JSON two newlines":      `{"outblob":"AQ","provider":"sev_guest\n\n"}`,
+		"JSON CRLF":              `{"outblob":"AQ","provider":"sev_guest\r\n"}`,
+		"JSON only newline":      `{"outblob":"AQ","provider":"\n"}`,
+		"JSON inner newline":     `{"outblob":"AQ","provider":"sev\nguest"}`,
+		"JSON leading newline":   `{"outblob":"AQ","provider":"\nsev_guest"}`,
+		"JSON newline then NUL":  `{"outblob":"AQ","provider":"sev_guest\n\u0000"}`,
+		"JSON tab terminator":    `{"outblob":"AQ","provider":"sev_guest\t"}`,
+		"JSON service two nl":    `{"outblob":"AQ","provider":"x","service_provider":"svsm\n\n"}`,
+		"JSON long + newline":    `{"outblob":"AQ","provider":"` + strings.Repeat("a", MaxNameLen+1) + `\n"}`,
 		"JSON stray manifest":    `{"outblob":"AQ","provider":"x","manifestblob":"AQ"}`,
 		"JSON long provider":     `{"outblob":"AQ","provider":"` + strings.Repeat("a", MaxNameLen+1) + `"}`,
 		"CBOR empty map":         hexCBOR("a0"),
@@ -229,6 +246,10 @@ func FuzzParse(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte(`{"outblob":"AQ","provider":"x","service_provider":"svsm","manifestblob":"Ag"}`))
+	// Real evidence as Veraison's ratsd writes it ("sev_guest\n"), and its
+	// CBOR twin with the newline kept in the provider.
+	f.Add(readVector(f, veraisonVector))
+	f.Add([]byte(hexCBOR("a2", "67", "6f7574626c6f62", "41", "01", "68", "70726f7669646572", "6a", "7365765f67756573740a")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := Parse(data)
 		if err != nil {
@@ -257,4 +278,26 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("parsed JSON with an empty outblob")
 		}
 	})
+}
+
+// veraisonVector is real SEV-SNP tsm-report evidence from Veraison's
+// services repository (testdata/README.md, snp/).
+const veraisonVector = "veraison-sevsnp-tsm-report.json"
+
+// TestVeraisonEvidence parses the real evidence: its provider is the
+// kernel's "sev_guest\n", its outblob an SNP report, its auxblob the
+// certificate table (VCEK, ASK and ARK entries).
+func TestVeraisonEvidence(t *testing.T) {
+	data := readVector(t, veraisonVector)
+	if !bytes.Contains(data, []byte(`"provider":"sev_guest\n"`)) {
+		t.Fatal("the vector no longer carries the kernel's newline")
+	}
+	r, err := Parse(data)
+	if err != nil {
+		t.Fatalf("Parse: %v", err)
+	}
+	if r.Provider != ProviderSNP || len(r.OutBlob) != 1184 || len(r.AuxBlob) != 6577 || r.ServiceProvider != "" || r.ManifestBlob != nil {
+		t.Errorf("Parse = provider %q, outblob %d bytes, auxblob %d bytes, service %q, manifest %d bytes",
+			r.Provider, len(r.OutBlob), len(r.AuxBlob), r.ServiceProvider, len(r.ManifestBlob))
+	}
 }
