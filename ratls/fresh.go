@@ -134,6 +134,15 @@ func (v *Verifier) VerifyFresh(ctx context.Context, cs *tls.ConnectionState, non
 // sameIdentity checks that fresh evidence comes from the code the
 // certificate attested, not merely from code the policy also accepts.
 func sameIdentity(cert, fresh *evidence.Claims) error {
+	if diffs := identityDiffs(cert, fresh); len(diffs) > 0 {
+		return verifyErr("challenge", evidence.BadBinding, nil, "fresh evidence is from another identity than the certificate: %s", strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+// identityDiffs lists how the identities (TEE kind and measurements) of
+// two verified claims differ; empty when they are the same.
+func identityDiffs(cert, fresh *evidence.Claims) []string {
 	var diffs []string
 	if cert.TEE != fresh.TEE {
 		diffs = append(diffs, fmt.Sprintf("tee %q vs %q", cert.TEE, fresh.TEE))
@@ -157,10 +166,7 @@ func sameIdentity(cert, fresh *evidence.Claims) error {
 	default:
 		diffs = append(diffs, "different evidence kinds")
 	}
-	if len(diffs) > 0 {
-		return verifyErr("challenge", evidence.BadBinding, nil, "fresh evidence is from another identity than the certificate: %s", strings.Join(diffs, "; "))
-	}
-	return nil
+	return diffs
 }
 
 // Challenge runs the freshness challenge against baseURL (https://host:port)

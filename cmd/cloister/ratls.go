@@ -92,13 +92,12 @@ func (f *ratlsFlags) options(e *env, fs *flag.FlagSet) (ratls.VerifyOptions, tim
 		}
 	}
 	o.Now = func() time.Time { return when }
-	o.SkipAppraisal = !f.pol.given(fs)
-	o.Policy = f.pol.policy()
-	if !o.SkipAppraisal {
-		if err := o.Policy.Validate(); err != nil {
-			return o, time.Time{}, usagef("policy flags: %v", err)
-		}
+	var appraise bool
+	var err error
+	if o.Policy, appraise, err = f.pol.appraisal(fs); err != nil {
+		return o, time.Time{}, err
 	}
+	o.SkipAppraisal = !appraise
 	o.SkipTCBEvaluation = *f.noCollateral
 	o.AllowMissingCRL = *f.allowMissing
 	switch {

@@ -34,7 +34,10 @@ chain only (tcb_status is then "NotEvaluated"). Without either, an SGX or TDX
 quote is a usage error (exit 2) with a hint.
 
 Appraisal runs only when a policy flag is given (--mrenclave, --mrsigner,
---mrtd, --measurement, --min-svn, --allow-status, --allow-debug). Then the
+--product-id, --mrtd, --measurement, --min-svn, --allow-status, --allow-debug,
+--any-identity). A policy must name an identity: --mrenclave, --mrsigner with
+--product-id, --mrtd or --measurement, or --any-identity to accept any (for
+inspection; otherwise a usage error, exit 2). Then the
 TCB status must be UpToDate unless --allow-status says otherwise ("NotEvaluated"
 passes only when listed; SEV-SNP has no status, so it is checked only when
 --allow-status is given), debug evidence fails unless --allow-debug, and every
@@ -81,12 +84,9 @@ func runVerifyEvidence(e *env, args []string) error {
 			return usagef("--at: %v", err)
 		}
 	}
-	appraise := pol.given(fs)
-	p := pol.policy()
-	if appraise {
-		if err := p.Validate(); err != nil {
-			return usagef("policy flags: %v", err)
-		}
+	p, appraise, err := pol.appraisal(fs)
+	if err != nil {
+		return err
 	}
 
 	raw, file, err := readInput(e, file)
@@ -179,11 +179,11 @@ type policyFlags struct {
 	mrenclave, mrsigner, mrtd, measurement hexList
 	minSVN, productID                      uint16Flag
 	allowStatus                            stringList
-	allowDebug                             bool
+	allowDebug, anyIdentity                bool
 }
 
 // policyFlagNames are the flags that turn appraisal on.
-var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "product-id", "min-svn", "allow-status", "allow-debug"}
+var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "product-id", "min-svn", "allow-status", "allow-debug", "any-identity"}
 
 func (f *policyFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.mrenclave, "mrenclave", "policy: accepted SGX MRENCLAVE (`HEX`, 32 bytes; repeatable, any-of)")
@@ -194,6 +194,25 @@ func (f *policyFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.minSVN, "min-svn", "policy: lowest accepted SGX ISVSVN `N`")
 	fs.Var(&f.allowStatus, "allow-status", "policy: accepted tcb_status `S` (repeatable or comma list; default UpToDate)")
 	fs.BoolVar(&f.allowDebug, "allow-debug", false, "policy: accept debug enclaves/TDs/guests (development only)")
+	fs.BoolVar(&f.anyIdentity, "any-identity", false, "policy: accept any enclave/TD/guest identity (inspection only; a policy otherwise needs\n--mrenclave, --mrsigner with --product-id, --mrtd or --measurement)")
+}
+
+// appraisal returns the policy of the flags and whether any was given. A
+// policy must be well formed and name an identity (or --any-identity):
+// an exit status 0 from a policy that accepts anyone's enclave would be
+// read as "this is my enclave". Both mistakes are usage errors.
+func (f *policyFlags) appraisal(fs *flag.FlagSet) (policy.Policy, bool, error) {
+	p := f.policy()
+	if !f.given(fs) {
+		return p, false, nil
+	}
+	if err := p.Validate(); err != nil {
+		return p, true, usagef("policy flags: %v", err)
+	}
+	if err := p.RequireIdentity(); err != nil {
+		return p, true, usagef("policy flags: %v\n(flags: --mrenclave, --mrsigner with --product-id, --mrtd, --measurement, or --any-identity)", err)
+	}
+	return p, true, nil
 }
 
 // given reports whether any policy flag appeared on the command line (even
@@ -218,6 +237,7 @@ func (f *policyFlags) policy() policy.Policy {
 		Measurement: f.measurement,
 		AllowStatus: f.allowStatus,
 		AllowDebug:  f.allowDebug,
+		AnyIdentity: f.anyIdentity,
 	}
 	if f.minSVN.set {
 		v := f.minSVN.v
