@@ -133,6 +133,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return exitOK
 	case "help":
 		return runHelp(e, args[1:])
+	case demoAppCommand:
+		return finish(e, demoAppCommand, runDemoApp(e, args[1:]))
 	}
 	cmd, rest, group := lookup(args)
 	if cmd == nil {
