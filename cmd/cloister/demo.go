@@ -24,8 +24,8 @@ import (
 
 	"github.com/cloister-dev/cloister/enclave"
 	"github.com/cloister-dev/cloister/evidence"
-	"github.com/cloister-dev/cloister/examples/echo/echoapp"
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/examples/echo/echoapp"
 	"github.com/cloister-dev/cloister/host"
 	"github.com/cloister-dev/cloister/policy"
 	"github.com/cloister-dev/cloister/ratls"
