@@ -100,6 +100,17 @@ func runAttestServe(e *env, args []string) error {
 	if *alg != "RS256" && *alg != "ES256" {
 		return usagef("--alg %q: want RS256 or ES256", *alg)
 	}
+	if err := checkChoice("tee", *kind, teeKinds); err != nil {
+		return err
+	}
+	if err := checkHostPort("addr", *addr, true, false); err != nil {
+		return err
+	}
+	if *pcsOnline {
+		if _, err := pcs.NewClient(pcs.Config{BaseURL: *pcsURL, Now: e.now}); err != nil {
+			return usagef("--pcs-url: %v", err) // only the URL can make this config invalid
+		}
+	}
 	if *inflight < 1 || *inflight > 1<<16 {
 		return usagef("--max-inflight %d: want 1..65536", *inflight)
 	}

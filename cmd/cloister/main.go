@@ -195,7 +195,7 @@ func finish(e *env, path string, err error) int {
 func lookup(args []string) (cmd *command, rest []string, group string) {
 	// "cloister verify https://HOST:PORT" is the documented spelling of
 	// the "verify https" command: the URL is its argument.
-	if len(args) >= 2 && args[0] == "verify" && strings.HasPrefix(args[1], "https://") {
+	if len(args) >= 2 && args[0] == "verify" && (strings.HasPrefix(args[1], "https://") || strings.HasPrefix(args[1], "http://")) {
 		args = append([]string{"verify", "https"}, args[1:]...)
 	}
 	for i := range commands {
@@ -218,7 +218,7 @@ func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--hel
 // runHelp prints help for a command, a group or the whole program. Help for
 // a command is that command's own --help, so the two can never disagree.
 func runHelp(e *env, args []string) int {
-	if len(args) == 0 {
+	if len(args) == 0 || (len(args) == 1 && isHelpFlag(args[0])) {
 		printUsage(e.stdout)
 		return exitOK
 	}

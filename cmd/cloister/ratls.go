@@ -181,6 +181,25 @@ func ratlsFailure(name string, err error) error {
 	return fmt.Errorf("%s: invalid: %w", name, err)
 }
 
+// connectFailure maps an error of the attested handshake: a certificate
+// without RA-TLS evidence and a failure to connect or to speak TLS are told
+// apart from evidence that fails verification (ratlsFailure). All exit 1.
+func connectFailure(name string, err error) error {
+	var pe *ratls.PolicyError
+	var op *net.OpError
+	_, verifyFailed := evidence.ReasonOf(err)
+	switch {
+	case errors.Is(err, ratls.ErrNoEvidence):
+		return fmt.Errorf("%s: no RA-TLS evidence: the server presented an ordinary certificate, not an attested one", name)
+	case verifyFailed || errors.As(err, &pe) || errors.Is(err, errNeedCollateral):
+		return ratlsFailure(name, err)
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Errorf("%s: network: cannot connect: %w", name, err)
+	default:
+		return fmt.Errorf("%s: network: TLS 1.3 handshake failed (not an RA-TLS server?): %w", name, err)
+	}
+}
+
 // runVerifyCert implements "cloister verify cert".
 func runVerifyCert(e *env, args []string) error {
 	const path = "verify cert"
@@ -263,7 +282,13 @@ func runVerifyHTTPS(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *timeout <= 0 {
+		return usagef("--timeout %v: want a positive duration", *timeout)
+	}
 	u, err := url.Parse(arg)
+	if err == nil && u.Scheme == "http" {
+		return usagef("%q: attested TLS needs TLS: use https://%s", arg, u.Host)
+	}
 	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 		return usagef("%q: want https://HOST:PORT", arg)
 	}
@@ -288,7 +313,7 @@ func runVerifyHTTPS(e *env, args []string) error {
 	d := &tls.Dialer{Config: v.ClientConfig(nil)}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return ratlsFailure(name, err)
+		return connectFailure(name, err)
 	}
 	cs := conn.(*tls.Conn).ConnectionState()
 	conn.Close()

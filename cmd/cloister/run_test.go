@@ -18,7 +18,7 @@ func TestRunUsage(t *testing.T) {
 	}
 	dir := t.TempDir()
 	r = runCLI(t, "run", "--tee", "sgx", "--sim-dir", dir, "--state", dir, filepath.Join(dir, "app"))
-	if r.code != exitFailed || !strings.Contains(r.stderr, "only sim-sgx and sim-tdx") {
+	if r.code != exitUsage || !strings.Contains(r.stderr, "want one of sim-sgx, sim-tdx") {
 		t.Fatalf("run --tee sgx = %d %q", r.code, r.stderr)
 	}
 }
