@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"math/big"
+	"reflect"
 	"testing"
 
 	"github.com/cloister-dev/cloister/evidence"
@@ -195,5 +196,44 @@ func TestSeveralFormsMustAgree(t *testing.T) {
 	}
 	if _, err := Verify(ctx, c, e.opts()); err == nil {
 		t.Error("a corrupt legacy quote beside a good CCC form verified")
+	}
+}
+
+// clonePolicy copies every slice and pointer of policy.Policy, including
+// fields added later: a field it does not copy fails here, by name.
+func TestClonePolicyCoversEveryField(t *testing.T) {
+	var p policy.Policy
+	v := reflect.ValueOf(&p).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		switch f.Kind() {
+		case reflect.Slice:
+			s := reflect.MakeSlice(f.Type(), 1, 1)
+			if e := s.Index(0); e.Kind() == reflect.Slice {
+				e.Set(reflect.MakeSlice(e.Type(), 1, 1))
+			}
+			f.Set(s)
+		case reflect.Pointer:
+			f.Set(reflect.New(f.Type().Elem()))
+		case reflect.Bool, reflect.String, reflect.Int, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		default:
+			t.Fatalf("policy.Policy.%s: kind %v that this test and clonePolicy do not handle", v.Type().Field(i).Name, f.Kind())
+		}
+	}
+	c := reflect.ValueOf(clonePolicy(p))
+	for i := 0; i < v.NumField(); i++ {
+		name, a, b := v.Type().Field(i).Name, v.Field(i), c.Field(i)
+		switch a.Kind() {
+		case reflect.Slice:
+			if b.Len() != 1 || a.Pointer() == b.Pointer() {
+				t.Errorf("clonePolicy shares policy.Policy.%s with the caller", name)
+			} else if a.Index(0).Kind() == reflect.Slice && a.Index(0).Pointer() == b.Index(0).Pointer() {
+				t.Errorf("clonePolicy shares the entries of policy.Policy.%s with the caller", name)
+			}
+		case reflect.Pointer:
+			if b.IsNil() || a.Pointer() == b.Pointer() {
+				t.Errorf("clonePolicy shares policy.Policy.%s with the caller", name)
+			}
+		}
 	}
 }
