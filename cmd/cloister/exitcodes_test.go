@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/pem"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -112,5 +114,19 @@ func TestVerifyHTTPSFailureKinds(t *testing.T) {
 	r = runCLI(t, "verify", "https://"+strings.TrimPrefix(plain.URL, "http://"), "--no-collateral")
 	if r.code != 1 || !strings.Contains(r.stderr, "TLS") || strings.Contains(r.stderr, "invalid") {
 		t.Errorf("plain HTTP server: exit %d, want 1 with a TLS handshake message\n%s", r.code, r.stderr)
+	}
+}
+
+// verify cert says so when a certificate carries no RA-TLS evidence at all.
+func TestVerifyCertOrdinaryCertificate(t *testing.T) {
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	pemFile := filepath.Join(t.TempDir(), "ordinary.pem")
+	if err := os.WriteFile(pemFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "verify", "cert", pemFile, "--no-collateral")
+	if r.code != 1 || !strings.Contains(r.stderr, "no RA-TLS evidence: an ordinary certificate") {
+		t.Errorf("ordinary certificate: exit %d\n%s", r.code, r.stderr)
 	}
 }

@@ -175,6 +175,9 @@ func ratlsFailure(name string, err error) error {
 	if errors.As(err, &pe) {
 		return &policyFailure{file: name, err: pe.Err}
 	}
+	if errors.Is(err, ratls.ErrNoEvidence) {
+		return fmt.Errorf("%s: no RA-TLS evidence: an ordinary certificate, not an attested one (%w)", name, err)
+	}
 	if reason, ok := evidence.ReasonOf(err); ok {
 		return fmt.Errorf("%s: invalid: %w [reason: %s]", name, err, reason)
 	}
@@ -189,8 +192,6 @@ func connectFailure(name string, err error) error {
 	var op *net.OpError
 	_, verifyFailed := evidence.ReasonOf(err)
 	switch {
-	case errors.Is(err, ratls.ErrNoEvidence):
-		return fmt.Errorf("%s: no RA-TLS evidence: the server presented an ordinary certificate, not an attested one", name)
 	case verifyFailed || errors.As(err, &pe) || errors.Is(err, errNeedCollateral):
 		return ratlsFailure(name, err)
 	case errors.As(err, &op) && op.Op == "dial":
