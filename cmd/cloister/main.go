@@ -18,7 +18,7 @@
 //	cloister sim root|collateral|reset [--sim-dir DIR]
 //	cloister policy test FILE --claims CLAIMS.json
 //	cloister attest serve --addr 127.0.0.1:8080 [--tee …] [--sim-dir DIR] [--state DIR] [--trust-root PEM]…
-//	cloister attest verify-token TOKEN --service URL
+//	cloister attest verify-token TOKEN --service URL [--skip-appraisal | policy flags]
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
 //	cloister version
