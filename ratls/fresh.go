@@ -140,8 +140,9 @@ func sameIdentity(cert, fresh *evidence.Claims) error {
 	return nil
 }
 
-// identityDiffs lists how the identities (TEE kind and measurements) of
-// two verified claims differ; empty when they are the same.
+// identityDiffs lists how the identities (TEE kind, measurements and, for
+// SGX, signer and product) of two verified claims differ; empty when they
+// are the same.
 func identityDiffs(cert, fresh *evidence.Claims) []string {
 	var diffs []string
 	if cert.TEE != fresh.TEE {
@@ -156,6 +157,12 @@ func identityDiffs(cert, fresh *evidence.Claims) []string {
 	case cert.SGXClaims != nil && fresh.SGXClaims != nil:
 		eq("mrenclave", cert.MRENCLAVE, fresh.MRENCLAVE)
 		eq("mrsigner", cert.MRSIGNER, fresh.MRSIGNER)
+		// A policy names a signer's product as an identity, so one
+		// signer's two products are two identities, even with one
+		// MRENCLAVE (two SIGSTRUCTs over the same code).
+		if cert.ISVProdID != fresh.ISVProdID {
+			diffs = append(diffs, fmt.Sprintf("isv_prod_id %d vs %d", cert.ISVProdID, fresh.ISVProdID))
+		}
 	case cert.TDXClaims != nil && fresh.TDXClaims != nil:
 		eq("mrtd", cert.MRTD, fresh.MRTD)
 		eq("rtmr0", cert.RTMR0, fresh.RTMR0)

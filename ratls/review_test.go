@@ -166,3 +166,24 @@ func TestPartialIdentityRefused(t *testing.T) {
 		}
 	}
 }
+
+// Two forms from enclaves with the same measurement and signer but
+// different products (ISVPRODID) are two identities: a policy names a
+// signer's product as an identity (RequireIdentity), so a verifier
+// pinning MRENCLAVE must not accept a certificate in which another
+// verifier, reading the other form, sees another product.
+func TestSeveralFormsOtherProduct(t *testing.T) {
+	e := newSim(t)
+	ctx := context.Background()
+	other := e.app
+	other.ProductID = e.app.ProductID + 1
+	pinned := e.opts()
+	pinned.Policy.MRSIGNER = nil // MRENCLAVE only: the product is not in the policy
+	for _, form := range []Form{FormIntelSGX, FormGramine} {
+		c := mixedFormCert(t, e, e.app, tee.KindSimSGX, other, form)
+		_, err := Verify(ctx, c, pinned)
+		if r, ok := evidence.ReasonOf(err); !ok || r != evidence.BadBinding {
+			t.Errorf("%v: same MRENCLAVE, products %d and %d: %v, want a BadBinding refusal", form, e.app.ProductID, other.ProductID, err)
+		}
+	}
+}

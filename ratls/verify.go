@@ -155,9 +155,9 @@ func Verify(ctx context.Context, cert *x509.Certificate, opts VerifyOptions) (*R
 // Verify checks cert: its validity period and self-signature, the evidence
 // in each of its RA-TLS extensions (evidence.Verify, with collateral from
 // the source), that each binds the certificate's key, that all name the
-// same identity (TEE kind and measurements), and the policy on each. The
-// Result carries the claims of the preferred form (ParseCertificate's
-// order).
+// same identity (TEE kind, measurements, SGX signer and product), and the
+// policy on each. The Result carries the claims of the preferred form
+// (ParseCertificate's order).
 // A result is reused for the same certificate bytes until its NotAfter.
 // Errors say what failed; branch with errors.Is (ErrKeyNotBound,
 // ErrNoEvidence, ErrPolicy), evidence.ReasonOf, or errors.As with
