@@ -187,3 +187,24 @@ func TestSeveralFormsOtherProduct(t *testing.T) {
 		}
 	}
 }
+
+// A server that authenticates its clients (mutual RA-TLS) is held to the
+// same rule: a peer policy without an identity is refused up front.
+func TestServerConfigPeerPolicyNeedsIdentity(t *testing.T) {
+	e := newSim(t)
+	srv := e.server(t, e.app, nil)
+	for name, p := range map[string]policy.Policy{
+		"zero":                   {},
+		"signer without product": {MRSIGNER: [][]byte{testApp.MRSIGNER[:]}},
+	} {
+		o := e.opts()
+		o.Policy = p
+		if _, err := ServerConfig(srv, &o); !errors.Is(err, policy.ErrNoIdentity) {
+			t.Errorf("%s: ServerConfig = %v, want ErrNoIdentity", name, err)
+		}
+	}
+	o := e.opts()
+	if _, err := ServerConfig(srv, &o); err != nil {
+		t.Errorf("pinned peer: %v", err)
+	}
+}
