@@ -222,6 +222,10 @@ func runHelp(e *env, args []string) int {
 		printUsage(e.stdout)
 		return exitOK
 	}
+	// "help COMMAND --help" asks for the same help as "help COMMAND".
+	if isHelpFlag(args[len(args)-1]) {
+		args = args[:len(args)-1]
+	}
 	cmd, rest, group := lookup(args)
 	switch {
 	case cmd != nil && len(rest) == 0:
