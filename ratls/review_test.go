@@ -10,6 +10,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/big"
+	"strings"
 	"testing"
 
 	"github.com/cloister-dev/cloister/evidence"
@@ -206,5 +207,39 @@ func TestServerConfigPeerPolicyNeedsIdentity(t *testing.T) {
 	o := e.opts()
 	if _, err := ServerConfig(srv, &o); err != nil {
 		t.Errorf("pinned peer: %v", err)
+	}
+}
+
+// When several forms fail the policy differently, the error is the same
+// on every run: the forms are appraised in ParseCertificate's order (CCC
+// first), not in a map's random order.
+func TestSeveralFormsAppraisalOrderIsStable(t *testing.T) {
+	e := newSim(t)
+	ctx := context.Background()
+	oldSVN := e.app
+	oldSVN.SVN = 1 // the CCC form: below MinISVSVN
+	debugApp := e.app
+	debugApp.Debug = true // the legacy form: debug
+	c := mixedFormCert(t, e, oldSVN, tee.KindSimSGX, debugApp, FormGramine)
+	o := e.opts()
+	o.DisableCache = true
+	min := e.app.SVN
+	o.Policy.MinISVSVN = &min
+	var first string
+	for i := 0; i < 32; i++ {
+		_, err := Verify(ctx, c, o)
+		if !errors.Is(err, ErrPolicy) {
+			t.Fatalf("run %d: %v, want ErrPolicy", i, err)
+		}
+		if i == 0 {
+			first = err.Error()
+			continue
+		}
+		if err.Error() != first {
+			t.Fatalf("run %d: the error changed:\n%v\nthen\n%v", i, first, err)
+		}
+	}
+	if !strings.Contains(first, "isv_svn") {
+		t.Errorf("the CCC form's failure (isv_svn) is not the one reported: %v", first)
 	}
 }

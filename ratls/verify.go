@@ -280,9 +280,15 @@ func (v *Verifier) verify(ctx context.Context, cert *x509.Certificate, now time.
 				ev.Form, e.Form, strings.Join(diffs, "; "))
 		}
 	}
-	for _, c := range verified {
-		if err := v.appraise(c); err != nil {
-			return nil, err
+	// In form order (CCC first), each distinct evidence once: the error
+	// a caller sees does not depend on map order.
+	appraised := map[string]bool{}
+	for _, e := range all {
+		if k := string(e.UnverifiedEvidence); !appraised[k] {
+			appraised[k] = true
+			if err := v.appraise(verified[k]); err != nil {
+				return nil, err
+			}
 		}
 	}
 	r := &Result{Claims: claims, Form: ev.Form, KeyBound: true, Appraised: !v.opts.SkipAppraisal}
