@@ -243,3 +243,53 @@ func TestSeveralFormsAppraisalOrderIsStable(t *testing.T) {
 		t.Errorf("the CCC form's failure (isv_svn) is not the one reported: %v", first)
 	}
 }
+
+// One form twice is ambiguous whichever way it is spelt: the same OID
+// twice (refused by the X.509 parser, so never seen in a handshake, and by
+// ParseAll for a certificate built in memory), or a form's two OIDs.
+func TestSameFormTwiceRefused(t *testing.T) {
+	e := newSim(t)
+	good := e.server(t, e.app, nil).Certificate()
+	var ccc pkix.Extension
+	for _, x := range good.Extensions {
+		if x.Id.Equal(OIDCCCEvidence) {
+			ccc = x
+		}
+	}
+	if ccc.Id == nil {
+		t.Fatal("our certificate has no CCC extension")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: simNow.Add(-1e9), NotAfter: simNow.Add(3600e9),
+		ExtraExtensions: []pkix.Extension{ccc, ccc}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x509.ParseCertificate(der); err == nil {
+		t.Error("the X.509 parser accepted a certificate with the CCC extension twice")
+	}
+
+	twice := *good
+	twice.Extensions = append(append([]pkix.Extension(nil), good.Extensions...), ccc)
+	if _, err := ParseAll(&twice); err == nil {
+		t.Error("ParseAll accepted the CCC extension twice")
+	}
+	if _, err := Verify(context.Background(), &twice, e.opts()); err == nil {
+		t.Error("Verify accepted the CCC extension twice")
+	}
+
+	q, err := e.platform(t, tee.KindSimSGX, e.app).Evidence(context.Background(), [64]byte{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	both := *good
+	both.Extensions = append(append([]pkix.Extension(nil), good.Extensions...),
+		pkix.Extension{Id: OIDIntelSGXQuote, Value: q}, pkix.Extension{Id: OIDIntelSGXQuoteAlt, Value: q})
+	if _, err := ParseAll(&both); err == nil {
+		t.Error("ParseAll accepted both Intel SGX OIDs")
+	}
+}
