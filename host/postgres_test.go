@@ -21,7 +21,9 @@ import (
 // A real PostgreSQL server for the tests, started from the binaries found
 // on this machine into a temporary directory, listening only on a Unix
 // socket there. Without the binaries (Debian: apt-get install postgresql)
-// or a way to run them, the tests skip and say why.
+// or a way to run them, the tests skip and say why - except in CI
+// (CI=true), where they fail: .ci/run installs PostgreSQL, so a missing
+// server there is a broken CI, not a machine without PostgreSQL.
 
 const (
 	pgInitTimeout  = 2 * time.Minute // initdb on a slow, shared machine
@@ -114,17 +116,36 @@ func pgCredential() (*syscall.Credential, string, error) {
 	return nil, "", errors.New("running as root and found no user postgres or nobody to run the server as")
 }
 
+// skipper is the part of testing.TB pgUnavailable uses.
+type skipper interface {
+	Helper()
+	Skipf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// pgUnavailable ends the test when no server can run: a skip on a
+// developer's machine, a failure in CI (CI=true), where the PostgreSQL
+// tests must run.
+func pgUnavailable(t skipper, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("PostgreSQL test FAILED (CI=true, where .ci/run installs PostgreSQL): "+format, args...)
+		return
+	}
+	t.Skipf("PostgreSQL test skipped: "+format, args...)
+}
+
 // startPostgres starts a server for this test and stops it in t.Cleanup,
 // or skips the test saying what was tried.
 func startPostgres(t *testing.T) *pgServer {
 	t.Helper()
 	bin, tried := pgBinDir()
 	if bin == "" {
-		t.Skipf("PostgreSQL test skipped: no initdb and postgres in %v; %s", tried, pgInstallHint)
+		pgUnavailable(t, "no initdb and postgres in %v; %s", tried, pgInstallHint)
 	}
 	cred, who, err := pgCredential()
 	if err != nil {
-		t.Skipf("PostgreSQL test skipped: %v (PostgreSQL will not run as root)", err)
+		pgUnavailable(t, "%v (PostgreSQL will not run as root)", err)
 	}
 	dir := t.TempDir()
 	if cred != nil {
@@ -133,18 +154,18 @@ func startPostgres(t *testing.T) *pgServer {
 		for d := dir; d != filepath.Dir(d) && d != os.TempDir(); d = filepath.Dir(d) {
 			if fi, err := os.Stat(d); err == nil && fi.Mode().Perm()&0o001 == 0 {
 				if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
-					t.Skipf("PostgreSQL test skipped: cannot open %s to user %s: %v", d, who, err)
+					pgUnavailable(t, "cannot open %s to user %s: %v", d, who, err)
 				}
 			}
 		}
 		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			t.Skipf("PostgreSQL test skipped: cannot hand %s to user %s: %v", dir, who, err)
+			pgUnavailable(t, "cannot hand %s to user %s: %v", dir, who, err)
 		}
 	}
 	data := filepath.Join(dir, "data")
 	sock := dir // the socket is dir/.s.PGSQL.5432
 	if n := len(filepath.Join(sock, ".s.PGSQL."+pgSocketPort)); n > 100 {
-		t.Skipf("PostgreSQL test skipped: socket path under %s is %d bytes, over the Unix limit; set TMPDIR shorter", sock, n)
+		pgUnavailable(t, "socket path under %s is %d bytes, over the Unix limit; set TMPDIR shorter", sock, n)
 	}
 	as := ""
 	if who != "" {
@@ -159,7 +180,7 @@ func startPostgres(t *testing.T) *pgServer {
 	initdb.Dir = dir
 	initdb.Env = append(os.Environ(), "LC_ALL=C")
 	if out, err := initdb.CombinedOutput(); err != nil {
-		t.Skipf("PostgreSQL test skipped: %s/initdb%s failed: %v\n%s", bin, as, err, tail(out))
+		pgUnavailable(t, "%s/initdb%s failed: %v\n%s", bin, as, err, tail(out))
 	}
 
 	var logBuf syncBuffer
@@ -177,7 +198,7 @@ func startPostgres(t *testing.T) *pgServer {
 	srv.Env = append(os.Environ(), "LC_ALL=C")
 	srv.Stdout, srv.Stderr = &logBuf, &logBuf
 	if err := srv.Start(); err != nil {
-		t.Skipf("PostgreSQL test skipped: start %s/postgres%s: %v", bin, as, err)
+		pgUnavailable(t, "start %s/postgres%s: %v", bin, as, err)
 	}
 	exited := make(chan struct{})
 	go func() { srv.Wait(); close(exited) }()
@@ -203,12 +224,12 @@ func startPostgres(t *testing.T) *pgServer {
 		ccancel()
 		select {
 		case <-exited:
-			t.Skipf("PostgreSQL test skipped: %s/postgres%s exited at start:\n%s", bin, as, tail(logBuf.Bytes()))
+			pgUnavailable(t, "%s/postgres%s exited at start:\n%s", bin, as, tail(logBuf.Bytes()))
 		default:
 		}
 		if time.Now().After(deadline) {
 			stop()
-			t.Skipf("PostgreSQL test skipped: %s/postgres%s not ready after %v: %v\n%s", bin, as, pgStartTimeout, err, tail(logBuf.Bytes()))
+			pgUnavailable(t, "%s/postgres%s not ready after %v: %v\n%s", bin, as, pgStartTimeout, err, tail(logBuf.Bytes()))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

@@ -63,13 +63,20 @@ func (c Config) validate() (Config, error) {
 	if c.App == "" {
 		return c, errors.New("host: run: no app given")
 	}
+	// Resolve the app once: it is measured as a file path, so it must be
+	// launched by the same path. A bare name ("app") would otherwise be
+	// measured as ./app but looked up in $PATH by exec.
+	app, err := filepath.Abs(c.App)
+	if err != nil {
+		return c, fmt.Errorf("host: run: app %s: %w", c.App, err)
+	}
+	c.App = app
 	if c.TEE == "" {
 		c.TEE = tee.KindSimSGX
 	}
 	if c.TEE != tee.KindSimSGX && c.TEE != tee.KindSimTDX {
 		return c, fmt.Errorf("host: run: tee %q: only %s and %s are supported for now", c.TEE, tee.KindSimSGX, tee.KindSimTDX)
 	}
-	var err error
 	if c.SimDir == "" {
 		if c.SimDir, err = sim.DefaultDir(); err != nil {
 			return c, fmt.Errorf("host: run: %w", err)

@@ -113,6 +113,31 @@ type Policy struct {
 	// requires VMPL 0, no migration agent and committed firmware of SNP
 	// evidence.
 	SNP SNPPolicy
+
+	// AnyIdentity says, on purpose, that the policy names no identity:
+	// any genuine enclave, TD or guest that passes the other checks is
+	// accepted. Only for tooling that inspects evidence; a caller that
+	// authenticates a peer names MRENCLAVE, MRSIGNER with ISVProdID,
+	// MRTD or Measurement instead (see RequireIdentity).
+	AnyIdentity bool
+}
+
+// ErrNoIdentity is RequireIdentity's error: the policy would accept any
+// genuine TEE of any vendor, including one an attacker rents.
+var ErrNoIdentity = errors.New("policy names no identity: set MRENCLAVE, MRSIGNER with ISVProdID, MRTD or Measurement (or AnyIdentity, for tooling only)")
+
+// RequireIdentity returns ErrNoIdentity unless p names whose code it
+// accepts: a measurement (MRENCLAVE, MRTD, Measurement), a signer's product
+// (MRSIGNER with ISVProdID: a signer alone admits all its products), or
+// AnyIdentity. Appraise does not call it: a zero Policy still appraises
+// status and debug for tools. Every caller that authenticates a peer with
+// a Policy calls it first (ratls.NewVerifier does).
+func (p Policy) RequireIdentity() error {
+	if p.AnyIdentity || len(p.MRENCLAVE) > 0 || len(p.MRTD) > 0 || len(p.Measurement) > 0 ||
+		(len(p.MRSIGNER) > 0 && p.ISVProdID != nil) {
+		return nil
+	}
+	return ErrNoIdentity
 }
 
 // Mismatch is one failed check. Appraise returns every Mismatch joined with

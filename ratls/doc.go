@@ -7,10 +7,12 @@
 // 2.23.133.5.4.9; see Form for the layout and the legacy forms it can also
 // write). Certificates are renewed before they expire and on Refresh.
 //
-// A Verifier reads any of those forms (ParseCertificate: format only),
-// verifies the evidence with evidence.Verify, checks that it binds the
-// certificate's key (Evidence.CheckKeyBinding) and appraises the claims with
-// policy.Appraise: parse, verify, appraise. Results are cached per
+// A Verifier reads any of those forms (ParseAll: format only), verifies
+// the evidence of every form present with evidence.Verify, checks that each
+// binds the certificate's key (Evidence.CheckKeyBinding) and that all name
+// the same identity, and appraises the claims with policy.Appraise: parse,
+// verify, appraise. A policy that names no identity is refused
+// (policy.ErrNoIdentity) unless it sets AnyIdentity. Results are cached per
 // certificate digest until the certificate, the PCK chain or the collateral
 // would expire (or CacheTTL passes), so repeated handshakes skip the quote
 // verification.

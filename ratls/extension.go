@@ -119,7 +119,8 @@ type Evidence struct {
 // ParseCertificate finds the RA-TLS evidence in cert and parses it for
 // format. When several forms are present it picks, in this order, the CCC
 // extension, the Intel SGX quote, the Intel TDX quote, Gramine's quote; the
-// rest are listed in Others. It verifies nothing.
+// rest are listed in Others (Verify checks every form, not only this one).
+// It verifies nothing.
 func ParseCertificate(cert *x509.Certificate) (*Evidence, error) {
 	all, err := ParseAll(cert)
 	if err != nil {

@@ -134,6 +134,16 @@ func (v *Verifier) VerifyFresh(ctx context.Context, cs *tls.ConnectionState, non
 // sameIdentity checks that fresh evidence comes from the code the
 // certificate attested, not merely from code the policy also accepts.
 func sameIdentity(cert, fresh *evidence.Claims) error {
+	if diffs := identityDiffs(cert, fresh); len(diffs) > 0 {
+		return verifyErr("challenge", evidence.BadBinding, nil, "fresh evidence is from another identity than the certificate: %s", strings.Join(diffs, "; "))
+	}
+	return nil
+}
+
+// identityDiffs lists how the identities (TEE kind, measurements and, for
+// SGX, signer and product) of two verified claims differ; empty when they
+// are the same.
+func identityDiffs(cert, fresh *evidence.Claims) []string {
 	var diffs []string
 	if cert.TEE != fresh.TEE {
 		diffs = append(diffs, fmt.Sprintf("tee %q vs %q", cert.TEE, fresh.TEE))
@@ -147,6 +157,12 @@ func sameIdentity(cert, fresh *evidence.Claims) error {
 	case cert.SGXClaims != nil && fresh.SGXClaims != nil:
 		eq("mrenclave", cert.MRENCLAVE, fresh.MRENCLAVE)
 		eq("mrsigner", cert.MRSIGNER, fresh.MRSIGNER)
+		// A policy names a signer's product as an identity, so one
+		// signer's two products are two identities, even with one
+		// MRENCLAVE (two SIGSTRUCTs over the same code).
+		if cert.ISVProdID != fresh.ISVProdID {
+			diffs = append(diffs, fmt.Sprintf("isv_prod_id %d vs %d", cert.ISVProdID, fresh.ISVProdID))
+		}
 	case cert.TDXClaims != nil && fresh.TDXClaims != nil:
 		eq("mrtd", cert.MRTD, fresh.MRTD)
 		eq("rtmr0", cert.RTMR0, fresh.RTMR0)
@@ -157,10 +173,7 @@ func sameIdentity(cert, fresh *evidence.Claims) error {
 	default:
 		diffs = append(diffs, "different evidence kinds")
 	}
-	if len(diffs) > 0 {
-		return verifyErr("challenge", evidence.BadBinding, nil, "fresh evidence is from another identity than the certificate: %s", strings.Join(diffs, "; "))
-	}
-	return nil
+	return diffs
 }
 
 // Challenge runs the freshness challenge against baseURL (https://host:port)

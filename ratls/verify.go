@@ -1,6 +1,7 @@
 package ratls
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -10,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +38,8 @@ func BundleSource(b *pcs.Bundle) CollateralSource {
 // VerifyOptions say how a peer's certificate is verified and appraised.
 type VerifyOptions struct {
 	// Policy is what the peer's verified claims must satisfy
-	// (measurements, signer, SVN, TCB status, debug).
+	// (measurements, signer, SVN, TCB status, debug). It must name an
+	// identity (policy.Policy.RequireIdentity) unless SkipAppraisal is set.
 	Policy policy.Policy
 	// SkipAppraisal checks authenticity and key binding only and leaves
 	// Policy unused: for inspecting a peer (the CLI without policy flags),
@@ -75,6 +79,11 @@ func (o *VerifyOptions) validate() error {
 	}
 	if !o.SkipAppraisal {
 		if err := o.Policy.Validate(); err != nil {
+			return fmt.Errorf("ratls: verify options: %w", err)
+		}
+		// Authenticating a peer with a policy that names no identity
+		// would accept anyone's genuine enclave.
+		if err := o.Policy.RequireIdentity(); err != nil {
 			return fmt.Errorf("ratls: verify options: %w", err)
 		}
 	}
@@ -120,8 +129,13 @@ type Verifier struct {
 	cache map[[32]byte]*Result
 }
 
-// NewVerifier validates opts and returns a Verifier.
+// NewVerifier validates opts and returns a Verifier. The policy is
+// refused when it names no identity (policy.ErrNoIdentity) unless
+// SkipAppraisal is set. The Verifier keeps its own copy of the policy's
+// slices and of TrustRoots: later changes by the caller do not reach it.
 func NewVerifier(opts VerifyOptions) (*Verifier, error) {
+	opts.Policy = clonePolicy(opts.Policy)
+	opts.TrustRoots = slices.Clone(opts.TrustRoots)
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
@@ -139,8 +153,11 @@ func Verify(ctx context.Context, cert *x509.Certificate, opts VerifyOptions) (*R
 }
 
 // Verify checks cert: its validity period and self-signature, the evidence
-// in its RA-TLS extension (evidence.Verify, with collateral from the
-// source), that the evidence binds the certificate's key, and the policy.
+// in each of its RA-TLS extensions (evidence.Verify, with collateral from
+// the source), that each binds the certificate's key, that all name the
+// same identity (TEE kind, measurements, SGX signer and product), and the
+// policy on each. The Result carries the claims of the preferred form
+// (ParseCertificate's order).
 // A result is reused for the same certificate bytes until its NotAfter.
 // Errors say what failed; branch with errors.Is (ErrKeyNotBound,
 // ErrNoEvidence, ErrPolicy), evidence.ReasonOf, or errors.As with
@@ -193,13 +210,42 @@ func (v *Verifier) store(key [32]byte, r *Result, now time.Time) {
 	v.cache[key] = r
 }
 
+// clonePolicy copies p's slices and the byte strings in them.
+func clonePolicy(p policy.Policy) policy.Policy {
+	deep := func(in [][]byte) [][]byte {
+		if in == nil {
+			return nil
+		}
+		out := make([][]byte, len(in))
+		for i, b := range in {
+			out[i] = bytes.Clone(b)
+		}
+		return out
+	}
+	p.MRENCLAVE, p.MRSIGNER, p.MRTD, p.Measurement = deep(p.MRENCLAVE), deep(p.MRSIGNER), deep(p.MRTD), deep(p.Measurement)
+	p.AllowStatus = slices.Clone(p.AllowStatus)
+	p.SGXTypes, p.PlatformInstanceIDs = slices.Clone(p.SGXTypes), deep(p.PlatformInstanceIDs)
+	p.SNP.VMPL = slices.Clone(p.SNP.VMPL)
+	p.SNP.IDKeyDigest, p.SNP.AuthorKeyDigest = deep(p.SNP.IDKeyDigest), deep(p.SNP.AuthorKeyDigest)
+	if p.MinISVSVN != nil {
+		v := *p.MinISVSVN
+		p.MinISVSVN = &v
+	}
+	if p.ISVProdID != nil {
+		v := *p.ISVProdID
+		p.ISVProdID = &v
+	}
+	return p
+}
+
 func (v *Verifier) verify(ctx context.Context, cert *x509.Certificate, now time.Time) (*Result, error) {
 	// Parse first (format only): a certificate without evidence is told
 	// so, whatever else is wrong with it.
-	ev, err := ParseCertificate(cert)
+	all, err := ParseAll(cert)
 	if err != nil {
 		return nil, err
 	}
+	ev := all[0]
 	if now.Before(cert.NotBefore) || now.After(cert.NotAfter) {
 		return nil, verifyErr("certificate", evidence.Expired, nil, "not valid at %s (valid %s .. %s)",
 			now.UTC().Format(time.RFC3339), cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339))
@@ -209,18 +255,47 @@ func (v *Verifier) verify(ctx context.Context, cert *x509.Certificate, now time.
 	if err := cert.CheckSignature(cert.SignatureAlgorithm, cert.RawTBSCertificate, cert.Signature); err != nil {
 		return nil, verifyErr("certificate", evidence.BadSignature, err, "self-signature does not verify")
 	}
-	claims, col, err := v.verifyEvidence(ctx, ev.UnverifiedEvidence, now)
-	if err != nil {
-		return nil, fmt.Errorf("ratls: %s evidence: %w", ev.Form, err)
+	// Every form present is verified, bound and appraised, and all must
+	// name the same identity: a verifier that reads only one form (ours
+	// reads the preferred one, others read a legacy one) must not see
+	// another enclave than a verifier that reads another form. The Intel
+	// SGX SDK writes one quote into both its forms; it is verified once.
+	var claims *evidence.Claims
+	notAfter := []time.Time{cert.NotAfter, now.Add(v.opts.CacheTTL)}
+	verified := map[string]*evidence.Claims{}
+	for _, e := range all {
+		c, ok := verified[string(e.UnverifiedEvidence)]
+		if !ok {
+			var col *pcs.Bundle
+			if c, col, err = v.verifyEvidence(ctx, e.UnverifiedEvidence, now); err != nil {
+				return nil, fmt.Errorf("ratls: %s evidence: %w", e.Form, err)
+			}
+			verified[string(e.UnverifiedEvidence)] = c
+			notAfter = append(notAfter, evidenceNotAfter(e.UnverifiedEvidence), collateralNotAfter(col))
+		}
+		if err := e.CheckKeyBinding(c.ReportData); err != nil {
+			return nil, err
+		}
+		if claims == nil {
+			claims = c
+		} else if diffs := identityDiffs(claims, c); len(diffs) > 0 {
+			return nil, verifyErr("certificate", evidence.BadBinding, nil, "its %s and %s extensions attest different identities: %s",
+				ev.Form, e.Form, strings.Join(diffs, "; "))
+		}
 	}
-	if err := ev.CheckKeyBinding(claims.ReportData); err != nil {
-		return nil, err
-	}
-	if err := v.appraise(claims); err != nil {
-		return nil, err
+	// In form order (CCC first), each distinct evidence once: the error
+	// a caller sees does not depend on map order.
+	appraised := map[string]bool{}
+	for _, e := range all {
+		if k := string(e.UnverifiedEvidence); !appraised[k] {
+			appraised[k] = true
+			if err := v.appraise(verified[k]); err != nil {
+				return nil, err
+			}
+		}
 	}
 	r := &Result{Claims: claims, Form: ev.Form, KeyBound: true, Appraised: !v.opts.SkipAppraisal}
-	r.NotAfter = earliest(cert.NotAfter, now.Add(v.opts.CacheTTL), evidenceNotAfter(ev.UnverifiedEvidence), collateralNotAfter(col))
+	r.NotAfter = earliest(notAfter...)
 	return r, nil
 }
 

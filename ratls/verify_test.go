@@ -14,6 +14,7 @@ import (
 	"github.com/cloister-dev/cloister/evidence"
 	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/tee"
+	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 // Our certificates round-trip through our reader, in every form we write,
@@ -57,7 +58,8 @@ func TestOwnCertificatesRoundTrip(t *testing.T) {
 		o := e.opts()
 		if tc.kind == tee.KindSimTDX {
 			o.Collateral = BundleSource(tdxCol)
-			o.Policy.MRENCLAVE, o.Policy.MRSIGNER = nil, nil
+			mrtd := sim.MRTD(e.app.MRENCLAVE)
+			o.Policy.MRENCLAVE, o.Policy.MRSIGNER, o.Policy.MRTD = nil, nil, [][]byte{mrtd[:]}
 		}
 		for _, ev := range all {
 			// Each form alone must verify: strip the others.

@@ -31,6 +31,7 @@ import (
 	"github.com/cloister-dev/cloister/attest"
 	"github.com/cloister-dev/cloister/evidence"
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/policy"
 	"github.com/cloister-dev/cloister/ratls"
 	"github.com/cloister-dev/cloister/tee"
 	"github.com/cloister-dev/cloister/tee/probe"
@@ -73,6 +74,15 @@ certificate in each key's x5c (its
 evidence and key binding, with --trust-root / --collateral / --no-collateral as
 'cloister verify cert'), checks that it certified the token-signing key, then
 validates TOKEN's signature and times with that key. Prints the token's claims.
+
+The service's evidence is appraised. Without policy flags the default is:
+any identity, no debug enclave (the host can read a debug enclave's memory,
+and with it the signing key), and tcb_status UpToDate only: an OutOfDate or
+revoked platform cannot keep a key secret, and without collateral (--no-collateral)
+the status is NotEvaluated, which the default refuses too. Pin the service
+with --mrenclave (or --mrsigner with --product-id); widen with --allow-status
+(with --any-identity or an identity flag). --skip-appraisal checks only
+authenticity and key binding, for inspecting a development service.
 `
 
 // runAttestServe implements "cloister attest serve".
@@ -101,6 +111,17 @@ func runAttestServe(e *env, args []string) error {
 	}
 	if *alg != "RS256" && *alg != "ES256" {
 		return usagef("--alg %q: want RS256 or ES256", *alg)
+	}
+	if err := checkChoice("tee", *kind, teeKinds); err != nil {
+		return err
+	}
+	if err := checkHostPort("addr", *addr, true, false); err != nil {
+		return err
+	}
+	if *pcsOnline {
+		if _, err := pcs.NewClient(pcs.Config{BaseURL: *pcsURL, Now: e.now}); err != nil {
+			return usagef("--pcs-url: %v", err) // only the URL can make this config invalid
+		}
 	}
 	if *inflight < 1 || *inflight > 1<<16 {
 		return usagef("--max-inflight %d: want 1..65536", *inflight)
@@ -455,6 +476,7 @@ func runAttestVerifyToken(e *env, args []string) error {
 	service := fs.String("service", "", "the service's base `URL` (required)")
 	var rf ratlsFlags
 	rf.register(fs)
+	skipAppraisal := fs.Bool("skip-appraisal", false, "do not appraise the service's evidence (authenticity and key binding only; for development)")
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
 		return err
@@ -468,6 +490,14 @@ func runAttestVerifyToken(e *env, args []string) error {
 	opts, when, err := rf.options(e, fs)
 	if err != nil {
 		return err
+	}
+	switch {
+	case *skipAppraisal && !opts.SkipAppraisal:
+		return usagef("--skip-appraisal and policy flags exclude each other")
+	case opts.SkipAppraisal && !*skipAppraisal:
+		// No policy flags: the careful default of the help text.
+		opts.SkipAppraisal = false
+		opts.Policy = policy.Policy{AnyIdentity: true}
 	}
 	u, err := url.Parse(*service)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

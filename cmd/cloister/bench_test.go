@@ -10,12 +10,12 @@ import (
 	"github.com/cloister-dev/cloister/internal/benchboundary"
 )
 
-// TestMain lets this test binary be the enclave side of `bench boundary`:
-// the command re-executes its own binary with benchboundary.ChildEnv set,
-// which under `go test` is this binary, so it must dispatch the same way
-// main does.
+// TestMain lets this test binary be the enclave side of `bench boundary`
+// and the demo's app: those commands re-execute their own binary (with
+// benchboundary.ChildEnv set, or as "demo-app"), which under `go test` is
+// this binary, so it must dispatch the same way main does.
 func TestMain(m *testing.M) {
-	if os.Getenv(benchboundary.ChildEnv) != "" {
+	if os.Getenv(benchboundary.ChildEnv) != "" || (len(os.Args) > 1 && os.Args[1] == demoAppCommand) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
 	}
 	os.Exit(m.Run())

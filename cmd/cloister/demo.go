@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
@@ -16,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -24,8 +22,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloister-dev/cloister/enclave"
 	"github.com/cloister-dev/cloister/evidence"
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/examples/echo/echoapp"
 	"github.com/cloister-dev/cloister/host"
 	"github.com/cloister-dev/cloister/policy"
 	"github.com/cloister-dev/cloister/ratls"
@@ -44,8 +44,9 @@ const demoHelp = `Run Cloister end to end on the simulator, with real cryptograp
   4. show that the same quote fails under the built-in Intel root,
   5. seal a secret to the enclave, open it, and show that another enclave
      identity cannot,
-  6. build the example app (examples/echo) with the Go toolchain, from the
-     repository the demo runs in (or take --app),
+  6. take the example app: examples/echo's service, which this binary
+     itself serves under a hidden subcommand (or --app, a binary built
+     from examples/echo),
   7. sign it with a new demo key (product 1, SVN 1, not debug),
   8. run it as 'cloister run' does, on sim-sgx, serving HTTPS over
      attested TLS on a free 127.0.0.1 port (in its own network namespace
@@ -59,14 +60,14 @@ const demoHelp = `Run Cloister end to end on the simulator, with real cryptograp
  12. show that a client expecting another MRENCLAVE is refused,
  13. stop the app and the host.
 
-It exits 0 only if all of that happened. Run it from the repository root
-as 'go run ./cmd/cloister demo' (the example is built from source), or
-pass --app with a binary built from examples/echo.
+It exits 0 only if all of that happened. It needs only this binary: no
+source tree, no Go toolchain, any working directory (its files go to a
+temporary directory).
 
 The simulator's keys go to a temporary directory unless --sim-dir is given.
 `
 
-// Bounds of the demo. The build is the slow part on a loaded machine.
+// Bounds of the demo.
 const (
 	demoTimeout      = 3 * time.Minute
 	demoRequestLimit = 30 * time.Second
@@ -76,15 +77,12 @@ const (
 	demoStopWait = demoGrace + 20*time.Second
 	// demoConfig is the demo app's enclave.json.
 	demoConfig = `{"product_id": 1, "svn": 1, "debug": false}`
-	// echoPkg is the example app, relative to the repository root.
-	echoPkg    = "./examples/echo"
-	modulePath = "github.com/cloister-dev/cloister"
 )
 
 func runDemo(e *env, args []string) error {
 	fs := newFlagSet("demo", "[--sim-dir DIR] [--app PATH]", demoHelp)
 	dirFlag := fs.String("sim-dir", "", "simulator data `DIR` (default: a temporary directory)")
-	appFlag := fs.String("app", "", "example app `PATH`, built from examples/echo (default: build it with the Go toolchain)")
+	appFlag := fs.String("app", "", "example app `PATH`, built from examples/echo (default: this binary serves it)")
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
@@ -209,7 +207,7 @@ func demoRATLS(ctx context.Context, e *env, work, simDir, appPath string, pki *s
 		k, err := appsign.NewKey(nil)
 		keyc <- keyResult{k, err}
 	}()
-	bin, err := demoApp(ctx, out, work, appPath)
+	bin, appArgs, err := demoApp(out, appPath)
 	if err != nil {
 		<-keyc
 		return err
@@ -276,7 +274,7 @@ func demoRATLS(ctx context.Context, e *env, work, simDir, appPath string, pki *s
 	go func() {
 		defer close(done)
 		runCode, runErr = host.Run(runCtx, host.Config{
-			App: bin, Args: []string{"--listen", addr}, Sig: sigPath, TEE: tee.KindSimSGX,
+			App: bin, Args: append(appArgs, "--listen", addr), Sig: sigPath, TEE: tee.KindSimSGX,
 			SimDir: simDir, Listen: []string{addr}, StorePath: filepath.Join(work, "state", "echo.db"),
 			Stdout: appOut, Stderr: log, Logger: slog.New(slog.NewTextHandler(log, nil)),
 			Netns: true, Grace: demoGrace, Now: e.now,
@@ -413,83 +411,49 @@ func demoRATLS(ctx context.Context, e *env, work, simDir, appPath string, pki *s
 	return nil
 }
 
-// demoApp returns the example app's path: appPath if given, else a fresh
-// build of examples/echo from the repository the demo runs in.
-func demoApp(ctx context.Context, out io.Writer, work, appPath string) (string, error) {
-	const hint = "run the demo from the repository root as 'go run ./cmd/cloister demo', or pass --app PATH (a binary built with 'go build ./examples/echo')"
+// demoAppCommand is the hidden subcommand under which this binary is the
+// demo's enclave app (package echoapp, what examples/echo runs): the demo
+// needs no source tree and no Go toolchain. It is not listed in the help:
+// it works only when launched by 'cloister run' (host.Run).
+const demoAppCommand = "demo-app"
+
+// runDemoApp implements the hidden "cloister demo-app --listen ADDR": the
+// example service as an enclave app. enclave.Run exits the process.
+func runDemoApp(e *env, args []string) error {
+	fs := newFlagSet(demoAppCommand, "--listen ADDR", "The demo's enclave app (examples/echo's service); launched by 'cloister demo'.\n")
+	listen := fs.String("listen", ":8443", "`ADDR` to listen on, through the host")
+	if err := parseNoArgs(e, fs, args); err != nil {
+		return err
+	}
+	enclave.Run(func(ctx context.Context, env *enclave.Env) error {
+		return echoapp.Serve(ctx, env, *listen, e.stdout)
+	})
+	return nil
+}
+
+// demoApp returns the example app's path and the arguments that select
+// the service: appPath if given (a binary built from examples/echo), else
+// this very binary with the hidden demo-app subcommand.
+func demoApp(out io.Writer, appPath string) (string, []string, error) {
 	if appPath != "" {
 		abs, err := filepath.Abs(appPath)
 		if err != nil {
-			return "", err
+			return "", nil, err
 		}
 		if st, err := os.Stat(abs); err != nil {
-			return "", fmt.Errorf("--app: %w", err)
+			return "", nil, fmt.Errorf("--app: %w", err)
 		} else if !st.Mode().IsRegular() {
-			return "", fmt.Errorf("--app: %s is not a file", abs)
+			return "", nil, fmt.Errorf("--app: %s is not a file", abs)
 		}
 		fmt.Fprintf(out, "6. using the example app %s (--app)\n", abs)
-		return abs, nil
+		return abs, nil, nil
 	}
-	gobin, err := exec.LookPath("go")
+	self, err := os.Executable()
 	if err != nil {
-		return "", fmt.Errorf("building the example app: no Go toolchain on PATH (%v); %s", err, hint)
+		return "", nil, fmt.Errorf("finding this binary: %w", err)
 	}
-	root, err := repoRoot()
-	if err != nil {
-		return "", fmt.Errorf("building the example app: %v; %s", err, hint)
-	}
-	fmt.Fprintf(out, "6. building the example app (%s in %s) with %s… (this can take a minute)\n", echoPkg, root, gobin)
-	bin := filepath.Join(work, "echo")
-	cmd := exec.CommandContext(ctx, gobin, "build", "-o", bin, echoPkg)
-	cmd.Dir = root
-	cmd.WaitDelay = 5 * time.Second
-	start := time.Now()
-	if b, err := cmd.CombinedOutput(); err != nil {
-		if ctx.Err() != nil {
-			err = ctx.Err()
-		}
-		return "", fmt.Errorf("building the example app: go build %s: %v\n%s", echoPkg, err, b)
-	}
-	fmt.Fprintf(out, "   built %s in %.0f s\n", bin, time.Since(start).Seconds())
-	return bin, nil
-}
-
-// repoRoot finds the Cloister repository holding the working directory:
-// the nearest directory up whose go.mod declares this module and that
-// holds the example's sources.
-func repoRoot() (string, error) {
-	wd, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for dir := wd; ; {
-		if isRepoRoot(dir) {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", fmt.Errorf("%s is not inside a clone of %s (no go.mod of that module with %s)", wd, modulePath, echoPkg)
-		}
-		dir = parent
-	}
-}
-
-func isRepoRoot(dir string) bool {
-	if _, err := os.Stat(filepath.Join(dir, echoPkg, "main.go")); err != nil {
-		return false
-	}
-	f, err := os.Open(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		return false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(io.LimitReader(f, 1<<20))
-	for sc.Scan() {
-		if fields := strings.Fields(sc.Text()); len(fields) == 2 && fields[0] == "module" {
-			return strings.Trim(fields[1], `"`) == modulePath
-		}
-	}
-	return false
+	fmt.Fprintf(out, "6. the example app (examples/echo's service) is this binary itself: %s %s\n", self, demoAppCommand)
+	return self, []string{demoAppCommand}, nil
 }
 
 // freeLoopbackAddr returns 127.0.0.1:PORT with a port free a moment ago.

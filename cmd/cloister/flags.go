@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/hex"
 	"fmt"
+	"net"
 	"strconv"
 	"strings"
 	"time"
@@ -102,4 +103,44 @@ func parseTime(s string) (time.Time, error) {
 		return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2025-07-01T00:00:00Z) or Unix seconds (1751328000)", s)
 	}
 	return t, nil
+}
+
+// teeKinds are the --tee values of the commands that open a platform
+// (quote, attest serve); run takes only the simulator's two.
+var (
+	teeKinds    = []string{"auto", "sim-sgx", "sim-tdx", "tdx", "sev-snp", "sgx"}
+	simTEEKinds = []string{"sim-sgx", "sim-tdx"}
+)
+
+// checkChoice returns a usage error unless value is one of choices: a bad
+// flag value is a usage mistake (exit 2), found before any work is done.
+func checkChoice(flagName, value string, choices []string) error {
+	for _, c := range choices {
+		if value == c {
+			return nil
+		}
+	}
+	return usagef("--%s %q: want one of %s", flagName, value, strings.Join(choices, ", "))
+}
+
+// checkHostPort returns a usage error unless value is HOST:PORT with a
+// numeric port in 0..65535 (1..65535 unless zeroOK), or, with wildcardOK,
+// the port "*" (any port of that host).
+func checkHostPort(flagName, value string, zeroOK, wildcardOK bool) error {
+	_, port, err := net.SplitHostPort(value)
+	if err != nil {
+		return usagef("--%s %q: want HOST:PORT: %v", flagName, value, err)
+	}
+	if wildcardOK && port == "*" {
+		return nil
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || (n == 0 && !zeroOK) {
+		lo := 1
+		if zeroOK {
+			lo = 0
+		}
+		return usagef("--%s %q: port %q: want a number in %d..65535", flagName, value, port, lo)
+	}
+	return nil
 }

@@ -19,7 +19,7 @@
 //	cloister sim root|collateral|reset [--sim-dir DIR]
 //	cloister policy test FILE --claims CLAIMS.json
 //	cloister attest serve --addr 127.0.0.1:8080 [--tee …] [--sim-dir DIR] [--state DIR] [--trust-root PEM]…
-//	cloister attest verify-token TOKEN --service URL
+//	cloister attest verify-token TOKEN --service URL [--skip-appraisal | policy flags]
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
 //	cloister version
@@ -135,6 +135,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return exitOK
 	case "help":
 		return runHelp(e, args[1:])
+	case demoAppCommand:
+		return finish(e, demoAppCommand, runDemoApp(e, args[1:]))
 	}
 	cmd, rest, group := lookup(args)
 	if cmd == nil {
@@ -195,7 +197,7 @@ func finish(e *env, path string, err error) int {
 func lookup(args []string) (cmd *command, rest []string, group string) {
 	// "cloister verify https://HOST:PORT" is the documented spelling of
 	// the "verify https" command: the URL is its argument.
-	if len(args) >= 2 && args[0] == "verify" && strings.HasPrefix(args[1], "https://") {
+	if len(args) >= 2 && args[0] == "verify" && (strings.HasPrefix(args[1], "https://") || strings.HasPrefix(args[1], "http://")) {
 		args = append([]string{"verify", "https"}, args[1:]...)
 	}
 	for i := range commands {
@@ -218,9 +220,13 @@ func isHelpFlag(s string) bool { return s == "-h" || s == "-help" || s == "--hel
 // runHelp prints help for a command, a group or the whole program. Help for
 // a command is that command's own --help, so the two can never disagree.
 func runHelp(e *env, args []string) int {
-	if len(args) == 0 {
+	if len(args) == 0 || (len(args) == 1 && isHelpFlag(args[0])) {
 		printUsage(e.stdout)
 		return exitOK
+	}
+	// "help COMMAND --help" asks for the same help as "help COMMAND".
+	if isHelpFlag(args[len(args)-1]) {
+		args = args[:len(args)-1]
 	}
 	cmd, rest, group := lookup(args)
 	switch {

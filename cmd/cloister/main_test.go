@@ -313,7 +313,8 @@ func TestVerifyPolicy(t *testing.T) {
 			[]string{"policy: tcb_status: got ConfigurationAndSWHardeningNeeded, want one of [UpToDate]"}},
 		{"every mismatch at once", []string{"--mrenclave", otherHex32, "--mrsigner", otherHex32, "--min-svn", "1", "--mrtd", tdxMRTD}, 1,
 			[]string{"mrenclave: got", "mrsigner: got", "isv_svn: got 0", "mrtd: got nothing", "tcb_status: got"}},
-		{"allow-debug alone turns appraisal on", []string{"--allow-debug"}, 1, []string{"tcb_status"}},
+		{"allow-debug with any identity turns appraisal on", []string{"--allow-debug", "--any-identity"}, 1, []string{"tcb_status"}},
+		{"allow-debug alone names no identity", []string{"--allow-debug"}, 2, []string{"policy names no identity"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -40,6 +40,9 @@ func runQuote(e *env, args []string) error {
 	if *out == "" {
 		return usagef("missing --out")
 	}
+	if err := checkChoice("tee", *kind, teeKinds); err != nil {
+		return err
+	}
 	if *reportData == "" {
 		return usagef("missing --report-data")
 	}

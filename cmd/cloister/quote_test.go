@@ -81,18 +81,18 @@ func TestQuoteUsage(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	if testing.Short() {
-		t.Skip("builds and runs the example app")
+		t.Skip("runs the example app")
 	}
-	// The whole demo: it builds examples/echo once (the test runs in
-	// cmd/cloister, inside the repository), signs it, runs it on sim-sgx
-	// and attests it over RA-TLS.
+	// The whole demo: it signs this (test) binary as the example app,
+	// runs it on sim-sgx (TestMain dispatches "demo-app") and attests it
+	// over RA-TLS.
 	r := runCLI(t, "demo", "--sim-dir", filepath.Join(t.TempDir(), "sim"))
 	if r.code != 0 || r.stderr != "" {
 		t.Fatal(r)
 	}
 	for _, want := range []string{
 		"tee sim-sgx, tcb_status UpToDate", "report_data matches: true", "fails, as it must (untrusted root)", "another MRENCLAVE cannot",
-		"6. building the example app", `enclave.json {"product_id": 1, "svn": 1, "debug": false}`,
+		"6. the example app (examples/echo's service) is this binary itself", `enclave.json {"product_id": 1, "svn": 1, "debug": false}`,
 		"8. running it with 'cloister run' on sim-sgx", "the host says: network: ",
 		"9. attested https://127.0.0.1:", "tee        sim-sgx", "= the signed app's, as expected", "= the demo key's, as expected",
 		"product 1, SVN 1 (policy: at least 1), debug false", "tcb_status UpToDate (sim collateral",

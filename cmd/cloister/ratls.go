@@ -92,13 +92,12 @@ func (f *ratlsFlags) options(e *env, fs *flag.FlagSet) (ratls.VerifyOptions, tim
 		}
 	}
 	o.Now = func() time.Time { return when }
-	o.SkipAppraisal = !f.pol.given(fs)
-	o.Policy = f.pol.policy()
-	if !o.SkipAppraisal {
-		if err := o.Policy.Validate(); err != nil {
-			return o, time.Time{}, usagef("policy flags: %v", err)
-		}
+	var appraise bool
+	var err error
+	if o.Policy, appraise, err = f.pol.appraisal(fs); err != nil {
+		return o, time.Time{}, err
 	}
+	o.SkipAppraisal = !appraise
 	o.SkipTCBEvaluation = *f.noCollateral
 	o.AllowMissingCRL = *f.allowMissing
 	switch {
@@ -176,10 +175,30 @@ func ratlsFailure(name string, err error) error {
 	if errors.As(err, &pe) {
 		return &policyFailure{file: name, err: pe.Err}
 	}
+	if errors.Is(err, ratls.ErrNoEvidence) {
+		return fmt.Errorf("%s: no RA-TLS evidence: an ordinary certificate, not an attested one (%w)", name, err)
+	}
 	if reason, ok := evidence.ReasonOf(err); ok {
 		return fmt.Errorf("%s: invalid: %w [reason: %s]", name, err, reason)
 	}
 	return fmt.Errorf("%s: invalid: %w", name, err)
+}
+
+// connectFailure maps an error of the attested handshake: a certificate
+// without RA-TLS evidence and a failure to connect or to speak TLS are told
+// apart from evidence that fails verification (ratlsFailure). All exit 1.
+func connectFailure(name string, err error) error {
+	var pe *ratls.PolicyError
+	var op *net.OpError
+	_, verifyFailed := evidence.ReasonOf(err)
+	switch {
+	case verifyFailed || errors.As(err, &pe) || errors.Is(err, errNeedCollateral):
+		return ratlsFailure(name, err)
+	case errors.As(err, &op) && op.Op == "dial":
+		return fmt.Errorf("%s: network: cannot connect: %w", name, err)
+	default:
+		return fmt.Errorf("%s: network: TLS 1.3 handshake failed (not an RA-TLS server?): %w", name, err)
+	}
 }
 
 // runVerifyCert implements "cloister verify cert".
@@ -264,7 +283,13 @@ func runVerifyHTTPS(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if *timeout <= 0 {
+		return usagef("--timeout %v: want a positive duration", *timeout)
+	}
 	u, err := url.Parse(arg)
+	if err == nil && u.Scheme == "http" {
+		return usagef("%q: attested TLS needs TLS: use https://%s", arg, u.Host)
+	}
 	if err != nil || u.Scheme != "https" || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
 		return usagef("%q: want https://HOST:PORT", arg)
 	}
@@ -289,7 +314,7 @@ func runVerifyHTTPS(e *env, args []string) error {
 	d := &tls.Dialer{Config: v.ClientConfig(nil)}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return ratlsFailure(name, err)
+		return connectFailure(name, err)
 	}
 	cs := conn.(*tls.Conn).ConnectionState()
 	conn.Close()

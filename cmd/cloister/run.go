@@ -49,6 +49,22 @@ func runRun(e *env, args []string) error {
 	if len(pos) == 0 {
 		return usagef("missing APP")
 	}
+	if err := checkChoice("tee", *kind, simTEEKinds); err != nil {
+		return err
+	}
+	for _, a := range listen {
+		if err := checkHostPort("listen", a, false, false); err != nil {
+			return err
+		}
+	}
+	for _, a := range dial {
+		if err := checkHostPort("dial", a, false, true); err != nil {
+			return err
+		}
+	}
+	if *grace < 0 {
+		return usagef("--grace %v: want a duration >= 0 (0: the default %v)", *grace, host.DefaultGrace)
+	}
 	simDir, err := dir()
 	if err != nil {
 		return err

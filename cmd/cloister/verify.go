@@ -46,13 +46,16 @@ info or QE identity covers the platform, an error); every other status
 tcb_status with exit 0. A policy decides the rest.
 
 Appraisal runs only when a policy flag is given (--mrenclave, --mrsigner,
---mrtd, --measurement, --min-svn, --allow-status, --allow-debug, and the PCK
-platform flags --sgx-type, --platform-instance-id, --require-smt-disabled,
---require-static-platform, --require-no-cached-keys). Then the TCB status
-must be UpToDate unless --allow-status says otherwise ("NotEvaluated" and
-"Revoked" pass only when listed; SEV-SNP has no status, so it is checked only
-when --allow-status is given), debug evidence fails unless --allow-debug, and
-every mismatch is printed at once.
+--product-id, --mrtd, --measurement, --min-svn, --allow-status, --allow-debug,
+--any-identity, the PCK platform flags --sgx-type, --platform-instance-id,
+--require-smt-disabled, --require-static-platform, --require-no-cached-keys,
+and the SEV-SNP flags below). A policy must name an identity: --mrenclave,
+--mrsigner with --product-id, --mrtd or --measurement, or --any-identity to
+accept any (for inspection; otherwise a usage error, exit 2). Then the TCB
+status must be UpToDate unless --allow-status says otherwise ("NotEvaluated"
+and "Revoked" pass only when listed; SEV-SNP has no status, so it is checked
+only when --allow-status is given), debug evidence fails unless --allow-debug,
+and every mismatch is printed at once.
 
 Output: the claims as indented JSON (or a report with --format text) on
 stdout, only on exit 0. Exit 0 valid, 1 invalid, revoked or policy not
@@ -101,8 +104,8 @@ func runVerifyEvidence(e *env, args []string) error {
 	p := pol.policy()
 	snpPol.apply(&p)
 	if appraise {
-		if err := p.Validate(); err != nil {
-			return usagef("policy flags: %v", err)
+		if err := checkPolicy(p); err != nil {
+			return err
 		}
 	}
 
@@ -252,7 +255,7 @@ type policyFlags struct {
 	mrenclave, mrsigner, mrtd, measurement hexList
 	minSVN, productID                      uint16Flag
 	allowStatus                            stringList
-	allowDebug                             bool
+	allowDebug, anyIdentity                bool
 
 	// PCK platform requirements (SGX/TDX, from the PCK certificate).
 	sgxType                                                stringList
@@ -261,7 +264,7 @@ type policyFlags struct {
 }
 
 // policyFlagNames are the flags that turn appraisal on.
-var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "product-id", "min-svn", "allow-status", "allow-debug",
+var policyFlagNames = []string{"mrenclave", "mrsigner", "mrtd", "measurement", "product-id", "min-svn", "allow-status", "allow-debug", "any-identity",
 	"sgx-type", "platform-instance-id", "require-smt-disabled", "require-static-platform", "require-no-cached-keys"}
 
 func (f *policyFlags) register(fs *flag.FlagSet) {
@@ -278,6 +281,31 @@ func (f *policyFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&f.requireSMTDisabled, "require-smt-disabled", false, "policy: the PCK certificate must say SMT is disabled")
 	fs.BoolVar(&f.requireStatic, "require-static-platform", false, "policy: the PCK certificate must say the platform is not dynamic")
 	fs.BoolVar(&f.requireNoCachedKeys, "require-no-cached-keys", false, "policy: the PCK certificate must say platform keys are not cached")
+	fs.BoolVar(&f.anyIdentity, "any-identity", false, "policy: accept any enclave/TD/guest identity (inspection only; a policy otherwise needs\n--mrenclave, --mrsigner with --product-id, --mrtd or --measurement)")
+}
+
+// appraisal returns the policy of the flags and whether any was given. A
+// policy must be well formed and name an identity (or --any-identity):
+// an exit status 0 from a policy that accepts anyone's enclave would be
+// read as "this is my enclave". Both mistakes are usage errors.
+func (f *policyFlags) appraisal(fs *flag.FlagSet) (policy.Policy, bool, error) {
+	p := f.policy()
+	if !f.given(fs) {
+		return p, false, nil
+	}
+	return p, true, checkPolicy(p)
+}
+
+// checkPolicy refuses, as usage errors, a malformed policy and one that
+// names no identity.
+func checkPolicy(p policy.Policy) error {
+	if err := p.Validate(); err != nil {
+		return usagef("policy flags: %v", err)
+	}
+	if err := p.RequireIdentity(); err != nil {
+		return usagef("policy flags: %v\n(flags: --mrenclave, --mrsigner with --product-id, --mrtd, --measurement, or --any-identity)", err)
+	}
+	return nil
 }
 
 // given reports whether any policy flag appeared on the command line (even
@@ -308,6 +336,7 @@ func (f *policyFlags) policy() policy.Policy {
 		RequireSMTDisabled:    f.requireSMTDisabled,
 		RequireStaticPlatform: f.requireStatic,
 		RequireNoCachedKeys:   f.requireNoCachedKeys,
+		AnyIdentity:           f.anyIdentity,
 	}
 	if f.minSVN.set {
 		v := f.minSVN.v

@@ -66,7 +66,8 @@ func TestVerifySNPPolicyFlags(t *testing.T) {
 		{[]string{"--snp-id-key-digest", "abcd"}, 2, "id_key_digest entry 0: 2 bytes"},
 		{[]string{"--snp-min-guest-svn", "-1"}, 2, "flag -snp-min-guest-svn"},
 	} {
-		r := runCLI(t, append(slices.Clone(base), tc.flags...)...)
+		// Every case names the vector's measurement: a policy needs an identity.
+		r := runCLI(t, append(append(slices.Clone(base), "--measurement", measure), tc.flags...)...)
 		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%v: exit %d, want %d with %q\n%s", tc.flags, r.code, tc.code, tc.want, r)
 		}
@@ -75,7 +76,7 @@ func TestVerifySNPPolicyFlags(t *testing.T) {
 
 // SNP requirements on other evidence fail; the defaults do not apply.
 func TestVerifySNPFlagsOnTDX(t *testing.T) {
-	r := runCLI(t, "verify", "evidence", tdxQuote, "--collateral", tdxCollateral, "--snp-vmpl", "0")
+	r := runCLI(t, "verify", "evidence", tdxQuote, "--collateral", tdxCollateral, "--any-identity", "--snp-vmpl", "0")
 	if r.code != 1 || !strings.Contains(r.stderr, "policy: snp: got nothing") {
 		t.Errorf("SNP flag on TDX evidence: want exit 1 naming snp\n%s", r)
 	}

@@ -68,8 +68,8 @@ func TestVerifyExitStatusByTCBStatus(t *testing.T) {
 			qi["tcbLevels"].([]any)[0].(map[string]any)["tcb"] = map[string]any{"isvsvn": 99}
 		}, nil, 1, "TCB level not supported"},
 		{"Revoked with a policy that does not list it", platformStatus("Revoked"), []string{"--mrenclave", "01" + strings.Repeat("00", 31)}, 1, "Revoked"},
-		{"Revoked listed by the policy", platformStatus("Revoked"), []string{"--allow-status", "Revoked"}, 0, ""},
-		{"OutOfDate under a default policy", platformStatus("OutOfDate"), []string{"--allow-debug"}, 1, "tcb_status"},
+		{"Revoked listed by the policy", platformStatus("Revoked"), []string{"--any-identity", "--allow-status", "Revoked"}, 0, ""},
+		{"OutOfDate under a default policy", platformStatus("OutOfDate"), []string{"--any-identity", "--allow-debug"}, 1, "tcb_status"},
 	} {
 		f := writeSim(t, tc.edit)
 		r := runCLI(t, append([]string{"verify", "evidence", f.quote, "--collateral", f.collateral, "--trust-root", f.root}, tc.extra...)...)
@@ -88,7 +88,7 @@ func TestVerifyExitStatusByTCBStatus(t *testing.T) {
 // Issue 12 item 7: policy flags on the PCK certificate's platform facts.
 func TestVerifyPCKPlatformFlags(t *testing.T) {
 	f := writeSim(t, nil)
-	base := []string{"verify", "evidence", f.quote, "--collateral", f.collateral, "--trust-root", f.root}
+	base := []string{"verify", "evidence", f.quote, "--collateral", f.collateral, "--trust-root", f.root, "--any-identity"}
 	for _, tc := range []struct {
 		flags  []string
 		code   int
@@ -108,7 +108,7 @@ func TestVerifyPCKPlatformFlags(t *testing.T) {
 	}
 	// The SNP vector has no PCK certificate: requiring SMT off fails.
 	r := runCLI(t, "verify", "evidence", "../../testdata/snp/attestation.bin", "--vcek", "../../testdata/snp/vcek.testcer",
-		"--at", "2025-07-01T00:00:00Z", "--require-smt-disabled")
+		"--at", "2025-07-01T00:00:00Z", "--any-identity", "--require-smt-disabled")
 	if r.code != 1 || !strings.Contains(r.stderr, "smt_enabled") {
 		t.Errorf("SNP with --require-smt-disabled: %s", r)
 	}

@@ -8,7 +8,7 @@
 //	                 answers the client's nonce with fresh evidence bound
 //	                 to the TLS session
 //
-// TLS is RA-TLS (package ratls): a key pair made inside the enclave at
+// The service is package echoapp. TLS is RA-TLS (package ratls): a key pair made inside the enclave at
 // start, in a certificate whose evidence (the CCC extension) binds it, so a
 // client checks which code holds the key before it sends a byte.
 //
@@ -28,152 +28,17 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"flag"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
-	"time"
 
 	"github.com/cloister-dev/cloister/enclave"
-	"github.com/cloister-dev/cloister/kv"
-	"github.com/cloister-dev/cloister/ratls"
-)
-
-// Limits of the service.
-const (
-	maxEcho  = 1 << 20
-	maxValue = 64 << 10
-	// clockTimeout bounds one call for the host's clock.
-	clockTimeout = 5 * time.Second
+	"github.com/cloister-dev/cloister/examples/echo/echoapp"
 )
 
 func main() {
 	listen := flag.String("listen", ":8443", "address to listen on, through the host (must be allowed by cloister run --listen)")
 	flag.Parse()
 	enclave.Run(func(ctx context.Context, env *enclave.Env) error {
-		return serve(ctx, env, *listen)
+		return echoapp.Serve(ctx, env, *listen, os.Stdout)
 	})
-}
-
-// serve runs the HTTPS service until ctx ends, then drains it.
-func serve(ctx context.Context, env *enclave.Env, addr string) error {
-	log := env.Logger()
-	// The attested certificate is issued before the listener opens, so the
-	// first client already finds it.
-	srv, err := ratls.NewServer(ctx, ratls.ServerOptions{
-		Platform:   env.Platform(),
-		Now:        hostClock(env),
-		CommonName: "cloister echo",
-	})
-	if err != nil {
-		return err
-	}
-	tlsCfg, err := ratls.ServerConfig(srv, nil)
-	if err != nil {
-		return err
-	}
-	l, err := env.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	// The address goes to stdout for clients (and the integration test).
-	fmt.Fprintf(os.Stdout, "listening on %s\n", l.Addr())
-	log.Info("echo: serving RA-TLS", "addr", l.Addr().String(), "tee", env.Platform().Kind())
-
-	// The sealed store: the host sees keyed-MAC record ids and sealed
-	// values, and swaps, replays and rollbacks are detected (package kv).
-	store, err := kv.OpenEnv(ctx, env, "echo", kv.Options{Create: true})
-	if err != nil {
-		return fmt.Errorf("echo: opening the sealed store: %w", err)
-	}
-	svc := &service{kv: store}
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST /echo", svc.echo)
-	mux.HandleFunc("GET /kv/{key}", svc.get)
-	mux.HandleFunc("PUT /kv/{key}", svc.put)
-	mux.Handle(ratls.ChallengePath, srv.ChallengeHandler())
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		<-ctx.Done()
-		log.Info("echo: stopping")
-		sctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		hs.Shutdown(sctx)
-	}()
-	err = hs.Serve(tls.NewListener(l, tlsCfg))
-	if errors.Is(err, http.ErrServerClosed) {
-		<-stopped
-		return nil
-	}
-	return err
-}
-
-// hostClock is the certificates' clock: the host's, which is untrusted.
-// It only sets validity periods and renewal; clients trust the evidence,
-// which the host cannot forge, not the dates. If the host does not answer,
-// the process clock (also the host's, in the end) stands in.
-func hostClock(env *enclave.Env) func() time.Time {
-	return func() time.Time {
-		ctx, cancel := context.WithTimeout(context.Background(), clockTimeout)
-		defer cancel()
-		now, err := env.UntrustedNow(ctx)
-		if err != nil {
-			env.Logger().Warn("echo: host clock unavailable, using the process clock", "err", err)
-			return time.Now()
-		}
-		return now
-	}
-}
-
-// service holds the handlers' dependencies.
-type service struct {
-	kv *kv.Store
-}
-
-func (s *service) echo(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEcho))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Write(body)
-}
-
-// put stores the value in the sealed store, which seals it to this
-// enclave's measurement with the record's id and version in the label.
-func (s *service) put(w http.ResponseWriter, r *http.Request) {
-	key := r.PathValue("key")
-	value, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxValue))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
-		return
-	}
-	if err := s.kv.Put(r.Context(), key, value); err != nil {
-		http.Error(w, "storing failed: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// get reads a value. A record that does not open, or a store the host
-// rolled back, is an error, never treated as absent.
-func (s *service) get(w http.ResponseWriter, r *http.Request) {
-	value, err := s.kv.Get(r.Context(), r.PathValue("key"))
-	if errors.Is(err, kv.ErrNotFound) {
-		http.Error(w, "no such key", http.StatusNotFound)
-		return
-	}
-	if err != nil {
-		http.Error(w, "reading failed: "+err.Error(), http.StatusInternalServerError)
-		return
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Write(value)
 }
