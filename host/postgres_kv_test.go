@@ -44,7 +44,7 @@ func TestKVOverPostgresCrashWithHostRestart(t *testing.T) {
 	newDB := host.StartTestPostgres(t)
 	dsn := newDB(t)
 	ctx := context.Background()
-	ctr := kv.NewMemCounter(0) // persistent across the host restarts
+	ctr := kv.NewMemCounter(kv.Count{}) // persistent across the host restarts
 	var acked []string
 	restart := func() (*host.PostgresStore, *kvtest.Faulty, *kv.Store) {
 		t.Helper()
@@ -109,7 +109,7 @@ func TestKVOverPostgresAttacks(t *testing.T) {
 		}
 		defer ps.Close()
 		b := kvtest.HostBackend(ps)
-		ctr := kv.NewMemCounter(0)
+		ctr := kv.NewMemCounter(kv.Count{})
 		s, err := kv.Open(ctx, b, "s", kv.Options{Sealer: sealer, Counter: ctr, Create: true})
 		if err != nil {
 			t.Fatal(err)

@@ -34,7 +34,7 @@ func TestAttackSwap(t *testing.T) {
 
 func TestAttackReplayOneKey(t *testing.T) {
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0)
+	ctr := kv.NewMemCounter(kv.Count{})
 	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	put(t, s, "a", "old")
 	old, _ := b.Raw(s.RecordKeyForTest("a"))
@@ -53,7 +53,7 @@ func TestAttackReplayOneKey(t *testing.T) {
 func TestAttackRollbackWholeStore(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0) // stands in for a persistent counter
+	ctr := kv.NewMemCounter(kv.Count{}) // stands in for a persistent counter
 	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	put(t, s, "a", "1")
 	put(t, s, "b", "1")
@@ -122,7 +122,7 @@ func TestAttackDeleteRecord(t *testing.T) {
 
 func TestAttackDeleteStateWithCounter(t *testing.T) {
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0)
+	ctr := kv.NewMemCounter(kv.Count{})
 	open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	b.DeleteRaw(kv.StateKeyForTest("s"))
 	if _, err := kv.Open(context.Background(), b, "s", kv.Options{Sealer: sealer(), Counter: ctr, Create: true}); !errors.Is(err, kv.ErrRollback) {
@@ -238,7 +238,7 @@ func TestAttackOtherIdentity(t *testing.T) {
 func TestAttackSwapInUnacknowledgedState(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0)
+	ctr := kv.NewMemCounter(kv.Count{})
 	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	put(t, s, "a", "1")
 	before := b.Snapshot()

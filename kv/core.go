@@ -3,6 +3,7 @@ package kv
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"fmt"
 	"maps"
 )
@@ -17,7 +18,7 @@ import (
 type core struct {
 	loc     locator
 	st      *state // the committed state; never mutated, replaced by advance
-	counter uint64 // the trusted counter value this core knows is committed
+	count   Count  // the trusted Count this core knows is committed
 	pending *ready // the commit in flight, if any
 }
 
@@ -37,9 +38,10 @@ type group struct {
 	reads   map[string]uint64
 }
 
-// recordWrite is one record to seal and write: the value under rid, sealed
-// with recordLabel(store, rid, version).
+// recordWrite is one record to seal and write: the value of name under
+// rid, sealed with recordLabel(store, rid, version).
 type recordWrite struct {
+	name  string
 	rid   rid
 	value []byte
 }
@@ -48,64 +50,98 @@ type recordWrite struct {
 //
 // Ordering contract; the driver MUST, in this order:
 //
-//  1. seal every write under recordLabel(store, rid, version) and state
-//     under stateLabel(locator, store, version);
-//  2. make all of them and the deletes durable on the host in ONE atomic
-//     batch (storage.commit: one bbolt transaction);
-//  3. only then move the trusted counter to version;
-//  4. only then call advance and acknowledge the groups to their callers.
+//  1. seal every write under recordLabel(store, rid, version), give the
+//     SHA-256 of each host record to encodeState, and seal the state it
+//     returns under stateLabel(locator, store, version);
+//  2. prepare: CompareAndSwap the trusted counter from core.count to the
+//     same Count with Next = SHA-256 of the state's host record;
+//  3. make all records, deletes and the state durable on the host in ONE
+//     atomic batch (storage.commit: one bbolt transaction);
+//  4. commit: CompareAndSwap the counter to {version, that digest};
+//  5. only then call advance and acknowledge the groups to their callers.
 //
-// If step 1 fails nothing was sent: call abort. If step 2 or 3 fails (or
-// its answer is lost) the outcome is unknown: stop using the store and
-// reopen it, which recovers from the durable state.
+// If step 1 fails nothing was sent: call abort. If step 2 fails with a
+// conflict, another instance moved the counter (a fork): stop. If step 2,
+// 3 or 4 fails otherwise (or its answer is lost) the outcome is unknown:
+// stop using the store and reopen it, which recovers from the durable state.
 //
-// Why writes before counter: after a crash between 2 and 3 the host holds
-// state version = counter+1, which Open accepts as the commit that was in
-// flight (only this enclave can seal a state, so the host cannot make one
-// up) and finishes by moving the counter. The opposite order would leave
-// counter = state+1 after such a crash, which is indistinguishable from the
-// host rolling the state back: a false rollback alarm on every crash at
-// that point. And since step 2 is atomic, a crash leaves all of a commit's
+// Why prepare: after a crash between 3 and 4 the host holds the state at
+// counter+1, and Open must tell the commit this store prepared from any
+// other authentic state at that version (a fork's, or one an old release
+// of the same signer sealed). Next names it by content. Why host before
+// commit: the opposite order would leave the counter ahead of the host
+// after such a crash, which is indistinguishable from the host rolling the
+// state back. And since step 3 is atomic, a crash leaves all of a commit's
 // records or none: nothing is ever half-there.
 type ready struct {
 	version uint64
 	writes  []recordWrite
 	deletes []rid
-	state   []byte       // encoded state plaintext at version
-	touched map[rid]bool // every rid written (true) or deleted (false), for Get's in-flight check
+	touched map[rid]bool // every rid written (true) or deleted (false)
 	results []error      // per proposed group: nil or why it was left out
 	next    *state
+	done    chan struct{} // closed when the commit is resolved (advanced, aborted or failed)
 }
 
 // empty reports whether the commit has nothing to write, because every
 // group was left out. A forced commit (creation) is never empty.
 func (r *ready) empty() bool { return r.next == nil }
 
-// newCore returns a core for an opened (or created) state and the trusted
-// counter value, after checkFresh has accepted the pair.
-func newCore(loc locator, st *state, counter uint64) *core {
-	return &core{loc: loc, st: st, counter: counter}
+// encodeState records the SHA-256 of each write's host record (sums, in
+// the order of writes) in the next state's entries and returns the
+// encoded state plaintext.
+func (r *ready) encodeState(sums [][32]byte) []byte {
+	for i, w := range r.writes {
+		e := r.next.entries[w.name]
+		e.sum = sums[i]
+		r.next.entries[w.name] = e
+	}
+	return encodeState(r.next)
 }
 
-// checkFresh decides whether a state authenticated at Open is fresh
-// enough, given the trusted counter and the operator's pin. It returns
-// whether the counter must first be moved up to the state's version (the
-// crash between step 2 and step 3 of the ready contract).
-func checkFresh(stateVersion, counter, minVersion uint64) (catchUp bool, err error) {
+// newCore returns a core for an opened (or created) state and the trusted
+// Count, after checkFresh has accepted the pair.
+func newCore(loc locator, st *state, c Count) *core {
+	return &core{loc: loc, st: st, count: c}
+}
+
+// freshness is what Open must do with the counter after checkFresh
+// accepted a state.
+type freshness int
+
+const (
+	freshOK      freshness = iota // the state is the committed one; no commit in flight
+	freshAbandon                  // the state is the committed one; clear the stale Next
+	freshCatchUp                  // the state is exactly Next: finish its commit (step 4)
+)
+
+// checkFresh decides whether a state authenticated at Open, with version
+// v and host-record digest d, is the one the trusted Count c and the
+// operator's pin allow.
+func checkFresh(v uint64, d [32]byte, c Count, minVersion uint64) (freshness, error) {
 	switch {
-	case stateVersion < minVersion:
-		return false, fmt.Errorf("%w: state version %d, pinned minimum %d", ErrRollback, stateVersion, minVersion)
-	case stateVersion < counter:
-		return false, fmt.Errorf("%w: state version %d, trusted counter %d", ErrRollback, stateVersion, counter)
-	case stateVersion == counter:
-		return false, nil
-	case stateVersion == counter+1:
-		return true, nil
+	case v < minVersion:
+		return 0, fmt.Errorf("%w: state version %d, pinned minimum %d", ErrRollback, v, minVersion)
+	case v < c.Version:
+		return 0, fmt.Errorf("%w: state version %d, trusted counter %d", ErrRollback, v, c.Version)
+	case v == c.Version:
+		if subtle.ConstantTimeCompare(d[:], c.Digest[:]) != 1 {
+			return 0, fmt.Errorf("%w: the state at version %d is not the one committed at that version", ErrRollback, v)
+		}
+		if c.Next != ([32]byte{}) {
+			return freshAbandon, nil
+		}
+		return freshOK, nil
+	case v == c.Version+1:
+		if c.Next == ([32]byte{}) || subtle.ConstantTimeCompare(d[:], c.Next[:]) != 1 {
+			return 0, fmt.Errorf("%w: state at version %d, one past the trusted counter, is not the commit this store prepared", ErrFork, v)
+		}
+		return freshCatchUp, nil
 	default:
 		// Commits move the counter one step at a time and one commit is in
 		// flight at most, so this is not a crash: it is the wrong counter,
 		// or the counter itself was rolled back.
-		return false, fmt.Errorf("%w: trusted counter %d is behind state version %d by more than one commit", ErrRollback, counter, stateVersion)
+		return 0, fmt.Errorf("%w: trusted counter %d is behind state version %d by more than one commit", ErrRollback, c.Version, v)
 	}
 }
 
@@ -132,9 +168,9 @@ func (c *core) propose(groups []group, force bool) (*ready, error) {
 	entries := maps.Clone(c.st.entries)
 	size := stateFixedSize
 	for n := range entries {
-		size += ridSize + 8 + 2 + len(n)
+		size += entrySize(len(n))
 	}
-	rd := &ready{version: version, results: make([]error, len(groups)), touched: map[rid]bool{}}
+	rd := &ready{version: version, results: make([]error, len(groups)), touched: map[rid]bool{}, done: make(chan struct{})}
 	// values holds the last write of each name in this commit; nil value
 	// with present=false means deleted.
 	type last struct {
@@ -175,14 +211,14 @@ func (c *core) propose(groups []group, force bool) (*ready, error) {
 			_, had := entries[ch.name]
 			if ch.del {
 				if had {
-					newSize -= ridSize + 8 + 2 + len(ch.name)
+					newSize -= entrySize(len(ch.name))
 				}
 				delete(entries, ch.name)
 				final[ch.name] = last{del: true}
 				continue
 			}
 			if !had {
-				newSize += ridSize + 8 + 2 + len(ch.name)
+				newSize += entrySize(len(ch.name))
 			}
 			entries[ch.name] = entry{rid: ridFor(&c.st.macKey, ch.name), version: version}
 			final[ch.name] = last{value: ch.value}
@@ -219,41 +255,48 @@ func (c *core) propose(groups []group, force bool) (*ready, error) {
 			rd.deletes = append(rd.deletes, r)
 			continue
 		}
-		rd.writes = append(rd.writes, recordWrite{rid: r, value: f.value})
+		rd.writes = append(rd.writes, recordWrite{name: name, rid: r, value: f.value})
 	}
 	rd.next = &state{store: c.st.store, macKey: c.st.macKey, version: version, entries: entries, names: mergeNames(c.st.names, entries, final)}
-	rd.state = encodeState(rd.next)
 	c.pending = rd
 	return rd, nil
 }
 
 // advance records that the pending commit is durable and the trusted
-// counter is at its version (steps 2 and 3 of the ready contract).
-func (c *core) advance() {
+// counter holds committed (steps 3 and 4 of the ready contract).
+func (c *core) advance(committed Count) {
 	if c.pending == nil {
 		return
 	}
 	c.st = c.pending.next
-	c.counter = c.pending.version
+	c.count = committed
+	close(c.pending.done)
 	c.pending = nil
 }
 
 // abort drops the pending commit. Only valid when nothing of it was sent.
-func (c *core) abort() { c.pending = nil }
+func (c *core) abort() { c.resolve() }
 
-// inFlight reports whether r is written or deleted by the pending commit,
-// so that a Get racing it may find the host one commit ahead of the
-// committed state: the pending commit's records are authentic and may
-// already be durable (step 2 done, step 3 not yet).
-func (c *core) inFlight(r rid) (version uint64, written, ok bool) {
+// resolve drops the pending commit without advancing: it was aborted, or
+// its outcome is unknown and the store stops.
+func (c *core) resolve() {
+	if c.pending != nil {
+		close(c.pending.done)
+		c.pending = nil
+	}
+}
+
+// inFlight returns the done channel of the pending commit if it writes or
+// deletes r, else nil. A Get of r waits on it: the host may already hold
+// that commit's record, which is not acknowledged until the commit is.
+func (c *core) inFlight(r rid) chan struct{} {
 	if c.pending == nil {
-		return 0, false, false
+		return nil
 	}
-	w, ok := c.pending.touched[r]
-	if !ok {
-		return 0, false, false
+	if _, ok := c.pending.touched[r]; !ok {
+		return nil
 	}
-	return c.pending.version, w, true
+	return c.pending.done
 }
 
 // mergeNames returns the sorted names of entries, given the sorted names

@@ -8,22 +8,31 @@ import (
 // The core is pure, so its rules are tested without a backend or sealer.
 
 func TestCheckFresh(t *testing.T) {
+	d := func(b byte) [32]byte { return [32]byte{b} }
 	for _, tc := range []struct {
-		state, counter, pin uint64
-		catchUp             bool
-		err                 error
+		name  string
+		state uint64
+		dig   [32]byte
+		c     Count
+		pin   uint64
+		want  freshness
+		err   error
 	}{
-		{5, 5, 0, false, nil},
-		{6, 5, 0, true, nil}, // crash after the write, before the counter: not an alarm
-		{4, 5, 0, false, ErrRollback},
-		{7, 5, 0, false, ErrRollback}, // counter behind by more than one commit
-		{5, 5, 5, false, nil},
-		{5, 5, 6, false, ErrRollback},
-		{1, 0, 0, true, nil},
+		{"committed", 5, d(5), Count{Version: 5, Digest: d(5)}, 0, freshOK, nil},
+		{"committed, stale prepare", 5, d(5), Count{Version: 5, Digest: d(5), Next: d(6)}, 0, freshAbandon, nil},
+		{"crash after the host write", 6, d(6), Count{Version: 5, Digest: d(5), Next: d(6)}, 0, freshCatchUp, nil},
+		{"counter+1 but not the prepared state", 6, d(7), Count{Version: 5, Digest: d(5), Next: d(6)}, 0, 0, ErrFork},
+		{"counter+1 with nothing prepared", 6, d(6), Count{Version: 5, Digest: d(5)}, 0, 0, ErrFork},
+		{"same version, other state", 5, d(9), Count{Version: 5, Digest: d(5)}, 0, 0, ErrRollback},
+		{"older than the counter", 4, d(4), Count{Version: 5, Digest: d(5)}, 0, 0, ErrRollback},
+		{"counter behind by more than one commit", 7, d(7), Count{Version: 5, Digest: d(5), Next: d(6)}, 0, 0, ErrRollback},
+		{"pin met", 5, d(5), Count{Version: 5, Digest: d(5)}, 5, freshOK, nil},
+		{"under the pin", 5, d(5), Count{Version: 5, Digest: d(5)}, 6, 0, ErrRollback},
+		{"creation caught up", 1, d(1), Count{Next: d(1)}, 0, freshCatchUp, nil},
 	} {
-		catchUp, err := checkFresh(tc.state, tc.counter, tc.pin)
-		if catchUp != tc.catchUp || !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
-			t.Errorf("checkFresh(state %d, counter %d, pin %d) = %v, %v; want %v, %v", tc.state, tc.counter, tc.pin, catchUp, err, tc.catchUp, tc.err)
+		got, err := checkFresh(tc.state, tc.dig, tc.c, tc.pin)
+		if got != tc.want || !errors.Is(err, tc.err) || (tc.err == nil && err != nil) {
+			t.Errorf("%s: checkFresh = %v, %v; want %v, %v", tc.name, got, err, tc.want, tc.err)
 		}
 	}
 }
@@ -31,7 +40,7 @@ func TestCheckFresh(t *testing.T) {
 func newTestCore() *core {
 	st := &state{version: 3, entries: map[string]entry{}, names: []string{}}
 	st.macKey[0] = 1
-	return newCore(locatorFor("t"), st, 3)
+	return newCore(locatorFor("t"), st, Count{Version: 3})
 }
 
 func TestCoreProposeAdvance(t *testing.T) {
@@ -54,8 +63,8 @@ func TestCoreProposeAdvance(t *testing.T) {
 	if c.st.version != 3 || len(c.st.entries) != 0 {
 		t.Fatal("propose changed the committed state")
 	}
-	c.advance()
-	if c.st.version != 4 || c.counter != 4 || c.st.entries["a"].version != 4 || len(c.st.entries) != 2 {
+	c.advance(Count{Version: 4})
+	if c.st.version != 4 || c.count.Version != 4 || c.st.entries["a"].version != 4 || len(c.st.entries) != 2 {
 		t.Fatalf("after advance: %+v", c.st)
 	}
 	// The encoded state decodes to the same index.

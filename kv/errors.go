@@ -57,6 +57,18 @@ var (
 	// until it is reopened, which recovers whichever state is durable.
 	ErrCommitUnknown = errors.New("kv: commit outcome unknown; reopen the store")
 
+	// ErrFork means the trusted counter shows a history this store did not
+	// make: another instance of the store (on a copy of the host's
+	// records, sharing the counter) moved it, or the host served a state
+	// at one version past the counter that is not the commit this store
+	// prepared. The store refuses further use until reopened.
+	ErrFork = errors.New("kv: fork detected")
+
+	// ErrDowngrade means the state was sealed by an enclave whose SVN is
+	// below Options.MinSVN: an older, possibly vulnerable, release of the
+	// same signer wrote it.
+	ErrDowngrade = errors.New("kv: state sealed by a lower SVN")
+
 	// ErrClosed means the Store was closed.
 	ErrClosed = errors.New("kv: store closed")
 

@@ -36,10 +36,6 @@ const (
 
 	recordHeaderSize = 4 + storeIDSize + ridSize + 8
 	stateHeaderSize  = 4 + locatorSize + storeIDSize + 8
-
-	// entryMinSize is the smallest encoded index entry: rid, version and a
-	// 1-byte name with its length.
-	entryMinSize = ridSize + 8 + 2 + 1
 )
 
 // Seal labels: what each blob's AAD binds besides the seal header.
@@ -163,21 +159,29 @@ func decodeStateRecord(b []byte) (stateHeader, error) {
 	return h, nil
 }
 
-// entry is one key of the index: its record id and the store version at
-// which its record was last written.
+// entry is one key of the index: its record id, the store version at
+// which its record was last written, and the SHA-256 of the record's host
+// bytes. The sum is what makes the state cover record contents: an
+// authentic record of the same key and version that the state does not
+// list (an unacknowledged write the host kept) does not match it.
 type entry struct {
 	rid     rid
 	version uint64
+	sum     [32]byte
 }
+
+// entrySize is the encoded size of an entry with a name of n bytes.
+func entrySize(n int) int { return ridSize + 8 + 32 + 2 + n }
 
 // state is the sealed state plaintext: everything the enclave needs to
 // read the store, and the freshness data.
 //
-//	"KVST" | format u8 (1) | store id (16) | mac key (32) | version u64 |
-//	digest (32) | count u32 | count × (rid (32) | version u64 | u16 len | name)
+//	"KVST" | format u8 (2) | store id (16) | mac key (32) | version u64 |
+//	count u32 | count × (rid (32) | version u64 | sum (32) | u16 len | name)
 //
-// Entries are sorted by name and names are unique. The digest is
-// stateDigest over the entries; Open recomputes and compares it.
+// Entries are sorted by name and names are unique. Format 1 (the first
+// release) carried no sums and is refused: its states do not cover record
+// contents.
 type state struct {
 	store   storeID
 	macKey  [32]byte
@@ -188,44 +192,24 @@ type state struct {
 
 const (
 	stateFormatMagic   = "KVST"
-	stateFormatVersion = 1
-	stateFixedSize     = 4 + 1 + storeIDSize + 32 + 8 + sha256.Size + 4
+	stateFormatVersion = 2
+	stateFixedSize     = 4 + 1 + storeIDSize + 32 + 8 + 4
 )
-
-// stateDigest is SHA-256 over the (rid, version) pairs in name order:
-// what the host must serve, committed in one value that a replicated
-// counter service can keep next to the version. names must be the sorted
-// keys of m.
-func stateDigest(m map[string]entry, names []string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("cloister kv v1 digest\x00"))
-	var buf [ridSize + 8]byte
-	for _, n := range names {
-		e := m[n]
-		copy(buf[:], e.rid[:])
-		binary.BigEndian.PutUint64(buf[ridSize:], e.version)
-		h.Write(buf[:])
-	}
-	var d [32]byte
-	h.Sum(d[:0])
-	return d
-}
 
 func encodeState(s *state) []byte {
 	names := s.names
-	b := make([]byte, 0, stateFixedSize+len(names)*(ridSize+8+2+16))
+	b := make([]byte, 0, stateFixedSize+len(names)*entrySize(16))
 	b = append(b, stateFormatMagic...)
 	b = append(b, stateFormatVersion)
 	b = append(b, s.store[:]...)
 	b = append(b, s.macKey[:]...)
 	b = binary.BigEndian.AppendUint64(b, s.version)
-	d := stateDigest(s.entries, names)
-	b = append(b, d[:]...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(names)))
 	for _, n := range names {
 		e := s.entries[n]
 		b = append(b, e.rid[:]...)
 		b = binary.BigEndian.AppendUint64(b, e.version)
+		b = append(b, e.sum[:]...)
 		b = binary.BigEndian.AppendUint16(b, uint16(len(n)))
 		b = append(b, n...)
 	}
@@ -243,7 +227,7 @@ func decodeState(b []byte) (*state, error) {
 		return bad("header")
 	}
 	if b[4] != stateFormatVersion {
-		return bad(fmt.Sprintf("format %d", b[4]))
+		return bad(fmt.Sprintf("format %d, want %d (format 1 states do not cover record contents and are not read)", b[4], stateFormatVersion))
 	}
 	s := &state{}
 	p := b[5:]
@@ -253,9 +237,6 @@ func decodeState(b []byte) (*state, error) {
 	p = p[32:]
 	s.version = binary.BigEndian.Uint64(p)
 	p = p[8:]
-	var digest [32]byte
-	copy(digest[:], p)
-	p = p[32:]
 	n := binary.BigEndian.Uint32(p)
 	p = p[4:]
 	if n > maxEntries {
@@ -265,14 +246,15 @@ func decodeState(b []byte) (*state, error) {
 	s.names = make([]string, 0, n)
 	prev := ""
 	for i := uint32(0); i < n; i++ {
-		if len(p) < ridSize+8+2 {
+		if len(p) < entrySize(0) {
 			return bad("entry truncated")
 		}
 		var e entry
 		copy(e.rid[:], p)
 		e.version = binary.BigEndian.Uint64(p[ridSize:])
-		l := int(binary.BigEndian.Uint16(p[ridSize+8:]))
-		p = p[ridSize+8+2:]
+		copy(e.sum[:], p[ridSize+8:])
+		l := int(binary.BigEndian.Uint16(p[ridSize+8+32:]))
+		p = p[entrySize(0):]
 		if l == 0 || l > MaxKeySize || l > len(p) {
 			return bad("entry name length")
 		}
@@ -290,9 +272,6 @@ func decodeState(b []byte) (*state, error) {
 	}
 	if len(p) != 0 {
 		return bad("trailing bytes")
-	}
-	if stateDigest(s.entries, s.names) != digest {
-		return bad("digest mismatch")
 	}
 	return s, nil
 }

@@ -18,7 +18,7 @@ const (
 	maxStateSize = boundary.MaxStorageValue - stateHeaderSize - 256
 
 	// maxEntries caps the number of keys the state decoder accepts.
-	maxEntries = maxStateSize / entryMinSize
+	maxEntries = maxStateSize / (ridSize + 8 + 32 + 2 + 1)
 
 	// maxCommitBytes caps one commit batch (records plus state) so it fits
 	// one storage.commit call.

@@ -124,7 +124,7 @@ func TestGolden(t *testing.T) {
 			if !bytes.Equal(blob[len(hdr):], body) {
 				t.Fatalf("ciphertext ‖ tag:\n got %x\nwant %x", blob[len(hdr):], body)
 			}
-			got, err := s.Open(context.Background(), label, blob)
+			got, err := s.Open(context.Background(), tt.policy, label, blob)
 			if err != nil || !bytes.Equal(got, plaintext) {
 				t.Fatalf("Open = %q, %v", got, err)
 			}
@@ -269,7 +269,7 @@ func TestOldVersionFixtures(t *testing.T) {
 			}
 			for _, id := range openers {
 				s, _ := sealerFor(rootA, id)
-				got, err := s.Open(context.Background(), fixtureLabel, blob)
+				got, err := s.Open(context.Background(), f.policy, fixtureLabel, blob)
 				if err != nil {
 					t.Fatalf("fixture no longer opens (SVN %d): %v", id.SVN, err)
 				}

@@ -36,7 +36,13 @@ func FuzzOpen(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, blob, label []byte) {
 		opener, ks := sealerFor(rootA, idA)
-		pt, err := opener.Open(context.Background(), label, blob)
+		// Open under the policy the blob declares (when it declares a known
+		// one), so both policies' paths are fuzzed past the policy check.
+		p := PolicyEnclave
+		if len(blob) > offPolicy && Policy(blob[offPolicy]).valid() {
+			p = Policy(blob[offPolicy])
+		}
+		pt, err := opener.Open(context.Background(), p, label, blob)
 		bind, berr := UnverifiedBinding(blob)
 		if (berr != nil) != errors.Is(err, ErrMalformed) {
 			t.Fatalf("UnverifiedBinding error %v disagrees with Open error %v", berr, err)

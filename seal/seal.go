@@ -95,17 +95,24 @@ func (s Sealer) Seal(ctx context.Context, p Policy, label, plaintext []byte) ([]
 	return aead.Seal(out, nonce, plaintext, additionalData(out, label)), nil
 }
 
-// Open checks blob against the running identity and decrypts it. It
-// checks, in order and before any key is requested: the format
-// (ErrMalformed), the binding (ErrWrongIdentity, ErrSVNTooHigh); then it
+// Open checks blob against the policy the caller expects and the running
+// identity, and decrypts it. It checks, in order and before any key is
+// requested: the format (ErrMalformed), the policy (ErrWrongPolicy: the
+// blob must be sealed under exactly p, so a caller that sealed under
+// PolicyEnclave never accepts a PolicySigner blob that an older release
+// of the same signer could have made), the binding (ErrWrongIdentity,
+// ErrSVNTooHigh); then it
 // asks the KeySource for the key at the blob's binding (under PolicySigner
 // at the SVN the blob was sealed at, not the running one) and
 // authenticates the header, label and ciphertext (ErrAuth). On any error
 // it returns no plaintext; the caller decides what a failed open means and
 // must not treat it as "empty".
-func (s Sealer) Open(ctx context.Context, label, blob []byte) ([]byte, error) {
+func (s Sealer) Open(ctx context.Context, p Policy, label, blob []byte) ([]byte, error) {
 	if s.Keys == nil {
 		return nil, errors.New("seal: sealer: no KeySource")
+	}
+	if !p.valid() {
+		return nil, fmt.Errorf("seal: policy: unknown policy %d", uint8(p))
 	}
 	if len(label) > MaxLabelSize {
 		return nil, fmt.Errorf("%w: label is %d bytes, limit %d", ErrTooLarge, len(label), MaxLabelSize)
@@ -113,6 +120,9 @@ func (s Sealer) Open(ctx context.Context, label, blob []byte) ([]byte, error) {
 	h, ciphertext, err := parseHeader(blob)
 	if err != nil {
 		return nil, err
+	}
+	if h.req.Policy != p {
+		return nil, fmt.Errorf("%w: blob %s, expected %s", ErrWrongPolicy, h.req.Policy, p)
 	}
 	if err := h.req.check(s.Identity); err != nil {
 		return nil, err
