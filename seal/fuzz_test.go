@@ -49,7 +49,7 @@ func FuzzOpen(f *testing.F) {
 		}
 		if berr == nil {
 			h, _, _ := parseHeader(blob)
-			re, aerr := appendHeader(nil, bind, h.nonce)
+			re, aerr := appendHeader(nil, h.version, bind, h.nonces)
 			if aerr != nil || !bytes.Equal(re, h.raw) {
 				t.Fatalf("header re-encodes to %x, blob has %x (%v)", re, h.raw, aerr)
 			}

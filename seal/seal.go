@@ -49,9 +49,10 @@ type Sealer struct {
 	// binds blobs to it; Open compares blobs with it.
 	Identity Identity
 
-	// Rand supplies the nonce of each blob; nil means crypto/rand. Tests pin
-	// it. Nonces are random, so one binding (one key) should seal fewer than
-	// 2^32 blobs over its life, the AES-GCM limit for random nonces.
+	// Rand supplies the 24-byte nonce of each blob (key salt and GCM
+	// nonce); nil means crypto/rand. Tests pin it. Each blob's key is
+	// derived with its own salt, so no number of blobs nears the AES-GCM
+	// limit for random nonces (see format.go).
 	Rand io.Reader
 }
 
@@ -83,7 +84,7 @@ func (s Sealer) Seal(ctx context.Context, p Policy, label, plaintext []byte) ([]
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
 	out := make([]byte, 0, maxHeaderSize+len(plaintext)+tagSize)
-	out, err = appendHeader(out, req, nonce)
+	out, err = appendHeader(out, Version, req, nonce)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +93,7 @@ func (s Sealer) Seal(ctx context.Context, p Policy, label, plaintext []byte) ([]
 		return nil, err
 	}
 	// additionalData copies the header, so GCM may append to out in place.
-	return aead.Seal(out, nonce, plaintext, additionalData(out, label)), nil
+	return aead.Seal(out, nonce[keySaltSize:], plaintext, additionalData(out, label)), nil
 }
 
 // Open checks blob against the policy the caller expects and the running

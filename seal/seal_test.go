@@ -292,7 +292,7 @@ func TestMalformed(t *testing.T) {
 		{"empty", nil, "header"},
 		{"bad magic", set(0, 'C', 'L', 'S', '0'), "magic"},
 		{"version 0", set(offVersion, 0), "version"},
-		{"version 2", set(offVersion, 2), "version"},
+		{"version 3", set(offVersion, 3), "version"},
 		{"policy 0", set(offPolicy, 0), "policy"},
 		{"policy 3", set(offPolicy, 3), "policy"},
 		{"context over cap", set(offCtxLen, 0x01, 0x01), "kdf context"},
@@ -520,6 +520,57 @@ func TestExpectedPolicy(t *testing.T) {
 		}
 		if _, err := s.Open(ctx, Policy(9), []byte("l"), blob); err == nil {
 			t.Fatal("Open expecting an unknown policy succeeded")
+		}
+	}
+}
+
+// TestPerBlobKeys: two blobs of one binding whose GCM nonces collide (the
+// event that breaks AES-GCM under one key) still use different keys,
+// because each blob's key is derived with its own salt. With one key per
+// binding (version 1) the two keystreams would be equal: c1 ⊕ c2 = p1 ⊕ p2.
+// Only a collision of all 192 random bits gives two blobs one keystream.
+func TestPerBlobKeys(t *testing.T) {
+	ctx := context.Background()
+	gcmNonce := bytes.Repeat([]byte{0x5a}, gcmNonceSize)
+	salt1, salt2 := bytes.Repeat([]byte{1}, keySaltSize), bytes.Repeat([]byte{2}, keySaltSize)
+	p1, p2 := []byte("attack at dawn!!"), []byte("retreat at dusk!")
+	for _, p := range policies {
+		seal := func(salt, pt []byte) []byte {
+			s, _ := sealerFor(rootA, idA)
+			s.Rand = bytes.NewReader(append(bytes.Clone(salt), gcmNonce...))
+			blob, err := s.Seal(ctx, p, nil, pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return blob
+		}
+		body := func(blob []byte) []byte { return blob[len(blob)-tagSize-len(p1) : len(blob)-tagSize] }
+		xor := func(a, b []byte) []byte {
+			out := make([]byte, len(a))
+			for i := range a {
+				out[i] = a[i] ^ b[i]
+			}
+			return out
+		}
+		same1, same2 := seal(salt1, p1), seal(salt1, p2)
+		if !bytes.Equal(xor(body(same1), body(same2)), xor(p1, p2)) {
+			t.Fatalf("%v: one salt and one nonce did not give one keystream; the test is not measuring what it claims", p)
+		}
+		b1, b2 := seal(salt1, p1), seal(salt2, p2)
+		if bytes.Equal(xor(body(b1), body(b2)), xor(p1, p2)) {
+			t.Fatalf("%v: blobs with different salts and the same GCM nonce share a keystream", p)
+		}
+		for _, b := range [][]byte{b1, b2} {
+			s, _ := sealerFor(rootA, idA)
+			if _, err := s.Open(ctx, p, nil, b); err != nil {
+				t.Fatalf("%v: Open: %v", p, err)
+			}
+		}
+		// The salt is authenticated: a blob with another salt does not open.
+		moved := bytes.Clone(b1)
+		copy(moved[len(moved)-tagSize-len(p1)-nonceSize:], salt2)
+		if _, err := (func() ([]byte, error) { s, _ := sealerFor(rootA, idA); return s.Open(ctx, p, nil, moved) })(); !errors.Is(err, ErrAuth) {
+			t.Fatalf("%v: blob with its salt replaced: %v, want ErrAuth", p, err)
 		}
 	}
 }
