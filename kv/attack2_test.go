@@ -262,3 +262,83 @@ func TestAttackWipe(t *testing.T) {
 		})
 	}
 }
+
+// The documented limit of the default counter: across a restart, a wiped
+// store is not told from a new one.
+func TestLimitWipeWithDefaultCounter(t *testing.T) {
+	b := kvtest.NewMemBackend()
+	s := open(t, b, "s", kv.Options{Create: true})
+	put(t, s, "a", "1")
+	b.Restore(kvtest.Snapshot{})
+	s2 := open(t, b, "s", kv.Options{Create: true})
+	if _, err := s2.Get(context.Background(), "a"); !errors.Is(err, kv.ErrNotFound) {
+		t.Fatalf("Get(a) in the store re-created over a wipe = %v; the documented limit changed", err)
+	}
+}
+
+// The documented limit of separate counters: two instances on copies of
+// one store, each with its own counter, both commit; neither can tell.
+func TestLimitForkSeparateCounters(t *testing.T) {
+	b := kvtest.NewMemBackend()
+	a := open(t, b, "s", kv.Options{Create: true, Counter: kv.NewMemCounter(kv.Count{})})
+	put(t, a, "k", "0")
+	copyB := kvtest.NewMemBackend()
+	copyB.Restore(b.Snapshot())
+	other := open(t, copyB, "s", kv.Options{}) // its own counter
+	put(t, a, "k", "A")
+	put(t, other, "k", "B")
+	mustGet(t, a, "k", "A")
+	mustGet(t, other, "k", "B")
+}
+
+// A record sealed under another policy, served in place of one of the
+// store's, does not open.
+func TestAttackRecordOfAnotherPolicy(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	s := open(t, b, "s", kv.Options{Create: true})
+	put(t, s, "a", "1")
+	forged := kvtest.NewMemBackend()
+	f := open(t, forged, "s", kv.Options{Sealer: kvtest.Sealer(root, 0x0D, 0x51, 1), Policy: seal.PolicySigner, Create: true})
+	put(t, f, "a", "evil")
+	rec, _ := forged.Raw(f.RecordKeyForTest("a"))
+	b.SetRaw(s.RecordKeyForTest("a"), rec)
+	if _, err := s.Get(ctx, "a"); !errors.Is(err, kv.ErrTampered) || !errors.Is(err, seal.ErrWrongPolicy) {
+		t.Fatalf("Get of a record sealed under another policy = %v, want ErrTampered wrapping seal.ErrWrongPolicy", err)
+	}
+}
+
+// TestIndexLimit pins the documented size limit of the one-record index:
+// 1,896 keys with 64-byte names, then ErrTooLarge, and the store still
+// works.
+func TestIndexLimit(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, kvtest.NewMemBackend(), "s", kv.Options{Create: true})
+	name := func(i int) string { return fmt.Sprintf("%064d", i) }
+	n := 0
+	for ; ; n++ {
+		if n%100 == 0 && n+100 <= 1700 {
+			err := s.Update(ctx, func(tx *kv.Tx) error {
+				for i := n; i < n+100; i++ {
+					tx.Put(name(i), nil)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += 99
+			continue
+		}
+		if err := s.Put(ctx, name(n), nil); err != nil {
+			if !errors.Is(err, kv.ErrTooLarge) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if n != 1896 {
+		t.Fatalf("the index holds %d keys with 64-byte names, documented 1,896", n)
+	}
+	put(t, s, name(0), "still works")
+}

@@ -30,9 +30,10 @@ type Options struct {
 	Policy seal.Policy
 
 	// Counter is the trusted counter of this store; nil means a new
-	// MemCounter started at the version Open finds (see Counter for what
-	// that does and does not detect across restarts). To keep detection
-	// across a reopen within one run, pass the same Counter to every Open.
+	// MemCounter holding the state Open finds (trust on first use: see the
+	// package documentation for what that does and does not detect across
+	// restarts). To keep detection across a reopen within one run, pass the
+	// same Counter to every Open.
 	Counter Counter
 
 	// MinVersion, if non-zero, pins the least store version Open accepts:
