@@ -65,6 +65,21 @@ func TestKVOverPostgresCrashWithHostRestart(t *testing.T) {
 		return ps, f, s
 	}
 	ps, f, s := restart()
+	// 300 keys with 64-byte names: an index of about ten leaves under a
+	// root, so the Update below, touching three of them, is a multi-page
+	// commit.
+	name := func(i int) string { return fmt.Sprintf("%064d", i) }
+	for n := 0; n < 300; n += 25 {
+		if err := s.Update(ctx, func(tx *kv.Tx) error {
+			for i := n; i < n+25; i++ {
+				tx.Put(name(i), []byte("p"))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spread := []int{10, 150, 290}
 	// Each commit swaps the counter (prepare), writes to PostgreSQL, swaps
 	// it again (commit): a crash before or after each of the three.
 	points := []struct {
@@ -93,6 +108,9 @@ func TestKVOverPostgresCrashWithHostRestart(t *testing.T) {
 		ka, kb := fmt.Sprint("a", round), fmt.Sprint("b", round)
 		err := s.Update(ctx, func(tx *kv.Tx) error {
 			tx.Put(ka, []byte("1"))
+			for _, i := range spread {
+				tx.Put(name(i), []byte(fmt.Sprint(round)))
+			}
 			return tx.Put(kb, []byte("1"))
 		})
 		if !errors.Is(err, kv.ErrCommitUnknown) {
@@ -109,6 +127,11 @@ func TestKVOverPostgresCrashWithHostRestart(t *testing.T) {
 		}
 		if (errA == nil) != p.applied {
 			t.Fatalf("round %d: commit applied = %v, want %v", round, errA == nil, p.applied)
+		}
+		for _, i := range spread {
+			if v, err := s.Get(ctx, name(i)); err != nil || (string(v) == fmt.Sprint(round)) != p.applied {
+				t.Fatalf("round %d: half a commit: key %d = %q, %v", round, i, v, err)
+			}
 		}
 	}
 	ps.Close()

@@ -308,37 +308,62 @@ func TestAttackRecordOfAnotherPolicy(t *testing.T) {
 	}
 }
 
-// TestIndexLimit pins the documented size limit of the one-record index:
-// 1,896 keys with 64-byte names, then ErrTooLarge, and the store still
-// works.
-func TestIndexLimit(t *testing.T) {
-	ctx := context.Background()
-	s := open(t, kvtest.NewMemBackend(), "s", kv.Options{Create: true})
-	name := func(i int) string { return fmt.Sprintf("%064d", i) }
+// countingBackend counts the bytes each Commit writes.
+type countingBackend struct {
+	*kvtest.MemBackend
+	mu   sync.Mutex
+	last int
+}
+
+func (c *countingBackend) Commit(ctx context.Context, ops []kv.Op) error {
 	n := 0
-	for ; ; n++ {
-		if n%100 == 0 && n+100 <= 1700 {
-			err := s.Update(ctx, func(tx *kv.Tx) error {
-				for i := n; i < n+100; i++ {
-					tx.Put(name(i), nil)
-				}
-				return nil
-			})
-			if err != nil {
-				t.Fatal(err)
+	for _, op := range ops {
+		n += len(op.Key) + len(op.Value)
+	}
+	c.mu.Lock()
+	c.last = n
+	c.mu.Unlock()
+	return c.MemBackend.Commit(ctx, ops)
+}
+
+// TestManyKeys: 20,000 keys with 64-byte names (the one-record index of the
+// first release held 1,896), and a Put of one key writes its record, the
+// pages on one path and the state: a bounded number of bytes that grows
+// with the index height, not with the number of keys.
+func TestManyKeys(t *testing.T) {
+	ctx := context.Background()
+	cb := &countingBackend{MemBackend: kvtest.NewMemBackend()}
+	s := open(t, cb, "s", kv.Options{Create: true})
+	name := func(i int) string { return fmt.Sprintf("%064d", i) }
+	perPut := map[int]int{}
+	for n := 0; n < 20000; n += 25 {
+		err := s.Update(ctx, func(tx *kv.Tx) error {
+			for i := n; i < n+25; i++ {
+				tx.Put(name(i), []byte("v"))
 			}
-			n += 99
-			continue
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("at %d keys: %v", n, err)
 		}
-		if err := s.Put(ctx, name(n), nil); err != nil {
-			if !errors.Is(err, kv.ErrTooLarge) {
-				t.Fatal(err)
-			}
-			break
+		if n+25 == 1000 || n+25 == 20000 {
+			put(t, s, name(n/2), "updated")
+			perPut[n+25] = cb.last
 		}
 	}
-	if n != 1896 {
-		t.Fatalf("the index holds %d keys with 64-byte names, documented 1,896", n)
+	// A leaf is at most 4 KiB, and three levels cover 20,000 keys.
+	for keys, b := range perPut {
+		if b > 3*(4096+200)+2048 {
+			t.Errorf("a Put at %d keys wrote %d bytes", keys, b)
+		}
 	}
-	put(t, s, name(0), "still works")
+	t.Logf("bytes written by one Put: %v", perPut)
+	mustGet(t, s, name(0), "v")
+	mustGet(t, s, name(19999), "v")
+	names, err := s.List(ctx, name(1234)[:62])
+	if err != nil || len(names) != 100 {
+		t.Fatalf("List = %d names, %v; want 100", len(names), err)
+	}
+	s2 := open(t, cb, "s", kv.Options{MinVersion: s.Version()})
+	mustGet(t, s2, name((20000-25)/2), "updated")
 }

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
-	"maps"
 )
 
 // core is the freshness and commit logic of one store as a pure state
@@ -51,12 +50,13 @@ type recordWrite struct {
 // Ordering contract; the driver MUST, in this order:
 //
 //  1. seal every write under recordLabel(store, rid, version), give the
-//     SHA-256 of each host record to encodeState, and seal the state it
-//     returns under stateLabel(locator, store, version);
+//     SHA-256 of each host record to finish, seal every index page finish
+//     returns under pageLabel(store, ref), and seal the state under
+//     stateLabel(locator, store, version);
 //  2. prepare: CompareAndSwap the trusted counter from core.count to the
 //     same Count with Next = SHA-256 of the state's host record;
-//  3. make all records, deletes and the state durable on the host in ONE
-//     atomic batch (storage.commit: one bbolt transaction);
+//  3. make all records, pages, deletes and the state durable on the host
+//     in ONE atomic batch (storage.commit: one bbolt transaction);
 //  4. commit: CompareAndSwap the counter to {version, that digest};
 //  5. only then call advance and acknowledge the groups to their callers.
 //
@@ -72,11 +72,12 @@ type recordWrite struct {
 // commit: the opposite order would leave the counter ahead of the host
 // after such a crash, which is indistinguishable from the host rolling the
 // state back. And since step 3 is atomic, a crash leaves all of a commit's
-// records or none: nothing is ever half-there.
+// records and pages or none: nothing is ever half-there.
 type ready struct {
 	version uint64
 	writes  []recordWrite
 	deletes []rid
+	changes []treeChange // the index changes, sorted by name; sums filled by finish
 	touched map[rid]bool // every rid written (true) or deleted (false)
 	results []error      // per proposed group: nil or why it was left out
 	next    *state
@@ -87,16 +88,26 @@ type ready struct {
 // group was left out. A forced commit (creation) is never empty.
 func (r *ready) empty() bool { return r.next == nil }
 
-// encodeState records the SHA-256 of each write's host record (sums, in
-// the order of writes) in the next state's entries and returns the
-// encoded state plaintext.
-func (r *ready) encodeState(sums [][32]byte) []byte {
+// finish records the SHA-256 of each write's host record (sums, in the
+// order of writes) in the index, applies the changes to the index, and
+// returns the pages to write and delete and the encoded state plaintext.
+// It reads the pages on the changed paths from src.
+func (r *ready) finish(src pageSource, sums [][32]byte) (*treeCommit, []byte, error) {
+	sum := make(map[string][32]byte, len(r.writes))
 	for i, w := range r.writes {
-		e := r.next.entries[w.name]
-		e.sum = sums[i]
-		r.next.entries[w.name] = e
+		sum[w.name] = sums[i]
 	}
-	return encodeState(r.next)
+	for i := range r.changes {
+		if !r.changes[i].del {
+			r.changes[i].e.sum = sum[r.changes[i].name]
+		}
+	}
+	tc, err := r.next.index.apply(src, r.changes)
+	if err != nil {
+		return nil, nil, err
+	}
+	r.next.index = tc.next
+	return tc, encodeState(r.next), nil
 }
 
 // newCore returns a core for an opened (or created) state and the trusted
@@ -155,34 +166,45 @@ func ridFor(macKey *[32]byte, name string) rid {
 	return r
 }
 
-// propose turns groups into the next commit. Groups whose reads changed get
-// ErrConflict and groups that would push the index over its cap get
-// ErrTooLarge in results; they are left out and the rest commit. force
-// makes a commit even with no groups (store creation). It is an error to
-// propose while a commit is pending.
-func (c *core) propose(groups []group, force bool) (*ready, error) {
-	if c.pending != nil {
-		return nil, fmt.Errorf("kv: internal: propose with a commit in flight")
-	}
-	version := c.st.version + 1
-	entries := maps.Clone(c.st.entries)
-	size := stateFixedSize
-	for n := range entries {
-		size += entrySize(len(n))
-	}
+// propose turns groups into the next commit over the committed state st,
+// reading the entries that Updates read from the index through src.
+// Groups whose reads changed get ErrConflict in results and are left out;
+// the rest commit. force makes a commit even with no groups (store
+// creation). It does not touch the core: the driver installs the result
+// with setPending.
+func propose(src pageSource, st *state, groups []group, force bool) (*ready, error) {
+	version := st.version + 1
 	rd := &ready{version: version, results: make([]error, len(groups)), touched: map[rid]bool{}, done: make(chan struct{})}
-	// values holds the last write of each name in this commit; nil value
-	// with present=false means deleted.
+	// final holds the last change of each name in this commit.
 	type last struct {
 		value []byte
 		del   bool
 	}
 	final := map[string]last{}
+	// versionOf is the entry version a read sees: this batch's earlier
+	// groups first, then the committed index.
+	versionOf := func(name string) (uint64, error) {
+		if f, ok := final[name]; ok {
+			if f.del {
+				return 0, nil
+			}
+			return version, nil
+		}
+		e, ok, err := st.index.lookup(src, name)
+		if err != nil || !ok {
+			return 0, err
+		}
+		return e.version, nil
+	}
 	applied := 0
 	for i, g := range groups {
 		conflict := false
 		for name, seen := range g.reads {
-			if entries[name].version != seen {
+			v, err := versionOf(name)
+			if err != nil {
+				return nil, err
+			}
+			if v != seen {
 				conflict = true
 				break
 			}
@@ -191,64 +213,30 @@ func (c *core) propose(groups []group, force bool) (*ready, error) {
 			rd.results[i] = fmt.Errorf("%w: a key it read changed", ErrConflict)
 			continue
 		}
-		// Apply to a scratch copy so a group that does not fit leaves no trace.
-		undo := map[string]*entry{}
-		undoFinal := map[string]*last{}
-		newSize := size
 		for _, ch := range g.changes {
-			if _, saved := undo[ch.name]; !saved {
-				if e, ok := entries[ch.name]; ok {
-					undo[ch.name] = &e
-				} else {
-					undo[ch.name] = nil
-				}
-				if f, ok := final[ch.name]; ok {
-					undoFinal[ch.name] = &f
-				} else {
-					undoFinal[ch.name] = nil
-				}
-			}
-			_, had := entries[ch.name]
-			if ch.del {
-				if had {
-					newSize -= entrySize(len(ch.name))
-				}
-				delete(entries, ch.name)
-				final[ch.name] = last{del: true}
-				continue
-			}
-			if !had {
-				newSize += entrySize(len(ch.name))
-			}
-			entries[ch.name] = entry{rid: ridFor(&c.st.macKey, ch.name), version: version}
-			final[ch.name] = last{value: ch.value}
+			final[ch.name] = last{value: ch.value, del: ch.del}
 		}
-		if newSize > maxStateSize {
-			for name, e := range undo {
-				if e == nil {
-					delete(entries, name)
-				} else {
-					entries[name] = *e
-				}
-				if f := undoFinal[name]; f == nil {
-					delete(final, name)
-				} else {
-					final[name] = *f
-				}
-			}
-			rd.results[i] = fmt.Errorf("%w: index would be %d bytes, limit %d", ErrTooLarge, newSize, maxStateSize)
-			continue
-		}
-		size = newSize
 		applied++
 	}
 	if applied == 0 && !force {
 		return rd, nil
 	}
+	keys := st.keys
 	for _, name := range sortedKeys(final) {
 		f := final[name]
-		r := ridFor(&c.st.macKey, name)
+		r := ridFor(&st.macKey, name)
 		rd.touched[r] = !f.del
+		_, had, err := st.index.lookup(src, name)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case f.del && had:
+			keys--
+		case !f.del && !had:
+			keys++
+		}
+		rd.changes = append(rd.changes, treeChange{name: name, e: entry{rid: r, version: version}, del: f.del})
 		if f.del {
 			// Deleting a key that never existed in the committed state
 			// still sends a delete: harmless, and keeps the rule simple.
@@ -257,9 +245,20 @@ func (c *core) propose(groups []group, force bool) (*ready, error) {
 		}
 		rd.writes = append(rd.writes, recordWrite{name: name, rid: r, value: f.value})
 	}
-	rd.next = &state{store: c.st.store, macKey: c.st.macKey, version: version, entries: entries, names: mergeNames(c.st.names, entries, final)}
-	c.pending = rd
+	next := *st
+	next.version, next.keys = version, keys
+	rd.next = &next
 	return rd, nil
+}
+
+// setPending installs rd as the commit in flight. It is an error to do so
+// while one is pending.
+func (c *core) setPending(rd *ready) error {
+	if c.pending != nil {
+		return fmt.Errorf("kv: internal: a second commit while one is in flight")
+	}
+	c.pending = rd
+	return nil
 }
 
 // advance records that the pending commit is durable and the trusted
@@ -297,34 +296,6 @@ func (c *core) inFlight(r rid) chan struct{} {
 		return nil
 	}
 	return c.pending.done
-}
-
-// mergeNames returns the sorted names of entries, given the sorted names
-// before this commit and the names it touched: a merge, O(n + k log k),
-// instead of sorting every name on every commit.
-func mergeNames[V any](old []string, entries map[string]entry, touched map[string]V) []string {
-	changed := sortedKeys(touched)
-	out := make([]string, 0, len(entries))
-	i, j := 0, 0
-	for i < len(old) || j < len(changed) {
-		var n string
-		switch {
-		case j == len(changed) || (i < len(old) && old[i] < changed[j]):
-			n = old[i]
-			i++
-		case i == len(old) || changed[j] < old[i]:
-			n = changed[j]
-			j++
-		default: // equal
-			n = old[i]
-			i++
-			j++
-		}
-		if _, ok := entries[n]; ok {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -18,6 +18,26 @@ import (
 // loses the answer.
 var crashPoints = []string{"prepare before", "prepare after", "host before", "host after", "counter before", "counter after"}
 
+// prefill puts 300 keys with 64-byte names: an index of about ten leaves
+// under a root, so that a commit touching spread keys rewrites several
+// pages (a multi-page commit).
+func prefill(t *testing.T, s *kv.Store) {
+	t.Helper()
+	for n := 0; n < 300; n += 25 {
+		if err := s.Update(context.Background(), func(tx *kv.Tx) error {
+			for i := n; i < n+25; i++ {
+				tx.Put(name64(i), []byte("p"))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// spread are keys of the prefill in three different leaves.
+var spread = []int{10, 150, 290}
+
 // injectCrash arms the crash point on the backend b (a MemBackend or a
 // Faulty) and the persistent counter.
 func injectCrash(point string, b interface{ FailNext(kvtest.Fault) }, ctr *kvtest.Counter) {
@@ -63,6 +83,7 @@ func TestCrashAtEveryCommitStep(t *testing.T) {
 				o := opts()
 				o.Create = true
 				s := open(t, b, "s", o)
+				prefill(t, s)
 				for i := range 3 { // acknowledged before the crash
 					put(t, s, fmt.Sprint("acked", i), "v")
 				}
@@ -70,6 +91,9 @@ func TestCrashAtEveryCommitStep(t *testing.T) {
 				err := s.Update(ctx, func(tx *kv.Tx) error {
 					tx.Put("x", []byte("1"))
 					tx.Put("y", []byte("1"))
+					for _, i := range spread { // three leaves, and the pages above
+						tx.Put(name64(i), []byte("1"))
+					}
 					return tx.Delete("acked0")
 				})
 				if !errors.Is(err, kv.ErrCommitUnknown) {
@@ -94,6 +118,13 @@ func TestCrashAtEveryCommitStep(t *testing.T) {
 				applied := errX == nil
 				if (errY == nil) != applied || (errA == nil) == applied {
 					t.Fatalf("half a commit: x %v, y %v, acked0 %v", errX, errY, errA)
+				}
+				for _, i := range spread {
+					want := "p"
+					if applied {
+						want = "1"
+					}
+					mustGet(t, s2, name64(i), want)
 				}
 				// The host write happens after the prepare and is the
 				// commit point: dropped before it, the Update is not there.
@@ -151,6 +182,7 @@ func TestCrashWithHostRestart(t *testing.T) {
 		return bs, f, s
 	}
 	bs, f, s := restart()
+	prefill(t, s)
 	for round, point := range crashPoints {
 		k := fmt.Sprint("acked", round)
 		put(t, s, k, "v")
@@ -159,6 +191,9 @@ func TestCrashWithHostRestart(t *testing.T) {
 		ka, kb := fmt.Sprint("a", round), fmt.Sprint("b", round)
 		err := s.Update(ctx, func(tx *kv.Tx) error {
 			tx.Put(ka, []byte("1"))
+			for _, i := range spread { // a multi-page commit
+				tx.Put(name64(i), []byte(fmt.Sprint(round)))
+			}
 			return tx.Put(kb, []byte("1"))
 		})
 		if !errors.Is(err, kv.ErrCommitUnknown) {
@@ -172,6 +207,12 @@ func TestCrashWithHostRestart(t *testing.T) {
 		_, errB := s.Get(ctx, kb)
 		if (errA == nil) != (errB == nil) {
 			t.Fatalf("%s: half a commit: %v, %v", point, errA, errB)
+		}
+		for _, i := range spread {
+			v, err := s.Get(ctx, name64(i))
+			if err != nil || (string(v) == fmt.Sprint(round)) != (errA == nil) {
+				t.Fatalf("%s: half a commit: %s = %q, %v while %s: %v", point, name64(i)[60:], v, err, ka, errA)
+			}
 		}
 	}
 	bs.Close()

@@ -159,9 +159,9 @@ func decodeStateRecord(b []byte) (stateHeader, error) {
 	return h, nil
 }
 
-// entry is one key of the index: its record id, the store version at
-// which its record was last written, and the SHA-256 of the record's host
-// bytes. The sum is what makes the state cover record contents: an
+// entry is one key of the index (a leaf item): its record id, the store
+// version at which its record was last written, and the SHA-256 of the
+// record's host bytes. The sum is what makes the state cover record contents: an
 // authentic record of the same key and version that the state does not
 // list (an unacknowledged write the host kept) does not match it.
 type entry struct {
@@ -170,64 +170,60 @@ type entry struct {
 	sum     [32]byte
 }
 
-// entrySize is the encoded size of an entry with a name of n bytes.
-func entrySize(n int) int { return ridSize + 8 + 32 + 2 + n }
-
-// state is the sealed state plaintext: everything the enclave needs to
-// read the store, and the freshness data.
+// state is the sealed state plaintext: what the enclave needs to read the
+// store, and the freshness data.
 //
-//	"KVST" | format u8 (2) | store id (16) | mac key (32) | version u64 |
-//	count u32 | count × (rid (32) | version u64 | sum (32) | u16 len | name)
+//	"KVST" | format u8 (3) | store id (16) | mac key (32) | version u64 |
+//	root ref (32) | height u8 | keys u64
 //
-// Entries are sorted by name and names are unique. Format 1 (the first
-// release) carried no sums and is refused: its states do not cover record
-// contents.
+// The root ref names the index's root page (page.go), which names every
+// other page by content, down to the leaves that hold each record's sum:
+// the state covers every page and every record. Formats 1 and 2 (one
+// record holding the whole index) are refused.
 type state struct {
 	store   storeID
 	macKey  [32]byte
 	version uint64
-	entries map[string]entry
-	names   []string // the keys of entries, sorted: kept so commits merge instead of sorting
+	index   tree
+	keys    uint64
 }
 
 const (
 	stateFormatMagic   = "KVST"
-	stateFormatVersion = 2
-	stateFixedSize     = 4 + 1 + storeIDSize + 32 + 8 + 4
+	stateFormatVersion = 3
+	stateSize          = 4 + 1 + storeIDSize + 32 + 8 + 32 + 1 + 8
+
+	// maxHeight caps the index height the decoder accepts: far above what
+	// 2^64 keys need at the least fan-out.
+	maxHeight = 32
 )
 
 func encodeState(s *state) []byte {
-	names := s.names
-	b := make([]byte, 0, stateFixedSize+len(names)*entrySize(16))
+	b := make([]byte, 0, stateSize)
 	b = append(b, stateFormatMagic...)
 	b = append(b, stateFormatVersion)
 	b = append(b, s.store[:]...)
 	b = append(b, s.macKey[:]...)
 	b = binary.BigEndian.AppendUint64(b, s.version)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(names)))
-	for _, n := range names {
-		e := s.entries[n]
-		b = append(b, e.rid[:]...)
-		b = binary.BigEndian.AppendUint64(b, e.version)
-		b = append(b, e.sum[:]...)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(n)))
-		b = append(b, n...)
-	}
-	return b
+	b = append(b, s.index.root[:]...)
+	b = append(b, byte(s.index.height))
+	return binary.BigEndian.AppendUint64(b, s.keys)
 }
 
 // decodeState parses an authenticated state plaintext. It still fails
-// closed (ErrTampered) on anything encodeState would not write, so a bug
-// or a key compromise cannot turn into an out-of-range index.
+// closed (ErrTampered) on anything encodeState would not write.
 func decodeState(b []byte) (*state, error) {
 	bad := func(what string) (*state, error) {
 		return nil, fmt.Errorf("%w: state: %s", ErrTampered, what)
 	}
-	if len(b) < stateFixedSize || string(b[:4]) != stateFormatMagic {
+	if len(b) < 5 || string(b[:4]) != stateFormatMagic {
 		return bad("header")
 	}
 	if b[4] != stateFormatVersion {
-		return bad(fmt.Sprintf("format %d, want %d (format 1 states do not cover record contents and are not read)", b[4], stateFormatVersion))
+		return bad(fmt.Sprintf("format %d, want %d (formats 1 and 2 are not read)", b[4], stateFormatVersion))
+	}
+	if len(b) != stateSize {
+		return bad(fmt.Sprintf("%d bytes, want %d", len(b), stateSize))
 	}
 	s := &state{}
 	p := b[5:]
@@ -237,43 +233,63 @@ func decodeState(b []byte) (*state, error) {
 	p = p[32:]
 	s.version = binary.BigEndian.Uint64(p)
 	p = p[8:]
-	n := binary.BigEndian.Uint32(p)
-	p = p[4:]
-	if n > maxEntries {
-		return bad(fmt.Sprintf("%d entries", n))
+	copy(s.index.root[:], p)
+	p = p[32:]
+	s.index.height = int(p[0])
+	s.keys = binary.BigEndian.Uint64(p[1:])
+	if s.index.height > maxHeight {
+		return bad(fmt.Sprintf("index height %d", s.index.height))
 	}
-	s.entries = make(map[string]entry, n)
-	s.names = make([]string, 0, n)
-	prev := ""
-	for i := uint32(0); i < n; i++ {
-		if len(p) < entrySize(0) {
-			return bad("entry truncated")
-		}
-		var e entry
-		copy(e.rid[:], p)
-		e.version = binary.BigEndian.Uint64(p[ridSize:])
-		copy(e.sum[:], p[ridSize+8:])
-		l := int(binary.BigEndian.Uint16(p[ridSize+8+32:]))
-		p = p[entrySize(0):]
-		if l == 0 || l > MaxKeySize || l > len(p) {
-			return bad("entry name length")
-		}
-		name := string(p[:l])
-		p = p[l:]
-		if i > 0 && name <= prev {
-			return bad("entries not sorted")
-		}
-		if e.version == 0 || e.version > s.version {
-			return bad(fmt.Sprintf("entry version %d at state version %d", e.version, s.version))
-		}
-		prev = name
-		s.entries[name] = e
-		s.names = append(s.names, name)
-	}
-	if len(p) != 0 {
-		return bad("trailing bytes")
-	}
+	s.index.macKey = &s.macKey
 	return s, nil
+}
+
+// Index page host record:
+//
+//	"KVP1" | store id (16) | ref (32) | sealed blob
+//
+// sealed with pageLabel(store, ref); like a record's, the clear header is
+// only read to name what the host did once the blob authenticates.
+const (
+	pageRecordMagic      = "KVP1"
+	pageRecordHeaderSize = 4 + storeIDSize + 32
+	pageLabelTag         = "cloister kv v3 page\x00"
+)
+
+func pagePrefix(l locator) []byte { return append(hostPrefix(l), 'p') }
+
+func pageKey(l locator, r pageRef) []byte { return append(pagePrefix(l), r[:]...) }
+
+func pageLabel(s storeID, r pageRef) []byte {
+	b := make([]byte, 0, len(pageLabelTag)+storeIDSize+32)
+	b = append(b, pageLabelTag...)
+	b = append(b, s[:]...)
+	return append(b, r[:]...)
+}
+
+type pageRecord struct {
+	store storeID
+	ref   pageRef
+	blob  []byte
+}
+
+func encodePageRecord(h pageRecord) []byte {
+	b := make([]byte, 0, pageRecordHeaderSize+len(h.blob))
+	b = append(b, pageRecordMagic...)
+	b = append(b, h.store[:]...)
+	b = append(b, h.ref[:]...)
+	return append(b, h.blob...)
+}
+
+func decodePageRecord(b []byte) (pageRecord, error) {
+	var h pageRecord
+	if len(b) <= pageRecordHeaderSize || string(b[:4]) != pageRecordMagic {
+		return h, fmt.Errorf("%w: index page record header (%d bytes)", ErrTampered, len(b))
+	}
+	copy(h.store[:], b[4:])
+	copy(h.ref[:], b[4+storeIDSize:])
+	h.blob = b[pageRecordHeaderSize:]
+	return h, nil
 }
 
 func sortStrings(s []string) { sort.Strings(s) }

@@ -29,7 +29,7 @@ const (
 	pageHeader   = 4 + 1 + 1 + 2
 
 	// maxPageSize caps a page plaintext; the tree splits pages above it.
-	maxPageSize = 16 << 10
+	maxPageSize = 4 << 10
 
 	// maxItems caps the items one page may declare.
 	maxItems = maxPageSize / (2 + 1 + 32)

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 )
 
@@ -64,12 +63,8 @@ func Recover(ctx context.Context, b Backend, name string, opts Options, r Recove
 			return fail(err)
 		}
 	} else {
-		st = &state{entries: map[string]entry{}, names: []string{}}
-		if _, err := io.ReadFull(s.opts.Rand, st.store[:]); err != nil {
-			return fail(fmt.Errorf("store id: %w", err))
-		}
-		if _, err := io.ReadFull(s.opts.Rand, st.macKey[:]); err != nil {
-			return fail(fmt.Errorf("mac key: %w", err))
+		if st, err = s.newState(); err != nil {
+			return fail(err)
 		}
 	}
 	if st.version >= c.Version {
@@ -81,17 +76,13 @@ func Recover(ctx context.Context, b Backend, name string, opts Options, r Recove
 	r.Log.Warn("kv: recovery: accepting the loss of committed versions",
 		"store", name, "lost_from", r.From, "lost_to", r.To,
 		"host_version", st.version, "host_state_sha256", fmt.Sprintf("%x", sha256.Sum256(raw)),
-		"new_version", c.Version+1, "keys", len(st.entries))
+		"new_version", c.Version+1, "keys", st.keys)
 	// Renumber the host's contents as the counter's version; the commit
 	// below makes them version counter+1 under the usual contract.
 	renum := *st
 	renum.version = c.Version
 	s.core = newCore(s.loc, &renum, c)
-	rd, err := s.core.propose(nil, true)
-	if err != nil {
-		return fail(err)
-	}
-	if err := s.execute(ctx, rd); err != nil {
+	if err := s.forceCommit(ctx); err != nil {
 		return fail(err)
 	}
 	return s, nil

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"sync"
 
@@ -93,6 +92,8 @@ type Store struct {
 	opts Options
 	loc  locator
 
+	cache *pageCache // verified index pages, shared by every reader
+
 	mu         sync.Mutex
 	core       *core
 	queue      []*waiter
@@ -103,7 +104,6 @@ type Store struct {
 // waiter is one group waiting for the commit that carries it.
 type waiter struct {
 	g    group
-	size int
 	done chan error
 }
 
@@ -169,11 +169,7 @@ func Open(ctx context.Context, b Backend, name string, opts Options) (*Store, er
 	}
 	s.core = newCore(s.loc, st, c)
 	if s.opts.Policy == seal.PolicySigner && sealedSVN < s.opts.Sealer.Identity.SVN {
-		rd, err := s.core.propose(nil, true)
-		if err == nil {
-			err = s.execute(ctx, rd)
-		}
-		if err != nil {
+		if err := s.forceCommit(ctx); err != nil {
 			return nil, fmt.Errorf("kv: open %q: re-sealing the state at SVN %d: %w", name, s.opts.Sealer.Identity.SVN, err)
 		}
 	}
@@ -190,7 +186,7 @@ func newStore(b Backend, name string, opts Options) (*Store, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
-	return &Store{b: b, name: name, opts: opts, loc: locatorFor(name)}, nil
+	return &Store{b: b, name: name, opts: opts, loc: locatorFor(name), cache: newPageCache(pageCacheSize)}, nil
 }
 
 // swapCounter moves the trusted counter from old to new, naming a conflict
@@ -230,18 +226,42 @@ func (s *Store) create(ctx context.Context) error {
 	if !s.opts.Create {
 		return ErrStoreNotFound
 	}
-	st := &state{version: 0, entries: map[string]entry{}, names: []string{}}
-	if _, err := io.ReadFull(s.opts.Rand, st.store[:]); err != nil {
-		return fmt.Errorf("store id: %w", err)
-	}
-	if _, err := io.ReadFull(s.opts.Rand, st.macKey[:]); err != nil {
-		return fmt.Errorf("mac key: %w", err)
+	st, err := s.newState()
+	if err != nil {
+		return err
 	}
 	// A creation that crashed before its host write leaves a prepared
 	// Next at version 0; the prepare below replaces it.
 	s.core = newCore(s.loc, st, c)
-	rd, err := s.core.propose(nil, true)
+	return s.forceCommit(ctx)
+}
+
+// newState returns the state of a new, empty store at version 0, with a
+// fresh store id and MAC key, and puts its empty root page in the cache so
+// that the first commit writes it.
+func (s *Store) newState() (*state, error) {
+	st := &state{}
+	if _, err := io.ReadFull(s.opts.Rand, st.store[:]); err != nil {
+		return nil, fmt.Errorf("store id: %w", err)
+	}
+	if _, err := io.ReadFull(s.opts.Rand, st.macKey[:]); err != nil {
+		return nil, fmt.Errorf("mac key: %w", err)
+	}
+	t, _ := emptyTree(&st.macKey)
+	st.index = t
+	s.cache.put(t.root, &page{leaf: true})
+	return st, nil
+}
+
+// forceCommit commits the current state as the next version with no
+// changes: creation, re-sealing after an upgrade, recovery.
+func (s *Store) forceCommit(ctx context.Context) error {
+	st := s.core.st
+	rd, err := propose(s.pages(ctx, st), st, nil, true)
 	if err != nil {
+		return err
+	}
+	if err := s.core.setPending(rd); err != nil {
 		return err
 	}
 	return s.execute(ctx, rd)
@@ -300,10 +320,11 @@ func sealErr(what string, err error) error {
 	return fmt.Errorf("%w: %s: %w", ErrUnseal, what, err)
 }
 
-// checkRecords lists the store's records on the host and fails with
-// ErrMissingRecord if any record the state lists is absent. Records the
-// state does not list are ignored: an atomic commit never leaves them, and
-// they are never read.
+// checkRecords reads every index page of st (verifying each) and lists the
+// store's records on the host, and fails with ErrMissingRecord if any
+// record the index lists is absent. Records the index does not list are
+// ignored: an atomic commit never leaves them, and they are never read. It
+// reads the whole index: O(n) at Open, once.
 func (s *Store) checkRecords(ctx context.Context, st *state) error {
 	keys, err := s.b.List(ctx, recordPrefix(s.loc))
 	if err != nil {
@@ -313,14 +334,22 @@ func (s *Store) checkRecords(ctx context.Context, st *state) error {
 	for _, k := range keys {
 		have[string(k)] = true
 	}
-	missing := 0
-	for _, e := range st.entries {
-		if !have[string(recordKey(s.loc, e.rid))] {
+	var n, missing uint64
+	err = st.index.scan(s.pages(ctx, st), "", func(it leafItem) bool {
+		n++
+		if !have[string(recordKey(s.loc, it.e.rid))] {
 			missing++
 		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if n != st.keys {
+		return fmt.Errorf("%w: the index of state version %d holds %d keys, the state says %d", ErrTampered, st.version, n, st.keys)
 	}
 	if missing > 0 {
-		return fmt.Errorf("%w: %d of %d records listed by state version %d are not on the host", ErrMissingRecord, missing, len(st.entries), st.version)
+		return fmt.Errorf("%w: %d of %d records listed by state version %d are not on the host", ErrMissingRecord, missing, n, st.version)
 	}
 	return nil
 }
@@ -370,30 +399,31 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, uint64, error) {
 			return nil, 0, err
 		}
 		st := s.core.st
-		e, ok := st.entries[key]
-		var wait chan struct{}
-		if ok {
-			wait = s.core.inFlight(e.rid)
-		}
+		r := ridFor(&st.macKey, key)
+		wait := s.core.inFlight(r)
 		s.mu.Unlock()
-		if !ok {
-			return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
-		}
 		if wait != nil {
 			if err := waitFor(ctx, wait); err != nil {
 				return nil, 0, err
 			}
 			continue
 		}
-		v, err := s.fetch(ctx, st, e)
-		if err == nil {
-			return v, e.version, nil
+		e, ok, err := st.index.lookup(s.pages(ctx, st), key)
+		if err == nil && !ok {
+			return nil, 0, fmt.Errorf("%w: %q", ErrNotFound, key)
 		}
-		// A commit touching this record may have been proposed and reached
-		// the host after we read the index: wait for it and read the new
-		// committed view instead of raising a false alarm.
+		if err == nil {
+			var v []byte
+			if v, err = s.fetch(ctx, st, e); err == nil {
+				return v, e.version, nil
+			}
+		}
+		// A commit may have been proposed and reached the host after we
+		// read the committed state (replacing its record, or its index
+		// pages): wait for it and read the new committed view instead of
+		// raising a false alarm.
 		s.mu.Lock()
-		wait = s.core.inFlight(e.rid)
+		wait = s.core.inFlight(r)
 		moved := s.core.st != st
 		s.mu.Unlock()
 		if (wait != nil || moved) && attempt < 16 {
@@ -468,22 +498,36 @@ func (s *Store) openRecord(ctx context.Context, st *state, e entry, raw []byte) 
 	return nil, err
 }
 
-// List returns the names of the keys that start with prefix, sorted. Names
-// come from the sealed index; the host is not asked.
+// List returns the names of the keys that start with prefix, sorted, from
+// the committed index (its pages are read from the host and verified).
 func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return nil, s.err
-	}
-	var out []string
-	for n := range s.core.st.entries {
-		if strings.HasPrefix(n, prefix) {
-			out = append(out, n)
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return nil, err
+		}
+		st := s.core.st
+		s.mu.Unlock()
+		var out []string
+		err := st.index.scan(s.pages(ctx, st), prefix, func(it leafItem) bool {
+			if !strings.HasPrefix(it.name, prefix) {
+				return false
+			}
+			out = append(out, it.name)
+			return true
+		})
+		if err == nil {
+			return out, nil
+		}
+		s.mu.Lock()
+		moved := s.core.st != st
+		s.mu.Unlock()
+		if !moved || attempt >= 16 {
+			return nil, fmt.Errorf("kv: list %q: %w", prefix, err)
 		}
 	}
-	sort.Strings(out)
-	return out, nil
 }
 
 // Put sets key to value. It returns once the value is durable on the host
@@ -609,18 +653,16 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 // one transaction per batch instead of N.
 func (s *Store) submit(ctx context.Context, g group) error {
 	w := &waiter{g: g, done: make(chan error, 1)}
-	for _, c := range g.changes {
-		w.size += recordHeaderSize + 128 + len(c.name) + len(c.value)
-	}
-	if w.size > commitBudget {
-		// Refused before anything is sent: one host commit could not carry it.
-		return fmt.Errorf("%w: %d bytes of records in one commit, limit %d", ErrTooLarge, w.size, commitBudget)
-	}
 	s.mu.Lock()
 	if s.err != nil {
 		err := s.err
 		s.mu.Unlock()
 		return err
+	}
+	if size := groupCost(g, s.core.st.index.height); size > commitBudget {
+		s.mu.Unlock()
+		// Refused before anything is sent: one host commit could not carry it.
+		return fmt.Errorf("%w: %d bytes of records and index pages in one commit, limit %d", ErrTooLarge, size, commitBudget)
 	}
 	s.queue = append(s.queue, w)
 	if s.committing {
@@ -637,10 +679,16 @@ func (s *Store) submit(ctx context.Context, g group) error {
 		for i, b := range batch {
 			groups[i] = b.g
 		}
-		rd, err := s.core.propose(groups, false)
+		st := s.core.st
 		s.mu.Unlock()
+		rd, err := propose(s.pages(cctx, st), st, groups, false)
 		if err == nil && !rd.empty() {
-			err = s.execute(cctx, rd)
+			s.mu.Lock()
+			err = s.core.setPending(rd)
+			s.mu.Unlock()
+			if err == nil {
+				err = s.execute(cctx, rd)
+			}
 		}
 		s.mu.Lock()
 		for i, b := range batch {
@@ -667,14 +715,31 @@ func (s *Store) submit(ctx context.Context, g group) error {
 // call (at least one). Called with s.mu held.
 func (s *Store) takeBatch() []*waiter {
 	budget := commitBudget
+	h := s.core.st.index.height
 	n := 0
-	for n < len(s.queue) && (n == 0 || budget-s.queue[n].size >= 0) {
-		budget -= s.queue[n].size
+	for n < len(s.queue) {
+		size := groupCost(s.queue[n].g, h)
+		if n > 0 && budget-size < 0 {
+			break
+		}
+		budget -= size
 		n++
 	}
 	batch := s.queue[:n:n]
 	s.queue = s.queue[n:]
 	return batch
+}
+
+// groupCost bounds the host bytes g adds to a commit on an index of the
+// given height: each change's record, and the pages on its path (a leaf,
+// each internal page above it, and one more for a split), each at most a
+// full page.
+func groupCost(g group, height int) int {
+	size := 0
+	for _, c := range g.changes {
+		size += recordHeaderSize + 128 + len(c.name) + len(c.value) + (height+2)*(maxPageSize+pageRecordHeaderSize+128)
+	}
+	return size
 }
 
 // execute carries out rd following its ordering contract: seal, prepare
@@ -699,7 +764,22 @@ func (s *Store) execute(ctx context.Context, rd *ready) error {
 	for _, r := range rd.deletes {
 		ops = append(ops, Op{Key: recordKey(s.loc, r), Delete: true})
 	}
-	plain := rd.encodeState(sums)
+	tc, plain, err := rd.finish(s.pages(ctx, s.committed()), sums)
+	if err != nil {
+		s.abort()
+		return fmt.Errorf("kv: commit: index: %w", err)
+	}
+	for ref, pp := range tc.write {
+		blob, err := s.opts.Sealer.Seal(ctx, s.opts.Policy, pageLabel(st.store, ref), pp)
+		if err != nil {
+			s.abort()
+			return fmt.Errorf("kv: commit: seal index page: %w", err)
+		}
+		ops = append(ops, Op{Key: pageKey(s.loc, ref), Value: encodePageRecord(pageRecord{store: st.store, ref: ref, blob: blob})})
+	}
+	for _, ref := range tc.dead {
+		ops = append(ops, Op{Key: pageKey(s.loc, ref), Delete: true})
+	}
 	blob, err := s.opts.Sealer.Seal(ctx, s.opts.Policy, stateLabel(s.loc, st.store, rd.version), plain)
 	clear(plain)
 	if err != nil {
@@ -736,11 +816,23 @@ func (s *Store) execute(ctx context.Context, rd *ready) error {
 		}
 		return s.fail(fmt.Errorf("%w: counter for version %d: %w", ErrCommitUnknown, rd.version, err))
 	}
-	// Step 5.
+	// Step 5. The new pages are verified by construction: cache them.
+	for ref, pp := range tc.write {
+		if p, err := decodePage(pp); err == nil {
+			s.cache.put(ref, p)
+		}
+	}
 	s.mu.Lock()
 	s.core.advance(committed)
 	s.mu.Unlock()
 	return nil
+}
+
+// committed returns the committed state.
+func (s *Store) committed() *state {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.core.st
 }
 
 func (s *Store) abort() {

@@ -246,3 +246,35 @@ func (t tree) pack(c *treeCommit, kids []childItem, leaf bool, items ...leafItem
 	emit(&page{kids: kids[start:]}, kids[start].first)
 	return out, nil
 }
+
+// scan calls fn for every leaf item with name >= from, in name order, until
+// fn returns false.
+func (t tree) scan(src pageSource, from string, fn func(leafItem) bool) error {
+	_, err := t.scanAt(src, t.root, 0, from, fn)
+	return err
+}
+
+func (t tree) scanAt(src pageSource, ref pageRef, depth int, from string, fn func(leafItem) bool) (bool, error) {
+	p, err := src.page(ref)
+	if err != nil {
+		return false, err
+	}
+	if p.leaf != (depth == t.height) {
+		return false, fmt.Errorf("%w: index page at depth %d of %d is a %s", ErrTampered, depth, t.height, kindName(p.leaf))
+	}
+	if p.leaf {
+		for _, it := range p.items[sort.Search(len(p.items), func(i int) bool { return p.items[i].name >= from }):] {
+			if !fn(it) {
+				return false, nil
+			}
+		}
+		return true, nil
+	}
+	for _, k := range p.kids[childFor(p.kids, from):] {
+		more, err := t.scanAt(src, k.ref, depth+1, from, fn)
+		if err != nil || !more {
+			return false, err
+		}
+	}
+	return true, nil
+}

@@ -157,7 +157,7 @@ func cmpString(a, b string) int {
 	return 0
 }
 
-// TestTreeHeight: 64-byte names, about 118 per leaf and 167 children per
+// TestTreeHeight: 64-byte names, 29 per leaf and 41 children per
 // internal page, so 30,000 keys make a tree of height 2.
 func TestTreeHeight(t *testing.T) {
 	var mac [32]byte
