@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 
+	"github.com/cloister-dev/cloister/boundary"
 	"github.com/cloister-dev/cloister/kv"
 	"github.com/cloister-dev/cloister/kv/kvtest"
 )
@@ -92,4 +94,73 @@ func TestAttackIndexPages(t *testing.T) {
 			mustGet(t, s, target, "new") // restored: no lasting false alarm
 		})
 	}
+}
+
+// TestSpreadWritersFitTheHostCommit: 64 writers, each an Update of ten
+// keys spread over an index of 40,000 keys. Their batch rewrites a leaf per
+// key and the internal pages above, more than the batching estimate counts;
+// a commit that would exceed the host's commit limit is refused before
+// anything is sent and retried in halves, so every Update succeeds. (With
+// the check removed, the host refuses a commit and the Updates fail.)
+func TestSpreadWritersFitTheHostCommit(t *testing.T) {
+	ctx := context.Background()
+	b := &limitBackend{MemBackend: kvtest.NewMemBackend()}
+	s := open(t, b, "s", kv.Options{Create: true})
+	const keys = 40000
+	for n := 0; n < keys; n += 25 {
+		if err := s.Update(ctx, func(tx *kv.Tx) error {
+			for i := n; i < n+25; i++ {
+				tx.Put(name64(i), nil)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	value := make([]byte, 1<<10)
+	key := func(w, i int) string { return name64((w*10 + i) * 617 % keys) }
+	var wg sync.WaitGroup
+	for w := range 64 {
+		wg.Go(func() {
+			if err := s.Update(ctx, func(tx *kv.Tx) error {
+				for i := range 10 {
+					tx.Put(key(w, i), value)
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("largest commit %d bytes", b.largest)
+	for w := range 64 {
+		for i := range 10 {
+			if v, err := s.Get(ctx, key(w, i)); err != nil || len(v) != len(value) {
+				t.Fatalf("Get = %d bytes, %v", len(v), err)
+			}
+		}
+	}
+}
+
+// limitBackend refuses a commit larger than the boundary's storage.commit
+// limit, as the real host does (it cannot even be sent).
+type limitBackend struct {
+	*kvtest.MemBackend
+	mu      sync.Mutex
+	largest int
+}
+
+func (l *limitBackend) Commit(ctx context.Context, ops []kv.Op) error {
+	n := 0
+	for _, op := range ops {
+		n += len(op.Key) + len(op.Value)
+	}
+	if n > boundary.MaxStorageCommit {
+		return fmt.Errorf("commit of %d bytes over the limit", n)
+	}
+	l.mu.Lock()
+	l.largest = max(l.largest, n)
+	l.mu.Unlock()
+	return l.MemBackend.Commit(ctx, ops)
 }

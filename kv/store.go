@@ -98,6 +98,7 @@ type Store struct {
 	core       *core
 	queue      []*waiter
 	committing bool
+	batchCap   int // if > 0, the most groups the next batch takes (after errBatchTooLarge)
 	err        error // sticky: ErrCommitUnknown or ErrClosed
 }
 
@@ -659,7 +660,7 @@ func (s *Store) submit(ctx context.Context, g group) error {
 		s.mu.Unlock()
 		return err
 	}
-	if size := groupCost(g, s.core.st.index.height); size > commitBudget {
+	if size := groupCost(g) + (s.core.st.index.height+1)*pageCost; size > commitBudget {
 		s.mu.Unlock()
 		// Refused before anything is sent: one host commit could not carry it.
 		return fmt.Errorf("%w: %d bytes of records and index pages in one commit, limit %d", ErrTooLarge, size, commitBudget)
@@ -691,8 +692,18 @@ func (s *Store) submit(ctx context.Context, g group) error {
 			}
 		}
 		s.mu.Lock()
+		if errors.Is(err, errBatchTooLarge) && len(batch) > 1 {
+			// The estimate let through more pages than one host commit
+			// carries; nothing was sent. Retry in halves.
+			s.queue = append(batch, s.queue...)
+			s.batchCap = len(batch) / 2
+			continue
+		}
+		s.batchCap = 0
 		for i, b := range batch {
 			switch {
+			case errors.Is(err, errBatchTooLarge):
+				b.done <- fmt.Errorf("%w: one commit of %d records and their index pages exceeds the host commit limit", ErrTooLarge, len(b.g.changes))
 			case err != nil:
 				b.done <- err
 			case rd.results[i] != nil:
@@ -717,8 +728,9 @@ func (s *Store) takeBatch() []*waiter {
 	budget := commitBudget
 	h := s.core.st.index.height
 	n := 0
-	for n < len(s.queue) {
-		size := groupCost(s.queue[n].g, h)
+	budget -= (h + 1) * pageCost // one path to the root, shared
+	for n < len(s.queue) && (s.batchCap == 0 || n < s.batchCap) {
+		size := groupCost(s.queue[n].g)
 		if n > 0 && budget-size < 0 {
 			break
 		}
@@ -730,17 +742,24 @@ func (s *Store) takeBatch() []*waiter {
 	return batch
 }
 
-// groupCost bounds the host bytes g adds to a commit on an index of the
-// given height: each change's record, and the pages on its path (a leaf,
-// each internal page above it, and one more for a split), each at most a
-// full page.
-func groupCost(g group, height int) int {
+// pageCost is the most host bytes one index page adds to a commit.
+const pageCost = maxPageSize + pageRecordHeaderSize + 128
+
+// groupCost estimates the host bytes g adds to a commit: each change's
+// record and one leaf page. Changes to keys far apart also rewrite the
+// internal pages above their leaves, which the estimate leaves out; execute
+// measures the real commit and refuses it (errBatchTooLarge, nothing sent)
+// if it does not fit, and the batch is retried in halves.
+func groupCost(g group) int {
 	size := 0
 	for _, c := range g.changes {
-		size += recordHeaderSize + 128 + len(c.name) + len(c.value) + (height+2)*(maxPageSize+pageRecordHeaderSize+128)
+		size += recordHeaderSize + 128 + len(c.name) + len(c.value) + pageCost
 	}
 	return size
 }
+
+// errBatchTooLarge is execute's refusal of a commit over maxCommitBytes.
+var errBatchTooLarge = errors.New("kv: internal: commit over the host limit")
 
 // execute carries out rd following its ordering contract: seal, prepare
 // the counter, write in one atomic host commit, commit the counter,
@@ -788,6 +807,14 @@ func (s *Store) execute(ctx context.Context, rd *ready) error {
 	}
 	stateRecord := encodeStateRecord(stateHeader{loc: s.loc, store: st.store, version: rd.version, blob: blob})
 	ops = append(ops, Op{Key: stateKey(s.loc), Value: stateRecord})
+	size := 0
+	for _, op := range ops {
+		size += len(op.Key) + len(op.Value) + 16
+	}
+	if size > maxCommitBytes {
+		s.abort()
+		return errBatchTooLarge
+	}
 	digest := sha256.Sum256(stateRecord)
 
 	s.mu.Lock()
