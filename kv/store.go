@@ -98,7 +98,7 @@ type Store struct {
 	core       *core
 	queue      []*waiter
 	committing bool
-	batchCap   int // if > 0, the most groups the next batch takes (after errBatchTooLarge)
+	batchCap   int   // if > 0, the most groups the next batch takes (after errBatchTooLarge)
 	err        error // sticky: ErrCommitUnknown or ErrClosed
 }
 
