@@ -141,6 +141,20 @@ func TestSpreadWritersFitTheHostCommit(t *testing.T) {
 			}
 		}
 	}
+	// One Update of 300 keys in 300 leaves cannot fit one host commit: it
+	// is refused with ErrTooLarge before anything is sent, and the store
+	// goes on.
+	err := s.Update(ctx, func(tx *kv.Tx) error {
+		for i := range 300 {
+			tx.Put(name64(i*131%keys), []byte("x"))
+		}
+		return nil
+	})
+	if !errors.Is(err, kv.ErrTooLarge) {
+		t.Fatalf("Update of 300 spread keys = %v, want ErrTooLarge", err)
+	}
+	put(t, s, name64(1), "after")
+	mustGet(t, s, name64(1), "after")
 }
 
 // limitBackend refuses a commit larger than the boundary's storage.commit

@@ -98,7 +98,7 @@ type Store struct {
 	core       *core
 	queue      []*waiter
 	committing bool
-	batchCap   int   // if > 0, the most groups the next batch takes (after errBatchTooLarge)
+	batchCap   int   // if > 0, the most groups a batch takes (learnt from errBatchTooLarge)
 	err        error // sticky: ErrCommitUnknown or ErrClosed
 }
 
@@ -699,7 +699,9 @@ func (s *Store) submit(ctx context.Context, g group) error {
 			s.batchCap = len(batch) / 2
 			continue
 		}
-		s.batchCap = 0
+		if s.batchCap > 0 && err == nil {
+			s.batchCap += s.batchCap/4 + 1 // grow back slowly
+		}
 		for i, b := range batch {
 			switch {
 			case errors.Is(err, errBatchTooLarge):
@@ -746,14 +748,15 @@ func (s *Store) takeBatch() []*waiter {
 const pageCost = maxPageSize + pageRecordHeaderSize + 128
 
 // groupCost estimates the host bytes g adds to a commit: each change's
-// record and one leaf page. Changes to keys far apart also rewrite the
-// internal pages above their leaves, which the estimate leaves out; execute
-// measures the real commit and refuses it (errBatchTooLarge, nothing sent)
-// if it does not fit, and the batch is retried in halves.
+// record and its leaf item. Changes to keys far apart also rewrite whole
+// leaves and the internal pages above them, which the estimate leaves out
+// (it cannot know them before reading the index); execute measures the
+// real commit and refuses it (errBatchTooLarge, nothing sent) if it does
+// not fit, and the batch is retried in halves.
 func groupCost(g group) int {
 	size := 0
 	for _, c := range g.changes {
-		size += recordHeaderSize + 128 + len(c.name) + len(c.value) + pageCost
+		size += recordHeaderSize + 128 + len(c.value) + leafItemSize(c.name) + 64
 	}
 	return size
 }
