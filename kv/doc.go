@@ -10,26 +10,34 @@
 //   - one record per key, under a record id = HMAC-SHA256(MAC key, name),
 //     holding the value sealed with seal.Sealer; its seal label binds
 //     store id ‖ record id ‖ version;
+//   - the index, a Merkle B+-tree of sealed pages of at most 4 KiB (page.go,
+//     tree.go): leaves hold each name with its record id, version and the
+//     SHA-256 of its record's host bytes; internal pages hold their
+//     children's refs; a page's ref is HMAC-SHA256(MAC key, its
+//     contents), and pages are never changed, only replaced (copy on
+//     write);
 //   - one state record, sealed with label locator ‖ store id ‖ version,
-//     holding the index (each name with its record id, version and the
-//     SHA-256 of its record's host bytes), the store version and the MAC
-//     key.
+//     holding the root page's ref, the index height, the number of keys,
+//     the store version and the MAC key.
 //
-// The host learns the number of keys, record sizes, which record ids are
-// read and written and when, and that a name was written again (same id);
-// not names, not values. Every blob is opened under the seal policy the
+// The state thus covers every page and every record. A commit of k keys
+// rewrites the pages on their paths: O(k · log n) bytes, not O(n). The host
+// learns the number of keys and pages, record sizes, which records and
+// pages are read and written and when, and that a name was written again
+// (same id); not names, not values. Every blob is opened under the seal policy the
 // store was created with (seal.ErrWrongPolicy otherwise), and each blob
 // has its own AES key (seal's per-blob salt), so no number of commits nears
 // the AES-GCM nonce bound.
 //
 // # What is detected
 //
-// Within one run, with any Counter (tests in attack_test.go and
-// attack2_test.go): a record swapped for another key's (ErrSwapped), an
-// older value of a record (ErrReplay), an authentic value the store never
-// acknowledged, such as a commit the host applied but reported as failed
-// (ErrReplay), a changed or truncated record or state (ErrTampered), a
-// deleted record (ErrMissingRecord), another store's record or state
+// Within one run, with any Counter (tests in attack_test.go,
+// attack2_test.go and index_attack_test.go): a record swapped for another
+// key's (ErrSwapped), an older value of a record (ErrReplay), an authentic
+// value the store never acknowledged, such as a commit the host applied but
+// reported as failed (ErrReplay), an older or another index page in place
+// of a page (ErrReplay), a changed, truncated or reordered record, page or
+// state (ErrTampered), a deleted record or page (ErrMissingRecord), another store's record or state
 // (ErrForeignStore), a rollback of the whole store under the running
 // enclave (ErrReplay, ErrMissingRecord on reads), and a state or record
 // sealed under another policy (ErrUnseal, ErrTampered). Get returns only
@@ -75,8 +83,11 @@
 //
 // # Limits
 //
-// The index is one sealed record rewritten by every commit, so the number
-// of keys is bounded by the host record size (256 KiB of index: about 3,100
-// keys with 10-byte names, 1,896 with 64-byte names; then ErrTooLarge) and
-// commit cost grows linearly with it.
+// One commit must fit one storage.commit call (768 KiB): its records and
+// the index pages it rewrites. Concurrent writers are batched by an
+// estimate and a batch that does not fit is retried in halves; a single
+// Update whose keys and pages do not fit is ErrTooLarge (300 keys far
+// apart in a store of 40,000 are too many). Open reads every index page
+// once, to check that every record is there: O(n). Verified pages are
+// cached in enclave memory (up to 65,536 pages).
 package kv

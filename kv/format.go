@@ -192,10 +192,6 @@ const (
 	stateFormatMagic   = "KVST"
 	stateFormatVersion = 3
 	stateSize          = 4 + 1 + storeIDSize + 32 + 8 + 32 + 1 + 8
-
-	// maxHeight caps the index height the decoder accepts: far above what
-	// 2^64 keys need at the least fan-out.
-	maxHeight = 32
 )
 
 func encodeState(s *state) []byte {

@@ -12,13 +12,27 @@ const (
 	// header, GCM tag) fits one host record.
 	MaxValueSize = boundary.MaxStorageValue - recordHeaderSize - 256
 
+	// maxPageSize caps an index page plaintext; the tree splits pages
+	// above it. 4 KiB: 29 leaf items or 41 children with 64-byte names, so
+	// 1,000,000 keys make a tree of height 3, and one random Put rewrites
+	// about 16 KiB of pages.
+	maxPageSize = 4 << 10
+
+	// maxItems caps the items one index page may declare (the least item
+	// is an internal one with a 1-byte name).
+	maxItems = maxPageSize / (2 + 1 + 32)
+
+	// maxHeight caps the index height the state decoder accepts: far above
+	// what 2^64 keys need at the least fan-out.
+	maxHeight = 32
+
 	// pageCacheSize caps the verified index pages a Store keeps in memory
 	// (at most maxPageSize each): the upper levels of a tree of millions
 	// of keys and the hot leaves.
 	pageCacheSize = 1 << 16
 
-	// maxCommitBytes caps one commit batch (records plus state) so it fits
-	// one storage.commit call.
+	// maxCommitBytes caps one commit (records, index pages and state) so it
+	// fits one storage.commit call; execute measures it before sending.
 	maxCommitBytes = boundary.MaxStorageCommit - 64<<10
 
 	// commitBudget is what one commit may carry in records and index pages

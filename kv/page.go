@@ -28,12 +28,6 @@ const (
 	pageInternal = 1
 	pageHeader   = 4 + 1 + 1 + 2
 
-	// maxPageSize caps a page plaintext; the tree splits pages above it.
-	maxPageSize = 4 << 10
-
-	// maxItems caps the items one page may declare.
-	maxItems = maxPageSize / (2 + 1 + 32)
-
 	pageRefTag = "cloister kv v2 page\x00"
 )
 

@@ -48,8 +48,8 @@ func runBenchKV(e *env, args []string) error {
 storage) and straight to bbolt on the host (no sealing, no boundary). Puts are
 durable before they are acknowledged on both sides; both sides batch
 concurrent writers into one transaction (kv's group commit, bbolt's DB.Batch).
-Keys are "key/NNNNNN" (10 bytes); the sealed index is one record, so --keys is
-at most 3000. Targets (reported, not asserted): sealed puts
+Keys are 64 bytes ("key/" and 60 digits); both sides are filled with --keys
+keys before measuring, in transactions of 100. Targets (reported, not asserted): sealed puts
 at least 50% of plain with 64 writers, and at least 10,000 sealed updates/s.
 Figures depend on the disk under --dir (a tmpfs makes fsync free).
 `)
@@ -63,8 +63,8 @@ Figures depend on the disk under --dir (a tmpfs makes fsync free).
 	switch {
 	case *duration <= 0:
 		return usagef("--duration %v: want a positive duration", *duration)
-	case *keys < 1 || *keys > 3000:
-		return usagef("--keys %d: want 1..3000 (the sealed index is one record)", *keys)
+	case *keys < 1 || *keys > 10_000_000:
+		return usagef("--keys %d: want 1..10000000", *keys)
 	}
 	if *dir == "" {
 		d, err := os.MkdirTemp("", "cloister-bench-kv-")
@@ -122,7 +122,7 @@ func (b *kvBench) run(ctx context.Context) (*benchKVResult, error) {
 
 	names := make([]string, b.keys)
 	for i := range names {
-		names[i] = fmt.Sprintf("key/%06d", i)
+		names[i] = fmt.Sprintf("key/%060d", i)
 	}
 	value := make([]byte, 1024)
 	rand.Read(value)
