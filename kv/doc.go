@@ -89,5 +89,6 @@
 // Update whose keys and pages do not fit is ErrTooLarge (300 keys far
 // apart in a store of 40,000 are too many). Open reads every index page
 // once, to check that every record is there: O(n). Verified pages are
-// cached in enclave memory (up to 65,536 pages).
+// cached in enclave memory (up to 8,192 pages: the internal pages of a
+// tree of millions of keys, and some leaves).
 package kv

@@ -27,9 +27,10 @@ const (
 	maxHeight = 32
 
 	// pageCacheSize caps the verified index pages a Store keeps in memory
-	// (at most maxPageSize each): the upper levels of a tree of millions
-	// of keys and the hot leaves.
-	pageCacheSize = 1 << 16
+	// (a few KiB each decoded): all internal pages of a tree of millions of
+	// keys (about 900 at 1,000,000 keys with 64-byte names) and some
+	// leaves.
+	pageCacheSize = 1 << 13
 
 	// maxCommitBytes caps one commit (records, index pages and state) so it
 	// fits one storage.commit call; execute measures it before sending.
