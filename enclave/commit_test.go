@@ -49,7 +49,7 @@ func TestKVOverHostStorage(t *testing.T) {
 		t.Fatal(err)
 	}
 	env := enclave.NewTestEnv(t, host.ServiceOptions{Store: bolt})
-	ctr := kv.NewMemCounter(0)
+	ctr := kv.NewMemCounter(kv.Count{})
 	opts := kv.Options{Sealer: tee.NewSealer(env.Platform()), Counter: ctr, Create: true}
 	s, err := kv.Open(ctx, kv.EnclaveBackend(env.Store()), "app", opts)
 	if err != nil {

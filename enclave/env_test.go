@@ -317,10 +317,10 @@ func TestStoreAndPlatform(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if plain, err := sealer.Open(ctx, []byte("k1"), got); err != nil || string(plain) != "secret" {
+	if plain, err := sealer.Open(ctx, seal.PolicySigner, []byte("k1"), got); err != nil || string(plain) != "secret" {
 		t.Fatalf("Open = %q, %v", plain, err)
 	}
-	if _, err := sealer.Open(ctx, []byte("k2"), got); err == nil {
+	if _, err := sealer.Open(ctx, seal.PolicySigner, []byte("k2"), got); err == nil {
 		t.Fatal("a record opened under another label")
 	}
 	if _, err := s.Get(ctx, []byte("app/none")); !errors.Is(err, ErrNotFound) {

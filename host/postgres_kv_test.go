@@ -44,7 +44,7 @@ func TestKVOverPostgresCrashWithHostRestart(t *testing.T) {
 	newDB := host.StartTestPostgres(t)
 	dsn := newDB(t)
 	ctx := context.Background()
-	ctr := kv.NewMemCounter(0) // persistent across the host restarts
+	ctr := &kvtest.Counter{} // persistent across the host restarts
 	var acked []string
 	restart := func() (*host.PostgresStore, *kvtest.Faulty, *kv.Store) {
 		t.Helper()
@@ -65,16 +65,52 @@ func TestKVOverPostgresCrashWithHostRestart(t *testing.T) {
 		return ps, f, s
 	}
 	ps, f, s := restart()
-	for round, fault := range []kvtest.Fault{kvtest.FaultDropBefore, kvtest.FaultDropAfter, kvtest.FaultDropBefore, kvtest.FaultDropAfter} {
+	// 300 keys with 64-byte names: an index of about ten leaves under a
+	// root, so the Update below, touching three of them, is a multi-page
+	// commit.
+	name := func(i int) string { return fmt.Sprintf("%064d", i) }
+	for n := 0; n < 300; n += 25 {
+		if err := s.Update(ctx, func(tx *kv.Tx) error {
+			for i := n; i < n+25; i++ {
+				tx.Put(name(i), []byte("p"))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	spread := []int{10, 150, 290}
+	// Each commit swaps the counter (prepare), writes to PostgreSQL, swaps
+	// it again (commit): a crash before or after each of the three.
+	points := []struct {
+		host, counter kvtest.Fault
+		skip          int  // counter swaps to let through first
+		applied       bool // the Update is there after the restart
+	}{
+		{counter: kvtest.FaultDropBefore},
+		{counter: kvtest.FaultDropAfter},
+		{host: kvtest.FaultDropBefore},
+		{host: kvtest.FaultDropAfter, applied: true},
+		{counter: kvtest.FaultDropBefore, skip: 1, applied: true},
+		{counter: kvtest.FaultDropAfter, skip: 1, applied: true},
+	}
+	for round, p := range points {
 		k := fmt.Sprint("acked", round)
 		if err := s.Put(ctx, k, []byte("v")); err != nil {
 			t.Fatal(err)
 		}
 		acked = append(acked, k)
-		f.FailNext(fault)
+		if p.host != kvtest.FaultNone {
+			f.FailNext(p.host)
+		} else {
+			ctr.FailLater(p.skip, p.counter)
+		}
 		ka, kb := fmt.Sprint("a", round), fmt.Sprint("b", round)
 		err := s.Update(ctx, func(tx *kv.Tx) error {
 			tx.Put(ka, []byte("1"))
+			for _, i := range spread {
+				tx.Put(name(i), []byte(fmt.Sprint(round)))
+			}
 			return tx.Put(kb, []byte("1"))
 		})
 		if !errors.Is(err, kv.ErrCommitUnknown) {
@@ -89,8 +125,13 @@ func TestKVOverPostgresCrashWithHostRestart(t *testing.T) {
 		if (errA == nil) != (errB == nil) {
 			t.Fatalf("round %d: half a commit: %v, %v", round, errA, errB)
 		}
-		if (errA == nil) != (fault == kvtest.FaultDropAfter) {
-			t.Fatalf("round %d: commit applied = %v under fault %v", round, errA == nil, fault)
+		if (errA == nil) != p.applied {
+			t.Fatalf("round %d: commit applied = %v, want %v", round, errA == nil, p.applied)
+		}
+		for _, i := range spread {
+			if v, err := s.Get(ctx, name(i)); err != nil || (string(v) == fmt.Sprint(round)) != p.applied {
+				t.Fatalf("round %d: half a commit: key %d = %q, %v", round, i, v, err)
+			}
 		}
 	}
 	ps.Close()
@@ -109,7 +150,7 @@ func TestKVOverPostgresAttacks(t *testing.T) {
 		}
 		defer ps.Close()
 		b := kvtest.HostBackend(ps)
-		ctr := kv.NewMemCounter(0)
+		ctr := kv.NewMemCounter(kv.Count{})
 		s, err := kv.Open(ctx, b, "s", kv.Options{Sealer: sealer, Counter: ctr, Create: true})
 		if err != nil {
 			t.Fatal(err)

@@ -34,7 +34,7 @@ func TestAttackSwap(t *testing.T) {
 
 func TestAttackReplayOneKey(t *testing.T) {
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0)
+	ctr := kv.NewMemCounter(kv.Count{})
 	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	put(t, s, "a", "old")
 	old, _ := b.Raw(s.RecordKeyForTest("a"))
@@ -53,7 +53,7 @@ func TestAttackReplayOneKey(t *testing.T) {
 func TestAttackRollbackWholeStore(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0) // stands in for a persistent counter
+	ctr := kv.NewMemCounter(kv.Count{}) // stands in for a persistent counter
 	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	put(t, s, "a", "1")
 	put(t, s, "b", "1")
@@ -83,13 +83,23 @@ func TestAttackRollbackWholeStore(t *testing.T) {
 	if _, err := kv.Open(ctx, b, "s", kv.Options{Sealer: sealer()}); err != nil {
 		t.Errorf("Open with fresh MemCounter = %v; the documented limit changed", err)
 	}
-	// Rolling back only the state under newer records is caught too.
+	// Rolling back only the state under newer records is caught too. The
+	// old state alone names index pages the next commit deleted: Open
+	// finds them missing.
 	b2 := kvtest.NewMemBackend()
 	s2 := open(t, b2, "s", kv.Options{Create: true})
 	put(t, s2, "a", "1")
 	oldState, _ := b2.Raw(kv.StateKeyForTest("s"))
+	oldSnap := b2.Snapshot()
 	put(t, s2, "a", "2")
+	newRecord, _ := b2.Raw(s2.RecordKeyForTest("a"))
 	b2.SetRaw(kv.StateKeyForTest("s"), oldState)
+	if _, err := kv.Open(ctx, b2, "s", kv.Options{Sealer: sealer()}); !errors.Is(err, kv.ErrMissingRecord) {
+		t.Errorf("Open of a rolled-back state whose pages are gone = %v, want ErrMissingRecord", err)
+	}
+	// A host that kept the old pages too, under the newer record.
+	b2.Restore(oldSnap)
+	b2.SetRaw(s2.RecordKeyForTest("a"), newRecord)
 	s3 := open(t, b2, "s", kv.Options{}) // fresh counter: trusts the old state
 	if _, err := s3.Get(ctx, "a"); !errors.Is(err, kv.ErrRollback) {
 		t.Errorf("Get under a rolled-back state = %v, want ErrRollback", err)
@@ -122,7 +132,7 @@ func TestAttackDeleteRecord(t *testing.T) {
 
 func TestAttackDeleteStateWithCounter(t *testing.T) {
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0)
+	ctr := kv.NewMemCounter(kv.Count{})
 	open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	b.DeleteRaw(kv.StateKeyForTest("s"))
 	if _, err := kv.Open(context.Background(), b, "s", kv.Options{Sealer: sealer(), Counter: ctr, Create: true}); !errors.Is(err, kv.ErrRollback) {
@@ -238,7 +248,7 @@ func TestAttackOtherIdentity(t *testing.T) {
 func TestAttackSwapInUnacknowledgedState(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
-	ctr := kv.NewMemCounter(0)
+	ctr := kv.NewMemCounter(kv.Count{})
 	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
 	put(t, s, "a", "1")
 	before := b.Snapshot()

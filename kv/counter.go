@@ -2,88 +2,85 @@ package kv
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 )
 
-// Counter is a trusted monotonic counter, one per store: the store's
-// version is checked against it at Open and moved by every commit. Trusted
-// means the host cannot roll it back; monotonic means Increment never
-// returns a value it returned before.
-//
-// What a Counter detects depends on where it lives:
-//   - MemCounter (the default) lives in enclave memory for one run. During
-//     the run it catches replay of records and rollback of the whole store.
-//     Across a restart it is gone: Open trusts whatever authentic state the
-//     host serves first (trust on first use), so a rollback to any earlier
-//     sealed state made while the enclave was down is NOT detected, unless
-//     the operator pins Options.MinVersion (recording Store.Version at
-//     shutdown) or a persistent Counter is used.
-//   - A persistent Counter (the ledger will provide a replicated one)
-//     survives restarts; then rollback across restarts is detected too.
-type Counter interface {
-	// Read returns the current value; a new counter reads 0.
-	Read(ctx context.Context) (uint64, error)
-	// Increment adds one and returns the new value. It must be durable
-	// (for a persistent counter) when it returns.
-	Increment(ctx context.Context) (uint64, error)
+// Count is what a trusted Counter holds for one store: the last committed
+// version with the digest of the state committed at it, and the digest of
+// the state of the commit in flight, if any. Digests are SHA-256 of the
+// state's host record, which commits to every record's contents.
+type Count struct {
+	// Version is the store version last committed; 0 before creation.
+	Version uint64
+	// Digest is the digest of the state committed at Version (zero at 0).
+	Digest [32]byte
+	// Next is the digest of the state of the commit in flight, which will
+	// be Version+1; zero when no commit is in flight. Open accepts a state
+	// at Version+1 only if its digest is Next: exactly the commit this
+	// store had prepared, identified by content.
+	Next [32]byte
 }
 
-// DigestCounter is a Counter that also remembers the digest of the state
-// each value was moved for. It closes a gap a bare number leaves open: after
-// a commit whose outcome is unknown, the host can keep that unacknowledged
-// state, serve the older one, and later swap the unacknowledged state in
-// for a newer commit of the same version. With the digest, Open refuses a
-// state whose version matches the counter but whose bytes are not the
-// committed ones. MemCounter implements it.
-type DigestCounter interface {
-	Counter
-	// ReadDigest returns the value and the digest recorded with it; ok is
-	// false when no digest was recorded for the current value.
-	ReadDigest(ctx context.Context) (v uint64, digest [32]byte, ok bool, err error)
-	// IncrementWith adds one and records digest with the new value.
-	IncrementWith(ctx context.Context, digest [32]byte) (uint64, error)
+// ErrCounterConflict is what a Counter's CompareAndSwap returns when the
+// counter does not hold the expected Count: another instance moved it.
+var ErrCounterConflict = errors.New("kv: counter changed under the store")
+
+// Counter is a trusted, monotonic register of one store's Count. Trusted
+// means the host cannot change or roll it back; monotonic means its
+// Version never decreases. A persistent, replicated Counter (the ledger)
+// survives restarts and can be shared by the instances of a store.
+//
+// Each commit uses it twice, in this order around the host write:
+//
+//  1. CompareAndSwap(cur, cur with Next = digest of the new state)
+//  2. the atomic host commit of the records and state
+//  3. CompareAndSwap(that, {Version+1, Digest: Next})
+//
+// and Open clears a stale Next (the host holds the older state) or
+// finishes step 3 (the host holds exactly the Next state).
+//
+// What a Counter detects depends on where it lives: see the package
+// documentation's table.
+type Counter interface {
+	// Read returns the current Count; a new counter reads the zero Count.
+	Read(ctx context.Context) (Count, error)
+	// CompareAndSwap replaces old with new if the counter holds old,
+	// atomically and (for a persistent counter) durably before it
+	// returns; otherwise it changes nothing and returns an error wrapping
+	// ErrCounterConflict. It must refuse a new.Version below old.Version.
+	CompareAndSwap(ctx context.Context, old, new Count) error
 }
 
 // MemCounter is a Counter in enclave memory: trusted, but lost when the
-// enclave stops. Safe for concurrent use.
+// enclave stops. Safe for concurrent use. Sharing one MemCounter between
+// Opens in one run keeps detection across those reopens.
 type MemCounter struct {
 	mu sync.Mutex
-	v  uint64
-	d  [32]byte
-	ok bool // d belongs to v
+	c  Count
 }
 
-// NewMemCounter returns a MemCounter that reads start.
-func NewMemCounter(start uint64) *MemCounter { return &MemCounter{v: start} }
+// NewMemCounter returns a MemCounter that holds c.
+func NewMemCounter(c Count) *MemCounter { return &MemCounter{c: c} }
 
 // Read implements Counter.
-func (c *MemCounter) Read(context.Context) (uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.v, nil
+func (m *MemCounter) Read(context.Context) (Count, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.c, nil
 }
 
-// Increment implements Counter. The new value has no digest.
-func (c *MemCounter) Increment(context.Context) (uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.v++
-	c.ok = false
-	return c.v, nil
-}
-
-// ReadDigest implements DigestCounter.
-func (c *MemCounter) ReadDigest(context.Context) (uint64, [32]byte, bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.v, c.d, c.ok, nil
-}
-
-// IncrementWith implements DigestCounter.
-func (c *MemCounter) IncrementWith(_ context.Context, digest [32]byte) (uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.v++
-	c.d, c.ok = digest, true
-	return c.v, nil
+// CompareAndSwap implements Counter.
+func (m *MemCounter) CompareAndSwap(_ context.Context, old, new Count) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.c != old {
+		return fmt.Errorf("%w: holds version %d, expected %d", ErrCounterConflict, m.c.Version, old.Version)
+	}
+	if new.Version < old.Version {
+		return fmt.Errorf("kv: counter: refusing to move back from %d to %d", old.Version, new.Version)
+	}
+	m.c = new
+	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/cloister-dev/cloister/host"
@@ -13,46 +12,50 @@ import (
 	"github.com/cloister-dev/cloister/kv/kvtest"
 )
 
-// flakyCounter is a persistent trusted counter (it survives "restarts" of
-// the store) whose next Increment can be dropped before or after it
-// takes effect.
-type flakyCounter struct {
-	kv.MemCounter
-	mu   sync.Mutex
-	drop string // "", "before", "after"
-}
+// crash points of one commit, in order: the counter drops the prepare, or
+// applies it and loses the answer; the host drops the batch, or applies it
+// and loses the answer; the counter drops the commit, or applies it and
+// loses the answer.
+var crashPoints = []string{"prepare before", "prepare after", "host before", "host after", "counter before", "counter after"}
 
-var errCounterDropped = errors.New("counter call dropped")
-
-func (c *flakyCounter) Increment(ctx context.Context) (uint64, error) {
-	return c.flaky(func() (uint64, error) { return c.MemCounter.Increment(ctx) })
-}
-
-// IncrementWith drops like Increment; the store uses it, since MemCounter
-// is a DigestCounter.
-func (c *flakyCounter) IncrementWith(ctx context.Context, digest [32]byte) (uint64, error) {
-	return c.flaky(func() (uint64, error) { return c.MemCounter.IncrementWith(ctx, digest) })
-}
-
-func (c *flakyCounter) flaky(inc func() (uint64, error)) (uint64, error) {
-	c.mu.Lock()
-	d := c.drop
-	c.drop = ""
-	c.mu.Unlock()
-	if d == "before" {
-		return 0, errCounterDropped
+// prefill puts 300 keys with 64-byte names: an index of about ten leaves
+// under a root, so that a commit touching spread keys rewrites several
+// pages (a multi-page commit).
+func prefill(t *testing.T, s *kv.Store) {
+	t.Helper()
+	for n := 0; n < 300; n += 25 {
+		if err := s.Update(context.Background(), func(tx *kv.Tx) error {
+			for i := n; i < n+25; i++ {
+				tx.Put(name64(i), []byte("p"))
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	v, err := inc()
-	if d == "after" {
-		return 0, errCounterDropped
-	}
-	return v, err
 }
 
-// crash points of one commit, in order: the host drops the batch, applies
-// it and loses the answer, the counter drops the increment, the counter
-// moves and loses the answer.
-var crashPoints = []string{"host before", "host after", "counter before", "counter after"}
+// spread are keys of the prefill in three different leaves.
+var spread = []int{10, 150, 290}
+
+// injectCrash arms the crash point on the backend b (a MemBackend or a
+// Faulty) and the persistent counter.
+func injectCrash(point string, b interface{ FailNext(kvtest.Fault) }, ctr *kvtest.Counter) {
+	switch point {
+	case "prepare before":
+		ctr.FailNext(kvtest.FaultDropBefore)
+	case "prepare after":
+		ctr.FailNext(kvtest.FaultDropAfter)
+	case "host before":
+		b.FailNext(kvtest.FaultDropBefore)
+	case "host after":
+		b.FailNext(kvtest.FaultDropAfter)
+	case "counter before":
+		ctr.FailLater(1, kvtest.FaultDropBefore)
+	case "counter after":
+		ctr.FailLater(1, kvtest.FaultDropAfter)
+	}
+}
 
 // TestCrashAtEveryCommitStep: for every point, a crash during an Update of
 // two keys, then a restart (reopen on the same host and the same
@@ -65,11 +68,11 @@ func TestCrashAtEveryCommitStep(t *testing.T) {
 	for _, point := range crashPoints {
 		for _, persistent := range []bool{true, false} {
 			t.Run(fmt.Sprintf("%s/persistent=%v", point, persistent), func(t *testing.T) {
-				if !persistent && (point == "counter before" || point == "counter after") {
-					t.Skip("a fresh in-memory counter per run has no increment to drop")
+				if !persistent && point != "host before" && point != "host after" {
+					t.Skip("a fresh in-memory counter per run has no swap to drop")
 				}
 				b := kvtest.NewMemBackend()
-				ctr := &flakyCounter{}
+				ctr := &kvtest.Counter{}
 				opts := func() kv.Options {
 					o := kv.Options{Sealer: sealer()}
 					if persistent {
@@ -80,22 +83,17 @@ func TestCrashAtEveryCommitStep(t *testing.T) {
 				o := opts()
 				o.Create = true
 				s := open(t, b, "s", o)
+				prefill(t, s)
 				for i := range 3 { // acknowledged before the crash
 					put(t, s, fmt.Sprint("acked", i), "v")
 				}
-				switch point {
-				case "host before":
-					b.FailNext(kvtest.FaultDropBefore)
-				case "host after":
-					b.FailNext(kvtest.FaultDropAfter)
-				case "counter before":
-					ctr.drop = "before"
-				case "counter after":
-					ctr.drop = "after"
-				}
+				injectCrash(point, b, ctr)
 				err := s.Update(ctx, func(tx *kv.Tx) error {
 					tx.Put("x", []byte("1"))
 					tx.Put("y", []byte("1"))
+					for _, i := range spread { // three leaves, and the pages above
+						tx.Put(name64(i), []byte("1"))
+					}
 					return tx.Delete("acked0")
 				})
 				if !errors.Is(err, kv.ErrCommitUnknown) {
@@ -121,7 +119,17 @@ func TestCrashAtEveryCommitStep(t *testing.T) {
 				if (errY == nil) != applied || (errA == nil) == applied {
 					t.Fatalf("half a commit: x %v, y %v, acked0 %v", errX, errY, errA)
 				}
-				if wantApplied := point != "host before"; applied != wantApplied {
+				for _, i := range spread {
+					want := "p"
+					if applied {
+						want = "1"
+					}
+					mustGet(t, s2, name64(i), want)
+				}
+				// The host write happens after the prepare and is the
+				// commit point: dropped before it, the Update is not there.
+				wantApplied := point == "host after" || point == "counter before" || point == "counter after"
+				if applied != wantApplied {
 					t.Fatalf("commit applied = %v, want %v", applied, wantApplied)
 				}
 				put(t, s2, "after", "1")
@@ -139,7 +147,7 @@ func TestCrashDuringCreate(t *testing.T) {
 	ctx := context.Background()
 	for _, f := range []kvtest.Fault{kvtest.FaultDropBefore, kvtest.FaultDropAfter} {
 		b := kvtest.NewMemBackend()
-		ctr := kv.NewMemCounter(0)
+		ctr := kv.NewMemCounter(kv.Count{})
 		b.FailNext(f)
 		if _, err := kv.Open(ctx, b, "s", kv.Options{Sealer: sealer(), Counter: ctr, Create: true}); !errors.Is(err, kv.ErrCommitUnknown) {
 			t.Fatalf("fault %d: Open = %v, want ErrCommitUnknown", f, err)
@@ -155,7 +163,7 @@ func TestCrashDuringCreate(t *testing.T) {
 func TestCrashWithHostRestart(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "kv.db")
-	ctr := &flakyCounter{}
+	ctr := &kvtest.Counter{}
 	var acked []string
 	restart := func() (*host.BoltStore, *kvtest.Faulty, *kv.Store) {
 		t.Helper()
@@ -174,23 +182,18 @@ func TestCrashWithHostRestart(t *testing.T) {
 		return bs, f, s
 	}
 	bs, f, s := restart()
+	prefill(t, s)
 	for round, point := range crashPoints {
 		k := fmt.Sprint("acked", round)
 		put(t, s, k, "v")
 		acked = append(acked, k)
-		switch point {
-		case "host before":
-			f.FailNext(kvtest.FaultDropBefore)
-		case "host after":
-			f.FailNext(kvtest.FaultDropAfter)
-		case "counter before":
-			ctr.drop = "before"
-		case "counter after":
-			ctr.drop = "after"
-		}
+		injectCrash(point, f, ctr)
 		ka, kb := fmt.Sprint("a", round), fmt.Sprint("b", round)
 		err := s.Update(ctx, func(tx *kv.Tx) error {
 			tx.Put(ka, []byte("1"))
+			for _, i := range spread { // a multi-page commit
+				tx.Put(name64(i), []byte(fmt.Sprint(round)))
+			}
 			return tx.Put(kb, []byte("1"))
 		})
 		if !errors.Is(err, kv.ErrCommitUnknown) {
@@ -204,6 +207,12 @@ func TestCrashWithHostRestart(t *testing.T) {
 		_, errB := s.Get(ctx, kb)
 		if (errA == nil) != (errB == nil) {
 			t.Fatalf("%s: half a commit: %v, %v", point, errA, errB)
+		}
+		for _, i := range spread {
+			v, err := s.Get(ctx, name64(i))
+			if err != nil || (string(v) == fmt.Sprint(round)) != (errA == nil) {
+				t.Fatalf("%s: half a commit: %s = %q, %v while %s: %v", point, name64(i)[60:], v, err, ka, errA)
+			}
 		}
 	}
 	bs.Close()

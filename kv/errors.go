@@ -17,13 +17,17 @@ var (
 	ErrStoreNotFound = errors.New("kv: store not found")
 
 	// ErrRollback means the host served a whole-store state older than the
-	// trusted counter (or Options.MinVersion) says it must be, or a record
+	// trusted counter (or Options.MinVersion) says it must be, or another
+	// state than the one committed at the counter's version, or a record
 	// newer than the state that lists it (the state was rolled back under
-	// it), or deleted the state of a store the counter says exists.
+	// it), or deleted the state of a store the counter says exists. If the
+	// host really lost commits, Recover is the way on.
 	ErrRollback = errors.New("kv: rollback detected")
 
-	// ErrReplay means the host served an older, authentic value of a record
-	// in place of its current one.
+	// ErrReplay means the host served an authentic value of a record other
+	// than its current one: an older value, or a value of the current
+	// version that the store never acknowledged (a commit the host applied
+	// and reported as failed).
 	ErrReplay = errors.New("kv: replayed record")
 
 	// ErrSwapped means the host served another record of the same store
@@ -56,6 +60,18 @@ var (
 	// (the host call or the counter failed). The store refuses further use
 	// until it is reopened, which recovers whichever state is durable.
 	ErrCommitUnknown = errors.New("kv: commit outcome unknown; reopen the store")
+
+	// ErrFork means the trusted counter shows a history this store did not
+	// make: another instance of the store (on a copy of the host's
+	// records, sharing the counter) moved it, or the host served a state
+	// at one version past the counter that is not the commit this store
+	// prepared. The store refuses further use until reopened.
+	ErrFork = errors.New("kv: fork detected")
+
+	// ErrDowngrade means the state was sealed by an enclave whose SVN is
+	// below Options.MinSVN: an older, possibly vulnerable, release of the
+	// same signer wrote it.
+	ErrDowngrade = errors.New("kv: state sealed by a lower SVN")
 
 	// ErrClosed means the Store was closed.
 	ErrClosed = errors.New("kv: store closed")

@@ -36,10 +36,6 @@ const (
 
 	recordHeaderSize = 4 + storeIDSize + ridSize + 8
 	stateHeaderSize  = 4 + locatorSize + storeIDSize + 8
-
-	// entryMinSize is the smallest encoded index entry: rid, version and a
-	// 1-byte name with its length.
-	entryMinSize = ridSize + 8 + 2 + 1
 )
 
 // Seal labels: what each blob's AAD binds besides the seal header.
@@ -163,87 +159,67 @@ func decodeStateRecord(b []byte) (stateHeader, error) {
 	return h, nil
 }
 
-// entry is one key of the index: its record id and the store version at
-// which its record was last written.
+// entry is one key of the index (a leaf item): its record id, the store
+// version at which its record was last written, and the SHA-256 of the
+// record's host bytes. The sum is what makes the state cover record contents: an
+// authentic record of the same key and version that the state does not
+// list (an unacknowledged write the host kept) does not match it.
 type entry struct {
 	rid     rid
 	version uint64
+	sum     [32]byte
 }
 
-// state is the sealed state plaintext: everything the enclave needs to
-// read the store, and the freshness data.
+// state is the sealed state plaintext: what the enclave needs to read the
+// store, and the freshness data.
 //
-//	"KVST" | format u8 (1) | store id (16) | mac key (32) | version u64 |
-//	digest (32) | count u32 | count × (rid (32) | version u64 | u16 len | name)
+//	"KVST" | format u8 (3) | store id (16) | mac key (32) | version u64 |
+//	root ref (32) | height u8 | keys u64
 //
-// Entries are sorted by name and names are unique. The digest is
-// stateDigest over the entries; Open recomputes and compares it.
+// The root ref names the index's root page (page.go), which names every
+// other page by content, down to the leaves that hold each record's sum:
+// the state covers every page and every record. Formats 1 and 2 (one
+// record holding the whole index) are refused.
 type state struct {
 	store   storeID
 	macKey  [32]byte
 	version uint64
-	entries map[string]entry
-	names   []string // the keys of entries, sorted: kept so commits merge instead of sorting
+	index   tree
+	keys    uint64
 }
 
 const (
 	stateFormatMagic   = "KVST"
-	stateFormatVersion = 1
-	stateFixedSize     = 4 + 1 + storeIDSize + 32 + 8 + sha256.Size + 4
+	stateFormatVersion = 3
+	stateSize          = 4 + 1 + storeIDSize + 32 + 8 + 32 + 1 + 8
 )
 
-// stateDigest is SHA-256 over the (rid, version) pairs in name order:
-// what the host must serve, committed in one value that a replicated
-// counter service can keep next to the version. names must be the sorted
-// keys of m.
-func stateDigest(m map[string]entry, names []string) [32]byte {
-	h := sha256.New()
-	h.Write([]byte("cloister kv v1 digest\x00"))
-	var buf [ridSize + 8]byte
-	for _, n := range names {
-		e := m[n]
-		copy(buf[:], e.rid[:])
-		binary.BigEndian.PutUint64(buf[ridSize:], e.version)
-		h.Write(buf[:])
-	}
-	var d [32]byte
-	h.Sum(d[:0])
-	return d
-}
-
 func encodeState(s *state) []byte {
-	names := s.names
-	b := make([]byte, 0, stateFixedSize+len(names)*(ridSize+8+2+16))
+	b := make([]byte, 0, stateSize)
 	b = append(b, stateFormatMagic...)
 	b = append(b, stateFormatVersion)
 	b = append(b, s.store[:]...)
 	b = append(b, s.macKey[:]...)
 	b = binary.BigEndian.AppendUint64(b, s.version)
-	d := stateDigest(s.entries, names)
-	b = append(b, d[:]...)
-	b = binary.BigEndian.AppendUint32(b, uint32(len(names)))
-	for _, n := range names {
-		e := s.entries[n]
-		b = append(b, e.rid[:]...)
-		b = binary.BigEndian.AppendUint64(b, e.version)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(n)))
-		b = append(b, n...)
-	}
-	return b
+	b = append(b, s.index.root[:]...)
+	b = append(b, byte(s.index.height))
+	return binary.BigEndian.AppendUint64(b, s.keys)
 }
 
 // decodeState parses an authenticated state plaintext. It still fails
-// closed (ErrTampered) on anything encodeState would not write, so a bug
-// or a key compromise cannot turn into an out-of-range index.
+// closed (ErrTampered) on anything encodeState would not write.
 func decodeState(b []byte) (*state, error) {
 	bad := func(what string) (*state, error) {
 		return nil, fmt.Errorf("%w: state: %s", ErrTampered, what)
 	}
-	if len(b) < stateFixedSize || string(b[:4]) != stateFormatMagic {
+	if len(b) < 5 || string(b[:4]) != stateFormatMagic {
 		return bad("header")
 	}
 	if b[4] != stateFormatVersion {
-		return bad(fmt.Sprintf("format %d", b[4]))
+		return bad(fmt.Sprintf("format %d, want %d (formats 1 and 2 are not read)", b[4], stateFormatVersion))
+	}
+	if len(b) != stateSize {
+		return bad(fmt.Sprintf("%d bytes, want %d", len(b), stateSize))
 	}
 	s := &state{}
 	p := b[5:]
@@ -253,48 +229,63 @@ func decodeState(b []byte) (*state, error) {
 	p = p[32:]
 	s.version = binary.BigEndian.Uint64(p)
 	p = p[8:]
-	var digest [32]byte
-	copy(digest[:], p)
+	copy(s.index.root[:], p)
 	p = p[32:]
-	n := binary.BigEndian.Uint32(p)
-	p = p[4:]
-	if n > maxEntries {
-		return bad(fmt.Sprintf("%d entries", n))
+	s.index.height = int(p[0])
+	s.keys = binary.BigEndian.Uint64(p[1:])
+	if s.index.height > maxHeight {
+		return bad(fmt.Sprintf("index height %d", s.index.height))
 	}
-	s.entries = make(map[string]entry, n)
-	s.names = make([]string, 0, n)
-	prev := ""
-	for i := uint32(0); i < n; i++ {
-		if len(p) < ridSize+8+2 {
-			return bad("entry truncated")
-		}
-		var e entry
-		copy(e.rid[:], p)
-		e.version = binary.BigEndian.Uint64(p[ridSize:])
-		l := int(binary.BigEndian.Uint16(p[ridSize+8:]))
-		p = p[ridSize+8+2:]
-		if l == 0 || l > MaxKeySize || l > len(p) {
-			return bad("entry name length")
-		}
-		name := string(p[:l])
-		p = p[l:]
-		if i > 0 && name <= prev {
-			return bad("entries not sorted")
-		}
-		if e.version == 0 || e.version > s.version {
-			return bad(fmt.Sprintf("entry version %d at state version %d", e.version, s.version))
-		}
-		prev = name
-		s.entries[name] = e
-		s.names = append(s.names, name)
-	}
-	if len(p) != 0 {
-		return bad("trailing bytes")
-	}
-	if stateDigest(s.entries, s.names) != digest {
-		return bad("digest mismatch")
-	}
+	s.index.macKey = &s.macKey
 	return s, nil
+}
+
+// Index page host record:
+//
+//	"KVP1" | store id (16) | ref (32) | sealed blob
+//
+// sealed with pageLabel(store, ref); like a record's, the clear header is
+// only read to name what the host did once the blob authenticates.
+const (
+	pageRecordMagic      = "KVP1"
+	pageRecordHeaderSize = 4 + storeIDSize + 32
+	pageLabelTag         = "cloister kv v3 page\x00"
+)
+
+func pagePrefix(l locator) []byte { return append(hostPrefix(l), 'p') }
+
+func pageKey(l locator, r pageRef) []byte { return append(pagePrefix(l), r[:]...) }
+
+func pageLabel(s storeID, r pageRef) []byte {
+	b := make([]byte, 0, len(pageLabelTag)+storeIDSize+32)
+	b = append(b, pageLabelTag...)
+	b = append(b, s[:]...)
+	return append(b, r[:]...)
+}
+
+type pageRecord struct {
+	store storeID
+	ref   pageRef
+	blob  []byte
+}
+
+func encodePageRecord(h pageRecord) []byte {
+	b := make([]byte, 0, pageRecordHeaderSize+len(h.blob))
+	b = append(b, pageRecordMagic...)
+	b = append(b, h.store[:]...)
+	b = append(b, h.ref[:]...)
+	return append(b, h.blob...)
+}
+
+func decodePageRecord(b []byte) (pageRecord, error) {
+	var h pageRecord
+	if len(b) <= pageRecordHeaderSize || string(b[:4]) != pageRecordMagic {
+		return h, fmt.Errorf("%w: index page record header (%d bytes)", ErrTampered, len(b))
+	}
+	copy(h.store[:], b[4:])
+	copy(h.ref[:], b[4+storeIDSize:])
+	h.blob = b[pageRecordHeaderSize:]
+	return h, nil
 }
 
 func sortStrings(s []string) { sort.Strings(s) }

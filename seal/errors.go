@@ -21,6 +21,13 @@ var (
 	// PolicySigner. No key was requested.
 	ErrWrongIdentity = errors.New("seal: blob sealed to another identity")
 
+	// ErrWrongPolicy means the blob was sealed under another policy than
+	// the one the caller expects. A store created under PolicyEnclave must
+	// not accept a PolicySigner blob: any enclave of the same signer and
+	// product at an equal or higher SVN than the blob's can seal one,
+	// including an old, vulnerable release. No key was requested.
+	ErrWrongPolicy = errors.New("seal: blob sealed under another policy")
+
 	// ErrSVNTooHigh means a PolicySigner blob was sealed at a higher SVN than
 	// the opener's. An older (possibly vulnerable) version must not read
 	// what a newer one sealed, exactly as SGX EGETKEY refuses a KEYREQUEST

@@ -38,7 +38,7 @@ func TestWireValues(t *testing.T) {
 	if PolicyEnclave != 1 || PolicySigner != 2 {
 		t.Fatal("policy values changed: Do NOT renumber")
 	}
-	if Magic != "CLS1" || Version != 1 || nonceSize != 12 || tagSize != 16 {
+	if Magic != "CLS1" || Version != 2 || version1 != 1 || gcmNonceSize != 12 || keySaltSize != 12 || nonceSize != 24 || tagSize != 16 {
 		t.Fatal("blob constants changed")
 	}
 	if kdfLabel != "cloister seal v1 " || purposeBlobKey != "blob aes-256-gcm" {
@@ -61,27 +61,29 @@ func TestGolden(t *testing.T) {
 	}{
 		{PolicyEnclave, `
 			434c5331 // magic "CLS1"
-			01       // version 1
+			02       // version 2
 			01       // policy: enclave
 			0020     // kdf context length: 32
 			1111111111111111111111111111111111111111111111111111111111111111 // measurement
-			000000000000000000000000 // nonce (zero reader)
+			000000000000000000000000 // key salt (zero reader)
+			000000000000000000000000 // GCM nonce (zero reader)
 		`, `
-			7973cd4e0a51bf5fe63a8bf36b911f     // ciphertext of "hello, cloister"
-			f9922ba49d742357717e5115d2c520d8   // GCM tag
+			feea9eddeb6bee5b5017502cebf3e5     // ciphertext of "hello, cloister"
+			28645da230096511c10c92435cb269f0   // GCM tag
 		`},
 		{PolicySigner, `
 			434c5331 // magic "CLS1"
-			01       // version 1
+			02       // version 2
 			02       // policy: signer
 			0024     // kdf context length: 36
 			2222222222222222222222222222222222222222222222222222222222222222 // signer
 			0102     // product id 0x0102
 			0003     // sealed-at SVN 3
-			000000000000000000000000 // nonce (zero reader)
+			000000000000000000000000 // key salt (zero reader)
+			000000000000000000000000 // GCM nonce (zero reader)
 		`, `
-			2894bcc7a902bdebc8c96658615dec     // ciphertext of "hello, cloister"
-			91e26bab9dac176983dda0a744bf324a   // GCM tag
+			285d692c07decaec1efef9d4dd5f3c     // ciphertext of "hello, cloister"
+			7e8de99d708d756abf45c85cbe2dc409   // GCM tag
 		`},
 	}
 	for _, tt := range tests {
@@ -108,7 +110,7 @@ func TestGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			binding := hdr[:len(hdr)-12] // magic through kdf context
+			binding := hdr[:len(hdr)-12] // magic through key salt: one key per blob
 			key, err := hkdf.Key(sha256.New, material, nil, "cloister seal v1 blob aes-256-gcm\x00"+string(binding), 32)
 			if err != nil {
 				t.Fatal(err)
@@ -124,7 +126,7 @@ func TestGolden(t *testing.T) {
 			if !bytes.Equal(blob[len(hdr):], body) {
 				t.Fatalf("ciphertext ‖ tag:\n got %x\nwant %x", blob[len(hdr):], body)
 			}
-			got, err := s.Open(context.Background(), label, blob)
+			got, err := s.Open(context.Background(), tt.policy, label, blob)
 			if err != nil || !bytes.Equal(got, plaintext) {
 				t.Fatalf("Open = %q, %v", got, err)
 			}
@@ -231,11 +233,14 @@ func TestKeyRequestContext(t *testing.T) {
 // as version 1 is supported. Regenerate only with -update, and only if the
 // format is deliberately not changing (for instance to add a fixture).
 var fixtures = []struct {
-	file   string
-	policy Policy
+	file    string
+	version uint8
+	policy  Policy
 }{
-	{"v1-enclave.blob", PolicyEnclave},
-	{"v1-signer.blob", PolicySigner},
+	{"v1-enclave.blob", 1, PolicyEnclave},
+	{"v1-signer.blob", 1, PolicySigner},
+	{"v2-enclave.blob", 2, PolicyEnclave},
+	{"v2-signer.blob", 2, PolicySigner},
 }
 
 var (
@@ -247,7 +252,7 @@ func TestOldVersionFixtures(t *testing.T) {
 	for _, f := range fixtures {
 		t.Run(f.file, func(t *testing.T) {
 			path := filepath.Join("testdata", f.file)
-			if *update {
+			if *update && f.version == Version { // older versions are never rewritten
 				s, _ := sealerFor(rootA, idA)
 				s.Rand = &countReader{}
 				blob, err := s.Seal(context.Background(), f.policy, fixtureLabel, fixturePlaintext)
@@ -269,13 +274,16 @@ func TestOldVersionFixtures(t *testing.T) {
 			}
 			for _, id := range openers {
 				s, _ := sealerFor(rootA, id)
-				got, err := s.Open(context.Background(), fixtureLabel, blob)
+				got, err := s.Open(context.Background(), f.policy, fixtureLabel, blob)
 				if err != nil {
 					t.Fatalf("fixture no longer opens (SVN %d): %v", id.SVN, err)
 				}
 				if !bytes.Equal(got, fixturePlaintext) {
 					t.Fatalf("fixture opens to %q, want %q", got, fixturePlaintext)
 				}
+			}
+			if blob[offVersion] != f.version {
+				t.Fatalf("fixture is version %d, want %d", blob[offVersion], f.version)
 			}
 			b, err := UnverifiedBinding(blob)
 			if err != nil || b.Policy != f.policy {

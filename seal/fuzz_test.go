@@ -36,14 +36,20 @@ func FuzzOpen(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, blob, label []byte) {
 		opener, ks := sealerFor(rootA, idA)
-		pt, err := opener.Open(context.Background(), label, blob)
+		// Open under the policy the blob declares (when it declares a known
+		// one), so both policies' paths are fuzzed past the policy check.
+		p := PolicyEnclave
+		if len(blob) > offPolicy && Policy(blob[offPolicy]).valid() {
+			p = Policy(blob[offPolicy])
+		}
+		pt, err := opener.Open(context.Background(), p, label, blob)
 		bind, berr := UnverifiedBinding(blob)
 		if (berr != nil) != errors.Is(err, ErrMalformed) {
 			t.Fatalf("UnverifiedBinding error %v disagrees with Open error %v", berr, err)
 		}
 		if berr == nil {
 			h, _, _ := parseHeader(blob)
-			re, aerr := appendHeader(nil, bind, h.nonce)
+			re, aerr := appendHeader(nil, h.version, bind, h.nonces)
 			if aerr != nil || !bytes.Equal(re, h.raw) {
 				t.Fatalf("header re-encodes to %x, blob has %x (%v)", re, h.raw, aerr)
 			}

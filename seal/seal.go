@@ -49,9 +49,10 @@ type Sealer struct {
 	// binds blobs to it; Open compares blobs with it.
 	Identity Identity
 
-	// Rand supplies the nonce of each blob; nil means crypto/rand. Tests pin
-	// it. Nonces are random, so one binding (one key) should seal fewer than
-	// 2^32 blobs over its life, the AES-GCM limit for random nonces.
+	// Rand supplies the 24-byte nonce of each blob (key salt and GCM
+	// nonce); nil means crypto/rand. Tests pin it. Each blob's key is
+	// derived with its own salt, so no number of blobs nears the AES-GCM
+	// limit for random nonces (see format.go).
 	Rand io.Reader
 }
 
@@ -83,7 +84,7 @@ func (s Sealer) Seal(ctx context.Context, p Policy, label, plaintext []byte) ([]
 		return nil, fmt.Errorf("seal: nonce: %w", err)
 	}
 	out := make([]byte, 0, maxHeaderSize+len(plaintext)+tagSize)
-	out, err = appendHeader(out, req, nonce)
+	out, err = appendHeader(out, Version, req, nonce)
 	if err != nil {
 		return nil, err
 	}
@@ -92,20 +93,27 @@ func (s Sealer) Seal(ctx context.Context, p Policy, label, plaintext []byte) ([]
 		return nil, err
 	}
 	// additionalData copies the header, so GCM may append to out in place.
-	return aead.Seal(out, nonce, plaintext, additionalData(out, label)), nil
+	return aead.Seal(out, nonce[keySaltSize:], plaintext, additionalData(out, label)), nil
 }
 
-// Open checks blob against the running identity and decrypts it. It
-// checks, in order and before any key is requested: the format
-// (ErrMalformed), the binding (ErrWrongIdentity, ErrSVNTooHigh); then it
+// Open checks blob against the policy the caller expects and the running
+// identity, and decrypts it. It checks, in order and before any key is
+// requested: the format (ErrMalformed), the policy (ErrWrongPolicy: the
+// blob must be sealed under exactly p, so a caller that sealed under
+// PolicyEnclave never accepts a PolicySigner blob that an older release
+// of the same signer could have made), the binding (ErrWrongIdentity,
+// ErrSVNTooHigh); then it
 // asks the KeySource for the key at the blob's binding (under PolicySigner
 // at the SVN the blob was sealed at, not the running one) and
 // authenticates the header, label and ciphertext (ErrAuth). On any error
 // it returns no plaintext; the caller decides what a failed open means and
 // must not treat it as "empty".
-func (s Sealer) Open(ctx context.Context, label, blob []byte) ([]byte, error) {
+func (s Sealer) Open(ctx context.Context, p Policy, label, blob []byte) ([]byte, error) {
 	if s.Keys == nil {
 		return nil, errors.New("seal: sealer: no KeySource")
+	}
+	if !p.valid() {
+		return nil, fmt.Errorf("seal: policy: unknown policy %d", uint8(p))
 	}
 	if len(label) > MaxLabelSize {
 		return nil, fmt.Errorf("%w: label is %d bytes, limit %d", ErrTooLarge, len(label), MaxLabelSize)
@@ -113,6 +121,9 @@ func (s Sealer) Open(ctx context.Context, label, blob []byte) ([]byte, error) {
 	h, ciphertext, err := parseHeader(blob)
 	if err != nil {
 		return nil, err
+	}
+	if h.req.Policy != p {
+		return nil, fmt.Errorf("%w: blob %s, expected %s", ErrWrongPolicy, h.req.Policy, p)
 	}
 	if err := h.req.check(s.Identity); err != nil {
 		return nil, err

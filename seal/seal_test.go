@@ -35,7 +35,7 @@ func TestRoundTrip(t *testing.T) {
 				if bytes.Contains(blob, tt.plaintext) && len(tt.plaintext) > 4 {
 					t.Fatal("blob contains the plaintext")
 				}
-				got, err := s.Open(ctx, tt.label, blob)
+				got, err := s.Open(ctx, p, tt.label, blob)
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
@@ -118,7 +118,7 @@ func TestOpenIdentity(t *testing.T) {
 				t.Fatal(err)
 			}
 			opener, ks := sealerFor(rootA, tt.opener)
-			got, err := opener.Open(ctx, []byte("l"), blob)
+			got, err := opener.Open(ctx, tt.policy, []byte("l"), blob)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Open error = %v, want %v", err, tt.wantErr)
@@ -156,12 +156,12 @@ func TestErrorMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	opener, _ := sealerFor(rootA, with(idA, func(id *Identity) { id.SVN = 1 }))
-	_, err = opener.Open(context.Background(), nil, blob)
+	_, err = opener.Open(context.Background(), PolicySigner, nil, blob)
 	want := "seal: blob sealed at a higher SVN: blob sealed at SVN 3, running SVN 1"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error = %q, want %q", err, want)
 	}
-	_, err = sealer.Open(context.Background(), []byte("other"), blob)
+	_, err = sealer.Open(context.Background(), PolicySigner, []byte("other"), blob)
 	if !errors.Is(err, ErrAuth) || !strings.HasPrefix(err.Error(), "seal: ") {
 		t.Fatalf("error = %v, want ErrAuth with seal: prefix", err)
 	}
@@ -193,7 +193,7 @@ func TestLabelSwap(t *testing.T) {
 				{[]byte("record/a\x00"), a},
 				{[]byte("record/"), a},
 			} {
-				if _, err := s.Open(ctx, tc.label, tc.blob); !errors.Is(err, ErrAuth) {
+				if _, err := s.Open(ctx, p, tc.label, tc.blob); !errors.Is(err, ErrAuth) {
 					t.Errorf("Open(label %q) error = %v, want ErrAuth", tc.label, err)
 				}
 			}
@@ -210,7 +210,7 @@ func TestOtherPlatform(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := other.Open(ctx, nil, blob); !errors.Is(err, ErrAuth) {
+		if _, err := other.Open(ctx, p, nil, blob); !errors.Is(err, ErrAuth) {
 			t.Errorf("%v: Open on another platform error = %v, want ErrAuth", p, err)
 		}
 	}
@@ -231,7 +231,7 @@ func TestEveryByteFlip(t *testing.T) {
 				for _, mask := range []byte{0x01, 0x80, 0xff} {
 					mod := bytes.Clone(blob)
 					mod[i] ^= mask
-					got, err := s.Open(ctx, []byte("label"), mod)
+					got, err := s.Open(ctx, p, []byte("label"), mod)
 					if err == nil || got != nil {
 						t.Fatalf("byte %d ^ %#x: Open succeeded", i, mask)
 					}
@@ -256,7 +256,7 @@ func TestEveryTruncation(t *testing.T) {
 			}
 			hdrEnd := len(blob) - len("plaintext") - tagSize
 			for n := range len(blob) {
-				_, err := s.Open(ctx, nil, blob[:n])
+				_, err := s.Open(ctx, p, nil, blob[:n])
 				want := ErrAuth
 				if n < hdrEnd+tagSize {
 					want = ErrMalformed
@@ -266,7 +266,7 @@ func TestEveryTruncation(t *testing.T) {
 				}
 			}
 			// Trailing bytes extend the ciphertext, so GCM rejects them.
-			if _, err := s.Open(ctx, nil, append(bytes.Clone(blob), 0)); !errors.Is(err, ErrAuth) {
+			if _, err := s.Open(ctx, p, nil, append(bytes.Clone(blob), 0)); !errors.Is(err, ErrAuth) {
 				t.Fatalf("trailing byte: error = %v, want ErrAuth", err)
 			}
 		})
@@ -292,7 +292,7 @@ func TestMalformed(t *testing.T) {
 		{"empty", nil, "header"},
 		{"bad magic", set(0, 'C', 'L', 'S', '0'), "magic"},
 		{"version 0", set(offVersion, 0), "version"},
-		{"version 2", set(offVersion, 2), "version"},
+		{"version 3", set(offVersion, 3), "version"},
 		{"policy 0", set(offPolicy, 0), "policy"},
 		{"policy 3", set(offPolicy, 3), "policy"},
 		{"context over cap", set(offCtxLen, 0x01, 0x01), "kdf context"},
@@ -303,7 +303,7 @@ func TestMalformed(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := s.Open(context.Background(), nil, tt.blob)
+			_, err := s.Open(context.Background(), PolicySigner, nil, tt.blob)
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error = %v, want ErrMalformed", err)
 			}
@@ -354,10 +354,10 @@ func TestSealRejects(t *testing.T) {
 			}
 		})
 	}
-	if _, err := (Sealer{Identity: idA}).Open(ctx, nil, nil); err == nil {
+	if _, err := (Sealer{Identity: idA}).Open(ctx, PolicyEnclave, nil, nil); err == nil {
 		t.Fatal("Open without KeySource succeeded")
 	}
-	if _, err := s.Open(ctx, make([]byte, MaxLabelSize+1), nil); !errors.Is(err, ErrTooLarge) {
+	if _, err := s.Open(ctx, PolicyEnclave, make([]byte, MaxLabelSize+1), nil); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("Open with oversized label: %v, want ErrTooLarge", err)
 	}
 }
@@ -395,7 +395,7 @@ func TestKeySourceFailures(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := Sealer{Keys: tt.ks, Identity: idA}
 			_, serr := s.Seal(cctx, PolicyEnclave, nil, []byte("x"))
-			_, oerr := s.Open(cctx, nil, blob)
+			_, oerr := s.Open(cctx, PolicyEnclave, nil, blob)
 			for _, err := range []error{serr, oerr} {
 				if err == nil {
 					t.Fatal("succeeded with a failing KeySource")
@@ -422,7 +422,7 @@ func TestKeyMaterialCleared(t *testing.T) {
 	if !bytes.Equal(ks.last, make([]byte, len(ks.last))) {
 		t.Fatal("Seal left the key material in place")
 	}
-	if _, err := s.Open(context.Background(), nil, blob); err != nil {
+	if _, err := s.Open(context.Background(), PolicySigner, nil, blob); err != nil {
 		t.Fatal(err)
 	}
 	if !bytes.Equal(ks.last, make([]byte, len(ks.last))) {
@@ -443,7 +443,7 @@ func TestConcurrent(t *testing.T) {
 				blob, err := s.Seal(context.Background(), p, label, label)
 				if err == nil {
 					var got []byte
-					got, err = s.Open(context.Background(), label, blob)
+					got, err = s.Open(context.Background(), p, label, blob)
 					if err == nil && !bytes.Equal(got, label) {
 						err = fmt.Errorf("got %q, want %q", got, label)
 					}
@@ -486,6 +486,91 @@ func TestPolicyString(t *testing.T) {
 	for p, want := range map[Policy]string{PolicyEnclave: "enclave", PolicySigner: "signer", 0: "Policy(0)", 9: "Policy(9)"} {
 		if got := p.String(); got != want {
 			t.Errorf("Policy(%d).String() = %q, want %q", uint8(p), got, want)
+		}
+	}
+}
+
+// TestExpectedPolicy: Open refuses a blob sealed under another policy than
+// the caller expects, before asking for any key, even when the running
+// identity could open it (a PolicySigner blob at a lower SVN is exactly
+// what an old release of the same signer can make).
+func TestExpectedPolicy(t *testing.T) {
+	ctx := context.Background()
+	s, ks := sealerFor(rootA, idA)
+	for _, p := range policies {
+		blob, err := s.Seal(ctx, p, []byte("l"), []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range policies {
+			before := len(ks.requests())
+			got, err := s.Open(ctx, want, []byte("l"), blob)
+			if want == p {
+				if err != nil || string(got) != "x" {
+					t.Fatalf("Open(%v blob, expecting %v) = %q, %v", p, want, got, err)
+				}
+				continue
+			}
+			if !errors.Is(err, ErrWrongPolicy) || got != nil {
+				t.Fatalf("Open(%v blob, expecting %v) = %q, %v; want ErrWrongPolicy", p, want, got, err)
+			}
+			if len(ks.requests()) != before {
+				t.Fatalf("Open(%v blob, expecting %v) asked for a key", p, want)
+			}
+		}
+		if _, err := s.Open(ctx, Policy(9), []byte("l"), blob); err == nil {
+			t.Fatal("Open expecting an unknown policy succeeded")
+		}
+	}
+}
+
+// TestPerBlobKeys: two blobs of one binding whose GCM nonces collide (the
+// event that breaks AES-GCM under one key) still use different keys,
+// because each blob's key is derived with its own salt. With one key per
+// binding (version 1) the two keystreams would be equal: c1 ⊕ c2 = p1 ⊕ p2.
+// Only a collision of all 192 random bits gives two blobs one keystream.
+func TestPerBlobKeys(t *testing.T) {
+	ctx := context.Background()
+	gcmNonce := bytes.Repeat([]byte{0x5a}, gcmNonceSize)
+	salt1, salt2 := bytes.Repeat([]byte{1}, keySaltSize), bytes.Repeat([]byte{2}, keySaltSize)
+	p1, p2 := []byte("attack at dawn!!"), []byte("retreat at dusk!")
+	for _, p := range policies {
+		seal := func(salt, pt []byte) []byte {
+			s, _ := sealerFor(rootA, idA)
+			s.Rand = bytes.NewReader(append(bytes.Clone(salt), gcmNonce...))
+			blob, err := s.Seal(ctx, p, nil, pt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return blob
+		}
+		body := func(blob []byte) []byte { return blob[len(blob)-tagSize-len(p1) : len(blob)-tagSize] }
+		xor := func(a, b []byte) []byte {
+			out := make([]byte, len(a))
+			for i := range a {
+				out[i] = a[i] ^ b[i]
+			}
+			return out
+		}
+		same1, same2 := seal(salt1, p1), seal(salt1, p2)
+		if !bytes.Equal(xor(body(same1), body(same2)), xor(p1, p2)) {
+			t.Fatalf("%v: one salt and one nonce did not give one keystream; the test is not measuring what it claims", p)
+		}
+		b1, b2 := seal(salt1, p1), seal(salt2, p2)
+		if bytes.Equal(xor(body(b1), body(b2)), xor(p1, p2)) {
+			t.Fatalf("%v: blobs with different salts and the same GCM nonce share a keystream", p)
+		}
+		for _, b := range [][]byte{b1, b2} {
+			s, _ := sealerFor(rootA, idA)
+			if _, err := s.Open(ctx, p, nil, b); err != nil {
+				t.Fatalf("%v: Open: %v", p, err)
+			}
+		}
+		// The salt is authenticated: a blob with another salt does not open.
+		moved := bytes.Clone(b1)
+		copy(moved[len(moved)-tagSize-len(p1)-nonceSize:], salt2)
+		if _, err := (func() ([]byte, error) { s, _ := sealerFor(rootA, idA); return s.Open(ctx, p, nil, moved) })(); !errors.Is(err, ErrAuth) {
+			t.Fatalf("%v: blob with its salt replaced: %v, want ErrAuth", p, err)
 		}
 	}
 }

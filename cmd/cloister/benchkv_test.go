@@ -10,7 +10,8 @@ import (
 )
 
 // TestBenchKVJSON runs a very short `bench kv --json` and checks that the
-// six keys scripts read are there and positive.
+// seven keys scripts read are there: six positive figures and the key
+// count asked for.
 func TestBenchKVJSON(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes bbolt files and fsyncs")
@@ -29,7 +30,10 @@ func TestBenchKVJSON(t *testing.T) {
 			t.Errorf("%s = %v, %v; want a positive figure", k, v, ok)
 		}
 	}
-	if len(got) != 6 {
-		t.Errorf("%d keys, want 6: %s", len(got), out.Bytes())
+	if got["keys"] != 20 {
+		t.Errorf("keys = %v, want 20", got["keys"])
+	}
+	if len(got) != 7 {
+		t.Errorf("%d keys, want 7: %s", len(got), out.Bytes())
 	}
 }

@@ -175,7 +175,7 @@ func demoQuoteAndSeal(ctx context.Context, e *env, dir string) (*sim.PKI, *pcs.B
 	if err != nil {
 		return nil, nil, err
 	}
-	pt, err := s.Open(ctx, []byte("demo-record"), blob)
+	pt, err := s.Open(ctx, seal.PolicyEnclave, []byte("demo-record"), blob)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,7 +185,7 @@ func demoQuoteAndSeal(ctx context.Context, e *env, dir string) (*sim.PKI, *pcs.B
 	if err != nil {
 		return nil, nil, err
 	}
-	_, otherErr := tee.NewSealer(op).Open(ctx, []byte("demo-record"), blob)
+	_, otherErr := tee.NewSealer(op).Open(ctx, seal.PolicyEnclave, []byte("demo-record"), blob)
 	if otherErr == nil {
 		return nil, nil, errors.New("another enclave opened the demo's sealed blob")
 	}

@@ -140,7 +140,7 @@ func TestSealRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Seal(%v): %v", pol, err)
 		}
-		pt, err := s.Open(context.Background(), []byte("record"), blob)
+		pt, err := s.Open(context.Background(), pol, []byte("record"), blob)
 		if err != nil || string(pt) != "secret" {
 			t.Fatalf("Open(%v) = %q, %v", pol, pt, err)
 		}

@@ -70,10 +70,10 @@ func TestPlatformSealing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pt, err := s3.Open(ctx, label, enc); err != nil || string(pt) != "secret" {
+	if pt, err := s3.Open(ctx, seal.PolicyEnclave, label, enc); err != nil || string(pt) != "secret" {
 		t.Fatalf("open by the sealer: %q %v", pt, err)
 	}
-	if _, err := s4.Open(ctx, label, enc); !errors.Is(err, seal.ErrWrongIdentity) {
+	if _, err := s4.Open(ctx, seal.PolicyEnclave, label, enc); !errors.Is(err, seal.ErrWrongIdentity) {
 		t.Errorf("enclave blob opened by another MRENCLAVE: %v", err)
 	}
 
@@ -81,17 +81,17 @@ func TestPlatformSealing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if pt, err := s4.Open(ctx, label, sig); err != nil || string(pt) != "shared" {
+	if pt, err := s4.Open(ctx, seal.PolicySigner, label, sig); err != nil || string(pt) != "shared" {
 		t.Errorf("signer blob at SVN 3 opened at SVN 4: %q %v", pt, err)
 	}
 	sig4, err := s4.Seal(ctx, seal.PolicySigner, label, []byte("newer"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s3.Open(ctx, label, sig4); err == nil {
+	if _, err := s3.Open(ctx, seal.PolicySigner, label, sig4); err == nil {
 		t.Error("signer blob at SVN 4 opened at SVN 3")
 	}
-	if _, err := sOther.Open(ctx, label, sig); err == nil {
+	if _, err := sOther.Open(ctx, seal.PolicySigner, label, sig); err == nil {
 		t.Error("signer blob opened by another signer")
 	}
 	// The platform itself refuses keys for identities it is not running.
@@ -101,7 +101,7 @@ func TestPlatformSealing(t *testing.T) {
 	}
 	// Another sim platform (another sealing secret) cannot open the blob.
 	otherPKI := testPKI(t)
-	if _, err := tee.NewSealer(platform(t, otherPKI, tee.KindSimSGX, v3)).Open(ctx, label, enc); err == nil {
+	if _, err := tee.NewSealer(platform(t, otherPKI, tee.KindSimSGX, v3)).Open(ctx, seal.PolicyEnclave, label, enc); err == nil {
 		t.Error("blob opened on another platform")
 	}
 }

@@ -132,7 +132,7 @@ func TestSNPSealRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pt, err := s.Open(context.Background(), []byte("label"), blob)
+	pt, err := s.Open(context.Background(), seal.PolicyEnclave, []byte("label"), blob)
 	if err != nil || string(pt) != "state" {
 		t.Fatalf("Open = %q, %v", pt, err)
 	}

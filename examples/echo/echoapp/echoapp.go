@@ -62,7 +62,12 @@ func Serve(ctx context.Context, env *enclave.Env, addr string, stdout io.Writer)
 	log.Info("echo: serving RA-TLS", "addr", l.Addr().String(), "tee", env.Platform().Kind())
 
 	// The sealed store: the host sees keyed-MAC record ids and sealed
-	// values, and swaps, replays and rollbacks are detected (package kv).
+	// values. While the app runs, a swapped, replayed, changed or deleted
+	// record is an error, never wrong data. Across a restart it uses the
+	// default in-memory counter, so the app trusts the first sealed state
+	// the host serves: a rollback or wipe of the whole store made while it
+	// was down is NOT detected (that needs Options.MinVersion or a
+	// persistent counter; see package kv).
 	store, err := kv.OpenEnv(ctx, env, "echo", kv.Options{Create: true})
 	if err != nil {
 		return fmt.Errorf("echo: opening the sealed store: %w", err)
