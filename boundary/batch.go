@@ -57,14 +57,15 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}()
 		defer c.catchFault(debug.SetPanicOnFault(true), &n, &err)
 	}
-	if c.closed.Load() {
-		return fmt.Errorf("boundary: batch: %w", ErrClosed)
+	ch, err := c.begin(ctx)
+	if err != nil {
+		err = fmt.Errorf("boundary: batch: %w", err)
+		for i := range calls {
+			calls[i].N, calls[i].Err, calls[i].state = 0, err, batchDone
+		}
+		return err
 	}
-	if c.faulted.Load() {
-		return fmt.Errorf("boundary: batch: %w", ErrRegionFault)
-	}
-	ch := c.acquire()
-	defer ch.mu.Unlock()
+	defer c.end(ch)
 
 	// Ids base .. base+len-1 are reserved for this batch, one per index, so
 	// a response's id maps to its call without a table.
@@ -94,6 +95,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		head, ok := ch.loadReqHead() // once per step
 		if !ok {
 			c.ctr.badIndex.Add(1)
+			ch.resync = true
 			return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: send: %w: request head %d, tail %d", ErrBadIndex, head, ch.tail))
 		}
 		sent := false
@@ -113,6 +115,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 			if err != nil {
 				if err == ring.ErrIndex {
 					c.ctr.badIndex.Add(1)
+					ch.resync = true
 					err = ErrBadIndex
 				}
 				return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: send: %w", err))
@@ -141,6 +144,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 			}
 			if err == ring.ErrIndex {
 				c.ctr.badIndex.Add(1)
+				ch.resync = true
 				c.ctr.calls.Add(delivered)
 				return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w: response head %d, tail %d", ErrBadIndex, ch.head, tail))
 			}
@@ -173,16 +177,24 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}
 		if ch.head != oldHead {
 			c.publishHead(ch) // after every payload above was copied out
-			progress = true
 		}
 		if delivered > 0 {
 			c.ctr.calls.Add(delivered) // once per drain, not per call
 			delivered = 0
+			progress = true
 		}
 
 		if progress {
 			spins = 0
 			continue
+		}
+		// Frames dropped (junk, stale) are not progress: a host that
+		// streams them must not keep the batch from noticing its
+		// deadline or Close.
+		if ch.head != oldHead {
+			if err := c.stopped(ctx); err != nil {
+				return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w", err))
+			}
 		}
 		if spin(spins) {
 			continue
@@ -190,6 +202,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		if err := c.stopped(ctx); err != nil {
 			return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w", err))
 		}
+		ch.restore()
 		s := ch.wait.prepare(1)
 		if atomic.LoadUint64(ch.respTailW) != tail || atomic.LoadUint64(ch.reqHeadW) != head {
 			ch.wait.cancel()
