@@ -112,8 +112,12 @@ func (s *Server) Close() error {
 // ctx's error or ErrClosed. Each wake-up drains every ready request of
 // every channel (a batch), then publishes once per channel.
 func (s *Server) Serve(ctx context.Context) error {
+	if err := s.region.enter(); err != nil {
+		return fmt.Errorf("boundary: serve: %w", err)
+	}
+	defer s.region.leave()
 	for i := 0; ; i++ {
-		if s.closed.Load() {
+		if s.closed.Load() || s.region.closing.Load() {
 			return fmt.Errorf("boundary: serve: %w", ErrClosed)
 		}
 		n, stalled := s.poll()
@@ -131,8 +135,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		if stalled {
 			flag = waitSpace
 		}
+		s.restore()
 		seq := s.wait.prepare(flag)
-		if s.ready() || s.closed.Load() {
+		if s.ready() || s.closed.Load() || s.region.closing.Load() {
 			s.wait.cancel()
 			i = 0
 			continue
@@ -167,8 +172,34 @@ func (s *Server) ready() bool {
 // blocks (other than in the Handler). For tests and custom loops; do not
 // call it concurrently with Serve.
 func (s *Server) Poll() int {
+	if s.region.enter() != nil {
+		return 0
+	}
+	defer s.region.leave()
 	n, _ := s.poll()
 	return n
+}
+
+// restore republishes the server's own indices where the shared words no
+// longer hold them (a hostile enclave, or anything else with the mapping,
+// may overwrite them). Called before sleeping, so that an enclave waiting
+// on a scribbled index sees the real one again.
+func (s *Server) restore() {
+	for i := range s.chans {
+		ch := &s.chans[i]
+		moved := false
+		if atomic.LoadUint64(ch.reqHeadW) != ch.head {
+			atomic.StoreUint64(ch.reqHeadW, ch.head)
+			moved = true
+		}
+		if atomic.LoadUint64(ch.respTailW) != ch.tail {
+			atomic.StoreUint64(ch.respTailW, ch.tail)
+			moved = true
+		}
+		if moved {
+			ch.wait.wake(1, &s.ctr)
+		}
+	}
 }
 
 // poll is Poll, also reporting whether some channel stalled on a full
@@ -202,6 +233,19 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 		!ring.Advanced(ch.seenTail, reqTail, ch.head+ch.req.Cap()) || !ring.Advanced(ch.seenHead, respHead, ch.tail)
 	if ch.bad {
 		s.ctr.badIndex.Add(1)
+		if (reqTail|respHead)&(ring.Align-1) == 0 {
+			// Resynchronise at the enclave's indices: both rings are
+			// taken as empty there (what was in them is dropped), as the
+			// client does at the host's after a rejected index. Nothing
+			// is read or written beyond our own view of the rings.
+			ch.head, ch.seenTail = reqTail, reqTail
+			ch.tail, ch.seenHead = respHead, respHead
+			atomic.StoreUint64(ch.reqHeadW, ch.head)
+			atomic.StoreUint64(ch.respTailW, ch.tail)
+			ch.wait.wake(1, &s.ctr)
+			s.ctr.resyncs.Add(1)
+			ch.bad = false
+		}
 		return 0, false
 	}
 	ch.seenTail, ch.seenHead = reqTail, respHead
