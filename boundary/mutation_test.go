@@ -71,6 +71,8 @@ func TestHostileConcurrentMutation(t *testing.T) {
 		}
 	})
 
+	var lastErr atomic.Value
+	lastErr.Store("none")
 	// call makes one call (or a batch of 4) with a deadline and reports
 	// whether it succeeded with the right answers.
 	call := func(g, i int) (bool, error) {
@@ -105,6 +107,11 @@ func TestHostileConcurrentMutation(t *testing.T) {
 			ok = err == nil && bytes.Equal(resp[:n], req)
 			return err
 		})
+		if err != nil {
+			lastErr.Store(err.Error())
+		} else if !ok {
+			lastErr.Store("wrong answer")
+		}
 		if err != nil && !isOneOf(err, named) {
 			return false, fmt.Errorf("goroutine %d call %d: unnamed error: %w", g, i, err)
 		}
@@ -130,10 +137,16 @@ func TestHostileConcurrentMutation(t *testing.T) {
 	t.Logf("after scribbling: client %+v", c.Counters())
 
 	// The host behaves again: every goroutine gets through within a
-	// bounded number of attempts, with the right answers.
+	// bounded time, with the right answers. (A server republishes its
+	// scribbled indices when it next goes idle; until then calls may fail
+	// at once with ErrBadIndex, hence the pause between attempts.)
 	for g := range 4 {
 		callers.Go(func() {
-			for i := range 50 {
+			var last string
+			for i, start := 0, time.Now(); time.Since(start) < liveSlack; i++ {
+				if i > 0 {
+					time.Sleep(10 * time.Millisecond)
+				}
 				ok, err := call(g, i)
 				if err != nil {
 					errs <- err
@@ -142,8 +155,9 @@ func TestHostileConcurrentMutation(t *testing.T) {
 				if ok {
 					return
 				}
+				last = lastErr.Load().(string)
 			}
-			errs <- fmt.Errorf("goroutine %d: no call succeeded after the host stopped scribbling", g)
+			errs <- fmt.Errorf("goroutine %d: no call succeeded after the host stopped scribbling; last error: %s", g, last)
 		})
 	}
 	callers.Wait()
