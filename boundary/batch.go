@@ -88,7 +88,10 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 
 	next := 0            // next index to send
 	var delivered uint64 // answers taken in the current drain, for the counter
-	for spins := 0; left > 0; spins++ {
+	var sw spinWait      // idle until the first wait
+	defer sw.stop()
+	peerAsleep := false
+	for left > 0 {
 		progress := false
 
 		// Send as many requests as fit, then publish the tail once.
@@ -126,7 +129,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}
 		if sent {
 			atomic.StoreUint64(ch.reqTailW, ch.tail) // after the frames are written
-			c.server.wake(waitIdle, &c.ctr)
+			peerAsleep = c.server.wake(waitIdle, &c.ctr)
 			progress = true
 		}
 
@@ -185,7 +188,8 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}
 
 		if progress {
-			spins = 0
+			sw.done()
+			sw = c.spin.begin(peerAsleep)
 			continue
 		}
 		// Frames dropped (junk, stale) are not progress: a host that
@@ -196,7 +200,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 				return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w", err))
 			}
 		}
-		if spin(spins) {
+		if sw.spin() {
 			continue
 		}
 		if err := c.stopped(ctx); err != nil {
@@ -209,7 +213,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		} else {
 			ch.wait.sleep(s, &c.ctr)
 		}
-		spins = 0
+		sw.restart()
 	}
 	return nil
 }

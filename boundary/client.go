@@ -38,6 +38,7 @@ type Client struct {
 	closed  atomic.Bool
 	faulted atomic.Bool // the mapping faulted (unsealed region truncated)
 	ctr     counters
+	spin    *spinner // one spinner among all the client's waiters
 
 	done      chan struct{} // closed by Close: queued callers stop waiting
 	closeOnce sync.Once
@@ -83,7 +84,7 @@ func NewClient(r *Region, t *Table) (*Client, error) {
 	if err := t.checkRings(r.cfg); err != nil {
 		return nil, fmt.Errorf("boundary: new client: %w", err)
 	}
-	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait), done: make(chan struct{})}
+	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait), done: make(chan struct{}), spin: newSpinner()}
 	for i, l := range r.lay.ch {
 		ch := &c.chans[i]
 		ch.sem = make(chan struct{}, 1)
@@ -266,23 +267,26 @@ func (c *Client) Call(ctx context.Context, call uint32, req, resp []byte) (n int
 		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, err)
 	}
 	defer c.end(ch)
-	id, err := c.send(ctx, ch, &spec, req)
+	id, woke, err := c.send(ctx, ch, &spec, req)
 	if err != nil {
 		return 0, err
 	}
-	return c.await(ctx, ch, &spec, id, resp)
+	return c.await(ctx, ch, &spec, id, woke, resp)
 }
 
 // send appends one request frame and publishes it. The request tail is
 // published only after the frame bytes are written (ring.Write returns).
-func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte) (uint64, error) {
+// It reports whether the server slept and had to be woken.
+func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte) (uint64, bool, error) {
 	id := ch.nextID
-	for i := 0; ; i++ {
+	var sw spinWait
+	defer sw.stop()
+	for first := true; ; first = false {
 		head, ok := ch.loadReqHead() // read once per step
 		if !ok {
 			c.ctr.badIndex.Add(1)
 			ch.resync = true
-			return 0, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
 		}
 		tail, err := ch.req.Write(head, ch.tail, ring.Header{Call: spec.ID, ID: id}, req)
 		switch err {
@@ -290,8 +294,7 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 			ch.nextID++
 			ch.tail = tail
 			atomic.StoreUint64(ch.reqTailW, tail)
-			c.server.wake(waitIdle, &c.ctr)
-			return id, nil
+			return id, c.server.wake(waitIdle, &c.ctr), nil
 		case ring.ErrFull:
 			// Wait below for the server to consume; publish any padding
 			// Write added so the server can consume it.
@@ -303,15 +306,18 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 		case ring.ErrIndex:
 			c.ctr.badIndex.Add(1)
 			ch.resync = true
-			return 0, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
 		default:
-			return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
 		}
-		if spin(i) {
+		if first {
+			sw = c.spin.begin(false)
+		}
+		if sw.spin() {
 			continue
 		}
 		if err := c.stopped(ctx); err != nil {
-			return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
 		}
 		ch.restore()
 		s := ch.wait.prepare(1)
@@ -320,7 +326,7 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 		} else {
 			ch.wait.sleep(s, &c.ctr)
 		}
-		i = 0
+		sw.restart()
 	}
 }
 
@@ -364,9 +370,12 @@ func (c *Client) publishHead(ch *clientChan) {
 }
 
 // await reads responses on ch until the one for id arrives or the call
-// fails. Frames for abandoned ids are dropped on the way.
-func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id uint64, resp []byte) (int, error) {
-	for i := 0; ; i++ {
+// fails. Frames for abandoned ids are dropped on the way. peerAsleep: the
+// request had to wake the server, so spinning for the answer is futile.
+func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id uint64, peerAsleep bool, resp []byte) (int, error) {
+	sw := c.spin.begin(peerAsleep)
+	defer sw.stop()
+	for {
 		tail, ok := ch.loadRespTail() // read once per step
 		f, err := ring.Frame{}, ring.ErrIndex
 		if ok {
@@ -379,7 +388,7 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 				ch.head = f.Next
 				c.publishHead(ch)
 			}
-			if spin(i) {
+			if sw.spin() {
 				continue
 			}
 			if err := c.stopped(ctx); err != nil {
@@ -393,7 +402,7 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 			} else {
 				ch.wait.sleep(s, &c.ctr)
 			}
-			i = 0
+			sw.restart()
 			continue
 		case ring.ErrIndex:
 			c.ctr.badIndex.Add(1)
@@ -411,6 +420,7 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 		}
 		ch.head = f.Next
 		if f.ID == id {
+			sw.done()
 			n, err := c.deliver(ch, spec, f, resp)
 			c.publishHead(ch) // after deliver copied the payload out
 			c.ctr.calls.Add(1)

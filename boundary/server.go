@@ -41,6 +41,7 @@ type Server struct {
 
 	closed atomic.Bool
 	ctr    counters
+	spin   *spinner
 }
 
 // serverChan is one channel's host-side state.
@@ -78,6 +79,7 @@ func NewServer(r *Region, t *Table, h Handler) (*Server, error) {
 		wait:    r.waitLine(offServerWait),
 		reqBuf:  make([]byte, t.maxReq),
 		respBuf: make([]byte, max(t.maxResp, maxErrorPayload)),
+		spin:    newSpinner(),
 	}
 	for i, l := range r.lay.ch {
 		ch := &s.chans[i]
@@ -116,16 +118,21 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("boundary: serve: %w", err)
 	}
 	defer s.region.leave()
-	for i := 0; ; i++ {
+	sw := s.spin.begin(false)
+	defer sw.stop()
+	for {
 		if s.closed.Load() || s.region.closing.Load() {
 			return fmt.Errorf("boundary: serve: %w", ErrClosed)
 		}
-		n, stalled := s.poll()
+		n, stalled, woke := s.poll()
 		if n > 0 {
-			i = 0
+			// A client that had to be woken for its answer will not send
+			// its next request before the scheduler runs it: sleep.
+			sw.done()
+			sw = s.spin.begin(woke)
 			continue
 		}
-		if spin(i) {
+		if sw.spin() {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -139,15 +146,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		seq := s.wait.prepare(flag)
 		if s.ready() || s.closed.Load() || s.region.closing.Load() {
 			s.wait.cancel()
-			i = 0
+			sw = s.spin.begin(false)
 			continue
 		}
 		s.wait.sleep(seq, &s.ctr)
 		// Spin again only if the sleep ended with work to do: an idle
 		// server that wakes at the end of each time slice goes straight
 		// back to sleep instead of spinning (which cost ~12% of a core
-		// while idle). Found work resets i above.
-		i = spinIters
+		// while idle). Found work starts a new spin above.
+		sw = spinWait{over: true}
 	}
 }
 
@@ -176,7 +183,7 @@ func (s *Server) Poll() int {
 		return 0
 	}
 	defer s.region.leave()
-	n, _ := s.poll()
+	n, _, _ := s.poll()
 	return n
 }
 
@@ -203,14 +210,15 @@ func (s *Server) restore() {
 }
 
 // poll is Poll, also reporting whether some channel stalled on a full
-// response ring.
-func (s *Server) poll() (served int, stalled bool) {
+// response ring and whether a sleeping client had to be woken.
+func (s *Server) poll() (served int, stalled, woke bool) {
 	for i := range s.chans {
-		n, st := s.pollChan(&s.chans[i])
+		n, st, w := s.pollChan(&s.chans[i])
 		served += n
 		stalled = stalled || st
+		woke = woke || w
 	}
-	return served, stalled
+	return served, stalled, woke
 }
 
 // pollChan serves the ready requests of one channel. Ordering: a request
@@ -218,13 +226,13 @@ func (s *Server) poll() (served int, stalled bool) {
 // the request head is published only after the request payloads were
 // copied out, and the response tail only after the response frames were
 // written; the enclave is woken after both.
-func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
+func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 	// Each index is read once per step and must only move forward, within
 	// the capacity; Next and Reserve check the pairs again.
 	reqTail := atomic.LoadUint64(ch.reqTailW)
 	respHead := atomic.LoadUint64(ch.respHeadW)
 	if ch.bad && reqTail == ch.rawTail && respHead == ch.rawHead {
-		return 0, false // the same bad pair: already counted
+		return 0, false, false // the same bad pair: already counted
 	}
 	ch.rawTail, ch.rawHead = reqTail, respHead
 	_, errReq := ch.req.Used(ch.head, reqTail)
@@ -246,7 +254,7 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 			s.ctr.resyncs.Add(1)
 			ch.bad = false
 		}
-		return 0, false
+		return 0, false, false
 	}
 	ch.seenTail, ch.seenHead = reqTail, respHead
 	oldHead, oldTail := ch.head, ch.tail
@@ -303,12 +311,12 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 		atomic.StoreUint64(ch.respTailW, ch.tail)
 	}
 	if ch.head != oldHead || ch.tail != oldTail {
-		ch.wait.wake(1, &s.ctr)
+		woke = ch.wait.wake(1, &s.ctr)
 	}
 	if served > 0 {
 		s.ctr.calls.Add(uint64(served)) // once per batch, not per call
 	}
-	return served, stalled
+	return served, stalled, woke
 }
 
 // dispatch serves one request frame and returns the response's call field
