@@ -88,7 +88,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 
 	next := 0            // next index to send
 	var delivered uint64 // answers taken in the current drain, for the counter
-	var sw spinWait      // idle until the first wait
+	sw := c.spin.begin(false)
 	defer sw.stop()
 	peerAsleep := false
 	for left > 0 {

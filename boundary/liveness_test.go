@@ -338,3 +338,23 @@ func TestRetractedIndexRecovers(t *testing.T) {
 		})
 	}
 }
+
+// TestBatchOnFullRing: a batch that starts on a request ring the host
+// never drained sends nothing at first and waits from its first step; it
+// still ends at its deadline.
+func TestBatchOnFullRing(t *testing.T) {
+	r := newRegion(t, smallCfg)
+	c := newClient(t, r, clientTable(t))
+	for round := range 2 {
+		calls := make([]BatchCall, 256) // more than the 4 KiB ring holds
+		for i := range calls {
+			calls[i] = BatchCall{Call: callEcho, Req: make([]byte, 32), Resp: make([]byte, 64)}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), liveDeadline)
+		err := within(t, "Batch", func() error { return c.Batch(ctx, calls) })
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+}

@@ -89,7 +89,7 @@ func (sp *spinner) begin(peerAsleep bool) spinWait {
 // spin is one step of the spinning phase; it reports false when the
 // caller should move on to sleeping (and then releases the token).
 func (w *spinWait) spin() bool {
-	if w.over {
+	if w.over || w.sp == nil {
 		return false
 	}
 	pause()
@@ -123,6 +123,9 @@ func (w *spinWait) stop() {
 
 // restart begins a new spinning phase of the same wait, after a sleep.
 func (w *spinWait) restart() {
+	if w.sp == nil {
+		return
+	}
 	start := w.start
 	w.stop()
 	*w = w.sp.begin(false)
