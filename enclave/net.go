@@ -264,15 +264,18 @@ func newConn(e *Env, h uint64, local, remote net.Addr) *conn {
 // its bytes. A host that answers at once, as ours does, never hits this.
 func (c *conn) call(dl *deadline, call uint32, req, resp []byte) (n int, retry bool, err error) {
 	t, changed := dl.get()
-	ctx, cancel := context.WithCancel(c.ctx)
-	if !t.IsZero() {
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if t.IsZero() {
+		ctx, cancel = context.WithCancel(c.ctx)
+	} else {
 		ctx, cancel = context.WithDeadline(c.ctx, t)
 	}
 	defer cancel()
-	// Only a deadline moved earlier aborts the call; a later one lets it
-	// finish.
+	// Only a deadline moved earlier aborts the call; a later or cleared
+	// one lets it finish.
 	unhook := dl.onChange(changed, func(nt time.Time) {
-		if t.IsZero() || nt.Before(t) {
+		if !nt.IsZero() && (t.IsZero() || nt.Before(t)) {
 			cancel()
 		}
 	})
