@@ -42,6 +42,9 @@ type Server struct {
 	closed atomic.Bool
 	ctr    counters
 	spin   *spinner
+
+	deferFn DeferFunc   // nil: every request is answered by the Handler
+	done    completions // deferred replies waiting to be written
 }
 
 // serverChan is one channel's host-side state.
@@ -60,6 +63,9 @@ type serverChan struct {
 	rawTail  uint64 // request tail as last read, accepted or not
 	rawHead  uint64 // response head as last read, accepted or not
 	bad      bool   // the raw pair was rejected (counted once, not per poll)
+
+	pending  int    // deferred requests not yet answered
+	reserved uint64 // response ring bytes held for them (see reservation)
 }
 
 // NewServer returns the host side of r, serving the calls declared in t
@@ -171,7 +177,7 @@ func (s *Server) ready() bool {
 			return true
 		}
 	}
-	return false
+	return s.done.n.Load() != 0
 }
 
 // Poll makes one pass over all channels, serving every ready request (up
@@ -212,6 +218,7 @@ func (s *Server) restore() {
 // poll is Poll, also reporting whether some channel stalled on a full
 // response ring and whether a sleeping client had to be woken.
 func (s *Server) poll() (served int, stalled, woke bool) {
+	served, woke = s.writeCompletions()
 	for i := range s.chans {
 		n, st, w := s.pollChan(&s.chans[i])
 		served += n
@@ -279,10 +286,19 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 		if known {
 			need = max(need, spec.MaxResponse)
 		}
+		if ch.pending >= MaxPendingPerChannel {
+			stalled = true // a reply frees a slot and wakes us
+			break
+		}
 		// Make room for the worst-case response before consuming the
-		// request, so a response never has to wait (Reserve may write
-		// padding; the moved tail is published below either way).
-		tail, err := ch.resp.Reserve(respHead, ch.tail, uint64(need))
+		// request, so a response never has to wait, counting the space
+		// held for pending replies as used (Reserve may write padding;
+		// the moved tail is published below either way).
+		if ch.tail-(respHead-ch.reserved) > ch.resp.Cap() {
+			stalled = true
+			break
+		}
+		tail, err := ch.resp.Reserve(respHead-ch.reserved, ch.tail, uint64(need))
 		ch.tail = tail
 		if err == ring.ErrFull {
 			stalled = true
@@ -292,6 +308,16 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 			s.ctr.badIndex.Add(1)
 			ch.bad = true
 			break
+		}
+		if s.deferFn != nil && known && int64(f.Len) <= int64(spec.MaxRequest) {
+			req := s.reqBuf[:ch.req.Payload(f, s.reqBuf[:f.Len])]
+			reply := Reply{s: s, p: new(pendingReply), ch: s.chanIndex(ch), id: f.ID, call: f.Call, max: spec.MaxResponse}
+			if s.deferFn(f.Call, req, reply) {
+				ch.pending++
+				ch.reserved += reservation(spec.MaxResponse)
+				ch.head = f.Next
+				continue
+			}
 		}
 		call, payload := s.dispatch(ch, f, spec, known)
 		ch.head = f.Next
@@ -317,6 +343,16 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 		s.ctr.calls.Add(uint64(served)) // once per batch, not per call
 	}
 	return served, stalled, woke
+}
+
+// chanIndex is ch's index in s.chans.
+func (s *Server) chanIndex(ch *serverChan) int {
+	for i := range s.chans {
+		if &s.chans[i] == ch {
+			return i
+		}
+	}
+	return -1
 }
 
 // dispatch serves one request frame and returns the response's call field
