@@ -82,6 +82,7 @@ func newTestHost(t *testing.T, o host.ServiceOptions) *testHost {
 	if err != nil {
 		t.Fatal(err)
 	}
+	server.SetDefer(svc.Defer)
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(context.Background()) }()
 	attached, err := boundary.Attach(region.File(), cfg)

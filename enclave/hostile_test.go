@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,5 +208,47 @@ func TestSDKLiveness(t *testing.T) {
 				return err
 			})
 		})
+	}
+}
+
+// slowStore blocks every Put until release is closed, as a store stuck in
+// a long fsync would.
+type slowStore struct {
+	*host.MemStore
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s slowStore) Put(ctx context.Context, key, record []byte) error {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.MemStore.Put(ctx, key, record)
+}
+
+// TestSlowStoreDoesNotStallOtherCalls: while one storage call waits on a
+// slow store, the host answers other calls (time, another channel) at
+// once: storage calls are deferred to the storage goroutine instead of
+// holding the Serve goroutine.
+func TestSlowStoreDoesNotStallOtherCalls(t *testing.T) {
+	st := slowStore{host.NewMemStore(), make(chan struct{}, 1), make(chan struct{})}
+	env := newTestEnv(t, host.ServiceOptions{Store: st})
+	release := sync.OnceFunc(func() { close(st.release) })
+	t.Cleanup(release) // runs before the env's cleanup: a failed test does not hang
+	put := make(chan error, 1)
+	go func() { put <- env.Store().Put(context.Background(), []byte("k"), []byte("v")) }()
+	<-st.entered
+	ctx, cancel := context.WithTimeout(context.Background(), liveSlack)
+	defer cancel()
+	for range 3 {
+		if _, err := env.UntrustedNow(ctx); err != nil {
+			t.Fatalf("time call while a put is stuck in the store: %v", err)
+		}
+	}
+	release()
+	if err := <-put; err != nil {
+		t.Fatal(err)
+	}
+	if got, err := env.Store().Get(context.Background(), []byte("k")); err != nil || string(got) != "v" {
+		t.Fatalf("Get after the slow put: %q, %v", got, err)
 	}
 }
