@@ -153,3 +153,55 @@ func TestDeferredReplyAfterClose(t *testing.T) {
 	r.Close()
 	d.reply.Send([]byte("late")) // must not touch the unmapped region
 }
+
+// TestDeferredSmallRing: on a ring that holds the reservation of only one
+// pending reply next to an answer given now, deferred and immediate calls
+// of one batch still all get their answers: the server takes a deferrable
+// request only when its reply's space is free.
+func TestDeferredSmallRing(t *testing.T) {
+	r := newRegion(t, smallCfg) // 4 KiB: one echo reservation (2 x 1040) plus one echo answer
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	go func() {
+		for d := range got {
+			// Answered later, from another goroutine, with a reply near
+			// the call's bound so that reservations matter.
+			d.reply.Send(append(d.req, make([]byte, 1000-len(d.req))...))
+		}
+	}()
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+	for round := range 20 {
+		calls := make([]BatchCall, 12)
+		for i := range calls {
+			p := "now"
+			if i%3 != 0 {
+				p = "later"
+			}
+			calls[i] = BatchCall{Call: callEcho, Req: fmt.Appendf(nil, "%s-%d-%d", p, round, i), Resp: make([]byte, 1024)}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.Batch(ctx, calls)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: %v (server %+v)", round, err, s.Counters())
+		}
+		for i, bc := range calls {
+			want := len(bc.Req)
+			if bytes.HasPrefix(bc.Req, []byte("later")) {
+				want = 1000
+			}
+			if bc.Err != nil || bc.N != want || !bytes.HasPrefix(bc.Resp[:bc.N], bc.Req) {
+				t.Fatalf("round %d call %d: %d bytes %q, %v", round, i, bc.N, bc.Resp[:min(bc.N, 32)], bc.Err)
+			}
+		}
+	}
+	if n := s.Counters().BadIndex; n != 0 {
+		t.Fatalf("server BadIndex %d: a reply found no room", n)
+	}
+}

@@ -309,12 +309,18 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 			ch.bad = true
 			break
 		}
-		if s.deferFn != nil && known && int64(f.Len) <= int64(spec.MaxRequest) {
+		if resv := reservation(spec.MaxResponse); s.deferFn != nil && known && int64(f.Len) <= int64(spec.MaxRequest) && resv <= ch.resp.Cap() {
+			// The handler may keep this request: hold its reply's space
+			// now, or wait until pending replies free enough.
+			if ch.tail-respHead+ch.reserved+resv > ch.resp.Cap() {
+				stalled = true
+				break
+			}
 			req := s.reqBuf[:ch.req.Payload(f, s.reqBuf[:f.Len])]
 			reply := Reply{s: s, p: new(pendingReply), ch: s.chanIndex(ch), id: f.ID, call: f.Call, max: spec.MaxResponse}
 			if s.deferFn(f.Call, req, reply) {
 				ch.pending++
-				ch.reserved += reservation(spec.MaxResponse)
+				ch.reserved += resv
 				ch.head = f.Next
 				continue
 			}
