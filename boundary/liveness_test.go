@@ -129,6 +129,11 @@ func TestCancelledOnEntry(t *testing.T) {
 	if _, err := c.Call(context.Background(), callEcho, []byte("x"), make([]byte, 8)); err != nil {
 		t.Fatal(err)
 	}
+	// The server counts a pass's calls after it has published them: wait
+	// for the count, then check it is this call alone.
+	for start := time.Now(); s.Counters().Calls == 0 && time.Since(start) < liveSlack; {
+		time.Sleep(time.Millisecond)
+	}
 	if n := s.Counters().Calls; n != 1 {
 		t.Fatalf("server served %d calls, want 1", n)
 	}
