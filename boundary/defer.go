@@ -127,11 +127,11 @@ func (s *Server) writeCompletions() (written int, woke bool) {
 		moved[c.ch] = true
 		written++
 	}
+	s.ctr.calls.Add(uint64(written)) // before the answers are published
 	for i := range moved {
 		ch := &s.chans[i]
 		atomic.StoreUint64(ch.respTailW, ch.tail)
 		woke = ch.wait.wake(1, &s.ctr) || woke
 	}
-	s.ctr.calls.Add(uint64(written))
 	return written, woke
 }

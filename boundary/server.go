@@ -336,6 +336,11 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 		ch.tail = tail
 		served++
 	}
+	if served > 0 {
+		// Counted before the answers are published, so a client never
+		// sees an answer the counter does not include yet.
+		s.ctr.calls.Add(uint64(served)) // once per batch, not per call
+	}
 	if ch.head != oldHead {
 		atomic.StoreUint64(ch.reqHeadW, ch.head)
 	}
@@ -344,9 +349,6 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 	}
 	if ch.head != oldHead || ch.tail != oldTail {
 		woke = ch.wait.wake(1, &s.ctr)
-	}
-	if served > 0 {
-		s.ctr.calls.Add(uint64(served)) // once per batch, not per call
 	}
 	return served, stalled, woke
 }
