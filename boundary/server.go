@@ -130,12 +130,15 @@ func (s *Server) Serve(ctx context.Context) error {
 		if s.closed.Load() || s.region.closing.Load() {
 			return fmt.Errorf("boundary: serve: %w", ErrClosed)
 		}
-		n, stalled, woke := s.poll()
+		n, stalled, _ := s.poll()
 		if n > 0 {
-			// A client that had to be woken for its answer will not send
-			// its next request before the scheduler runs it: sleep.
+			// Spin for the next request even if the client had to be
+			// woken for its answer: were both sides to sleep at once
+			// whenever the other slept, one descheduling would latch the
+			// pair into a futex wake per message for good. The server's
+			// spin is bounded (spinMax, and cut short when descheduled).
 			sw.done()
-			sw = s.spin.begin(woke)
+			sw = s.spin.begin(false)
 			continue
 		}
 		if sw.spin() {

@@ -19,8 +19,11 @@ import (
 //     apart): on an oversubscribed machine the peer is likely waiting for
 //     this very core, and spinning on would fight it (measured before this
 //     policy: round trips of 1.5 ms with two CPU burners on 2 cores);
-//   - the peer announced it sleeps (the waker had to issue a futex wake,
-//     so the answer needs a scheduler wake-up, tens of microseconds);
+//   - the peer announced it sleeps (the client had to wake the server
+//     for its request, so the answer needs a scheduler wake-up, tens of
+//     microseconds). The server does not apply this rule to its own idle
+//     spin: if both did, one descheduling would latch the pair into a
+//     futex wake per message;
 //   - another goroutine of the same Client already spins (one spinner per
 //     process: more only steal the CPU from the peer).
 //
