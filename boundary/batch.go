@@ -57,14 +57,15 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}()
 		defer c.catchFault(debug.SetPanicOnFault(true), &n, &err)
 	}
-	if c.closed.Load() {
-		return fmt.Errorf("boundary: batch: %w", ErrClosed)
+	ch, err := c.begin(ctx)
+	if err != nil {
+		err = fmt.Errorf("boundary: batch: %w", err)
+		for i := range calls {
+			calls[i].N, calls[i].Err, calls[i].state = 0, err, batchDone
+		}
+		return err
 	}
-	if c.faulted.Load() {
-		return fmt.Errorf("boundary: batch: %w", ErrRegionFault)
-	}
-	ch := c.acquire()
-	defer ch.mu.Unlock()
+	defer c.end(ch)
 
 	// Ids base .. base+len-1 are reserved for this batch, one per index, so
 	// a response's id maps to its call without a table.
@@ -87,13 +88,17 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 
 	next := 0            // next index to send
 	var delivered uint64 // answers taken in the current drain, for the counter
-	for spins := 0; left > 0; spins++ {
+	sw := c.spin.begin(false)
+	defer sw.stop()
+	peerAsleep := false
+	for left > 0 {
 		progress := false
 
 		// Send as many requests as fit, then publish the tail once.
 		head, ok := ch.loadReqHead() // once per step
 		if !ok {
 			c.ctr.badIndex.Add(1)
+			ch.resync = true
 			return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: send: %w: request head %d, tail %d", ErrBadIndex, head, ch.tail))
 		}
 		sent := false
@@ -113,6 +118,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 			if err != nil {
 				if err == ring.ErrIndex {
 					c.ctr.badIndex.Add(1)
+					ch.resync = true
 					err = ErrBadIndex
 				}
 				return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: send: %w", err))
@@ -123,7 +129,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}
 		if sent {
 			atomic.StoreUint64(ch.reqTailW, ch.tail) // after the frames are written
-			c.server.wake(waitIdle, &c.ctr)
+			peerAsleep = c.server.wake(waitIdle, &c.ctr)
 			progress = true
 		}
 
@@ -141,6 +147,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 			}
 			if err == ring.ErrIndex {
 				c.ctr.badIndex.Add(1)
+				ch.resync = true
 				c.ctr.calls.Add(delivered)
 				return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w: response head %d, tail %d", ErrBadIndex, ch.head, tail))
 			}
@@ -173,30 +180,40 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}
 		if ch.head != oldHead {
 			c.publishHead(ch) // after every payload above was copied out
-			progress = true
 		}
 		if delivered > 0 {
 			c.ctr.calls.Add(delivered) // once per drain, not per call
 			delivered = 0
+			progress = true
 		}
 
 		if progress {
-			spins = 0
+			sw.done()
+			sw = c.spin.begin(peerAsleep)
 			continue
 		}
-		if spin(spins) {
+		// Frames dropped (junk, stale) are not progress: a host that
+		// streams them must not keep the batch from noticing its
+		// deadline or Close.
+		if ch.head != oldHead {
+			if err := c.stopped(ctx); err != nil {
+				return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w", err))
+			}
+		}
+		if sw.spin() {
 			continue
 		}
 		if err := c.stopped(ctx); err != nil {
 			return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w", err))
 		}
+		ch.restore()
 		s := ch.wait.prepare(1)
 		if atomic.LoadUint64(ch.respTailW) != tail || atomic.LoadUint64(ch.reqHeadW) != head {
 			ch.wait.cancel()
 		} else {
 			ch.wait.sleep(s, &c.ctr)
 		}
-		spins = 0
+		sw.restart()
 	}
 	return nil
 }

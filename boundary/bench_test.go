@@ -65,18 +65,17 @@ func BenchmarkRoundTrip(b *testing.B) {
 }
 
 // pingPongPeer echoes the ping word into the pong word until the stop word
-// is set. It spins with the rings' spin policy but never sleeps, so the
-// comparison with the rings is fair and shows their cost above the limit.
+// is set. It spins with the rings' spin hint (PAUSE) but never sleeps, so
+// the comparison with the rings shows their cost above the limit.
 func pingPongPeer(r *Region) {
 	ping, pong, stop := r.u64(offChannels+chReqTail), r.u64(offChannels+chRespTail), r.u64(offChannels+chWait)
 	var seen uint64
-	for i := 0; atomic.LoadUint64(stop) == 0; i++ {
+	for atomic.LoadUint64(stop) == 0 {
 		if v := atomic.LoadUint64(ping); v != seen {
 			seen = v
 			atomic.StoreUint64(pong, v)
-			i = 0
 		} else {
-			spin(i % spinIters) // the rings' spin policy, without sleeping
+			pause()
 		}
 	}
 }
@@ -89,8 +88,8 @@ func benchPingPong(b *testing.B, r *Region) {
 	for b.Loop() {
 		n++
 		atomic.StoreUint64(ping, n)
-		for i := 0; atomic.LoadUint64(pong) != n; i++ {
-			spin(i % spinIters)
+		for atomic.LoadUint64(pong) != n {
+			pause()
 		}
 	}
 }

@@ -38,12 +38,19 @@ type Client struct {
 	closed  atomic.Bool
 	faulted atomic.Bool // the mapping faulted (unsealed region truncated)
 	ctr     counters
+	spin    *spinner // one spinner among all the client's waiters
+
+	done      chan struct{} // closed by Close: queued callers stop waiting
+	closeOnce sync.Once
 }
 
 // clientChan is one channel's enclave-side state. Everything here is
 // private memory except the words the pointers refer to.
 type clientChan struct {
-	mu sync.Mutex // held for a whole Call or Batch
+	// sem holds one token while the channel is free; a call takes it for
+	// its whole Call or Batch. A channel (not a mutex) so that a queued
+	// caller can give up when its context ends or the client closes.
+	sem chan struct{}
 
 	req, resp ring.Ring
 	reqTailW  *uint64 // published by us
@@ -58,6 +65,12 @@ type clientChan struct {
 	seenTail uint64 // response tail last read from the host
 	nextID   uint64 // next correlation id; ids start at 1
 
+	// resync: the host published an index we rejected; before the next
+	// call the channel is resynchronised at the host's indices (see
+	// Client.resync), so one bad or retracted index fails one call and
+	// does not wedge the channel.
+	resync bool
+
 	abandoned [maxAbandoned]uint64 // ids whose responses will be dropped
 	nAb       int
 
@@ -71,9 +84,11 @@ func NewClient(r *Region, t *Table) (*Client, error) {
 	if err := t.checkRings(r.cfg); err != nil {
 		return nil, fmt.Errorf("boundary: new client: %w", err)
 	}
-	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait)}
+	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait), done: make(chan struct{}), spin: newSpinner()}
 	for i, l := range r.lay.ch {
 		ch := &c.chans[i]
+		ch.sem = make(chan struct{}, 1)
+		ch.sem <- struct{}{}
 		var err error
 		if ch.req, err = ring.New(r.mem[l.reqData : l.reqData+r.lay.reqSize]); err != nil {
 			return nil, fmt.Errorf("boundary: new client: %w", err)
@@ -95,30 +110,136 @@ func NewClient(r *Region, t *Table) (*Client, error) {
 func (c *Client) Counters() Counters { return c.ctr.snapshot() }
 
 // Close stops the client: calls in progress return ErrClosed at their next
-// wait, new calls fail, and Close returns once no call uses the region.
+// check (they are woken if they sleep), queued and new calls fail with
+// ErrClosed, and Close returns once no call uses the region. Close never
+// waits for the host.
 func (c *Client) Close() error {
-	c.closed.Store(true)
-	for i := range c.chans {
-		c.chans[i].mu.Lock()
-		defer c.chans[i].mu.Unlock()
-	}
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		close(c.done)
+		if err := c.region.enter(); err == nil {
+			for _, l := range c.region.lay.ch {
+				c.region.wakeLocal(l.base + chWait)
+			}
+			c.region.leave()
+		}
+		// Take every channel and never give it back.
+		for i := range c.chans {
+			<-c.chans[i].sem
+		}
+	})
 	return nil
 }
 
-// acquire returns a locked channel: the first free one starting round-robin,
-// or, if all are busy, it waits for the starting one.
-func (c *Client) acquire() *clientChan {
+// acquire returns a channel the caller now holds (release it with
+// ch.release): the first free one starting round-robin, or, if all are
+// busy, the starting one once it is free. It gives up when ctx ends or the
+// client closes. It resynchronises the channel first if the host broke it.
+func (c *Client) acquire(ctx context.Context) (*clientChan, error) {
 	n := uint32(len(c.chans))
 	start := c.rr.Add(1) % n
+	var ch *clientChan
 	for i := range n {
-		ch := &c.chans[(start+i)%n]
-		if ch.mu.TryLock() {
-			return ch
+		cand := &c.chans[(start+i)%n]
+		select {
+		case <-cand.sem:
+			ch = cand
+		default:
+			continue
+		}
+		break
+	}
+	if ch == nil {
+		ch = &c.chans[start]
+		select {
+		case <-ch.sem:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-c.done:
+			return nil, ErrClosed
 		}
 	}
-	ch := &c.chans[start]
-	ch.mu.Lock()
-	return ch
+	// Re-check under the channel: Close may have run while we queued.
+	if c.closed.Load() {
+		ch.release()
+		return nil, ErrClosed
+	}
+	if ch.resync {
+		if err := c.resync(ch); err != nil {
+			ch.release()
+			return nil, err
+		}
+	}
+	return ch, nil
+}
+
+// release gives the channel back.
+func (ch *clientChan) release() { ch.sem <- struct{}{} }
+
+// resync re-establishes a channel after the host published an index the
+// client rejected: both rings are taken as empty at the host's current
+// indices (the request ring at the host's request head, the response ring
+// at its response tail), and the client publishes matching indices. Only
+// requests and responses of calls that already failed are dropped: a
+// channel is resynchronised only between calls. The host's values must be
+// aligned; whatever else they are, the client's own writes stay within its
+// ring and the next call's checks apply as usual.
+func (c *Client) resync(ch *clientChan) error {
+	head := atomic.LoadUint64(ch.reqHeadW)
+	tail := atomic.LoadUint64(ch.respTailW)
+	if (head|tail)&(ring.Align-1) != 0 {
+		c.ctr.badIndex.Add(1)
+		return fmt.Errorf("%w: resynchronising at request head %d, response tail %d", ErrBadIndex, head, tail)
+	}
+	ch.tail, ch.seenHead = head, head
+	ch.head, ch.seenTail = tail, tail
+	atomic.StoreUint64(ch.reqTailW, head)
+	atomic.StoreUint64(ch.respHeadW, tail)
+	ch.resync = false
+	c.ctr.resyncs.Add(1)
+	return nil
+}
+
+// restore republishes the channel's own indices if the shared words no
+// longer hold them (a hostile host may overwrite them). Called before
+// sleeping, so a host that stopped scribbling sees consistent indices again.
+func (ch *clientChan) restore() {
+	if atomic.LoadUint64(ch.reqTailW) != ch.tail {
+		atomic.StoreUint64(ch.reqTailW, ch.tail)
+	}
+	if atomic.LoadUint64(ch.respHeadW) != ch.head {
+		atomic.StoreUint64(ch.respHeadW, ch.head)
+	}
+}
+
+// begin is the common entry of Call and Batch: it checks the client and
+// ctx, enters the region and takes a channel. On success the caller must
+// call c.end(ch).
+func (c *Client) begin(ctx context.Context) (*clientChan, error) {
+	if c.closed.Load() {
+		return nil, ErrClosed
+	}
+	if c.faulted.Load() {
+		return nil, ErrRegionFault
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := c.region.enter(); err != nil {
+		return nil, err
+	}
+	ch, err := c.acquire(ctx)
+	if err != nil {
+		c.region.leave()
+		return nil, err
+	}
+	return ch, nil
+}
+
+// end releases what begin took.
+func (c *Client) end(ch *clientChan) {
+	ch.release()
+	c.region.leave()
 }
 
 // Call sends one request for call and waits for its response, which is
@@ -141,30 +262,31 @@ func (c *Client) Call(ctx context.Context, call uint32, req, resp []byte) (n int
 	if len(req) > spec.MaxRequest {
 		return 0, fmt.Errorf("boundary: call %s: %w: %d bytes, bound %d", spec.Name, ErrRequestTooLarge, len(req), spec.MaxRequest)
 	}
-	if c.closed.Load() {
-		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, ErrClosed)
+	ch, err := c.begin(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, err)
 	}
-	if c.faulted.Load() {
-		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, ErrRegionFault)
-	}
-	ch := c.acquire()
-	defer ch.mu.Unlock()
-	id, err := c.send(ctx, ch, &spec, req)
+	defer c.end(ch)
+	id, woke, err := c.send(ctx, ch, &spec, req)
 	if err != nil {
 		return 0, err
 	}
-	return c.await(ctx, ch, &spec, id, resp)
+	return c.await(ctx, ch, &spec, id, woke, resp)
 }
 
 // send appends one request frame and publishes it. The request tail is
 // published only after the frame bytes are written (ring.Write returns).
-func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte) (uint64, error) {
+// It reports whether the server slept and had to be woken.
+func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte) (uint64, bool, error) {
 	id := ch.nextID
-	for i := 0; ; i++ {
+	var sw spinWait
+	defer sw.stop()
+	for first := true; ; first = false {
 		head, ok := ch.loadReqHead() // read once per step
 		if !ok {
 			c.ctr.badIndex.Add(1)
-			return 0, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
+			ch.resync = true
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
 		}
 		tail, err := ch.req.Write(head, ch.tail, ring.Header{Call: spec.ID, ID: id}, req)
 		switch err {
@@ -172,8 +294,7 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 			ch.nextID++
 			ch.tail = tail
 			atomic.StoreUint64(ch.reqTailW, tail)
-			c.server.wake(waitIdle, &c.ctr)
-			return id, nil
+			return id, c.server.wake(waitIdle, &c.ctr), nil
 		case ring.ErrFull:
 			// Wait below for the server to consume; publish any padding
 			// Write added so the server can consume it.
@@ -184,23 +305,28 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 			}
 		case ring.ErrIndex:
 			c.ctr.badIndex.Add(1)
-			return 0, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
+			ch.resync = true
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
 		default:
-			return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
 		}
-		if spin(i) {
+		if first {
+			sw = c.spin.begin(false)
+		}
+		if sw.spin() {
 			continue
 		}
 		if err := c.stopped(ctx); err != nil {
-			return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
+			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
 		}
+		ch.restore()
 		s := ch.wait.prepare(1)
 		if atomic.LoadUint64(ch.reqHeadW) != head {
 			ch.wait.cancel()
 		} else {
 			ch.wait.sleep(s, &c.ctr)
 		}
-		i = 0
+		sw.restart()
 	}
 }
 
@@ -229,7 +355,7 @@ func (c *Client) catchFault(old bool, n *int, err *error) {
 
 // stopped returns why the caller should stop waiting, if it should.
 func (c *Client) stopped(ctx context.Context) error {
-	if c.closed.Load() {
+	if c.closed.Load() || c.region.closing.Load() {
 		return ErrClosed
 	}
 	return ctx.Err()
@@ -244,9 +370,12 @@ func (c *Client) publishHead(ch *clientChan) {
 }
 
 // await reads responses on ch until the one for id arrives or the call
-// fails. Frames for abandoned ids are dropped on the way.
-func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id uint64, resp []byte) (int, error) {
-	for i := 0; ; i++ {
+// fails. Frames for abandoned ids are dropped on the way. peerAsleep: the
+// request had to wake the server, so spinning for the answer is futile.
+func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id uint64, peerAsleep bool, resp []byte) (int, error) {
+	sw := c.spin.begin(peerAsleep)
+	defer sw.stop()
+	for {
 		tail, ok := ch.loadRespTail() // read once per step
 		f, err := ring.Frame{}, ring.ErrIndex
 		if ok {
@@ -259,24 +388,26 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 				ch.head = f.Next
 				c.publishHead(ch)
 			}
-			if spin(i) {
+			if sw.spin() {
 				continue
 			}
 			if err := c.stopped(ctx); err != nil {
 				ch.abandon(id)
 				return 0, fmt.Errorf("boundary: call %s: await response: %w", spec.Name, err)
 			}
+			ch.restore()
 			s := ch.wait.prepare(1)
 			if atomic.LoadUint64(ch.respTailW) != tail {
 				ch.wait.cancel()
 			} else {
 				ch.wait.sleep(s, &c.ctr)
 			}
-			i = 0
+			sw.restart()
 			continue
 		case ring.ErrIndex:
 			c.ctr.badIndex.Add(1)
 			ch.abandon(id)
+			ch.resync = true
 			return 0, fmt.Errorf("boundary: call %s: await response: %w: response head %d, tail %d", spec.Name, ErrBadIndex, ch.head, tail)
 		default: // ring.ErrFrame
 			// The ring cannot be parsed past this frame: drop everything
@@ -289,6 +420,7 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 		}
 		ch.head = f.Next
 		if f.ID == id {
+			sw.done()
 			n, err := c.deliver(ch, spec, f, resp)
 			c.publishHead(ch) // after deliver copied the payload out
 			c.ctr.calls.Add(1)

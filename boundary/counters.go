@@ -18,12 +18,13 @@ type Counters struct {
 	StaleResponses  uint64 // late responses to abandoned calls, dropped quietly
 	Sleeps          uint64 // futex sleeps (how often spinning was not enough)
 	Wakes           uint64 // futex wakes issued to the peer
+	Resyncs         uint64 // channels resynchronised after a rejected index
 }
 
 // counters is the live, concurrently updated form of Counters.
 type counters struct {
 	calls, remoteErrors, badIndex, malformed, oversize, unknownCalls,
-	unknownIDs, duplicateIDs, callMismatches, stale, sleeps, wakes atomic.Uint64
+	unknownIDs, duplicateIDs, callMismatches, stale, sleeps, wakes, resyncs atomic.Uint64
 }
 
 func (c *counters) snapshot() Counters {
@@ -40,5 +41,6 @@ func (c *counters) snapshot() Counters {
 		StaleResponses:  c.stale.Load(),
 		Sleeps:          c.sleeps.Load(),
 		Wakes:           c.wakes.Load(),
+		Resyncs:         c.resyncs.Load(),
 	}
 }

@@ -27,8 +27,8 @@ func FuzzClientResponse(f *testing.F) {
 
 	named := []error{ErrBadIndex, ErrMalformedFrame, ErrUnknownID, ErrDuplicateID, ErrCallMismatch,
 		ErrResponseTooLarge, ErrMalformedError, ErrRemote, ErrShortBuffer, context.Canceled}
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // an empty ring ends the call after the spin phase, deterministically
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
 	ct := clientTable(f)
 	f.Fuzz(func(t *testing.T, data []byte, tail, reqHead uint64) {
 		r, err := Create(smallCfg)
@@ -46,6 +46,9 @@ func FuzzClientResponse(f *testing.F) {
 		}
 		resp := make([]byte, 1024)
 		for range 2 {
+			// Live on entry, ended at the first wait: an empty ring ends
+			// the call after the spin phase, deterministically.
+			ctx := &endsAfterEntry{Context: cancelled}
 			n, err := c.Call(ctx, callEcho, []byte("req"), resp)
 			if err != nil {
 				if !isOneOf(err, named) {
@@ -66,4 +69,18 @@ func FuzzClientResponse(f *testing.F) {
 			t.Fatalf("published head %d beyond the host's tail %d", head, tail)
 		}
 	})
+}
+
+// endsAfterEntry is a context whose first Err (Call's check on entry)
+// reports nil and every later one the ended context's error.
+type endsAfterEntry struct {
+	context.Context
+	checked atomic.Bool
+}
+
+func (c *endsAfterEntry) Err() error {
+	if !c.checked.Swap(true) {
+		return nil
+	}
+	return c.Context.Err()
 }

@@ -37,6 +37,10 @@ const (
 	// are forgotten; a response to a forgotten id counts as a duplicate.
 	maxAbandoned = 64
 
+	// MaxPendingPerChannel bounds the deferred requests (DeferFunc) of
+	// one channel awaiting their replies.
+	MaxPendingPerChannel = 16
+
 	// maxBatchPerChannel bounds how many requests the server takes from one
 	// channel per pass, so one busy channel cannot starve the others.
 	maxBatchPerChannel = 256

@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -75,9 +77,36 @@ type Region struct {
 	lay    layout
 	sealed bool
 
+	// users is read-locked by every Client call and Server pass that
+	// touches the mapping; Close write-locks it, so the region is unmapped
+	// only when no call is inside, and a call that enters afterwards sees
+	// unmapped and never touches the memory. closing tells calls in
+	// progress to stop waiting so that Close does not wait for a stalled
+	// peer.
+	users    sync.RWMutex
+	closing  atomic.Bool
+	unmapped bool // under users
+
 	closeOnce sync.Once
 	closeErr  error
 }
+
+// enter registers a user of the mapping; it fails with ErrClosed once Close
+// has begun. Every successful enter must be followed by leave.
+func (r *Region) enter() error {
+	if r.closing.Load() {
+		return ErrClosed
+	}
+	r.users.RLock()
+	if r.unmapped {
+		r.users.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
+
+// leave ends a use begun by enter.
+func (r *Region) leave() { r.users.RUnlock() }
 
 // Create makes a new shared region for cfg: an anonymous memfd, sealed
 // against shrinking and growing so the enclave side cannot be made to fault
@@ -207,11 +236,26 @@ func (r *Region) Config() Config { return r.cfg }
 // Sealed reports whether the region is a memfd sealed against shrinking.
 func (r *Region) Sealed() bool { return r.sealed }
 
-// Close unmaps the region and closes its file (host side). Close must be
-// called only after the Client and Server using the region are closed and
-// their calls have returned: the mapping is gone afterwards.
+// Close unmaps the region and closes its file (host side). Calls in
+// progress on a Client or Server over the region stop waiting and return
+// ErrClosed, later ones fail with ErrClosed without touching the region,
+// and the mapping is removed only once no call is inside (Close waits for
+// them: at most one sleep slice each).
 func (r *Region) Close() error {
 	r.closeOnce.Do(func() {
+		r.closing.Store(true)
+		// Wake every sleeper of this process so it sees closing now.
+		r.users.RLock()
+		if !r.unmapped {
+			r.wakeLocal(offServerWait)
+			for _, l := range r.lay.ch {
+				r.wakeLocal(l.base + chWait)
+			}
+		}
+		r.users.RUnlock()
+		r.users.Lock()
+		defer r.users.Unlock()
+		r.unmapped = true
 		err := unix.Munmap(r.mem)
 		if r.file != nil {
 			err = errors.Join(err, r.file.Close())
@@ -221,6 +265,26 @@ func (r *Region) Close() error {
 		}
 	})
 	return r.closeErr
+}
+
+// wakeLocal wakes whoever sleeps on the wait line at off, so that a
+// sleeper of this process re-checks now (after Close). On an unsealed
+// region the host may have truncated the file: a fault is caught and
+// ignored, and the sleeper then notices at the end of its sleep slice.
+func (r *Region) wakeLocal(off int) {
+	if !r.sealed {
+		defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+		defer func() {
+			if p := recover(); p != nil {
+				if _, ok := p.(interface{ Addr() uintptr }); !ok {
+					panic(p)
+				}
+			}
+		}()
+	}
+	w := r.waitLine(off)
+	atomic.AddUint32(w.seq, 1)
+	futexWakeAll(w.seq)
 }
 
 // u64 and u32 return pointers to shared words for sync/atomic. Offsets come

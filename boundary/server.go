@@ -41,6 +41,10 @@ type Server struct {
 
 	closed atomic.Bool
 	ctr    counters
+	spin   *spinner
+
+	deferFn DeferFunc   // nil: every request is answered by the Handler
+	done    completions // deferred replies waiting to be written
 }
 
 // serverChan is one channel's host-side state.
@@ -59,6 +63,9 @@ type serverChan struct {
 	rawTail  uint64 // request tail as last read, accepted or not
 	rawHead  uint64 // response head as last read, accepted or not
 	bad      bool   // the raw pair was rejected (counted once, not per poll)
+
+	pending  int    // deferred requests not yet answered
+	reserved uint64 // response ring bytes held for them (see reservation)
 }
 
 // NewServer returns the host side of r, serving the calls declared in t
@@ -78,6 +85,7 @@ func NewServer(r *Region, t *Table, h Handler) (*Server, error) {
 		wait:    r.waitLine(offServerWait),
 		reqBuf:  make([]byte, t.maxReq),
 		respBuf: make([]byte, max(t.maxResp, maxErrorPayload)),
+		spin:    newSpinner(),
 	}
 	for i, l := range r.lay.ch {
 		ch := &s.chans[i]
@@ -112,16 +120,28 @@ func (s *Server) Close() error {
 // ctx's error or ErrClosed. Each wake-up drains every ready request of
 // every channel (a batch), then publishes once per channel.
 func (s *Server) Serve(ctx context.Context) error {
-	for i := 0; ; i++ {
-		if s.closed.Load() {
+	if err := s.region.enter(); err != nil {
+		return fmt.Errorf("boundary: serve: %w", err)
+	}
+	defer s.region.leave()
+	sw := s.spin.begin(false)
+	defer sw.stop()
+	for {
+		if s.closed.Load() || s.region.closing.Load() {
 			return fmt.Errorf("boundary: serve: %w", ErrClosed)
 		}
-		n, stalled := s.poll()
+		n, stalled, _ := s.poll()
 		if n > 0 {
-			i = 0
+			// Spin for the next request even if the client had to be
+			// woken for its answer: were both sides to sleep at once
+			// whenever the other slept, one descheduling would latch the
+			// pair into a futex wake per message for good. The server's
+			// spin is bounded (spinMax, and cut short when descheduled).
+			sw.done()
+			sw = s.spin.begin(false)
 			continue
 		}
-		if spin(i) {
+		if sw.spin() {
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -131,18 +151,19 @@ func (s *Server) Serve(ctx context.Context) error {
 		if stalled {
 			flag = waitSpace
 		}
+		s.restore()
 		seq := s.wait.prepare(flag)
-		if s.ready() || s.closed.Load() {
+		if s.ready() || s.closed.Load() || s.region.closing.Load() {
 			s.wait.cancel()
-			i = 0
+			sw = s.spin.begin(false)
 			continue
 		}
 		s.wait.sleep(seq, &s.ctr)
 		// Spin again only if the sleep ended with work to do: an idle
 		// server that wakes at the end of each time slice goes straight
 		// back to sleep instead of spinning (which cost ~12% of a core
-		// while idle). Found work resets i above.
-		i = spinIters
+		// while idle). Found work starts a new spin above.
+		sw = spinWait{over: true}
 	}
 }
 
@@ -159,7 +180,7 @@ func (s *Server) ready() bool {
 			return true
 		}
 	}
-	return false
+	return s.done.n.Load() != 0
 }
 
 // Poll makes one pass over all channels, serving every ready request (up
@@ -167,19 +188,47 @@ func (s *Server) ready() bool {
 // blocks (other than in the Handler). For tests and custom loops; do not
 // call it concurrently with Serve.
 func (s *Server) Poll() int {
-	n, _ := s.poll()
+	if s.region.enter() != nil {
+		return 0
+	}
+	defer s.region.leave()
+	n, _, _ := s.poll()
 	return n
 }
 
-// poll is Poll, also reporting whether some channel stalled on a full
-// response ring.
-func (s *Server) poll() (served int, stalled bool) {
+// restore republishes the server's own indices where the shared words no
+// longer hold them (a hostile enclave, or anything else with the mapping,
+// may overwrite them). Called before sleeping, so that an enclave waiting
+// on a scribbled index sees the real one again.
+func (s *Server) restore() {
 	for i := range s.chans {
-		n, st := s.pollChan(&s.chans[i])
+		ch := &s.chans[i]
+		moved := false
+		if atomic.LoadUint64(ch.reqHeadW) != ch.head {
+			atomic.StoreUint64(ch.reqHeadW, ch.head)
+			moved = true
+		}
+		if atomic.LoadUint64(ch.respTailW) != ch.tail {
+			atomic.StoreUint64(ch.respTailW, ch.tail)
+			moved = true
+		}
+		if moved {
+			ch.wait.wake(1, &s.ctr)
+		}
+	}
+}
+
+// poll is Poll, also reporting whether some channel stalled on a full
+// response ring and whether a sleeping client had to be woken.
+func (s *Server) poll() (served int, stalled, woke bool) {
+	served, woke = s.writeCompletions()
+	for i := range s.chans {
+		n, st, w := s.pollChan(&s.chans[i])
 		served += n
 		stalled = stalled || st
+		woke = woke || w
 	}
-	return served, stalled
+	return served, stalled, woke
 }
 
 // pollChan serves the ready requests of one channel. Ordering: a request
@@ -187,13 +236,13 @@ func (s *Server) poll() (served int, stalled bool) {
 // the request head is published only after the request payloads were
 // copied out, and the response tail only after the response frames were
 // written; the enclave is woken after both.
-func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
+func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 	// Each index is read once per step and must only move forward, within
 	// the capacity; Next and Reserve check the pairs again.
 	reqTail := atomic.LoadUint64(ch.reqTailW)
 	respHead := atomic.LoadUint64(ch.respHeadW)
 	if ch.bad && reqTail == ch.rawTail && respHead == ch.rawHead {
-		return 0, false // the same bad pair: already counted
+		return 0, false, false // the same bad pair: already counted
 	}
 	ch.rawTail, ch.rawHead = reqTail, respHead
 	_, errReq := ch.req.Used(ch.head, reqTail)
@@ -202,7 +251,20 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 		!ring.Advanced(ch.seenTail, reqTail, ch.head+ch.req.Cap()) || !ring.Advanced(ch.seenHead, respHead, ch.tail)
 	if ch.bad {
 		s.ctr.badIndex.Add(1)
-		return 0, false
+		if (reqTail|respHead)&(ring.Align-1) == 0 {
+			// Resynchronise at the enclave's indices: both rings are
+			// taken as empty there (what was in them is dropped), as the
+			// client does at the host's after a rejected index. Nothing
+			// is read or written beyond our own view of the rings.
+			ch.head, ch.seenTail = reqTail, reqTail
+			ch.tail, ch.seenHead = respHead, respHead
+			atomic.StoreUint64(ch.reqHeadW, ch.head)
+			atomic.StoreUint64(ch.respTailW, ch.tail)
+			ch.wait.wake(1, &s.ctr)
+			s.ctr.resyncs.Add(1)
+			ch.bad = false
+		}
+		return 0, false, false
 	}
 	ch.seenTail, ch.seenHead = reqTail, respHead
 	oldHead, oldTail := ch.head, ch.tail
@@ -227,10 +289,19 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 		if known {
 			need = max(need, spec.MaxResponse)
 		}
+		if ch.pending >= MaxPendingPerChannel {
+			stalled = true // a reply frees a slot and wakes us
+			break
+		}
 		// Make room for the worst-case response before consuming the
-		// request, so a response never has to wait (Reserve may write
-		// padding; the moved tail is published below either way).
-		tail, err := ch.resp.Reserve(respHead, ch.tail, uint64(need))
+		// request, so a response never has to wait, counting the space
+		// held for pending replies as used (Reserve may write padding;
+		// the moved tail is published below either way).
+		if ch.tail-(respHead-ch.reserved) > ch.resp.Cap() {
+			stalled = true
+			break
+		}
+		tail, err := ch.resp.Reserve(respHead-ch.reserved, ch.tail, uint64(need))
 		ch.tail = tail
 		if err == ring.ErrFull {
 			stalled = true
@@ -240,6 +311,22 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 			s.ctr.badIndex.Add(1)
 			ch.bad = true
 			break
+		}
+		if resv := reservation(spec.MaxResponse); s.deferFn != nil && known && int64(f.Len) <= int64(spec.MaxRequest) && resv <= ch.resp.Cap() {
+			// The handler may keep this request: hold its reply's space
+			// now, or wait until pending replies free enough.
+			if ch.tail-respHead+ch.reserved+resv > ch.resp.Cap() {
+				stalled = true
+				break
+			}
+			req := s.reqBuf[:ch.req.Payload(f, s.reqBuf[:f.Len])]
+			reply := Reply{s: s, p: new(pendingReply), ch: s.chanIndex(ch), id: f.ID, call: f.Call, max: spec.MaxResponse}
+			if s.deferFn(f.Call, req, reply) {
+				ch.pending++
+				ch.reserved += resv
+				ch.head = f.Next
+				continue
+			}
 		}
 		call, payload := s.dispatch(ch, f, spec, known)
 		ch.head = f.Next
@@ -252,6 +339,11 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 		ch.tail = tail
 		served++
 	}
+	if served > 0 {
+		// Counted before the answers are published, so a client never
+		// sees an answer the counter does not include yet.
+		s.ctr.calls.Add(uint64(served)) // once per batch, not per call
+	}
 	if ch.head != oldHead {
 		atomic.StoreUint64(ch.reqHeadW, ch.head)
 	}
@@ -259,12 +351,19 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled bool) {
 		atomic.StoreUint64(ch.respTailW, ch.tail)
 	}
 	if ch.head != oldHead || ch.tail != oldTail {
-		ch.wait.wake(1, &s.ctr)
+		woke = ch.wait.wake(1, &s.ctr)
 	}
-	if served > 0 {
-		s.ctr.calls.Add(uint64(served)) // once per batch, not per call
+	return served, stalled, woke
+}
+
+// chanIndex is ch's index in s.chans.
+func (s *Server) chanIndex(ch *serverChan) int {
+	for i := range s.chans {
+		if &s.chans[i] == ch {
+			return i
+		}
 	}
-	return served, stalled
+	return -1
 }
 
 // dispatch serves one request frame and returns the response's call field

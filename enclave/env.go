@@ -24,8 +24,9 @@ type Env struct {
 	store  *Store
 	log    *slog.Logger
 
-	// ctx bounds every host call: it ends when Run returns, never on
+	// ctx is the Env's lifetime: it ends when Run returns, never on
 	// SIGTERM, so an app can still drain connections while stopping.
+	// Listeners and connections derive theirs from it.
 	ctx    context.Context
 	cancel context.CancelFunc
 }
@@ -51,7 +52,9 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog
 	e.store = &Store{env: e}
 	switch tee.Kind(kind) {
 	case tee.KindSimSGX, tee.KindSimTDX:
-		p, err := newSimPlatform(e, tee.Kind(kind))
+		ctx, cancel := context.WithTimeout(e.ctx, startTimeout)
+		p, err := newSimPlatform(ctx, e, tee.Kind(kind))
+		cancel()
 		if err != nil {
 			e.cancel()
 			client.Close()
@@ -80,9 +83,20 @@ func (e *Env) close() {
 	e.events.Close()
 }
 
-// call makes one host call bounded by the Env's lifetime.
-func (e *Env) call(call uint32, req, resp []byte) (int, error) {
-	return e.client.Call(e.ctx, call, req, resp)
+// Bounds of host calls that have no caller context.
+const (
+	// closeTimeout bounds the host call that releases a handle (Close of
+	// a listener or connection has no context): a stalled host delays
+	// Close by at most this long, and the handle is forgotten either way.
+	closeTimeout = time.Second
+	// startTimeout bounds the host calls Run makes before the app starts.
+	startTimeout = 10 * time.Second
+)
+
+// call makes one host call bounded by ctx; closing the Env (which closes
+// the client) ends it too.
+func (e *Env) call(ctx context.Context, call uint32, req, resp []byte) (int, error) {
+	return e.client.Call(ctx, call, req, resp)
 }
 
 // Platform returns the platform the enclave runs on: evidence binding

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +39,19 @@ var testApp = sim.App{MRENCLAVE: [32]byte{0xe1}, MRSIGNER: [32]byte{0x51}, Produ
 // services (the same code `cloister run` uses), with a sim platform in a
 // temporary directory.
 func newTestEnv(t *testing.T, o host.ServiceOptions) *Env {
+	t.Helper()
+	return newTestHost(t, o).env
+}
+
+// testHost is an Env with the host side of its region: the real server
+// can be stopped so that a hostile host (boundarytest) takes over.
+type testHost struct {
+	env        *Env
+	region     *boundary.Region // the host's
+	stopServer func()
+}
+
+func newTestHost(t *testing.T, o host.ServiceOptions) *testHost {
 	t.Helper()
 	pki, err := sim.Load(t.TempDir(), rand.Reader, time.Now())
 	if err != nil {
@@ -68,6 +82,7 @@ func newTestEnv(t *testing.T, o host.ServiceOptions) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	server.SetDefer(svc.Defer)
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(context.Background()) }()
 	attached, err := boundary.Attach(region.File(), cfg)
@@ -82,14 +97,14 @@ func newTestEnv(t *testing.T, o host.ServiceOptions) *Env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	stopServer := sync.OnceFunc(func() { server.Close(); <-served })
 	t.Cleanup(func() {
 		env.close()
-		server.Close()
-		<-served
+		stopServer()
 		svc.Close()
 		region.Close()
 	})
-	return env
+	return &testHost{env: env, region: region, stopServer: stopServer}
 }
 
 // TestConnConformance runs x/net's net.Conn conformance suite (data, deadlines

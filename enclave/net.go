@@ -24,8 +24,14 @@ import (
 // Listen listens through the host on addr ("host:port" or ":port"; only
 // TCP). The host binds the address the operator allowed with `cloister run
 // --listen` that has the same port (and host, if addr names one); the
-// listener's Addr is what the host bound.
+// listener's Addr is what the host bound. It waits for the host as long
+// as the Env lives; ListenContext bounds the wait.
 func (e *Env) Listen(network, addr string) (net.Listener, error) {
+	return e.ListenContext(context.Background(), network, addr)
+}
+
+// ListenContext is Listen with ctx bounding the host call.
+func (e *Env) ListenContext(ctx context.Context, network, addr string) (net.Listener, error) {
 	if err := checkNetwork(network); err != nil {
 		return nil, opError("listen", network, nil, nil, err)
 	}
@@ -33,7 +39,7 @@ func (e *Env) Listen(network, addr string) (net.Listener, error) {
 		return nil, opError("listen", network, nil, nil, errors.New("enclave: address too long"))
 	}
 	resp := make([]byte, 8+boundary.MaxNetAddr)
-	n, err := e.call(boundary.CallNetListen, []byte(addr), resp)
+	n, err := e.call(ctx, boundary.CallNetListen, []byte(addr), resp)
 	if err != nil {
 		return nil, opError("listen", network, nil, nil, err)
 	}
@@ -41,7 +47,9 @@ func (e *Env) Listen(network, addr string) (net.Listener, error) {
 	if err != nil {
 		return nil, opError("listen", network, nil, nil, err)
 	}
-	return &listener{env: e, h: h, addr: parseAddr(bound), done: make(chan struct{})}, nil
+	l := &listener{env: e, h: h, addr: parseAddr(bound), done: make(chan struct{})}
+	l.ctx, l.cancel = context.WithCancel(e.ctx)
+	return l, nil
 }
 
 // Dial connects to addr through the host; see DialContext.
@@ -71,7 +79,7 @@ func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 	}
 	req := append(wire.AppendU64(nil, timeout), addr...)
 	resp := make([]byte, 8+boundary.MaxNetAddr)
-	n, err := e.call(boundary.CallNetDial, req, resp)
+	n, err := e.call(ctx, boundary.CallNetDial, req, resp)
 	if err != nil {
 		return nil, opError("dial", network, nil, raddr, err)
 	}
@@ -83,7 +91,7 @@ func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 	// completes it (see package wire).
 	for {
 		seen := e.watch.seq(h)
-		n, err := e.call(boundary.CallNetAccept, wire.AppendU64(nil, h), resp)
+		n, err := e.call(ctx, boundary.CallNetAccept, wire.AppendU64(nil, h), resp)
 		if err == nil {
 			got, local, err := wire.ParseHandleAddr(resp[:n])
 			if err == nil && got != h {
@@ -111,10 +119,12 @@ func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 	}
 }
 
-// closeHandle releases a host handle; errors are moot (the host forgets
-// the handle either way).
+// closeHandle releases a host handle, waiting for the host at most
+// closeTimeout; errors are moot (the host forgets the handle either way).
 func (e *Env) closeHandle(h uint64) error {
-	_, err := e.call(boundary.CallNetClose, wire.AppendU64(nil, h), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	_, err := e.call(ctx, boundary.CallNetClose, wire.AppendU64(nil, h), nil)
 	return err
 }
 
@@ -153,6 +163,11 @@ type listener struct {
 	h    uint64
 	addr net.Addr
 
+	// ctx bounds the host calls of Accept; Close cancels it, so an Accept
+	// waiting on a stalled host returns.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	closeOnce sync.Once
 	done      chan struct{}
 }
@@ -168,7 +183,7 @@ func (l *listener) Accept() (net.Conn, error) {
 		default:
 		}
 		seen := l.env.watch.seq(l.h)
-		n, err := l.env.call(boundary.CallNetAccept, wire.AppendU64(nil, l.h), resp)
+		n, err := l.env.call(l.ctx, boundary.CallNetAccept, wire.AppendU64(nil, l.h), resp)
 		if err == nil {
 			h, remote, err := wire.ParseHandleAddr(resp[:n])
 			if err != nil {
@@ -198,6 +213,7 @@ func (l *listener) Close() error {
 	err := net.ErrClosed
 	l.closeOnce.Do(func() {
 		close(l.done)
+		l.cancel()
 		err = l.env.closeHandle(l.h)
 	})
 	if err != nil {
@@ -216,6 +232,12 @@ type conn struct {
 	h             uint64
 	local, remote net.Addr
 
+	// ctx bounds every host call of the connection; Close cancels it.
+	// Each Read or Write call further bounds its host calls by the
+	// deadline (callCtx).
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	rmu, wmu    sync.Mutex
 	rdl, wdl    deadline
 	wbuf        []byte // request buffer for writes, under wmu
@@ -226,7 +248,50 @@ type conn struct {
 }
 
 func newConn(e *Env, h uint64, local, remote net.Addr) *conn {
-	return &conn{env: e, h: h, local: local, remote: remote, done: make(chan struct{}), rdl: newDeadline(), wdl: newDeadline()}
+	c := &conn{env: e, h: h, local: local, remote: remote, done: make(chan struct{}), rdl: newDeadline(), wdl: newDeadline()}
+	c.ctx, c.cancel = context.WithCancel(e.ctx)
+	return c
+}
+
+// call makes one host call for the connection, bounded by dl's deadline,
+// by a change of that deadline (SetReadDeadline in the past aborts a
+// blocked Read, as net/http relies on) and by Close. On an error it
+// reports closed or timed out in net.Conn's terms, and retry when the
+// deadline moved: the caller checks the new deadline and calls again.
+//
+// A host call abandoned at the deadline may have been served: a late
+// answer is dropped, so a read the host answered after the deadline loses
+// its bytes. A host that answers at once, as ours does, never hits this.
+func (c *conn) call(dl *deadline, call uint32, req, resp []byte) (n int, retry bool, err error) {
+	t, changed := dl.get()
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if t.IsZero() {
+		ctx, cancel = context.WithCancel(c.ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(c.ctx, t)
+	}
+	defer cancel()
+	// Only a deadline moved earlier aborts the call; a later or cleared
+	// one lets it finish.
+	unhook := dl.onChange(changed, func(nt time.Time) {
+		if !nt.IsZero() && (t.IsZero() || nt.Before(t)) {
+			cancel()
+		}
+	})
+	n, err = c.env.call(ctx, call, req, resp)
+	moved := unhook()
+	switch {
+	case err == nil:
+		return n, false, nil
+	case c.isClosed() || c.ctx.Err() != nil:
+		return 0, false, net.ErrClosed
+	case moved && ctx.Err() != nil:
+		return 0, true, nil
+	case errors.Is(err, context.DeadlineExceeded):
+		return 0, false, os.ErrDeadlineExceeded
+	}
+	return 0, false, err
 }
 
 // Read reads what the host received, waiting while nothing is there.
@@ -244,16 +309,15 @@ func (c *conn) Read(b []byte) (int, error) {
 			return 0, c.opError("read", err)
 		}
 		seen := c.env.watch.seq(c.h)
-		n, err := c.env.call(boundary.CallNetRead, wire.ReadRequest(c.rreq[:], c.h, len(b)), b)
+		n, retry, err := c.call(&c.rdl, boundary.CallNetRead, wire.ReadRequest(c.rreq[:], c.h, len(b)), b)
 		switch {
+		case retry:
+			continue
 		case err == nil && n == 0:
 			return 0, io.EOF
 		case err == nil:
 			return n, nil
 		case !wire.IsRemote(err, wire.MsgWouldBlock):
-			if c.isClosed() {
-				err = net.ErrClosed
-			}
 			return 0, c.opError("read", err)
 		}
 		if err := c.await(&c.rdl, seen); err != nil {
@@ -280,7 +344,10 @@ func (c *conn) Write(b []byte) (int, error) {
 		chunk := b[done:min(len(b), done+boundary.MaxNetChunk)]
 		req := append(wire.AppendU64(c.wbuf[:0], c.h), chunk...)
 		seen := c.env.watch.seq(c.h)
-		n, err := c.env.call(boundary.CallNetWrite, req, resp[:])
+		n, retry, err := c.call(&c.wdl, boundary.CallNetWrite, req, resp[:])
+		if retry {
+			continue
+		}
 		if err == nil {
 			w, err := wire.ParseWritten(resp[:n], len(chunk))
 			if err != nil {
@@ -290,9 +357,6 @@ func (c *conn) Write(b []byte) (int, error) {
 			continue
 		}
 		if !wire.IsRemote(err, wire.MsgWouldBlock) {
-			if c.isClosed() {
-				err = net.ErrClosed
-			}
 			return done, c.opError("write", err)
 		}
 		if err := c.await(&c.wdl, seen); err != nil {
@@ -356,6 +420,7 @@ func (c *conn) Close() error {
 	err := net.ErrClosed
 	c.closeOnce.Do(func() {
 		close(c.done)
+		c.cancel()
 		err = c.env.closeHandle(c.h)
 	})
 	if err != nil {
@@ -383,11 +448,38 @@ func (c *conn) SetReadDeadline(t time.Time) error { c.rdl.set(t); return nil }
 // SetWriteDeadline sets the write deadline; a blocked Write notices at once.
 func (c *conn) SetWriteDeadline(t time.Time) error { c.wdl.set(t); return nil }
 
-// deadline is a settable point in time whose changes wake waiters.
+// deadline is a settable point in time whose changes wake waiters and
+// abort the host call in flight.
 type deadline struct {
 	mu      *sync.Mutex
 	t       time.Time
-	changed chan struct{} // closed and replaced on every set
+	changed chan struct{}   // closed and replaced on every set
+	hook    func(time.Time) // called by the next set with the new time
+}
+
+// onChange arranges for f to run with the new time when the deadline is
+// next set, if it was not set since changed was read (else f runs now). The returned function
+// removes the hook and reports whether it ran. One hook at a time: a
+// connection has at most one call in flight per deadline.
+func (d *deadline) onChange(changed <-chan struct{}, f func(time.Time)) func() bool {
+	d.mu.Lock()
+	if d.changed != changed {
+		t := d.t
+		d.mu.Unlock()
+		f(t)
+		return func() bool { return true }
+	}
+	d.hook = f
+	d.mu.Unlock()
+	return func() bool {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.hook == nil {
+			return true
+		}
+		d.hook = nil
+		return false
+	}
 }
 
 func newDeadline() deadline {
@@ -400,6 +492,10 @@ func (d *deadline) set(t time.Time) {
 	d.t = t
 	close(d.changed)
 	d.changed = make(chan struct{})
+	if d.hook != nil {
+		d.hook(t)
+		d.hook = nil
+	}
 }
 
 func (d *deadline) get() (time.Time, <-chan struct{}) {

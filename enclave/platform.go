@@ -23,9 +23,9 @@ type simPlatform struct {
 
 // newSimPlatform asks the host for the identity it measured and checks it
 // names the kind the launch named.
-func newSimPlatform(e *Env, kind tee.Kind) (*simPlatform, error) {
+func newSimPlatform(ctx context.Context, e *Env, kind tee.Kind) (*simPlatform, error) {
 	resp := make([]byte, 1024)
-	n, err := e.call(wire.CallSimIdentity, nil, resp)
+	n, err := e.call(ctx, wire.CallSimIdentity, nil, resp)
 	if err != nil {
 		return nil, fmt.Errorf("enclave: sim identity: %w", err)
 	}

@@ -12,6 +12,20 @@ import (
 // ErrNotFound is returned by Store.Get for a key with no record.
 var ErrNotFound = errors.New("enclave: store: not found")
 
+// ErrListTooLong is returned (wrapped) by Store.List and Store.ListLimit
+// when the host lists more keys, or more key bytes, than the limit: a host
+// that keeps answering with valid pages cannot make the enclave grow
+// without bound.
+var ErrListTooLong = errors.New("enclave: store: list: more keys than the limit")
+
+// Default bounds of Store.List: at most DefaultListMaxKeys keys of at most
+// DefaultListMaxBytes key bytes in total (each key also costs a slice
+// header of private memory, so the whole list stays under ~24 MiB).
+const (
+	DefaultListMaxKeys  = 1 << 18
+	DefaultListMaxBytes = 16 << 20
+)
+
 // Store is the host's storage of opaque records, keyed by byte strings of
 // 1 to boundary.MaxStorageKey bytes, each record at most
 // boundary.MaxStorageValue bytes.
@@ -64,10 +78,20 @@ func (s *Store) Delete(ctx context.Context, key []byte) error {
 }
 
 // List returns the keys that start with prefix, in bytewise order, fetched
-// a page at a time. Each page is checked (prefix, strictly increasing), but
-// the host may still omit keys.
+// a page at a time; it is ListLimit with DefaultListMaxKeys and
+// DefaultListMaxBytes. Each page is checked (prefix, strictly increasing),
+// but the host may still omit keys.
 func (s *Store) List(ctx context.Context, prefix []byte) ([][]byte, error) {
+	return s.ListLimit(ctx, prefix, DefaultListMaxKeys, DefaultListMaxBytes)
+}
+
+// ListLimit is List bounded by the caller: it fails with ErrListTooLong
+// as soon as the host has listed more than maxKeys keys or more than
+// maxBytes bytes of keys, having kept no more than that. ctx is checked
+// before every page.
+func (s *Store) ListLimit(ctx context.Context, prefix []byte, maxKeys, maxBytes int) ([][]byte, error) {
 	var all [][]byte
+	size := 0
 	resp := make([]byte, boundary.MaxStorageList)
 	var after []byte
 	for {
@@ -85,6 +109,12 @@ func (s *Store) List(ctx context.Context, prefix []byte) ([][]byte, error) {
 		}
 		if len(keys) == 0 {
 			return all, nil
+		}
+		for _, k := range keys {
+			size += len(k)
+		}
+		if len(all)+len(keys) > maxKeys || size > maxBytes {
+			return nil, fmt.Errorf("%w: %d keys, %d key bytes so far (limits %d keys, %d bytes)", ErrListTooLong, len(all)+len(keys), size, maxKeys, maxBytes)
 		}
 		all = append(all, keys...)
 		after = keys[len(keys)-1]

@@ -181,6 +181,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("host: run: %w", err)
 	}
+	server.SetDefer(svc.Defer)
 
 	cmd, mode, err := start(cfg, region.File(), svc.Events().File())
 	if err != nil {

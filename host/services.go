@@ -56,6 +56,8 @@ type Services struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
+	storageQ chan storageJob // deferred storage calls, in the order taken
+
 	mu         sync.Mutex
 	handles    map[uint64]any // *listener or *conn
 	next       uint64
@@ -91,7 +93,61 @@ func NewServices(o ServiceOptions) (*Services, error) {
 		s.now = time.Now
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.storageQ = make(chan storageJob, storageQueue)
+	s.wg.Go(s.storageWorker)
 	return s, nil
+}
+
+// storageQueue bounds the storage calls queued for the storage goroutine;
+// the boundary holds at most MaxPendingPerChannel per channel anyway.
+const storageQueue = 4 * boundary.MaxPendingPerChannel * boundary.MaxChannels
+
+// storageJob is one deferred storage call.
+type storageJob struct {
+	call  uint32
+	req   []byte // owned copy
+	reply boundary.Reply
+}
+
+// Defer is the boundary.DeferFunc of the host services: storage calls are
+// answered later, by one storage goroutine in the order they were taken
+// (so a batch of puts lands in order), so that a slow store (a bbolt
+// fsync) no longer stalls the Serve goroutine and with it the network
+// calls of every channel. Other calls are answered by Handle. Install it
+// with Server.SetDefer; like Handle, it must not run during or after Close.
+func (s *Services) Defer(call uint32, req []byte, reply boundary.Reply) bool {
+	switch call {
+	case boundary.CallStorageGet, boundary.CallStoragePut, boundary.CallStorageDelete,
+		boundary.CallStorageList, boundary.CallStorageCommit:
+	default:
+		return false
+	}
+	select {
+	case s.storageQ <- storageJob{call: call, req: append([]byte(nil), req...), reply: reply}:
+		return true
+	default:
+		return false // queue full: answer now, on the Serve goroutine
+	}
+}
+
+// storageWorker answers the deferred storage calls until Close.
+func (s *Services) storageWorker() {
+	resp := make([]byte, max(boundary.MaxStorageValue, boundary.MaxStorageList))
+	for job := range s.storageQ {
+		bound := 0
+		switch job.call {
+		case boundary.CallStorageGet:
+			bound = boundary.MaxStorageValue
+		case boundary.CallStorageList:
+			bound = boundary.MaxStorageList
+		}
+		n, err := s.Handle(job.call, job.req, resp[:bound])
+		if err != nil {
+			job.reply.Fail(err)
+			continue
+		}
+		job.reply.Send(resp[:n])
+	}
 }
 
 // Events returns the event page, whose File the enclave process inherits.
@@ -110,6 +166,7 @@ func (s *Services) Close() error {
 	clear(s.handles)
 	s.mu.Unlock()
 	s.cancel()
+	close(s.storageQ)
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *listener:
@@ -123,7 +180,8 @@ func (s *Services) Close() error {
 }
 
 // Handle is the boundary.Handler of the host services. It runs on the
-// server's goroutine and returns promptly: storage calls touch the local
+// server's goroutine (and, for the storage calls Defer takes, on the
+// storage goroutine) and returns promptly: storage calls touch the local
 // store, evidence signs a quote, and network calls only move bytes between
 // the rings and per-connection buffers.
 func (s *Services) Handle(call uint32, req, resp []byte) (int, error) {

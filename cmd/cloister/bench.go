@@ -21,7 +21,10 @@ func runBenchBoundary(e *env, args []string) error {
 	if os.Getenv(benchboundary.ChildEnv) != "" {
 		return benchboundary.Child(e.ctx)
 	}
-	fs := newFlagSet("bench boundary", "[--json] [--duration D] [--calls N] [--reps R]",
+	if os.Getenv(benchboundary.BurnEnv) != "" {
+		return benchboundary.Burn(e.ctx)
+	}
+	fs := newFlagSet("bench boundary", "[--json] [--duration D] [--calls N] [--reps R] [--load N]",
 		`Measure 64-byte request/response round trips between this process (the host)
 and a child process (the enclave side) over the shared-memory rings, a Unix
 socket pair (one system call per message: the stand-in for an enclave
@@ -30,12 +33,14 @@ memory (the physical limit); then batched throughput over the rings and
 pipelined throughput over the socket. Each figure is the median of --reps
 repetitions. Targets (reported, not asserted): rings at least 20x faster than
 the socket and within 3x of the ping-pong per round trip, and at least 5 million
-calls/s batched. Figures on a small or busy machine are noisy.
+calls/s batched. Figures on a small or busy machine are noisy. --load N starts
+N CPU-burning processes for the run (and stops them) to measure under load.
 `)
 	jsonOut := fs.Bool("json", false, "print the figures as one JSON object")
 	duration := fs.Duration("duration", benchboundary.DefaultDuration, "time per measurement, shared by one warm-up and the repetitions")
 	calls := fs.Int64("calls", benchboundary.DefaultMaxCalls, "at most `N` calls per repetition")
 	reps := fs.Int("reps", benchboundary.DefaultReps, "repetitions per measurement (the median is reported)")
+	load := fs.Int("load", 0, "start `N` CPU-burning processes for the run")
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
@@ -46,6 +51,8 @@ calls/s batched. Figures on a small or busy machine are noisy.
 		return usagef("--calls %d: want at least 1", *calls)
 	case *reps < 1 || *reps > 1000:
 		return usagef("--reps %d: want 1..1000", *reps)
+	case *load < 0 || *load > benchboundary.MaxLoad:
+		return usagef("--load %d: want 0..%d", *load, benchboundary.MaxLoad)
 	}
 	exe, err := os.Executable()
 	if err != nil {
@@ -62,6 +69,7 @@ calls/s batched. Figures on a small or busy machine are noisy.
 		Args:     []string{"bench", "boundary"},
 		Stderr:   stderr,
 		Log:      slog.New(slog.NewTextHandler(stderr, nil)),
+		Load:     *load,
 	})
 	if err != nil {
 		return err
@@ -91,7 +99,7 @@ func printBenchBoundary(e *env, r *benchboundary.Result) error {
 	fmt.Fprintf(e.stdout, "Throughput, many calls in flight:\n")
 	row(fmt.Sprintf("rings (%d goroutines x Batch of %d)", r.BatchGoroutines, r.BatchSize), fmt.Sprintf("%.2fM calls/s", r.RingCallsPerS/1e6), "(target >= 5M)")
 	row(fmt.Sprintf("Unix socket (%d pipelined)", r.UDSDepth), fmt.Sprintf("%.2fM calls/s", r.UDSCallsPerS/1e6), "")
-	_, err := fmt.Fprintf(e.stdout, "%d CPUs; figures on a small or busy machine vary from run to run.\n", r.CPUs)
+	_, err := fmt.Fprintf(e.stdout, "%d CPUs, %d CPU-burning processes alongside; figures on a small or busy machine vary from run to run.\n", r.CPUs, r.Load)
 	return err
 }
 

@@ -37,6 +37,11 @@ type Options struct {
 	Stderr io.Writer
 	// Log receives one line per measurement (nil: discarded).
 	Log *slog.Logger
+	// Load is the number of CPU-burning processes Run starts for the
+	// duration of the run (Exe with Args and BurnEnv=1, which must call
+	// Burn), to measure the boundary on a busy machine. Default 0; at
+	// most MaxLoad.
+	Load int
 }
 
 // Defaults of Options.
@@ -69,6 +74,8 @@ func (o Options) validate() (Options, error) {
 		return o, fmt.Errorf("max calls %d: want at least 1", o.MaxCalls)
 	case o.Exe == "":
 		return o, errors.New("no program to start as the enclave side")
+	case o.Load < 0 || o.Load > MaxLoad:
+		return o, fmt.Errorf("load %d: want 0..%d", o.Load, MaxLoad)
 	}
 	if o.Duration/time.Duration(o.Reps+1) < time.Microsecond {
 		return o, fmt.Errorf("duration %v: too short for %d repetitions", o.Duration, o.Reps)
@@ -106,6 +113,10 @@ type Result struct {
 	// when the other side lost its CPU, which is when ring_rtt_ns jumps.
 	RingSleepsPerCall float64 `json:"ring_sleeps_per_call"`
 
+	// Load is the number of CPU-burning processes that ran alongside
+	// (Options.Load); the machine's own load comes on top.
+	Load int `json:"load"`
+
 	// The shape of the run.
 	MessageBytes    int   `json:"message_bytes"`
 	BatchGoroutines int   `json:"batch_goroutines"`
@@ -128,7 +139,13 @@ func Run(ctx context.Context, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, fmt.Errorf("benchboundary: %w", err)
 	}
+	load, err := startBurners(ctx, opts, opts.Load)
+	if err != nil {
+		h.close()
+		return nil, fmt.Errorf("benchboundary: %w", err)
+	}
 	res, err := h.measureAll(ctx, opts)
+	load.stop()
 	if cerr := h.close(); err == nil && cerr != nil {
 		err = cerr
 	}
@@ -147,7 +164,7 @@ func (h *host) measureAll(ctx context.Context, opts Options) (*Result, error) {
 	rep := opts.Duration / time.Duration(opts.Reps+1)
 	res := &Result{
 		MessageBytes: msgSize, BatchGoroutines: batchGoroutines, BatchSize: batchSize, UDSDepth: udsDepth,
-		Reps: opts.Reps, RepNs: rep.Nanoseconds(), CPUs: runtime.NumCPU(),
+		Reps: opts.Reps, RepNs: rep.Nanoseconds(), CPUs: runtime.NumCPU(), Load: opts.Load,
 	}
 	steps := []struct {
 		k    kind

@@ -1,0 +1,207 @@
+package boundary
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+type deferred struct {
+	req   []byte
+	reply Reply
+}
+
+// deferLater defers every echo request that starts with "later", handing
+// it to the test through the returned channel.
+func deferLater(s *Server) <-chan deferred {
+	got := make(chan deferred, 1024)
+	s.SetDefer(func(call uint32, req []byte, reply Reply) bool {
+		if call != callEcho || !bytes.HasPrefix(req, []byte("later")) {
+			return false
+		}
+		got <- deferred{append([]byte(nil), req...), reply}
+		return true
+	})
+	return got
+}
+
+// TestDeferredReplies: a request the host answers later does not stall
+// the Serve loop (another channel's calls go through meanwhile), and its
+// reply reaches the caller; a second answer is ignored; an error answer
+// arrives as a RemoteError.
+func TestDeferredReplies(t *testing.T) {
+	r := newRegion(t, Config{Channels: 2, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+
+	slow := goCall(c, callEcho, []byte("later-1"), 64)
+	d := <-got
+	for i := range 3 {
+		req := fmt.Appendf(nil, "now-%d", i)
+		resp := make([]byte, 64)
+		n, err := c.Call(context.Background(), callEcho, req, resp)
+		if err != nil || !bytes.Equal(resp[:n], req) {
+			t.Fatalf("call beside a pending one: %q, %v", resp[:n], err)
+		}
+	}
+	d.reply.Send(append([]byte("answer:"), d.req...))
+	d.reply.Send([]byte("second answer, ignored"))
+	if res := <-slow; res.err != nil || string(res.out) != "answer:later-1" {
+		t.Fatalf("deferred call: %q, %v", res.out, res.err)
+	}
+	failed := goCall(c, callEcho, []byte("later-2"), 64)
+	(<-got).reply.Fail(errors.New("disk on fire"))
+	var re *RemoteError
+	if res := <-failed; !errors.As(res.err, &re) || re.Code != CodeHandler || re.Message != "disk on fire" {
+		t.Fatalf("failed deferred call: %v", res.err)
+	}
+	now := goCall(c, callSmall, []byte("x"), 64) // not deferred: answered now
+	if res := <-now; res.err != nil || string(res.out) != "x" {
+		t.Fatalf("undeferred call: %q, %v", res.out, res.err)
+	}
+}
+
+// TestDeferredBound: at most MaxPendingPerChannel requests of a channel
+// are pending; the rest wait in the ring and are taken as replies free
+// slots. Every call of a large batch gets its own answer.
+func TestDeferredBound(t *testing.T) {
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+
+	calls := make([]BatchCall, 3*MaxPendingPerChannel)
+	for i := range calls {
+		calls[i] = BatchCall{Call: callEcho, Req: fmt.Appendf(nil, "later-%d", i), Resp: make([]byte, 64)}
+	}
+	batch := make(chan error, 1)
+	go func() { batch <- c.Batch(context.Background(), calls) }()
+	var held []deferred
+	for range MaxPendingPerChannel {
+		held = append(held, <-got)
+	}
+	// The server takes no more until a reply frees a slot: wait until it
+	// sleeps again (it has nothing else to do), then check nothing more
+	// came.
+	for sleeps := s.Counters().Sleeps; s.Counters().Sleeps == sleeps; {
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case d := <-got:
+		t.Fatalf("request %q taken beyond the bound", d.req)
+	default:
+	}
+	answered := 0
+	for answered < len(calls) {
+		if len(held) == 0 {
+			held = append(held, <-got)
+		}
+		d := held[0]
+		held = held[1:]
+		d.reply.Send(d.req)
+		answered++
+	}
+	if err := <-batch; err != nil {
+		t.Fatal(err)
+	}
+	for i, bc := range calls {
+		if bc.Err != nil || !bytes.Equal(bc.Resp[:bc.N], bc.Req) {
+			t.Fatalf("call %d: %q, %v", i, bc.Resp[:bc.N], bc.Err)
+		}
+	}
+}
+
+// TestDeferredReplyAfterClose: a reply after the server closed is dropped
+// without touching the region.
+func TestDeferredReplyAfterClose(t *testing.T) {
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	c := newClient(t, r, clientTable(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	res := make(chan error, 1)
+	go func() { _, err := c.Call(ctx, callEcho, []byte("later"), make([]byte, 8)); res <- err }()
+	d := <-got
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	s.Close()
+	<-done
+	c.Close()
+	r.Close()
+	d.reply.Send([]byte("late")) // must not touch the unmapped region
+}
+
+// TestDeferredSmallRing: on a ring that holds the reservation of only one
+// pending reply next to an answer given now, deferred and immediate calls
+// of one batch still all get their answers: the server takes a deferrable
+// request only when its reply's space is free.
+func TestDeferredSmallRing(t *testing.T) {
+	r := newRegion(t, smallCfg) // 4 KiB: one echo reservation (2 x 1040) plus one echo answer
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	go func() {
+		for d := range got {
+			// Answered later, from another goroutine, with a reply near
+			// the call's bound so that reservations matter.
+			d.reply.Send(append(d.req, make([]byte, 1000-len(d.req))...))
+		}
+	}()
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+	for round := range 20 {
+		calls := make([]BatchCall, 12)
+		for i := range calls {
+			p := "now"
+			if i%3 != 0 {
+				p = "later"
+			}
+			calls[i] = BatchCall{Call: callEcho, Req: fmt.Appendf(nil, "%s-%d-%d", p, round, i), Resp: make([]byte, 1024)}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := c.Batch(ctx, calls)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: %v (server %+v)", round, err, s.Counters())
+		}
+		for i, bc := range calls {
+			want := len(bc.Req)
+			if bytes.HasPrefix(bc.Req, []byte("later")) {
+				want = 1000
+			}
+			if bc.Err != nil || bc.N != want || !bytes.HasPrefix(bc.Resp[:bc.N], bc.Req) {
+				t.Fatalf("round %d call %d: %d bytes %q, %v", round, i, bc.N, bc.Resp[:min(bc.N, 32)], bc.Err)
+			}
+		}
+	}
+	if n := s.Counters().BadIndex; n != 0 {
+		t.Fatalf("server BadIndex %d: a reply found no room", n)
+	}
+}
