@@ -316,6 +316,27 @@ func (o intelOutcome) verdict() (verdict, string) {
 	return verdict("fail:" + clsUnexpected), "no steps"
 }
 
+// failClasses lists the failure class of every step that failed. Intel's
+// steps are independent (each reports its own status), so a quote with two
+// faults names both; Cloister stops at the first in its own order (DESIGN.md,
+// "Order of DCAP checks"), which may be either.
+func (o intelOutcome) failClasses() []verdict {
+	var out []verdict
+	for _, step := range intelSteps {
+		s, ok := o.status[step]
+		if !ok || s == "STATUS_OK" {
+			continue
+		}
+		if _, tcb := intelTCBStatus[s]; tcb && step == "Quote" {
+			continue
+		}
+		if cls, ok := intelStatusClass[s]; ok {
+			out = append(out, verdict("fail:"+cls))
+		}
+	}
+	return out
+}
+
 // pemCert encodes der as one PEM certificate.
 func pemCert(der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})

@@ -298,7 +298,8 @@ func mutate(t testing.TB, bases []*base, seed uint64, i int) *variant {
 		if strings.HasSuffix(f.name, "signature") {
 			s[off] = "0123456789abcdef"[r.IntN(16)]
 		} else {
-			s[off] = "0123456789ABCDEFabcdef\"{}[],: x"[r.IntN(32)]
+			const alphabet = "0123456789ABCDEFabcdef\"{}[],: x"
+			s[off] = alphabet[r.IntN(len(alphabet))]
 		}
 		*f.p = string(s)
 		v.kind += ":" + f.name
