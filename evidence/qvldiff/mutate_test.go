@@ -322,53 +322,135 @@ func mutate(t testing.TB, bases []*base, seed uint64, i int) *variant {
 		v.bundle = b.pki.resignBundle(t, v.bundle, b.rootCRL, b.pckCRL, b.ca, b.caKey)
 		v.desc = d
 	case "crl":
-		rootCRL, pckCRL := b.rootCRL, b.pckCRL
-		rootCRL.revoked = slices.Clone(rootCRL.revoked)
-		pckCRL.revoked = slices.Clone(pckCRL.revoked)
-		revoke := func(c *x509.Certificate) x509.RevocationListEntry {
-			return x509.RevocationListEntry{SerialNumber: new(big.Int).Set(c.SerialNumber), RevocationTime: b.at.Add(-time.Hour)}
-		}
-		switch r.IntN(5) {
-		case 0:
-			pckCRL.revoked = append(pckCRL.revoked, revoke(b.leaf))
-			v.desc = "PCK certificate on the PCK CRL"
-		case 1:
-			rootCRL.revoked = append(rootCRL.revoked, revoke(b.ca))
-			v.desc = "PCK CA on the root CA CRL"
-		case 2:
-			rootCRL.revoked = append(rootCRL.revoked, revoke(b.pki.tcbSigning))
-			v.desc = "TCB signing certificate on the root CA CRL"
-		case 3:
-			pckCRL.thisUpdate, pckCRL.nextUpdate = b.at.Add(time.Second), b.at.Add(time.Hour)
-			v.desc = "PCK CRL thisUpdate 1 s after the time"
-		default:
-			rootCRL.thisUpdate, rootCRL.nextUpdate = b.at.Add(-time.Hour), b.at.Add(-time.Second)
-			v.desc = "root CA CRL nextUpdate 1 s before the time"
-		}
-		v.bundle = b.pki.resignBundle(t, v.bundle, rootCRL, pckCRL, b.ca, b.caKey)
+		crlCase(t, v, r.IntN(crlCases))
 	case "cert":
-		leaf, ca := b.leaf, b.ca
-		switch r.IntN(4) {
-		case 0:
-			leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, b.ca, b.caKey, func(c *x509.Certificate) { c.NotAfter = b.at.Add(-time.Second) })
-			v.desc = "PCK certificate notAfter 1 s before the time"
-		case 1:
-			leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, b.ca, b.caKey, func(c *x509.Certificate) { c.NotBefore = b.at.Add(time.Second) })
-			v.desc = "PCK certificate notBefore 1 s after the time"
-		case 2:
-			caKey := b.caKey
-			ca = clone(t, b.ca, &caKey.PublicKey, b.pki.root, b.pki.rootKey, func(c *x509.Certificate) { c.NotAfter = b.at.Add(-time.Second) })
-			leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, ca, caKey)
-			v.desc = "PCK CA notAfter 1 s before the time"
-		default:
-			leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, b.ca, b.caKey, func(c *x509.Certificate) { c.ExtraExtensions = nil })
-			v.desc = "PCK certificate without the SGX extension"
-		}
-		v.quote = b.pki.resign(t, v.quote, chainPEM(b.nul, leaf, ca, b.pki.root), false)
+		certCase(t, v, r.IntN(certCases))
 	}
 	if at, d := pickTime(r, v); d != "" {
 		v.at = at
 		v.desc += d
 	}
 	return v
+}
+
+// crlCases and certCases count the revocation and certificate-validity
+// edits crlCase and certCase make.
+const (
+	crlCases  = 5
+	certCases = 4
+)
+
+// crlCase re-issues the CRLs of v's base with edit k: a certificate
+// revoked, or a CRL whose window ends just before or starts just after v.at.
+func crlCase(t testing.TB, v *variant, k int) {
+	b := v.base
+	rootCRL, pckCRL := b.rootCRL, b.pckCRL
+	rootCRL.revoked = slices.Clone(rootCRL.revoked)
+	pckCRL.revoked = slices.Clone(pckCRL.revoked)
+	revoke := func(c *x509.Certificate) x509.RevocationListEntry {
+		return x509.RevocationListEntry{SerialNumber: new(big.Int).Set(c.SerialNumber), RevocationTime: b.at.Add(-time.Hour)}
+	}
+	switch k {
+	case 0:
+		pckCRL.revoked = append(pckCRL.revoked, revoke(b.leaf))
+		v.desc = "PCK certificate on the PCK CRL"
+	case 1:
+		rootCRL.revoked = append(rootCRL.revoked, revoke(b.ca))
+		v.desc = "PCK CA on the root CA CRL"
+	case 2:
+		rootCRL.revoked = append(rootCRL.revoked, revoke(b.pki.tcbSigning))
+		v.desc = "TCB signing certificate on the root CA CRL"
+	case 3:
+		pckCRL.thisUpdate, pckCRL.nextUpdate = b.at.Add(time.Second), b.at.Add(time.Hour)
+		v.desc = "PCK CRL thisUpdate 1 s after the time"
+	default:
+		rootCRL.thisUpdate, rootCRL.nextUpdate = b.at.Add(-time.Hour), b.at.Add(-time.Second)
+		v.desc = "root CA CRL nextUpdate 1 s before the time"
+	}
+	v.bundle = b.pki.resignBundle(t, v.bundle, rootCRL, pckCRL, b.ca, b.caKey)
+}
+
+// certCase re-issues the PCK chain of v's base with edit k.
+func certCase(t testing.TB, v *variant, k int) {
+	b := v.base
+	leaf, ca := b.leaf, b.ca
+	switch k {
+	case 0:
+		leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, b.ca, b.caKey, func(c *x509.Certificate) { c.NotAfter = b.at.Add(-time.Second) })
+		v.desc = "PCK certificate notAfter 1 s before the time"
+	case 1:
+		leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, b.ca, b.caKey, func(c *x509.Certificate) { c.NotBefore = b.at.Add(time.Second) })
+		v.desc = "PCK certificate notBefore 1 s after the time"
+	case 2:
+		ca = clone(t, b.ca, &b.caKey.PublicKey, b.pki.root, b.pki.rootKey, func(c *x509.Certificate) { c.NotAfter = b.at.Add(-time.Second) })
+		leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, ca, b.caKey)
+		v.desc = "PCK CA notAfter 1 s before the time"
+	default:
+		leaf = clone(t, b.leaf, &b.pki.pckKey.PublicKey, b.ca, b.caKey, func(c *x509.Certificate) { c.ExtraExtensions = nil })
+		v.desc = "PCK certificate without the SGX extension"
+	}
+	v.quote = b.pki.resign(t, v.quote, chainPEM(b.nul, leaf, ca, b.pki.root), false)
+}
+
+// sweepJSON lists systematic edits of a signed JSON object: every
+// tcbStatus set to every status (and an unknown one), every member of the
+// object and of its tdxModule deleted, every tcbLevels array reversed, its
+// first level duplicated and dropped.
+func sweepJSON(text, rootName string) (out [][2]string) {
+	parse := func() any {
+		d := json.NewDecoder(strings.NewReader(text))
+		d.UseNumber()
+		var doc any
+		if d.Decode(&doc) != nil {
+			return nil
+		}
+		return doc
+	}
+	emit := func(doc any, desc string) {
+		b, err := json.Marshal(doc)
+		if err == nil {
+			out = append(out, [2]string{string(b), desc})
+		}
+	}
+	var paths []jsonPath
+	walkJSON(parse(), rootName, nil, "", -1, &paths)
+	for i, p := range paths {
+		switch {
+		case p.key == "tcbStatus":
+			for _, st := range tcbStatuses {
+				doc := parse()
+				var ps []jsonPath
+				walkJSON(doc, rootName, nil, "", -1, &ps)
+				ps[i].set(st)
+				emit(doc, fmt.Sprintf("%s=%q", p.name, st))
+			}
+		case p.key == "tcbLevels":
+			for _, op := range []string{"reverse", "duplicate first of", "drop first of"} {
+				doc := parse()
+				var ps []jsonPath
+				walkJSON(doc, rootName, nil, "", -1, &ps)
+				lv := slices.Clone(ps[i].value.([]any))
+				switch {
+				case op == "reverse":
+					slices.Reverse(lv)
+				case len(lv) == 0:
+					continue
+				case op == "drop first of":
+					lv = lv[1:]
+				default:
+					lv = append([]any{deepCopy(lv[0])}, lv...)
+				}
+				ps[i].set(lv)
+				emit(doc, op+" "+p.name)
+			}
+		}
+		if _, inObj := p.parent.(map[string]any); inObj && (strings.Count(p.name, ".") == 1 || strings.HasPrefix(p.name, rootName+".tdxModule.")) {
+			doc := parse()
+			var ps []jsonPath
+			walkJSON(doc, rootName, nil, "", -1, &ps)
+			delete(ps[i].parent.(map[string]any), ps[i].key)
+			emit(doc, "delete "+p.name)
+		}
+	}
+	return out
 }
