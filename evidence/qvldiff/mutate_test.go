@@ -394,7 +394,7 @@ func certCase(t testing.TB, v *variant, k int) {
 
 // sweepJSON lists systematic edits of a signed JSON object: every
 // tcbStatus set to every status (and an unknown one), every member of the
-// object and of its tdxModule deleted, every tcbLevels array reversed, its
+// object, of its tdxModule and of each TDX module identity deleted, every tcbLevels array reversed, its
 // first level duplicated and dropped.
 func sweepJSON(text, rootName string) (out [][2]string) {
 	parse := func() any {
@@ -444,7 +444,8 @@ func sweepJSON(text, rootName string) (out [][2]string) {
 				emit(doc, op+" "+p.name)
 			}
 		}
-		if _, inObj := p.parent.(map[string]any); inObj && (strings.Count(p.name, ".") == 1 || strings.HasPrefix(p.name, rootName+".tdxModule.")) {
+		if _, inObj := p.parent.(map[string]any); inObj && (strings.Count(p.name, ".") == 1 || strings.HasPrefix(p.name, rootName+".tdxModule.") ||
+			strings.HasPrefix(p.name, rootName+".tdxModuleIdentities[") && strings.Count(p.name, ".") == 2) {
 			doc := parse()
 			var ps []jsonPath
 			walkJSON(doc, rootName, nil, "", -1, &ps)
