@@ -4,8 +4,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/binary"
 	"encoding/json"
+	"encoding/pem"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -140,7 +142,7 @@ func makeBases(t testing.TB) []*base {
 // equal to the component SVNs, as in a real PCK certificate), the
 // collateral is the sim's, re-signed.
 func simBases(t testing.TB, pki *testPKI, rc *realCerts) []*base {
-	sp, err := sim.Load(t.(*testing.T).TempDir(), rand.Reader, atSim)
+	sp, err := sim.Load(t.TempDir(), rand.Reader, atSim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func simBases(t testing.TB, pki *testPKI, rc *realCerts) []*base {
 		t.Fatal(err)
 	}
 	leaf := clone(t, rc.sgxPCK, &pki.pckKey.PublicKey, pki.processorCA, pki.processorKey, func(c *x509.Certificate) {
-		c.ExtraExtensions = append([]pkixExtension{}, ext)
+		c.ExtraExtensions = []pkix.Extension{ext}
 		c.NotBefore, c.NotAfter = atSim.AddDate(-1, 0, 0), atSim.AddDate(6, 0, 0)
 	})
 	var report [64]byte
@@ -208,8 +210,8 @@ func toV5(t testing.TB, v4 []byte) []byte {
 func parsePEM(t testing.TB, b []byte) []*x509.Certificate {
 	var out []*x509.Certificate
 	for {
-		var blk *pemBlock
-		blk, b = pemDecode(b)
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
 		if blk == nil {
 			return out
 		}
@@ -259,8 +261,8 @@ func boundaries(t testing.TB, q []byte, b pcs.Bundle) []time.Time {
 func parsePEMLax(b []byte) []*x509.Certificate {
 	var out []*x509.Certificate
 	for {
-		var blk *pemBlock
-		blk, b = pemDecode(b)
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
 		if blk == nil {
 			return out
 		}

@@ -8,7 +8,6 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/binary"
 	"encoding/hex"
@@ -348,10 +347,3 @@ func (p *testPKI) resignBundle(t testing.TB, b pcs.Bundle, rootCRL, pckCRL crlSp
 	b.PCKCRLIssuerChain = string(pemCert(ca.Raw)) + string(pemCert(p.root.Raw))
 	return b
 }
-
-type (
-	pemBlock      = pem.Block
-	pkixExtension = pkix.Extension
-)
-
-var pemDecode = pem.Decode
