@@ -141,6 +141,8 @@ var allowlist = []allowed{
 		why: "TODO unexplained: QE identity v2 without tcbEvaluationDataNumber, or with a negative one, is invalid for Intel (EnclaveIdentityV2.cpp getUintFieldOf, STATUS_SGX_ENCLAVE_IDENTITY_INVALID); we do not read it"},
 	{kind: "tcbinfo-edit", intel: "fail:malformed", desc: re(`^delete tcbInfo\.tdxModuleIdentities\[\d+\]\.id( \[|$)`),
 		why: "TODO unexplained: a TDX module identity without id is invalid for Intel (TdxModuleIdentity.cpp, STATUS_SGX_TCB_INFO_UNSUPPORTED_FORMAT); we accept it (and then, if the quote needs it, find no TDX_<ver> identity)"},
+	{kind: "tcbinfo-edit", intel: "fail:malformed", desc: re(`^delete tcbInfo\.tdxModuleIdentities\[\d+\]\.tcbLevels\[\d+\]\.tcbStatus( \[|$)`),
+		why: "TODO unexplained (seen on main after the issue 12 item 5 fix, seed 1): a TDX module TCB level without tcbStatus is invalid for Intel (TdxModuleTcbLevel.cpp, STATUS_SGX_TCB_INFO_UNSUPPORTED_FORMAT) even in an identity the quote does not use; main accepts it"},
 	{kind: "tcbinfo-edit", intel: "fail:malformed", desc: re(`^empty tcbInfo\.tdxModuleIdentities( \[|$)`),
 		why: "TODO unexplained: an empty tdxModuleIdentities array is invalid for Intel (TcbInfo.cpp, STATUS_SGX_TCB_INFO_INVALID); we treat it as absent"},
 	{kind: "tcbinfo-edit", ours: "fail:tcb-not-supported", intel: "fail:mismatch", ourErr: re(`TCB info has no TDX module identity`),
