@@ -124,14 +124,26 @@ type jsonTCB struct {
 }
 
 type jsonLevel struct {
-	TCB         json.RawMessage `json:"tcb"`
-	TCBDate     string          `json:"tcbDate"`
-	TCBStatus   string          `json:"tcbStatus"`
-	AdvisoryIDs []string        `json:"advisoryIDs"`
+	TCB     json.RawMessage `json:"tcb"`
+	TCBDate string          `json:"tcbDate"`
+	// TCBStatus is nil when absent, which Intel's parsers refuse in every
+	// kind of level (TCB info, TDX module, QE identity).
+	TCBStatus   *string  `json:"tcbStatus"`
+	AdvisoryIDs []string `json:"advisoryIDs"`
+}
+
+// status is the level's tcbStatus, or "" when it has none.
+func (jl *jsonLevel) status() string {
+	if jl.TCBStatus == nil {
+		return ""
+	}
+	return *jl.TCBStatus
 }
 
 type jsonModule struct {
-	ID             string      `json:"id"`
+	// ID is nil when absent: Intel requires it of a module identity
+	// (TdxModuleIdentity), though not of tdxModule.
+	ID             *string     `json:"id"`
 	MRSIGNER       string      `json:"mrsigner"`
 	Attributes     string      `json:"attributes"`
 	AttributesMask string      `json:"attributesMask"`
@@ -252,11 +264,15 @@ func parseModules(t *TCBInfo, j *jsonTCBInfo) error {
 	t.TDXModuleIdentities = make([]TDXModuleIdentity, 0, len(ids))
 	for i := range ids {
 		jm := &ids[i]
-		m, err := parseModule(jm, "tdxModuleIdentities "+jm.ID)
+		if jm.ID == nil {
+			return tcbErr("tdxModuleIdentities[%d] has no id", i)
+		}
+		id := *jm.ID
+		m, err := parseModule(jm, "tdxModuleIdentities "+id)
 		if err != nil {
 			return err
 		}
-		levels, err := parseSVNLevels(jm.TCBLevels, "TDX module "+jm.ID, nil)
+		levels, err := parseSVNLevels(jm.TCBLevels, "TDX module "+id, nil)
 		if err != nil {
 			return err
 		}
@@ -265,10 +281,10 @@ func parseModules(t *TCBInfo, j *jsonTCBInfo) error {
 		slices.SortStableFunc(levels, func(a, b SVNLevel) int { return cmp.Compare(b.ISVSVN, a.ISVSVN) })
 		for k := 1; k < len(levels); k++ {
 			if levels[k].ISVSVN == levels[k-1].ISVSVN {
-				return tcbErr("TDX module %s: duplicate TCB levels for ISVSVN %d", jm.ID, levels[k].ISVSVN)
+				return tcbErr("TDX module %s: duplicate TCB levels for ISVSVN %d", id, levels[k].ISVSVN)
 			}
 		}
-		t.TDXModuleIdentities = append(t.TDXModuleIdentities, TDXModuleIdentity{ID: jm.ID, TDXModule: m, Levels: levels})
+		t.TDXModuleIdentities = append(t.TDXModuleIdentities, TDXModuleIdentity{ID: id, TDXModule: m, Levels: levels})
 	}
 	return nil
 }
@@ -326,10 +342,10 @@ func parseTCBLevel(jl jsonLevel, tdx bool, version int) (TCBLevel, error) {
 	if l.Date, err = parseTime(jl.TCBDate, "tcbDate"); err != nil {
 		return l, err
 	}
-	if !knownStatus[jl.TCBStatus] {
-		return l, tcbErr("unknown tcbStatus %q", jl.TCBStatus)
+	if !knownStatus[jl.status()] {
+		return l, tcbErr("unknown tcbStatus %q", jl.status())
 	}
-	l.Status = jl.TCBStatus
+	l.Status = jl.status()
 	l.AdvisoryIDs = jl.AdvisoryIDs
 	if version == 2 {
 		var v2 map[string]int
@@ -401,14 +417,19 @@ func parseSVNLevels(in []jsonLevel, what string, statuses map[string]bool) ([]SV
 		if err := json.Unmarshal(jl.TCB, &jt); err != nil || jt.ISVSVN == nil || *jt.ISVSVN < 0 || *jt.ISVSVN > 0xffff {
 			return nil, tcbErr("%s level %d: isvsvn missing or out of range", what, i)
 		}
-		if statuses != nil && !statuses[jl.TCBStatus] {
-			return nil, tcbErr("%s level %d: tcbStatus %q is not one of its statuses", what, i, jl.TCBStatus)
+		// Intel parses any string as a module level's status and judges
+		// it only when the level is used; but a string it must be.
+		if jl.TCBStatus == nil {
+			return nil, tcbErr("%s level %d: no tcbStatus", what, i)
+		}
+		if statuses != nil && !statuses[jl.status()] {
+			return nil, tcbErr("%s level %d: tcbStatus %q is not one of its statuses", what, i, jl.status())
 		}
 		d, err := parseTime(jl.TCBDate, what+" tcbDate")
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, SVNLevel{ISVSVN: uint16(*jt.ISVSVN), Date: d, Status: jl.TCBStatus, AdvisoryIDs: jl.AdvisoryIDs})
+		out = append(out, SVNLevel{ISVSVN: uint16(*jt.ISVSVN), Date: d, Status: jl.status(), AdvisoryIDs: jl.AdvisoryIDs})
 	}
 	return out, nil
 }

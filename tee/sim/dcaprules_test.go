@@ -489,3 +489,26 @@ func TestQVLCertificateNames(t *testing.T) {
 	r.p.TCBSigning = signer
 	r.wantStatus(t, "names restored", r.sgxQuote(t), r.col(t, false, nil), "UpToDate")
 }
+
+// QVL TdxModuleIdentity and TdxModuleTcbLevel: every module identity has a
+// string id, and each of its levels a string tcbStatus, whether or not the
+// quote's module is the one it describes: Intel's parser refuses the TCB
+// info otherwise.
+func TestQVLModuleIdentityRequiredFields(t *testing.T) {
+	r := newRules(t)
+	extra := func(edit func(id map[string]any)) CollateralEdit {
+		return func(ti, _ map[string]any) {
+			id := map[string]any{"id": "TDX_07", "mrsigner": hex48(0), "attributes": "0000000000000000", "attributesMask": "FFFFFFFFFFFFFFFF",
+				"tcbLevels": []any{map[string]any{"tcb": map[string]any{"isvsvn": 1}, "tcbDate": "2024-01-01T00:00:00Z", "tcbStatus": "UpToDate"}}}
+			edit(id)
+			ti["tdxModuleIdentities"] = append(ti["tdxModuleIdentities"].([]any), id)
+		}
+	}
+	q := r.tdxQuote(t, false, nil)
+	r.wantStatus(t, "unused identity TDX_07", q, r.col(t, true, extra(func(map[string]any) {})), "UpToDate")
+	r.wantError(t, "identity without id", q, r.col(t, true, extra(func(id map[string]any) { delete(id, "id") })), evidence.Malformed, "id")
+	r.wantError(t, "identity with a numeric id", q, r.col(t, true, extra(func(id map[string]any) { id["id"] = 7 })), evidence.Malformed)
+	r.wantError(t, "unused module level without tcbStatus", q, r.col(t, true, extra(func(id map[string]any) {
+		delete(id["tcbLevels"].([]any)[0].(map[string]any), "tcbStatus")
+	})), evidence.Malformed, "tcbStatus")
+}
