@@ -112,7 +112,7 @@ type SVNLevel struct {
 // but must be strings when present (null included), as Intel's parser
 // requires.
 type jsonComponent struct {
-	SVN      *int          `json:"svn"`
+	SVN      *int           `json:"svn"`
 	Category jsontext.Value `json:"category"`
 	Type     jsontext.Value `json:"type"`
 }
@@ -126,7 +126,7 @@ type jsonTCB struct {
 
 type jsonLevel struct {
 	TCB     jsontext.Value `json:"tcb"`
-	TCBDate string          `json:"tcbDate"`
+	TCBDate string         `json:"tcbDate"`
 	// TCBStatus is nil when absent, which Intel's parsers refuse in every
 	// kind of level (TCB info, TDX module, QE identity).
 	TCBStatus *string `json:"tcbStatus"`
@@ -174,17 +174,17 @@ type jsonModule struct {
 }
 
 type jsonTCBInfo struct {
-	ID                      string          `json:"id"`
-	Version                 int             `json:"version"`
-	IssueDate               string          `json:"issueDate"`
-	NextUpdate              string          `json:"nextUpdate"`
-	FMSPC                   string          `json:"fmspc"`
-	PCEID                   string          `json:"pceId"`
-	TCBType                 *int            `json:"tcbType"`
-	TCBEvaluationDataNumber *int            `json:"tcbEvaluationDataNumber"`
-	TDXModule               jsontext.Value  `json:"tdxModule"`
-	TDXModuleIdentities     jsontext.Value  `json:"tdxModuleIdentities"`
-	TCBLevels               []jsonLevel     `json:"tcbLevels"`
+	ID                      string         `json:"id"`
+	Version                 int            `json:"version"`
+	IssueDate               string         `json:"issueDate"`
+	NextUpdate              string         `json:"nextUpdate"`
+	FMSPC                   string         `json:"fmspc"`
+	PCEID                   string         `json:"pceId"`
+	TCBType                 *int           `json:"tcbType"`
+	TCBEvaluationDataNumber *int           `json:"tcbEvaluationDataNumber"`
+	TDXModule               jsontext.Value `json:"tdxModule"`
+	TDXModuleIdentities     jsontext.Value `json:"tdxModuleIdentities"`
+	TCBLevels               []jsonLevel    `json:"tcbLevels"`
 }
 
 func tcbErr(format string, args ...any) error {
