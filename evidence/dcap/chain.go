@@ -97,7 +97,7 @@ type verifiedChain struct {
 
 // verifyChain checks that certs (leaf first, optionally ending in a copy of
 // the root) chain by signature to one of roots. The root carried in certs
-// is never trusted itself: it is only compared, by public key, with the
+// is never trusted itself: it is only compared, byte for byte, with the
 // trusted ones. Time is not checked here; see checkTime.
 func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what string) (*verifiedChain, error) {
 	if len(certs) == 0 {
@@ -106,15 +106,18 @@ func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what stri
 	chain := certs
 	last := chain[len(chain)-1]
 	if len(chain) > 1 && bytes.Equal(last.RawIssuer, last.RawSubject) && last.CheckSignatureFrom(last) == nil {
-		// A self-signed copy of a root: it must be one of the trusted roots.
+		// A self-signed copy of a root: it must be one of the trusted
+		// roots, byte for byte. Intel compares the two certificates'
+		// signatures (QVL PckCertVerifier, TCBSigningChain), so another
+		// certificate for the same key, with other dates, is not the root.
 		var found bool
 		for _, r := range roots {
-			if bytes.Equal(r.RawSubjectPublicKeyInfo, last.RawSubjectPublicKeyInfo) {
+			if bytes.Equal(r.Raw, last.Raw) {
 				found = true
 			}
 		}
 		if !found {
-			return nil, verr.New("dcap", what, verr.UntrustedRoot, "chain ends at %q, which is not a trusted root", last.Subject.String())
+			return nil, verr.New("dcap", what, verr.UntrustedRoot, "chain ends at %q, which is not a trusted root certificate", last.Subject.String())
 		}
 		chain = chain[:len(chain)-1]
 	}

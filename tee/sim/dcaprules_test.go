@@ -512,3 +512,26 @@ func TestQVLModuleIdentityRequiredFields(t *testing.T) {
 		delete(id["tcbLevels"].([]any)[0].(map[string]any), "tcbStatus")
 	})), evidence.Malformed, "tcbStatus")
 }
+
+// QVL TCBSigningChain and PckCertVerifier: the root a chain carries must be
+// the trusted root itself (Intel compares their signatures), not another
+// certificate for the same key, such as one re-issued with other dates.
+func TestQVLChainRootIsTheTrustedRoot(t *testing.T) {
+	r := newRules(t)
+	tmpl := *r.p.Root
+	tmpl.SerialNumber = new(big.Int).Add(r.p.Root.SerialNumber, big.NewInt(1))
+	tmpl.NotAfter = r.p.Root.NotAfter.Add(24 * time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, r.p.rootKey.Public(), r.p.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := r.sgxQuote(t)
+	r.wantStatus(t, "chain with the trusted root", q, r.col(t, false, nil), "UpToDate")
+	b := r.col(t, false, nil)
+	b.TCBInfoIssuerChain = string(certPEM(r.p.TCBSigning)) + string(certPEM(twin))
+	r.wantError(t, "TCB info chain with a re-issued root", q, b, evidence.UntrustedRoot, "root")
+}
