@@ -535,3 +535,30 @@ func TestQVLChainRootIsTheTrustedRoot(t *testing.T) {
 	b.TCBInfoIssuerChain = string(certPEM(r.p.TCBSigning)) + string(certPEM(twin))
 	r.wantError(t, "TCB info chain with a re-issued root", q, b, evidence.UntrustedRoot, "root")
 }
+
+// QVL CrlStore::isRevoked compares a CRL entry's serial number with the
+// certificate's by magnitude (the ASN1_INTEGER's bytes against BN_bn2bin
+// of the certificate's serial), so an entry written as the negative of a
+// certificate's serial revokes that certificate.
+func TestQVLRevokedSerialMagnitude(t *testing.T) {
+	r := newRules(t)
+	q := r.sgxQuote(t)
+	for _, tc := range []struct {
+		name   string
+		serial *big.Int
+	}{
+		{"serial", r.p.PCK.SerialNumber},
+		{"negated serial", new(big.Int).Neg(r.p.PCK.SerialNumber)},
+	} {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(9), ThisUpdate: testNow.Add(-time.Hour), NextUpdate: testNow.Add(CollateralValidity),
+			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: tc.serial, RevocationTime: testNow.Add(-time.Hour)}},
+		}, r.p.PCKCA, r.p.pckCAKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := r.col(t, false, nil)
+		b.PCKCRL = hex.EncodeToString(der)
+		r.wantError(t, "PCK CRL listing the PCK certificate's "+tc.name, q, b, evidence.Revoked)
+	}
+}
