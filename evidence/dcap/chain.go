@@ -140,6 +140,20 @@ func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what stri
 	if root == nil {
 		return nil, verr.New("dcap", what, verr.UntrustedRoot, "%q (issuer %q) is not signed by a trusted root", top.Subject.String(), top.Issuer.String())
 	}
+	// Intel checks every certificate signature of these chains, the root's
+	// own included, as ECDSA over SHA-256 with a P-256 key
+	// (crypto::verifySha256EcdsaSignature), whatever else the certificate
+	// names; so does Cloister.
+	for _, c := range append(chain[:len(chain):len(chain)], root) {
+		if c.SignatureAlgorithm != x509.ECDSAWithSHA256 {
+			return nil, verr.New("dcap", what, verr.Unsupported, "%q is signed with %v; want ECDSA-SHA256 (ECDSAWithSHA256)", c.Subject.String(), c.SignatureAlgorithm)
+		}
+	}
+	for _, c := range append(chain[1:len(chain):len(chain)], root) {
+		if _, err := certECDSAKey(c, what); err != nil {
+			return nil, err
+		}
+	}
 	v := &verifiedChain{certs: chain, root: root, notBefore: root.NotBefore, notAfter: root.NotAfter,
 		expiring: root.Subject.CommonName, starting: root.Subject.CommonName}
 	for _, c := range chain {

@@ -562,3 +562,24 @@ func TestQVLRevokedSerialMagnitude(t *testing.T) {
 		r.wantError(t, "PCK CRL listing the PCK certificate's "+tc.name, q, b, evidence.Revoked)
 	}
 }
+
+// QVL CommonVerifier and TCBSigningChain check certificate signatures with
+// ECDSA P-256 and SHA-256 only (crypto::verifySha256EcdsaSignature): a
+// certificate the root signed with SHA-384 does not verify there.
+func TestQVLCertificateSignaturesAreSHA256(t *testing.T) {
+	r := newRules(t)
+	tmpl := *r.p.TCBSigning
+	tmpl.SignatureAlgorithm = x509.ECDSAWithSHA384
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, r.p.Root, r.p.TCBSigning.PublicKey, r.p.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer384, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := r.sgxQuote(t)
+	b := r.col(t, false, nil)
+	b.TCBInfoIssuerChain = string(certPEM(signer384)) + string(certPEM(r.p.Root))
+	r.wantError(t, "TCB signing certificate signed with ECDSA-SHA384", q, b, evidence.Unsupported, "SHA256")
+}
