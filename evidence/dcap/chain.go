@@ -6,12 +6,15 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
 	"crypto/x509"
+	"crypto/x509/pkix"
 
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
 )
@@ -154,6 +157,11 @@ func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what stri
 			return nil, err
 		}
 	}
+	for _, c := range append(chain[:len(chain):len(chain)], root) {
+		if err := checkRequiredExtensions(c, what); err != nil {
+			return nil, err
+		}
+	}
 	v := &verifiedChain{certs: chain, root: root, notBefore: root.NotBefore, notAfter: root.NotAfter,
 		expiring: root.Subject.CommonName, starting: root.Subject.CommonName}
 	for _, c := range chain {
@@ -165,6 +173,29 @@ func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what stri
 		}
 	}
 	return v, nil
+}
+
+// requiredExtensions are the extensions Intel's certificate parser
+// requires of every certificate it reads (QVL REQUIRED_X509_EXTENSIONS).
+var requiredExtensions = []struct {
+	oid  asn1.ObjectIdentifier
+	name string
+}{
+	{asn1.ObjectIdentifier{2, 5, 29, 35}, "authority key identifier"},
+	{asn1.ObjectIdentifier{2, 5, 29, 31}, "CRL distribution points"},
+	{asn1.ObjectIdentifier{2, 5, 29, 14}, "subject key identifier"},
+	{asn1.ObjectIdentifier{2, 5, 29, 15}, "key usage"},
+	{asn1.ObjectIdentifier{2, 5, 29, 19}, "basic constraints"},
+}
+
+// checkRequiredExtensions fails unless c carries every required extension.
+func checkRequiredExtensions(c *x509.Certificate, what string) error {
+	for _, need := range requiredExtensions {
+		if !slices.ContainsFunc(c.Extensions, func(e pkix.Extension) bool { return e.Id.Equal(need.oid) }) {
+			return verr.New("dcap", what, verr.Malformed, "certificate %q has no %s extension (Intel requires it)", c.Subject.String(), need.name)
+		}
+	}
+	return nil
 }
 
 // checkTime fails when t is outside the chain's validity, naming the

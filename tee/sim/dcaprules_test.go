@@ -583,3 +583,35 @@ func TestQVLCertificateSignaturesAreSHA256(t *testing.T) {
 	b.TCBInfoIssuerChain = string(certPEM(signer384)) + string(certPEM(r.p.Root))
 	r.wantError(t, "TCB signing certificate signed with ECDSA-SHA384", q, b, evidence.Unsupported, "SHA256")
 }
+
+// QVL x509::Certificate (REQUIRED_X509_EXTENSIONS): every certificate of
+// the PCK and TCB signing chains, the root included, carries the authority
+// and subject key identifiers, CRL distribution points, key usage and
+// basic constraints; Intel's parser refuses one without any of them.
+func TestQVLCertificateRequiredExtensions(t *testing.T) {
+	r := newRules(t)
+	q := r.sgxQuote(t)
+	for _, tc := range []struct {
+		name string
+		edit func(c *x509.Certificate)
+	}{
+		{"no CRL distribution points", func(c *x509.Certificate) { c.CRLDistributionPoints = nil }},
+		{"no key usage", func(c *x509.Certificate) { c.KeyUsage = 0 }},
+		{"no basic constraints", func(c *x509.Certificate) { c.BasicConstraintsValid = false }},
+	} {
+		tmpl := *r.p.TCBSigning
+		tmpl.ExtraExtensions, tmpl.Extensions = nil, nil
+		tc.edit(&tmpl)
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, r.p.Root, r.p.TCBSigning.PublicKey, r.p.rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := r.col(t, false, nil)
+		b.TCBInfoIssuerChain = string(certPEM(signer)) + string(certPEM(r.p.Root))
+		r.wantError(t, "TCB signing certificate with "+tc.name, q, b, evidence.Malformed, "extension")
+	}
+}
