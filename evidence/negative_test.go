@@ -195,6 +195,20 @@ func newFakeCert(t *testing.T, tmpl *x509.Certificate, parent *fakeCA) *fakeCA {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The extensions Intel's parser requires of every certificate.
+	if tmpl.CRLDistributionPoints == nil {
+		tmpl.CRLDistributionPoints = []string{"https://crl.invalid/fake"}
+	}
+	if tmpl.SubjectKeyId == nil {
+		tmpl.SubjectKeyId = tmpl.SerialNumber.Bytes()
+	}
+	if tmpl.KeyUsage == 0 {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	}
+	tmpl.BasicConstraintsValid = true
+	if parent == nil {
+		tmpl.AuthorityKeyId = tmpl.SubjectKeyId
+	}
 	signer, parentCert := key, tmpl
 	if parent != nil {
 		signer, parentCert = parent.key, parent.cert

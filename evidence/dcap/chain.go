@@ -6,12 +6,15 @@ import (
 	"crypto/elliptic"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/asn1"
 	"encoding/pem"
 	"fmt"
 	"math/big"
+	"slices"
 	"time"
 
 	"crypto/x509"
+	"crypto/x509/pkix"
 
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
 )
@@ -97,7 +100,7 @@ type verifiedChain struct {
 
 // verifyChain checks that certs (leaf first, optionally ending in a copy of
 // the root) chain by signature to one of roots. The root carried in certs
-// is never trusted itself: it is only compared, by public key, with the
+// is never trusted itself: it is only compared, byte for byte, with the
 // trusted ones. Time is not checked here; see checkTime.
 func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what string) (*verifiedChain, error) {
 	if len(certs) == 0 {
@@ -106,15 +109,18 @@ func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what stri
 	chain := certs
 	last := chain[len(chain)-1]
 	if len(chain) > 1 && bytes.Equal(last.RawIssuer, last.RawSubject) && last.CheckSignatureFrom(last) == nil {
-		// A self-signed copy of a root: it must be one of the trusted roots.
+		// A self-signed copy of a root: it must be one of the trusted
+		// roots, byte for byte. Intel compares the two certificates'
+		// signatures (QVL PckCertVerifier, TCBSigningChain), so another
+		// certificate for the same key, with other dates, is not the root.
 		var found bool
 		for _, r := range roots {
-			if bytes.Equal(r.RawSubjectPublicKeyInfo, last.RawSubjectPublicKeyInfo) {
+			if bytes.Equal(r.Raw, last.Raw) {
 				found = true
 			}
 		}
 		if !found {
-			return nil, verr.New("dcap", what, verr.UntrustedRoot, "chain ends at %q, which is not a trusted root", last.Subject.String())
+			return nil, verr.New("dcap", what, verr.UntrustedRoot, "chain ends at %q, which is not a trusted root certificate", last.Subject.String())
 		}
 		chain = chain[:len(chain)-1]
 	}
@@ -137,6 +143,25 @@ func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what stri
 	if root == nil {
 		return nil, verr.New("dcap", what, verr.UntrustedRoot, "%q (issuer %q) is not signed by a trusted root", top.Subject.String(), top.Issuer.String())
 	}
+	// Intel checks every certificate signature of these chains, the root's
+	// own included, as ECDSA over SHA-256 with a P-256 key
+	// (crypto::verifySha256EcdsaSignature), whatever else the certificate
+	// names; so does Cloister.
+	for _, c := range append(chain[:len(chain):len(chain)], root) {
+		if c.SignatureAlgorithm != x509.ECDSAWithSHA256 {
+			return nil, verr.New("dcap", what, verr.Unsupported, "%q is signed with %v; want ECDSA-SHA256 (ECDSAWithSHA256)", c.Subject.String(), c.SignatureAlgorithm)
+		}
+	}
+	for _, c := range append(chain[1:len(chain):len(chain)], root) {
+		if _, err := certECDSAKey(c, what); err != nil {
+			return nil, err
+		}
+	}
+	for _, c := range append(chain[:len(chain):len(chain)], root) {
+		if err := checkRequiredExtensions(c, what); err != nil {
+			return nil, err
+		}
+	}
 	v := &verifiedChain{certs: chain, root: root, notBefore: root.NotBefore, notAfter: root.NotAfter,
 		expiring: root.Subject.CommonName, starting: root.Subject.CommonName}
 	for _, c := range chain {
@@ -148,6 +173,29 @@ func verifyChain(certs []*x509.Certificate, roots []*x509.Certificate, what stri
 		}
 	}
 	return v, nil
+}
+
+// requiredExtensions are the extensions Intel's certificate parser
+// requires of every certificate it reads (QVL REQUIRED_X509_EXTENSIONS).
+var requiredExtensions = []struct {
+	oid  asn1.ObjectIdentifier
+	name string
+}{
+	{asn1.ObjectIdentifier{2, 5, 29, 35}, "authority key identifier"},
+	{asn1.ObjectIdentifier{2, 5, 29, 31}, "CRL distribution points"},
+	{asn1.ObjectIdentifier{2, 5, 29, 14}, "subject key identifier"},
+	{asn1.ObjectIdentifier{2, 5, 29, 15}, "key usage"},
+	{asn1.ObjectIdentifier{2, 5, 29, 19}, "basic constraints"},
+}
+
+// checkRequiredExtensions fails unless c carries every required extension.
+func checkRequiredExtensions(c *x509.Certificate, what string) error {
+	for _, need := range requiredExtensions {
+		if !slices.ContainsFunc(c.Extensions, func(e pkix.Extension) bool { return e.Id.Equal(need.oid) }) {
+			return verr.New("dcap", what, verr.Malformed, "certificate %q has no %s extension (Intel requires it)", c.Subject.String(), need.name)
+		}
+	}
+	return nil
 }
 
 // checkTime fails when t is outside the chain's validity, naming the

@@ -88,11 +88,11 @@ func checkWindow(from, until, t time.Time, what, fromName string) error {
 	return nil
 }
 
-// serialKey is a map key for a serial number: its magnitude's bytes, with a
-// marker for the (non-conforming, but parseable) negative ones.
+// serialKey is a map key for a serial number: its magnitude's bytes. The
+// sign is dropped as Intel drops it (QVL CrlStore::isRevoked compares the
+// CRL entry's ASN1_INTEGER bytes with BN_bn2bin of the certificate's
+// serial): a non-conforming negative entry revokes the certificate whose
+// serial has its magnitude.
 func serialKey(n *big.Int) string {
-	if n.Sign() < 0 {
-		return "-" + string(n.Bytes())
-	}
 	return string(n.Bytes())
 }

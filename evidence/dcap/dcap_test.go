@@ -523,3 +523,44 @@ func TestCollateralDateFormat(t *testing.T) {
 		}
 	}
 }
+
+// Collateral JSON is read as Intel's parser (rapidjson) reads it: member
+// names match exactly, and a field Intel reads must have its type when
+// present (null is not absent). Two members of one name are refused
+// (Intel would read the first; see DESIGN.md's list of differences).
+func TestCollateralJSONNames(t *testing.T) {
+	col := readBundle(t, "tdx/dcap-qvl_tdx_quote_v4_collateral.json")
+	if _, err := ParseTCBInfo([]byte(col.TCBInfo)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ParseQEIdentity([]byte(col.QEIdentity)); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ name, old, new string }{
+		{"tcbStatus spelt TcbStatus", `"tcbStatus":`, `"TcbStatus":`},
+		{"fmspc spelt FMSPC", `"fmspc":`, `"FMSPC":`},
+		{"null category", `"category":"`, `"category":null,"x":"`},
+		{"null advisoryIDs", `"tcbStatus":`, `"advisoryIDs":null,"tcbStatus":`},
+		{"duplicate fmspc", `"fmspc":`, `"fmspc":"000000000000","fmspc":`},
+	} {
+		text := strings.Replace(col.TCBInfo, c.old, c.new, 1)
+		if text == col.TCBInfo {
+			t.Fatalf("%s: edit did not apply", c.name)
+		}
+		if _, err := ParseTCBInfo([]byte(text)); err == nil {
+			t.Errorf("TCB info with %s parsed", c.name)
+		}
+	}
+	for _, c := range []struct{ name, old, new string }{
+		{"mrsigner spelt MRSIGNER", `"mrsigner":`, `"MRSIGNER":`},
+		{"duplicate isvprodid", `"isvprodid":`, `"isvprodid":7,"isvprodid":`},
+	} {
+		text := strings.Replace(col.QEIdentity, c.old, c.new, 1)
+		if text == col.QEIdentity {
+			t.Fatalf("%s: edit did not apply", c.name)
+		}
+		if _, err := ParseQEIdentity([]byte(text)); err == nil {
+			t.Errorf("QE identity with %s parsed", c.name)
+		}
+	}
+}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"cmp"
 	"encoding/hex"
-	"encoding/json"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/cloister-dev/cloister/evidence/internal/verr"
 )
@@ -107,11 +109,12 @@ type SVNLevel struct {
 }
 
 // jsonComponent is one TCB component. Category and type are optional,
-// but must be strings when present, as Intel's parser requires.
+// but must be strings when present (null included), as Intel's parser
+// requires.
 type jsonComponent struct {
-	SVN      *int    `json:"svn"`
-	Category *string `json:"category"`
-	Type     *string `json:"type"`
+	SVN      *int           `json:"svn"`
+	Category jsontext.Value `json:"category"`
+	Type     jsontext.Value `json:"type"`
 }
 
 type jsonTCB struct {
@@ -119,19 +122,51 @@ type jsonTCB struct {
 	TDXComponents []jsonComponent `json:"tdxtcbcomponents"`
 	PCESVN        *int            `json:"pcesvn"`
 	ISVSVN        *int            `json:"isvsvn"`
-	// TCB info v2 spells the components out.
-	V2 map[string]json.RawMessage `json:"-"`
 }
 
 type jsonLevel struct {
-	TCB         json.RawMessage `json:"tcb"`
-	TCBDate     string          `json:"tcbDate"`
-	TCBStatus   string          `json:"tcbStatus"`
-	AdvisoryIDs []string        `json:"advisoryIDs"`
+	TCB     jsontext.Value `json:"tcb"`
+	TCBDate string         `json:"tcbDate"`
+	// TCBStatus is nil when absent, which Intel's parsers refuse in every
+	// kind of level (TCB info, TDX module, QE identity).
+	TCBStatus *string `json:"tcbStatus"`
+	// AdvisoryIDs is optional, but when present (null included) an array
+	// of strings (QVL JsonParser::getStringVecFieldOf).
+	AdvisoryIDs jsontext.Value `json:"advisoryIDs"`
+}
+
+// advisoryIDs returns the level's advisory IDs.
+func (jl *jsonLevel) advisoryIDs() ([]string, error) {
+	if jl.AdvisoryIDs == nil {
+		return nil, nil
+	}
+	var items []jsontext.Value
+	if jl.AdvisoryIDs.Kind() != '[' || json.Unmarshal(jl.AdvisoryIDs, &items) != nil {
+		return nil, tcbErr("advisoryIDs is not an array of strings")
+	}
+	ids := make([]string, 0, len(items))
+	for _, it := range items {
+		var id string
+		if it.Kind() != '"' || json.Unmarshal(it, &id) != nil {
+			return nil, tcbErr("advisoryIDs holds a %s, not a string", it.Kind())
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
+
+// status is the level's tcbStatus, or "" when it has none.
+func (jl *jsonLevel) status() string {
+	if jl.TCBStatus == nil {
+		return ""
+	}
+	return *jl.TCBStatus
 }
 
 type jsonModule struct {
-	ID             string      `json:"id"`
+	// ID is nil when absent: Intel requires it of a module identity
+	// (TdxModuleIdentity), though not of tdxModule.
+	ID             *string     `json:"id"`
 	MRSIGNER       string      `json:"mrsigner"`
 	Attributes     string      `json:"attributes"`
 	AttributesMask string      `json:"attributesMask"`
@@ -139,17 +174,17 @@ type jsonModule struct {
 }
 
 type jsonTCBInfo struct {
-	ID                      string          `json:"id"`
-	Version                 int             `json:"version"`
-	IssueDate               string          `json:"issueDate"`
-	NextUpdate              string          `json:"nextUpdate"`
-	FMSPC                   string          `json:"fmspc"`
-	PCEID                   string          `json:"pceId"`
-	TCBType                 *int            `json:"tcbType"`
-	TCBEvaluationDataNumber *int            `json:"tcbEvaluationDataNumber"`
-	TDXModule               json.RawMessage `json:"tdxModule"`
-	TDXModuleIdentities     json.RawMessage `json:"tdxModuleIdentities"`
-	TCBLevels               []jsonLevel     `json:"tcbLevels"`
+	ID                      string         `json:"id"`
+	Version                 int            `json:"version"`
+	IssueDate               string         `json:"issueDate"`
+	NextUpdate              string         `json:"nextUpdate"`
+	FMSPC                   string         `json:"fmspc"`
+	PCEID                   string         `json:"pceId"`
+	TCBType                 *int           `json:"tcbType"`
+	TCBEvaluationDataNumber *int           `json:"tcbEvaluationDataNumber"`
+	TDXModule               jsontext.Value `json:"tdxModule"`
+	TDXModuleIdentities     jsontext.Value `json:"tdxModuleIdentities"`
+	TCBLevels               []jsonLevel    `json:"tcbLevels"`
 }
 
 func tcbErr(format string, args ...any) error {
@@ -252,11 +287,15 @@ func parseModules(t *TCBInfo, j *jsonTCBInfo) error {
 	t.TDXModuleIdentities = make([]TDXModuleIdentity, 0, len(ids))
 	for i := range ids {
 		jm := &ids[i]
-		m, err := parseModule(jm, "tdxModuleIdentities "+jm.ID)
+		if jm.ID == nil {
+			return tcbErr("tdxModuleIdentities[%d] has no id", i)
+		}
+		id := *jm.ID
+		m, err := parseModule(jm, "tdxModuleIdentities "+id)
 		if err != nil {
 			return err
 		}
-		levels, err := parseSVNLevels(jm.TCBLevels, "TDX module "+jm.ID, nil)
+		levels, err := parseSVNLevels(jm.TCBLevels, "TDX module "+id, nil)
 		if err != nil {
 			return err
 		}
@@ -265,10 +304,10 @@ func parseModules(t *TCBInfo, j *jsonTCBInfo) error {
 		slices.SortStableFunc(levels, func(a, b SVNLevel) int { return cmp.Compare(b.ISVSVN, a.ISVSVN) })
 		for k := 1; k < len(levels); k++ {
 			if levels[k].ISVSVN == levels[k-1].ISVSVN {
-				return tcbErr("TDX module %s: duplicate TCB levels for ISVSVN %d", jm.ID, levels[k].ISVSVN)
+				return tcbErr("TDX module %s: duplicate TCB levels for ISVSVN %d", id, levels[k].ISVSVN)
 			}
 		}
-		t.TDXModuleIdentities = append(t.TDXModuleIdentities, TDXModuleIdentity{ID: jm.ID, TDXModule: m, Levels: levels})
+		t.TDXModuleIdentities = append(t.TDXModuleIdentities, TDXModuleIdentity{ID: id, TDXModule: m, Levels: levels})
 	}
 	return nil
 }
@@ -326,28 +365,31 @@ func parseTCBLevel(jl jsonLevel, tdx bool, version int) (TCBLevel, error) {
 	if l.Date, err = parseTime(jl.TCBDate, "tcbDate"); err != nil {
 		return l, err
 	}
-	if !knownStatus[jl.TCBStatus] {
-		return l, tcbErr("unknown tcbStatus %q", jl.TCBStatus)
+	if !knownStatus[jl.status()] {
+		return l, tcbErr("unknown tcbStatus %q", jl.status())
 	}
-	l.Status = jl.TCBStatus
-	l.AdvisoryIDs = jl.AdvisoryIDs
+	l.Status = jl.status()
+	if l.AdvisoryIDs, err = jl.advisoryIDs(); err != nil {
+		return l, err
+	}
 	if version == 2 {
-		var v2 map[string]int
+		// Pointers, so that a null SVN is told from a zero one.
+		var v2 map[string]*int
 		if err := json.Unmarshal(jl.TCB, &v2); err != nil {
 			return l, tcbErr("v2 tcb: %v", err)
 		}
 		for i := range 16 {
-			svn, ok := v2[componentKey(i)]
-			if !ok || svn < 0 || svn > 255 {
+			svn := v2[componentKey(i)]
+			if svn == nil || *svn < 0 || *svn > 255 {
 				return l, tcbErr("v2 tcb: %s missing or out of range", componentKey(i))
 			}
-			l.SGXComponents[i] = byte(svn)
+			l.SGXComponents[i] = byte(*svn)
 		}
-		p, ok := v2["pcesvn"]
-		if !ok || p < 0 || p > 0xffff {
+		p := v2["pcesvn"]
+		if p == nil || *p < 0 || *p > 0xffff {
 			return l, tcbErr("v2 tcb: pcesvn missing or out of range")
 		}
-		l.PCESVN = uint16(p)
+		l.PCESVN = uint16(*p)
 		return l, nil
 	}
 	var jt jsonTCB
@@ -383,6 +425,9 @@ func components(in []jsonComponent, out *[16]byte, what string) error {
 		if c.SVN == nil || *c.SVN < 0 || *c.SVN > 255 {
 			return tcbErr("%s[%d]: svn missing or out of range", what, i)
 		}
+		if (c.Category != nil && c.Category.Kind() != '"') || (c.Type != nil && c.Type.Kind() != '"') {
+			return tcbErr("%s[%d]: category and type must be strings when present", what, i)
+		}
 		out[i] = byte(*c.SVN)
 	}
 	return nil
@@ -401,34 +446,38 @@ func parseSVNLevels(in []jsonLevel, what string, statuses map[string]bool) ([]SV
 		if err := json.Unmarshal(jl.TCB, &jt); err != nil || jt.ISVSVN == nil || *jt.ISVSVN < 0 || *jt.ISVSVN > 0xffff {
 			return nil, tcbErr("%s level %d: isvsvn missing or out of range", what, i)
 		}
-		if statuses != nil && !statuses[jl.TCBStatus] {
-			return nil, tcbErr("%s level %d: tcbStatus %q is not one of its statuses", what, i, jl.TCBStatus)
+		// Intel parses any string as a module level's status and judges
+		// it only when the level is used; but a string it must be.
+		if jl.TCBStatus == nil {
+			return nil, tcbErr("%s level %d: no tcbStatus", what, i)
+		}
+		if statuses != nil && !statuses[jl.status()] {
+			return nil, tcbErr("%s level %d: tcbStatus %q is not one of its statuses", what, i, jl.status())
 		}
 		d, err := parseTime(jl.TCBDate, what+" tcbDate")
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, SVNLevel{ISVSVN: uint16(*jt.ISVSVN), Date: d, Status: jl.TCBStatus, AdvisoryIDs: jl.AdvisoryIDs})
+		ids, err := jl.advisoryIDs()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, SVNLevel{ISVSVN: uint16(*jt.ISVSVN), Date: d, Status: jl.status(), AdvisoryIDs: ids})
 	}
 	return out, nil
 }
 
-// strictJSON decodes one JSON value and rejects trailing data.
+// strictJSON decodes one JSON value, and nothing after it, as Intel's
+// parser (rapidjson) reads member names: exactly, so "TcbStatus" is not
+// "tcbStatus" (encoding/json would match it without regard to case). Two
+// members of one name in an object are refused: Intel would read the
+// first, encoding/json the last, so such text has no single meaning.
+// Invalid UTF-8 is refused too. All nested decoding (json.Unmarshal of a
+// jsontext.Value) follows the same rules, which are this package's
+// defaults.
 func strictJSON(text []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(text))
-	if err := d.Decode(v); err != nil {
-		return err
-	}
-	if d.More() {
-		return errTrailing
-	}
-	if _, err := d.Token(); err == nil {
-		return errTrailing
-	}
-	return nil
+	return json.Unmarshal(text, v)
 }
-
-var errTrailing = verr.New("dcap", "collateral", verr.Malformed, "trailing data after the JSON value")
 
 // collateralTime is the one date form Intel's parser accepts
 // (AttestationCommons isValidTimeString): UTC, whole seconds.

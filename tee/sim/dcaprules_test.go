@@ -489,3 +489,129 @@ func TestQVLCertificateNames(t *testing.T) {
 	r.p.TCBSigning = signer
 	r.wantStatus(t, "names restored", r.sgxQuote(t), r.col(t, false, nil), "UpToDate")
 }
+
+// QVL TdxModuleIdentity and TdxModuleTcbLevel: every module identity has a
+// string id, and each of its levels a string tcbStatus, whether or not the
+// quote's module is the one it describes: Intel's parser refuses the TCB
+// info otherwise.
+func TestQVLModuleIdentityRequiredFields(t *testing.T) {
+	r := newRules(t)
+	extra := func(edit func(id map[string]any)) CollateralEdit {
+		return func(ti, _ map[string]any) {
+			id := map[string]any{"id": "TDX_07", "mrsigner": hex48(0), "attributes": "0000000000000000", "attributesMask": "FFFFFFFFFFFFFFFF",
+				"tcbLevels": []any{map[string]any{"tcb": map[string]any{"isvsvn": 1}, "tcbDate": "2024-01-01T00:00:00Z", "tcbStatus": "UpToDate"}}}
+			edit(id)
+			ti["tdxModuleIdentities"] = append(ti["tdxModuleIdentities"].([]any), id)
+		}
+	}
+	q := r.tdxQuote(t, false, nil)
+	r.wantStatus(t, "unused identity TDX_07", q, r.col(t, true, extra(func(map[string]any) {})), "UpToDate")
+	r.wantError(t, "identity without id", q, r.col(t, true, extra(func(id map[string]any) { delete(id, "id") })), evidence.Malformed, "id")
+	r.wantError(t, "identity with a numeric id", q, r.col(t, true, extra(func(id map[string]any) { id["id"] = 7 })), evidence.Malformed)
+	r.wantError(t, "unused module level without tcbStatus", q, r.col(t, true, extra(func(id map[string]any) {
+		delete(id["tcbLevels"].([]any)[0].(map[string]any), "tcbStatus")
+	})), evidence.Malformed, "tcbStatus")
+}
+
+// QVL TCBSigningChain and PckCertVerifier: the root a chain carries must be
+// the trusted root itself (Intel compares their signatures), not another
+// certificate for the same key, such as one re-issued with other dates.
+func TestQVLChainRootIsTheTrustedRoot(t *testing.T) {
+	r := newRules(t)
+	tmpl := *r.p.Root
+	tmpl.SerialNumber = new(big.Int).Add(r.p.Root.SerialNumber, big.NewInt(1))
+	tmpl.NotAfter = r.p.Root.NotAfter.Add(24 * time.Hour)
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, &tmpl, r.p.rootKey.Public(), r.p.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	twin, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := r.sgxQuote(t)
+	r.wantStatus(t, "chain with the trusted root", q, r.col(t, false, nil), "UpToDate")
+	b := r.col(t, false, nil)
+	b.TCBInfoIssuerChain = string(certPEM(r.p.TCBSigning)) + string(certPEM(twin))
+	r.wantError(t, "TCB info chain with a re-issued root", q, b, evidence.UntrustedRoot, "root")
+}
+
+// QVL CrlStore::isRevoked compares a CRL entry's serial number with the
+// certificate's by magnitude (the ASN1_INTEGER's bytes against BN_bn2bin
+// of the certificate's serial), so an entry written as the negative of a
+// certificate's serial revokes that certificate.
+func TestQVLRevokedSerialMagnitude(t *testing.T) {
+	r := newRules(t)
+	q := r.sgxQuote(t)
+	for _, tc := range []struct {
+		name   string
+		serial *big.Int
+	}{
+		{"serial", r.p.PCK.SerialNumber},
+		{"negated serial", new(big.Int).Neg(r.p.PCK.SerialNumber)},
+	} {
+		der, err := x509.CreateRevocationList(rand.Reader, &x509.RevocationList{
+			Number: big.NewInt(9), ThisUpdate: testNow.Add(-time.Hour), NextUpdate: testNow.Add(CollateralValidity),
+			RevokedCertificateEntries: []x509.RevocationListEntry{{SerialNumber: tc.serial, RevocationTime: testNow.Add(-time.Hour)}},
+		}, r.p.PCKCA, r.p.pckCAKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := r.col(t, false, nil)
+		b.PCKCRL = hex.EncodeToString(der)
+		r.wantError(t, "PCK CRL listing the PCK certificate's "+tc.name, q, b, evidence.Revoked)
+	}
+}
+
+// QVL CommonVerifier and TCBSigningChain check certificate signatures with
+// ECDSA P-256 and SHA-256 only (crypto::verifySha256EcdsaSignature): a
+// certificate the root signed with SHA-384 does not verify there.
+func TestQVLCertificateSignaturesAreSHA256(t *testing.T) {
+	r := newRules(t)
+	tmpl := *r.p.TCBSigning
+	tmpl.SignatureAlgorithm = x509.ECDSAWithSHA384
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, r.p.Root, r.p.TCBSigning.PublicKey, r.p.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer384, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := r.sgxQuote(t)
+	b := r.col(t, false, nil)
+	b.TCBInfoIssuerChain = string(certPEM(signer384)) + string(certPEM(r.p.Root))
+	r.wantError(t, "TCB signing certificate signed with ECDSA-SHA384", q, b, evidence.Unsupported, "SHA256")
+}
+
+// QVL x509::Certificate (REQUIRED_X509_EXTENSIONS): every certificate of
+// the PCK and TCB signing chains, the root included, carries the authority
+// and subject key identifiers, CRL distribution points, key usage and
+// basic constraints; Intel's parser refuses one without any of them.
+func TestQVLCertificateRequiredExtensions(t *testing.T) {
+	r := newRules(t)
+	q := r.sgxQuote(t)
+	for _, tc := range []struct {
+		name string
+		edit func(c *x509.Certificate)
+	}{
+		{"no CRL distribution points", func(c *x509.Certificate) { c.CRLDistributionPoints = nil }},
+		{"no key usage", func(c *x509.Certificate) { c.KeyUsage = 0 }},
+		{"no basic constraints", func(c *x509.Certificate) { c.BasicConstraintsValid = false }},
+	} {
+		tmpl := *r.p.TCBSigning
+		tmpl.ExtraExtensions, tmpl.Extensions = nil, nil
+		tc.edit(&tmpl)
+		der, err := x509.CreateCertificate(rand.Reader, &tmpl, r.p.Root, r.p.TCBSigning.PublicKey, r.p.rootKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		signer, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := r.col(t, false, nil)
+		b.TCBInfoIssuerChain = string(certPEM(signer)) + string(certPEM(r.p.Root))
+		r.wantError(t, "TCB signing certificate with "+tc.name, q, b, evidence.Malformed, "extension")
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -137,10 +138,20 @@ func create(dir string, rnd io.Reader, now time.Time) error {
 	}
 	notBefore, notAfter := now.Add(-time.Hour).UTC(), now.AddDate(10, 0, 0).UTC()
 	serial := func(n int64) *big.Int { return big.NewInt(now.Unix()<<8 | n) }
-	ca := func(n int64, cn string) *x509.Certificate {
+	// Every certificate carries the extensions Intel's parser requires of
+	// each one it reads (QVL REQUIRED_X509_EXTENSIONS: authority and
+	// subject key identifiers, CRL distribution points, key usage, basic
+	// constraints), as Intel's own certificates do.
+	keyID := func(k *ecdsa.PrivateKey) []byte {
+		b, _ := k.PublicKey.Bytes()
+		sum := sha256.Sum256(b)
+		return sum[:20]
+	}
+	crlDP := []string{"https://sim.cloister.invalid/crl"}
+	ca := func(n int64, cn string, key *ecdsa.PrivateKey) *x509.Certificate {
 		return &x509.Certificate{SerialNumber: serial(n), Subject: pkix.Name{CommonName: cn, Organization: []string{"Cloister Simulator"}},
 			NotBefore: notBefore, NotAfter: notAfter, IsCA: true, BasicConstraintsValid: true,
-			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign}
+			KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign, SubjectKeyId: keyID(key), CRLDistributionPoints: crlDP}
 	}
 	// A real PCK certificate's CPUSVN equals its component SVNs (the
 	// components are CPUSVN's bytes, one SVN each).
@@ -149,23 +160,28 @@ func create(dir string, rnd io.Reader, now time.Time) error {
 	if err != nil {
 		return err
 	}
-	rootT := ca(1, RootCN)
+	rootT := ca(1, RootCN, keys[rootKeyFile])
+	// Go writes no authority key identifier into a self-signed
+	// certificate unless told to; Intel's root has one.
+	rootT.AuthorityKeyId = rootT.SubjectKeyId
 	root, err := sign(rnd, rootT, rootT, keys[rootKeyFile], keys[rootKeyFile])
 	if err != nil {
 		return err
 	}
-	pckCA, err := sign(rnd, ca(2, PCKCACN), root, keys[pckCAKeyFile], keys[rootKeyFile])
+	pckCA, err := sign(rnd, ca(2, PCKCACN, keys[pckCAKeyFile]), root, keys[pckCAKeyFile], keys[rootKeyFile])
 	if err != nil {
 		return err
 	}
 	pck, err := sign(rnd, &x509.Certificate{SerialNumber: serial(3), Subject: pkix.Name{CommonName: PCKCN, Organization: []string{"Cloister Simulator"}},
 		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
+		BasicConstraintsValid: true, SubjectKeyId: keyID(keys[pckKeyFile]), CRLDistributionPoints: crlDP,
 		ExtraExtensions: []pkix.Extension{ext}}, pckCA, keys[pckKeyFile], keys[pckCAKeyFile])
 	if err != nil {
 		return err
 	}
 	tcb, err := sign(rnd, &x509.Certificate{SerialNumber: serial(4), Subject: pkix.Name{CommonName: TCBSignCN, Organization: []string{"Cloister Simulator"}},
-		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment}, root, keys[tcbKeyFile], keys[rootKeyFile])
+		NotBefore: notBefore, NotAfter: notAfter, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
+		BasicConstraintsValid: true, SubjectKeyId: keyID(keys[tcbKeyFile]), CRLDistributionPoints: crlDP}, root, keys[tcbKeyFile], keys[rootKeyFile])
 	if err != nil {
 		return err
 	}
