@@ -246,6 +246,11 @@ func load(dir string) (*PKI, error) {
 			return nil, err
 		}
 	}
+	for _, c := range []*x509.Certificate{p.Root, p.PCKCA, p.PCK, p.TCBSigning} {
+		if err := checkCurrent(c); err != nil {
+			return nil, fmt.Errorf("%w: %s: %v; run `cloister sim reset --sim-dir %s` to make a new simulated platform", ErrOutdated, dir, err, dir)
+		}
+	}
 	for _, k := range []struct {
 		file string
 		out  **ecdsa.PrivateKey
@@ -261,6 +266,28 @@ func load(dir string) (*PKI, error) {
 		return nil, fmt.Errorf("sim: %s: want 32 bytes, got %d", sealSecretFile, len(p.sealSecret))
 	}
 	return p, nil
+}
+
+// ErrOutdated is returned by Load for a sim directory made by an older
+// Cloister whose certificates the verifier now refuses (they lack the
+// extensions Intel's verifier requires of every certificate).
+var ErrOutdated = errors.New("sim: the simulated platform was made by an older Cloister")
+
+// checkCurrent reports what a certificate made by an older simulator
+// lacks: the extensions create writes into every certificate because
+// Intel's certificate parser requires them.
+func checkCurrent(c *x509.Certificate) error {
+	switch {
+	case len(c.SubjectKeyId) == 0:
+		return fmt.Errorf("%q has no subject key identifier", c.Subject.CommonName)
+	case len(c.AuthorityKeyId) == 0:
+		return fmt.Errorf("%q has no authority key identifier", c.Subject.CommonName)
+	case len(c.CRLDistributionPoints) == 0:
+		return fmt.Errorf("%q has no CRL distribution points", c.Subject.CommonName)
+	case c.KeyUsage == 0 || !c.BasicConstraintsValid:
+		return fmt.Errorf("%q lacks key usage or basic constraints", c.Subject.CommonName)
+	}
+	return nil
 }
 
 func readCert(path string) (*x509.Certificate, error) {
