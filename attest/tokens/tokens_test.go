@@ -404,3 +404,36 @@ func TestVerifyMAAToken(t *testing.T) {
 		}
 	}
 }
+
+// A JWS whose protected header lists critical extensions must be refused
+// by a recipient that understands none of them (RFC 7515 §4.1.11); a
+// malformed crit is refused too. Signed with the key the set names, so only
+// the crit header can be why.
+func TestVerifyRefusesCrit(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &KeySet{Keys: []Key{{ID: "k", Public: &key.PublicKey}}}
+	sign := func(crit any) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": "https://attest.test", "exp": testNow.Add(time.Hour).Unix()})
+		tok.Header["kid"] = "k"
+		if crit != nil {
+			tok.Header["crit"] = crit
+			tok.Header["x-must-understand"] = true
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if _, err := Verify(sign(nil), ks, Options{Time: testNow}); err != nil {
+		t.Fatalf("the same token without crit: %v", err)
+	}
+	for _, crit := range []any{[]string{"x-must-understand"}, []string{"b64"}, []string{}, "x-must-understand", 1} {
+		if _, err := Verify(sign(crit), ks, Options{Time: testNow}); !errors.Is(err, ErrCritical) {
+			t.Errorf("crit %v: %v, want ErrCritical", crit, err)
+		}
+	}
+}
