@@ -146,8 +146,8 @@ func parseKey(raw json.RawMessage) (Key, error) {
 			if err := errors.Join(err1, err2); err != nil {
 				return Key{}, fmt.Errorf("RSA n/e: %w", err)
 			}
-			if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 || n.BitLen() < 2048 || n.BitLen() > 16384 {
-				return Key{}, errors.New("RSA key: modulus not 2048 to 16384 bits, or a bad exponent")
+			if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
+				return Key{}, errors.New("RSA key: bad exponent")
 			}
 			fromMembers = &rsa.PublicKey{N: n, E: int(e.Int64())}
 		}
@@ -191,6 +191,10 @@ func parseKey(raw json.RawMessage) (Key, error) {
 	case *rsa.PublicKey:
 		if j.Kty != "RSA" {
 			return Key{}, fmt.Errorf("kty %q but an RSA key", j.Kty)
+		}
+		// Checked here, whichever form (n/e or x5c) the key came in.
+		if b := p.N.BitLen(); b < 2048 || b > 16384 {
+			return Key{}, fmt.Errorf("RSA key of %d bits: want 2048 to 16384", b)
 		}
 	case *ecdsa.PublicKey:
 		if j.Kty != "EC" {
