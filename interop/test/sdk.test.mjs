@@ -119,6 +119,69 @@ describe("@azure/attestation against cloister attest serve", () => {
     assert.equal(res.body.sgxCollateral.quotehash, sha256(report).toString("hex"));
   });
 
+  it("attestSgxEnclave with a draft policy: its claims, in an unsigned token, and the stored policy untouched", async () => {
+    const runtime = Buffer.from("draft");
+    const quote = simQuote(bin, sim, tmp.dir, runtime);
+    const client = new AttestationClient(svc.base, sdkOptions(svc));
+    const draft = 'version=1.0; authorizationrules { => permit(); }; issuancerules { => issue(type="draft", value="yes"); };';
+    const res = await client.attestSgxEnclave(quote, { runTimeData: runtime, draftPolicyForAttestation: draft });
+    // MAA answers a draft-policy attestation with an unsigned JWT (alg none):
+    // it must never pass for a token of the service.
+    assert.equal(res.token.algorithm, "none");
+    assert.equal(res.body.policyClaims.draft, "yes");
+    assert.deepEqual(Buffer.from(res.body.enclaveHeldData), runtime);
+    const meta = await client.getOpenIdMetadata();
+    const jwks = createRemoteJWKSet(new URL(meta.jwks_uri), { [customFetch]: pinnedFetch(svc.ca) });
+    await assert.rejects(jwtVerify(res.token.serialize(), jwks, { issuer: meta.issuer }));
+    // The next ordinary attestation is judged by the stored policy again.
+    const again = await client.attestSgxEnclave(quote, { runTimeData: runtime });
+    assert.notEqual(again.token.algorithm, "none");
+    assert.equal(again.body.policyClaims.draft, undefined);
+  });
+
+  it("token validation options: the callback sees the signer the token's kid names", async () => {
+    const runtime = Buffer.from("callback");
+    const quote = simQuote(bin, sim, tmp.dir, runtime);
+    const seen = [];
+    const client = new AttestationClient(svc.base, {
+      tlsOptions: { ca: svc.ca },
+      validationOptions: {
+        validateToken: true, validateExpirationTime: true, validateNotBeforeTime: true, timeValidationSlack: 0,
+        validateIssuer: true, expectedIssuer: svc.base,
+        validateAttestationToken: (token, signer) => { seen.push({ token, signer }); return []; },
+      },
+    });
+    const res = await client.attestSgxEnclave(quote, { runTimeData: runtime });
+    assert.equal(seen.length, 1);
+    const { token, signer } = seen[0];
+    const signers = await client.getAttestationSigners();
+    assert.ok(signer, "the SDK found the signing certificate by kid");
+    assert.equal(signer.keyId, token.keyId);
+    assert.ok(signers.some((s) => s.keyId === token.keyId && s.certificates[0] === signer.certificates[0]));
+    assert.ok(token.expiresOn > token.issuedAt && token.notBefore <= token.issuedAt, "exp after iat, nbf not after iat");
+    assert.equal(res.body.uniqueId.length > 0, true, "jti");
+    assert.equal(res.body.version, "1.0", "x-ms-ver");
+    assert.equal(res.body.isDebuggable, true);
+    assert.match(res.body.mrEnclave, /^[0-9a-f]{64}$/);
+    assert.equal(typeof res.body.svn, "number");
+    assert.equal(typeof res.body.productId, "number");
+    assert.equal(res.body.policyHash.length, 32, "x-ms-policy-hash is base64url of SHA-256");
+    // A callback's problems fail the call.
+    const refusing = new AttestationClient(svc.base, {
+      tlsOptions: { ca: svc.ca },
+      validationOptions: { validateToken: true, validateAttestationToken: () => ["refused by the relying party"] },
+    });
+    await assert.rejects(refusing.attestSgxEnclave(quote, { runTimeData: runtime }), /refused by the relying party/);
+  });
+
+  it("initTimeData an enclave was not created with is refused, with the reason", async () => {
+    const runtime = Buffer.from("init");
+    const quote = simQuote(bin, sim, tmp.dir, runtime);
+    const client = new AttestationClient(svc.base, sdkOptions(svc));
+    await assert.rejects(client.attestSgxEnclave(quote, { runTimeData: runtime, initTimeData: Buffer.from("config") }),
+      (err) => err.statusCode === 400 && /initTimeData/.test(err.message));
+  });
+
   it("the SDK's own validation refuses a wrong issuer", async () => {
     const runtime = Buffer.from("x");
     const quote = simQuote(bin, sim, tmp.dir, runtime);
