@@ -4,6 +4,7 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import https from "node:https";
+import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
@@ -258,6 +259,8 @@ describe("@azure/attestation against cloister attest serve", () => {
 
     const added = await admin.addPolicyManagementCertificate(second.cert, signer.key, signer.cert);
     assert.equal(added.body.certificateResolution, "IsPresent");
+    // x-ms-certificate-thumbprint: hex SHA-1 of the certificate's DER, as MAA's models define it.
+    assert.equal(added.body.certificateThumbprint.toLowerCase(), createHash("sha1").update(der(second.cert)).digest("hex"));
     assert.deepEqual((await fingerprints()).sort(), [fp(signer.cert), fp(second.cert)].sort());
 
     // A stranger cannot add itself, nor remove a trusted signer.
