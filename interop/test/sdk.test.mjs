@@ -183,6 +183,14 @@ describe("@azure/attestation against cloister attest serve", () => {
       (err) => err.statusCode === 400 && /initTimeData/.test(err.message));
   });
 
+  it("Tpm, which Cloister does not serve: a 404 CloudError naming the types it does", async () => {
+    const client = new AttestationClient(svc.base, sdkOptions(svc));
+    await assert.rejects(client.attestTpm(JSON.stringify({ payload: { type: "aikcert" } })),
+      (err) => err.statusCode === 404 && /SgxEnclave/.test(err.message));
+    const admin = new AttestationAdministrationClient(svc.base, adminCredential(), sdkOptions(svc));
+    await assert.rejects(admin.getPolicy(KnownAttestationType.Tpm), (err) => err.statusCode === 404 && /SgxEnclave/.test(err.message));
+  });
+
   it("the SDK's own validation refuses a wrong issuer", async () => {
     const runtime = Buffer.from("x");
     const quote = simQuote(bin, sim, tmp.dir, runtime);
