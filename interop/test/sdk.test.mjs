@@ -11,6 +11,7 @@ import {
   AttestationClient,
   AttestationAdministrationClient,
   KnownAttestationType,
+  createAttestationPolicyToken,
 } from "@azure/attestation";
 import { isTokenCredential } from "@azure/core-auth";
 import { createRemoteJWKSet, jwtVerify, customFetch, decodeJwt } from "jose";
@@ -224,11 +225,15 @@ describe("@azure/attestation against cloister attest serve", () => {
     const unsigned = "version=1.0; authorizationrules { => permit(); }; issuancerules { => issue(type=\"interop\", value=\"unsigned\"); };";
     const set = await admin.setPolicy(KnownAttestationType.SgxEnclave, unsigned);
     assert.equal(set.body.policyResolution, "Updated");
+    // The check the SDK's README gives: policyTokenHash is SHA-256 of the JWS the SDK sent.
+    assert.deepEqual(Buffer.from(set.body.policyTokenHash), sha256(createAttestationPolicyToken(unsigned).serialize()));
     assert.equal((await admin.getPolicy(KnownAttestationType.SgxEnclave)).body, unsigned);
 
     const signed = "version=1.0; authorizationrules { => permit(); }; issuancerules { => issue(type=\"interop\", value=\"signed\"); };";
     const setSigned = await admin.setPolicy(KnownAttestationType.SgxEnclave, signed, { privateKey: signer.key, certificate: signer.cert });
     assert.equal(setSigned.body.policyResolution, "Updated");
+    assert.deepEqual(Buffer.from(setSigned.body.policyTokenHash),
+      sha256(createAttestationPolicyToken(signed, signer.key, signer.cert).serialize()), "RS256 signatures are deterministic");
     assert.ok(setSigned.body.policySigner?.certificates?.length === 1, "policy signer reported");
     assert.equal((await admin.getPolicy(KnownAttestationType.SgxEnclave)).body, signed);
 
