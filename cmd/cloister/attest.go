@@ -216,6 +216,7 @@ func runAttestServe(e *env, args []string) error {
 		// --addr named one host; the port may have been 0, so it is
 		// taken from the listener, the host as written.
 		host, _, _ := net.SplitHostPort(*addr)
+		host, _ = publicHost(host) // checked by servicePublicURL; lower case, canonical IP
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		scheme := "http"
 		if *useTLS {
@@ -269,6 +270,9 @@ func servicePublicURL(flagValue, addr string, useTLS bool) (*url.URL, error) {
 		}
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			return nil, usagef("--addr %q listens on every interface, so the service cannot tell its own URL: give --public-url, the URL clients use (e.g. https://attest.example.com:8443)", addr)
+		}
+		if _, err := publicHost(host); err != nil {
+			return nil, usagef("--addr %q cannot be the service's URL (%v): give --public-url, the URL clients use", addr, err)
 		}
 		return nil, nil
 	}

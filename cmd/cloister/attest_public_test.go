@@ -265,3 +265,19 @@ func TestServicePublicURLHosts(t *testing.T) {
 		}
 	}
 }
+
+// Without --public-url, the listen host becomes the URL, so it must pass
+// the same checks: an IPv6 zone or a name no URL parser accepts is a usage
+// error that asks for --public-url.
+func TestServicePublicURLFromAddr(t *testing.T) {
+	for _, addr := range []string{"[fe80::1%lo]:0", "under_score:0", "*:0"} {
+		if _, err := servicePublicURL("", addr, false); err == nil || !strings.Contains(err.Error(), "--public-url") {
+			t.Errorf("--addr %s: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:0", "localhost:8443", "[::1]:0", "attest.example:0"} {
+		if u, err := servicePublicURL("", addr, false); err != nil || u != nil {
+			t.Errorf("--addr %s: %v %v", addr, u, err)
+		}
+	}
+}
