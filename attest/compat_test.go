@@ -273,3 +273,59 @@ func TestIsolatedModeNeedsAdminToo(t *testing.T) {
 		t.Errorf("signed policy, authenticated caller: %d", c)
 	}
 }
+
+// Other spellings of the management routes (HEAD, an escaped colon, a
+// doubled or dotted path, another api-version) reach the admin check or
+// no handler at all: none of them reaches a policy or signer handler
+// without the token.
+func TestAdminAuthenticationPathVariants(t *testing.T) {
+	f := getFixture(t)
+	s, err := New(Config{Platform: f.plat, Now: func() time.Time { return testNow }, Alg: "ES256", Issuer: "https://attest.test",
+		TrustRoots: []*x509.Certificate{f.pki.Root}, AdminToken: "the-admin-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	// The stored policy, as the payload of GET's token (the clock is fixed,
+	// so the payload changes only if the policy does).
+	stored := func() string {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/policies/SgxEnclave"+av, nil)
+		r.Header.Set("Authorization", "Bearer the-admin-token")
+		s.ServeHTTP(rec, r)
+		var out struct{ Token string }
+		if rec.Code != 200 || json.Unmarshal(rec.Body.Bytes(), &out) != nil || strings.Count(out.Token, ".") != 2 {
+			t.Fatalf("GET with the token: %d %s", rec.Code, rec.Body)
+		}
+		return strings.Split(out.Token, ".")[1]
+	}
+	before := stored()
+	policyDoc := UnsignedPolicy("version=1.0; authorizationrules { => permit(); };")
+	for _, tc := range []struct{ method, path, body string }{
+		{"HEAD", "/policies/SgxEnclave" + av, ""},
+		{"GET", "/policies/SgxEnclave?api-version=2020-10-01", ""},
+		{"GET", "/policies/SgxEnclave", ""},
+		{"PUT", "/policies/SgxEnclave%3Areset" + av, policyDoc},
+		{"POST", "/policies/SgxEnclave%3Areset" + av, ""},
+		{"PUT", "//policies/SgxEnclave" + av, policyDoc},
+		{"PUT", "/x/../policies/SgxEnclave" + av, policyDoc},
+		{"PUT", "/policies/SgxEnclave/" + av, policyDoc},
+		{"PUT", "/Policies/SgxEnclave" + av, policyDoc},
+		{"PUT", "/policies/sgxenclave" + av, policyDoc},
+		{"PUT", "/policies/..%2Fcertificates:add" + av, "x.y.z"},
+		{"POST", "/certificates%3Aadd" + av, "x.y.z"},
+		{"POST", "/certificates:add/" + av, "x.y.z"},
+		{"OPTIONS", "/policies/SgxEnclave" + av, ""},
+		{"DELETE", "/policies/SgxEnclave" + av, ""},
+		{"PATCH", "/certificates" + av, ""},
+	} {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
+		if rec.Code < 300 {
+			t.Errorf("%s %s without the token: %d %s", tc.method, tc.path, rec.Code, rec.Body)
+		}
+	}
+	if stored() != before {
+		t.Error("a request without the token changed the stored policy")
+	}
+}

@@ -47,6 +47,10 @@ var (
 	// ErrKeyMismatch: the named key cannot verify this algorithm (wrong
 	// type or curve, or the JWK restricts itself to another alg or use).
 	ErrKeyMismatch = errors.New("tokens: the key does not fit the token's algorithm")
+	// ErrCritical: the token's header has a crit member. It lists
+	// extensions the recipient must understand (RFC 7515 §4.1.11), and this
+	// package understands none, so any crit (even a malformed one) fails.
+	ErrCritical = errors.New("tokens: the token header lists critical extensions (crit), which are not supported")
 	// ErrMalformedJWKS: the key set is not a well-formed JWKS.
 	ErrMalformedJWKS = errors.New("tokens: malformed JWKS")
 )
@@ -142,8 +146,8 @@ func parseKey(raw json.RawMessage) (Key, error) {
 			if err := errors.Join(err1, err2); err != nil {
 				return Key{}, fmt.Errorf("RSA n/e: %w", err)
 			}
-			if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 || n.BitLen() < 2048 || n.BitLen() > 16384 {
-				return Key{}, errors.New("RSA key: modulus not 2048 to 16384 bits, or a bad exponent")
+			if !e.IsInt64() || e.Int64() < 3 || e.Int64() > 1<<31-1 {
+				return Key{}, errors.New("RSA key: bad exponent")
 			}
 			fromMembers = &rsa.PublicKey{N: n, E: int(e.Int64())}
 		}
@@ -187,6 +191,10 @@ func parseKey(raw json.RawMessage) (Key, error) {
 	case *rsa.PublicKey:
 		if j.Kty != "RSA" {
 			return Key{}, fmt.Errorf("kty %q but an RSA key", j.Kty)
+		}
+		// Checked here, whichever form (n/e or x5c) the key came in.
+		if b := p.N.BitLen(); b < 2048 || b > 16384 {
+			return Key{}, fmt.Errorf("RSA key of %d bits: want 2048 to 16384", b)
 		}
 	case *ecdsa.PublicKey:
 		if j.Kty != "EC" {
@@ -248,7 +256,8 @@ type Options struct {
 // one whose kid the token's header names (a token without kid is refused:
 // trying every key would let a set's weakest key speak for all); the
 // algorithm must be one of Algorithms and fit that key (type, curve, and
-// the JWK's alg when it has one); base64url must be canonical; exp is
+// the JWK's alg when it has one); a header with crit is refused
+// (ErrCritical); base64url must be canonical; exp is
 // required, and exp, nbf and iat are checked at opts.Time with no leeway.
 func Verify(token string, ks *KeySet, opts Options) (jwt.MapClaims, error) {
 	if opts.Time.IsZero() {
@@ -266,6 +275,10 @@ func Verify(token string, ks *KeySet, opts Options) (jwt.MapClaims, error) {
 	}
 	claims := jwt.MapClaims{}
 	_, err := jwt.NewParser(parserOpts...).ParseWithClaims(strings.TrimSpace(token), claims, func(t *jwt.Token) (any, error) {
+		// golang-jwt ignores crit; a JWS recipient must not.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, ErrCritical
+		}
 		kid, ok := t.Header["kid"].(string)
 		if !ok || kid == "" {
 			return nil, fmt.Errorf("%w: the token header has no kid", ErrUnknownKey)

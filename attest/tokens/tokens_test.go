@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -401,6 +402,65 @@ func TestVerifyMAAToken(t *testing.T) {
 			if _, err := Verify(strings.Join(q, "."), ks, Options{Time: at}); err == nil {
 				t.Errorf("part %d byte %d flipped: accepted", p, i)
 			}
+		}
+	}
+}
+
+// A JWS whose protected header lists critical extensions must be refused
+// by a recipient that understands none of them (RFC 7515 §4.1.11); a
+// malformed crit is refused too. Signed with the key the set names, so only
+// the crit header can be why.
+func TestVerifyRefusesCrit(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ks := &KeySet{Keys: []Key{{ID: "k", Public: &key.PublicKey}}}
+	sign := func(crit any) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"iss": "https://attest.test", "exp": testNow.Add(time.Hour).Unix()})
+		tok.Header["kid"] = "k"
+		if crit != nil {
+			tok.Header["crit"] = crit
+			tok.Header["x-must-understand"] = true
+		}
+		s, err := tok.SignedString(key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	if _, err := Verify(sign(nil), ks, Options{Time: testNow}); err != nil {
+		t.Fatalf("the same token without crit: %v", err)
+	}
+	for _, crit := range []any{[]string{"x-must-understand"}, []string{"b64"}, []string{}, "x-must-understand", 1} {
+		if _, err := Verify(sign(crit), ks, Options{Time: testNow}); !errors.Is(err, ErrCritical) {
+			t.Errorf("crit %v: %v, want ErrCritical", crit, err)
+		}
+	}
+}
+
+// The RSA bounds apply however the key arrives: a 1024-bit key in x5c is
+// refused just as 1024-bit n/e members are (a set must not carry a key
+// weaker than the ones it refuses in the other form).
+func TestParseJWKSWeakRSAInX5C(t *testing.T) {
+	weak, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), NotBefore: testNow.Add(-time.Hour), NotAfter: testNow.Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &weak.PublicKey, weak)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x5c := base64.StdEncoding.EncodeToString(der)
+	members := map[string]any{"kty": "RSA", "kid": "weak", "n": base64.RawURLEncoding.EncodeToString(weak.N.Bytes()), "e": "AQAB"}
+	for name, k := range map[string]map[string]any{
+		"x5c only":        {"kty": "RSA", "kid": "weak", "x5c": []string{x5c}},
+		"members only":    members,
+		"members and x5c": {"kty": "RSA", "kid": "weak", "n": members["n"], "e": "AQAB", "x5c": []string{x5c}},
+	} {
+		if _, err := ParseJWKS(mustJSON(map[string]any{"keys": []any{k}})); !errors.Is(err, ErrMalformedJWKS) {
+			t.Errorf("%s: 1024-bit RSA key: %v", name, err)
 		}
 	}
 }

@@ -16,12 +16,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -235,6 +237,7 @@ func runAttestServe(e *env, args []string) error {
 		// --addr named one host; the port may have been 0, so it is
 		// taken from the listener, the host as written.
 		host, _, _ := net.SplitHostPort(*addr)
+		host, _ = publicHost(host) // checked by servicePublicURL; lower case, canonical IP
 		_, port, _ := net.SplitHostPort(ln.Addr().String())
 		scheme := "http"
 		if *useTLS {
@@ -289,6 +292,9 @@ func servicePublicURL(flagValue, addr string, useTLS bool) (*url.URL, error) {
 		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
 			return nil, usagef("--addr %q listens on every interface, so the service cannot tell its own URL: give --public-url, the URL clients use (e.g. https://attest.example.com:8443)", addr)
 		}
+		if _, err := publicHost(host); err != nil {
+			return nil, usagef("--addr %q cannot be the service's URL (%v): give --public-url, the URL clients use", addr, err)
+		}
 		return nil, nil
 	}
 	u, err := url.Parse(strings.TrimSuffix(flagValue, "/"))
@@ -302,7 +308,59 @@ func servicePublicURL(flagValue, addr string, useTLS bool) (*url.URL, error) {
 	case useTLS && u.Scheme != "https":
 		return nil, usagef("--public-url %q: the service serves https with --tls, so its URL starts with https://", flagValue)
 	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+	host, err := publicHost(u.Hostname())
+	if err != nil {
+		return nil, usagef("--public-url %q: %v", flagValue, err)
+	}
+	if strings.HasSuffix(u.Host, ":") || u.Port() != "" {
+		n, err := strconv.Atoi(u.Port())
+		if err != nil || n < 1 || n > 65535 {
+			return nil, usagef("--public-url %q: the port must be 1 to 65535", flagValue)
+		}
+		host = net.JoinHostPort(host, strconv.Itoa(n))
+	} else if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return &url.URL{Scheme: u.Scheme, Host: host}, nil
+}
+
+// publicHost checks the host of --public-url and returns it in the form
+// every client compares: an IP (not 0.0.0.0 or ::, and without an IPv6
+// zone, which names an interface of this machine only) in its canonical
+// text, or a DNS name of letters, digits and hyphens in lower case. iss is
+// compared byte for byte, and URL parsers (WHATWG's, which Node's SDK
+// uses) lower-case host names; the host is also a subjectAltName of the
+// --tls certificate, where wildcards and other characters have meanings
+// of their own.
+func publicHost(h string) (string, error) {
+	if ip, err := netip.ParseAddr(h); err == nil {
+		switch {
+		case ip.Zone() != "":
+			return "", fmt.Errorf("IPv6 zone %q names an interface of this machine, not an address clients use", ip.Zone())
+		case ip.IsUnspecified():
+			return "", fmt.Errorf("%s means every interface; give the address or name clients use", h)
+		}
+		return ip.String(), nil
+	}
+	h = strings.ToLower(h)
+	if len(h) > 253 {
+		return "", errors.New("host name longer than 253 characters")
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		ok := l != "" && len(l) <= 63 && l[0] != '-' && l[len(l)-1] != '-'
+		for _, c := range l {
+			ok = ok && (c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-')
+		}
+		if !ok {
+			return "", fmt.Errorf("host %q is neither an IP address nor a DNS name (labels of 1 to 63 letters, digits and inner hyphens)", h)
+		}
+	}
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		// URL parsers read a numeric last label as IPv4 and refuse it.
+		return "", fmt.Errorf("host %q ends in a numeric label but is not an IP address", h)
+	}
+	return h, nil
 }
 
 // certificateNames are the subjectAltNames of the --tls certificate:

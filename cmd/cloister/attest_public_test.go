@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -228,5 +229,55 @@ func TestAttestServeAdminToken(t *testing.T) {
 	open.stop()
 	if !strings.Contains(open.log.String(), `"level":"WARN"`) || !strings.Contains(open.log.String(), "insecure-admin") {
 		t.Errorf("--insecure-admin was not logged as a warning:\n%s", open.log.String())
+	}
+}
+
+// --public-url becomes every token's iss and a subjectAltName of the TLS
+// certificate, so it must be a URL a client can reach and compare: a
+// concrete IP or a DNS name, a port in 1..65535 when one is written, and
+// the host in lower case (URL parsers such as WHATWG's, which Node's SDK
+// uses, lower-case it, and iss is compared byte for byte).
+func TestServicePublicURLHosts(t *testing.T) {
+	for _, bad := range []string{
+		"https://0.0.0.0:8443", "https://[::]:8443", // every interface: no client reaches that
+		"https://attest.example:", "https://attest.example:0", "https://attest.example:99999",
+		"https://*.example.com", "https://-bad-.example", "https://a..b", "https://1.2.3.4.5",
+		"https://[fe80::1%25eth0]:8443", "https://under_score.example",
+		"https://" + strings.Repeat("a", 64) + ".example",
+	} {
+		if u, err := servicePublicURL(bad, "127.0.0.1:0", true); err == nil {
+			t.Errorf("%s accepted as %v", bad, u)
+		} else if ue := (*usageError)(nil); !errors.As(err, &ue) {
+			t.Errorf("%s: %v is not a usage error", bad, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"https://Attest.Example.COM:8443/": "https://attest.example.com:8443",
+		"https://[::1]:8443":               "https://[::1]:8443",
+		"https://[2001:DB8::1]":            "https://[2001:db8::1]",
+		"https://10.0.0.1:65535":           "https://10.0.0.1:65535",
+		"https://attest-1.example":         "https://attest-1.example",
+		"https://localhost:1":              "https://localhost:1",
+	} {
+		u, err := servicePublicURL(in, "127.0.0.1:0", true)
+		if err != nil || u.String() != want {
+			t.Errorf("%s: %v %v, want %s", in, u, err, want)
+		}
+	}
+}
+
+// Without --public-url, the listen host becomes the URL, so it must pass
+// the same checks: an IPv6 zone or a name no URL parser accepts is a usage
+// error that asks for --public-url.
+func TestServicePublicURLFromAddr(t *testing.T) {
+	for _, addr := range []string{"[fe80::1%lo]:0", "under_score:0", "*:0"} {
+		if _, err := servicePublicURL("", addr, false); err == nil || !strings.Contains(err.Error(), "--public-url") {
+			t.Errorf("--addr %s: %v", addr, err)
+		}
+	}
+	for _, addr := range []string{"127.0.0.1:0", "localhost:8443", "[::1]:0", "attest.example:0"} {
+		if u, err := servicePublicURL("", addr, false); err != nil || u != nil {
+			t.Errorf("--addr %s: %v %v", addr, u, err)
+		}
 	}
 }

@@ -96,7 +96,13 @@ func readToken(e *env, arg string) (string, error) {
 			return "", usagef("TOKEN %q is neither a JWT (header.payload.signature) nor a readable file", arg)
 		}
 	}
-	data, name, err := readInput(e, arg)
+	var data []byte
+	name, err := arg, error(nil)
+	if arg == "-" {
+		data, name, err = readInput(e, arg)
+	} else {
+		data, err = readFileMax(arg, tokens.MaxTokenSize)
+	}
 	if err != nil {
 		return "", fmt.Errorf("reading the token: %w", err)
 	}
@@ -110,7 +116,7 @@ func readToken(e *env, arg string) (string, error) {
 // URL, bounded in size and time.
 func readJWKS(ctx context.Context, source string) ([]byte, error) {
 	if !strings.HasPrefix(source, "http://") && !strings.HasPrefix(source, "https://") {
-		data, err := os.ReadFile(source)
+		data, err := readFileMax(source, tokens.MaxJWKSSize)
 		if err != nil {
 			return nil, fmt.Errorf("reading the JWKS: %w", err)
 		}
@@ -137,6 +143,25 @@ func readJWKS(ctx context.Context, source string) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(resp.Body, tokens.MaxJWKSSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("fetching the JWKS from %s: %w", source, err)
+	}
+	return data, nil
+}
+
+// readFileMax reads a file of at most limit bytes. It stops after limit+1
+// bytes: a pipe, a device such as /dev/zero or a file that grows must not
+// be read into memory to its (possibly never reached) end.
+func readFileMax(name string, limit int64) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if int64(len(data)) > limit {
+		return nil, fmt.Errorf("%s: more than %d bytes", name, limit)
 	}
 	return data, nil
 }

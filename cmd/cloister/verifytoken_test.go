@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,5 +175,48 @@ func TestVerifyTokenFileNamedLikeJWT(t *testing.T) {
 	}
 	if r := runCLIAt(t, time.Date(2021, 5, 26, 23, 30, 0, 0, time.UTC), "verify", "token", "token.v1.jwt", "--jwks", jwks); r.code != 0 {
 		t.Errorf("token.v1.jwt: %s", r)
+	}
+}
+
+// A token or JWKS file that never ends (a pipe, a device, a file growing
+// under the reader) is refused once it passes the size limit, instead of
+// being read into memory to the end. The pipe's writer keeps it open, so a
+// reader that waits for end of file never returns.
+func TestVerifyTokenEndlessFiles(t *testing.T) {
+	dir := t.TempDir()
+	endless := func(name string) string {
+		p := filepath.Join(dir, name)
+		if err := syscall.Mkfifo(p, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		t.Cleanup(func() { close(stop) })
+		go func() {
+			f, err := os.OpenFile(p, os.O_WRONLY, 0)
+			if err != nil {
+				return
+			}
+			defer f.Close()
+			chunk := []byte(strings.Repeat("A", 64<<10))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if _, err := f.Write(chunk); err != nil {
+					return
+				}
+			}
+		}()
+		return p
+	}
+	const mdir = "../../attest/tokens/testdata/"
+	at := time.Date(2021, 5, 26, 23, 30, 0, 0, time.UTC)
+	if r := runCLIAt(t, at, "verify", "token", mdir+"maa-sharedwus-2021-05-26.jwt", "--jwks", endless("jwks")); r.code != 1 || !strings.Contains(r.stderr, "more than") {
+		t.Errorf("endless JWKS: %s", r)
+	}
+	if r := runCLIAt(t, at, "verify", "token", endless("token"), "--jwks", mdir+"maa-sharedwus-2021-05-26.jwks.json"); r.code != 1 || !strings.Contains(r.stderr, "more than") {
+		t.Errorf("endless token: %s", r)
 	}
 }

@@ -4,12 +4,14 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import https from "node:https";
+import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import {
   AttestationClient,
   AttestationAdministrationClient,
   KnownAttestationType,
+  createAttestationPolicyToken,
 } from "@azure/attestation";
 import { isTokenCredential } from "@azure/core-auth";
 import { createRemoteJWKSet, jwtVerify, customFetch, decodeJwt } from "jose";
@@ -119,6 +121,77 @@ describe("@azure/attestation against cloister attest serve", () => {
     assert.equal(res.body.sgxCollateral.quotehash, sha256(report).toString("hex"));
   });
 
+  it("attestSgxEnclave with a draft policy: its claims, in an unsigned token, and the stored policy untouched", async () => {
+    const runtime = Buffer.from("draft");
+    const quote = simQuote(bin, sim, tmp.dir, runtime);
+    const client = new AttestationClient(svc.base, sdkOptions(svc));
+    const draft = 'version=1.0; authorizationrules { => permit(); }; issuancerules { => issue(type="draft", value="yes"); };';
+    const res = await client.attestSgxEnclave(quote, { runTimeData: runtime, draftPolicyForAttestation: draft });
+    // MAA answers a draft-policy attestation with an unsigned JWT (alg none):
+    // it must never pass for a token of the service.
+    assert.equal(res.token.algorithm, "none");
+    assert.equal(res.body.policyClaims.draft, "yes");
+    assert.deepEqual(Buffer.from(res.body.enclaveHeldData), runtime);
+    const meta = await client.getOpenIdMetadata();
+    const jwks = createRemoteJWKSet(new URL(meta.jwks_uri), { [customFetch]: pinnedFetch(svc.ca) });
+    await assert.rejects(jwtVerify(res.token.serialize(), jwks, { issuer: meta.issuer }));
+    // The next ordinary attestation is judged by the stored policy again.
+    const again = await client.attestSgxEnclave(quote, { runTimeData: runtime });
+    assert.notEqual(again.token.algorithm, "none");
+    assert.equal(again.body.policyClaims.draft, undefined);
+  });
+
+  it("token validation options: the callback sees the signer the token's kid names", async () => {
+    const runtime = Buffer.from("callback");
+    const quote = simQuote(bin, sim, tmp.dir, runtime);
+    const seen = [];
+    const client = new AttestationClient(svc.base, {
+      tlsOptions: { ca: svc.ca },
+      validationOptions: {
+        validateToken: true, validateExpirationTime: true, validateNotBeforeTime: true, timeValidationSlack: 0,
+        validateIssuer: true, expectedIssuer: svc.base,
+        validateAttestationToken: (token, signer) => { seen.push({ token, signer }); return []; },
+      },
+    });
+    const res = await client.attestSgxEnclave(quote, { runTimeData: runtime });
+    assert.equal(seen.length, 1);
+    const { token, signer } = seen[0];
+    const signers = await client.getAttestationSigners();
+    assert.ok(signer, "the SDK found the signing certificate by kid");
+    assert.equal(signer.keyId, token.keyId);
+    assert.ok(signers.some((s) => s.keyId === token.keyId && s.certificates[0] === signer.certificates[0]));
+    assert.ok(token.expiresOn > token.issuedAt && token.notBefore <= token.issuedAt, "exp after iat, nbf not after iat");
+    assert.equal(res.body.uniqueId.length > 0, true, "jti");
+    assert.equal(res.body.version, "1.0", "x-ms-ver");
+    assert.equal(res.body.isDebuggable, true);
+    assert.match(res.body.mrEnclave, /^[0-9a-f]{64}$/);
+    assert.equal(typeof res.body.svn, "number");
+    assert.equal(typeof res.body.productId, "number");
+    assert.equal(res.body.policyHash.length, 32, "x-ms-policy-hash is base64url of SHA-256");
+    // A callback's problems fail the call.
+    const refusing = new AttestationClient(svc.base, {
+      tlsOptions: { ca: svc.ca },
+      validationOptions: { validateToken: true, validateAttestationToken: () => ["refused by the relying party"] },
+    });
+    await assert.rejects(refusing.attestSgxEnclave(quote, { runTimeData: runtime }), /refused by the relying party/);
+  });
+
+  it("initTimeData an enclave was not created with is refused, with the reason", async () => {
+    const runtime = Buffer.from("init");
+    const quote = simQuote(bin, sim, tmp.dir, runtime);
+    const client = new AttestationClient(svc.base, sdkOptions(svc));
+    await assert.rejects(client.attestSgxEnclave(quote, { runTimeData: runtime, initTimeData: Buffer.from("config") }),
+      (err) => err.statusCode === 400 && /initTimeData/.test(err.message));
+  });
+
+  it("Tpm, which Cloister does not serve: a 404 CloudError naming the types it does", async () => {
+    const client = new AttestationClient(svc.base, sdkOptions(svc));
+    await assert.rejects(client.attestTpm(JSON.stringify({ payload: { type: "aikcert" } })),
+      (err) => err.statusCode === 404 && /SgxEnclave/.test(err.message));
+    const admin = new AttestationAdministrationClient(svc.base, adminCredential(), sdkOptions(svc));
+    await assert.rejects(admin.getPolicy(KnownAttestationType.Tpm), (err) => err.statusCode === 404 && /SgxEnclave/.test(err.message));
+  });
+
   it("the SDK's own validation refuses a wrong issuer", async () => {
     const runtime = Buffer.from("x");
     const quote = simQuote(bin, sim, tmp.dir, runtime);
@@ -152,11 +225,15 @@ describe("@azure/attestation against cloister attest serve", () => {
     const unsigned = "version=1.0; authorizationrules { => permit(); }; issuancerules { => issue(type=\"interop\", value=\"unsigned\"); };";
     const set = await admin.setPolicy(KnownAttestationType.SgxEnclave, unsigned);
     assert.equal(set.body.policyResolution, "Updated");
+    // The check the SDK's README gives: policyTokenHash is SHA-256 of the JWS the SDK sent.
+    assert.deepEqual(Buffer.from(set.body.policyTokenHash), sha256(createAttestationPolicyToken(unsigned).serialize()));
     assert.equal((await admin.getPolicy(KnownAttestationType.SgxEnclave)).body, unsigned);
 
     const signed = "version=1.0; authorizationrules { => permit(); }; issuancerules { => issue(type=\"interop\", value=\"signed\"); };";
     const setSigned = await admin.setPolicy(KnownAttestationType.SgxEnclave, signed, { privateKey: signer.key, certificate: signer.cert });
     assert.equal(setSigned.body.policyResolution, "Updated");
+    assert.deepEqual(Buffer.from(setSigned.body.policyTokenHash),
+      sha256(createAttestationPolicyToken(signed, signer.key, signer.cert).serialize()), "RS256 signatures are deterministic");
     assert.ok(setSigned.body.policySigner?.certificates?.length === 1, "policy signer reported");
     assert.equal((await admin.getPolicy(KnownAttestationType.SgxEnclave)).body, signed);
 
@@ -195,6 +272,8 @@ describe("@azure/attestation against cloister attest serve", () => {
 
     const added = await admin.addPolicyManagementCertificate(second.cert, signer.key, signer.cert);
     assert.equal(added.body.certificateResolution, "IsPresent");
+    // x-ms-certificate-thumbprint: hex SHA-1 of the certificate's DER, as MAA's models define it.
+    assert.equal(added.body.certificateThumbprint.toLowerCase(), createHash("sha1").update(der(second.cert)).digest("hex"));
     assert.deepEqual((await fingerprints()).sort(), [fp(signer.cert), fp(second.cert)].sort());
 
     // A stranger cannot add itself, nor remove a trusted signer.
