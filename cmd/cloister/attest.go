@@ -31,6 +31,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cloister-dev/cloister/attest"
+	"github.com/cloister-dev/cloister/attest/tokens"
 	"github.com/cloister-dev/cloister/evidence"
 	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/policy"
@@ -645,6 +646,11 @@ func checkTokenKeyClaim(ra *x509.Certificate, res *ratls.Result, leaf *x509.Cert
 func verifyToken(ctx context.Context, token string, keys []jwk, opts ratls.VerifyOptions, when time.Time) (jwt.MapClaims, error) {
 	claims := jwt.MapClaims{}
 	_, err := jwt.ParseWithClaims(token, claims, func(t *jwt.Token) (any, error) {
+		// crit lists extensions the recipient must understand (RFC 7515
+		// 4.1.11); we understand none, and the JWT library ignores crit.
+		if _, ok := t.Header["crit"]; ok {
+			return nil, tokens.ErrCritical
+		}
 		kid, _ := t.Header["kid"].(string)
 		for _, k := range keys {
 			if k.Kid != kid {
@@ -671,7 +677,7 @@ func verifyToken(ctx context.Context, token string, keys []jwk, opts ratls.Verif
 			return leaf.PublicKey, nil
 		}
 		return nil, fmt.Errorf("no key %q in the service's JWKS", kid)
-	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithTimeFunc(func() time.Time { return when }))
+	}, jwt.WithValidMethods([]string{"RS256", "ES256"}), jwt.WithTimeFunc(func() time.Time { return when }), jwt.WithExpirationRequired())
 	if err != nil {
 		return nil, fmt.Errorf("token: %w", err)
 	}
