@@ -298,6 +298,18 @@ func (c *core) inFlight(r rid) chan struct{} {
 	return c.pending.done
 }
 
+// pendingDone returns the done channel of the pending commit, whatever it
+// writes, or nil. A read that failed on the committed tree waits on it:
+// the commit deletes the pages its new tree replaced (the old root at
+// least) on the host before the store advances, so a page of the
+// committed tree the cache no longer holds can vanish under the reader.
+func (c *core) pendingDone() chan struct{} {
+	if c.pending == nil {
+		return nil
+	}
+	return c.pending.done
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {

@@ -420,11 +420,11 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, uint64, error) {
 			}
 		}
 		// A commit may have been proposed and reached the host after we
-		// read the committed state (replacing its record, or its index
-		// pages): wait for it and read the new committed view instead of
-		// raising a false alarm.
+		// read the committed state (replacing its record, or deleting the
+		// index pages it replaced, whichever keys it writes): wait for it
+		// and read the new committed view instead of raising a false alarm.
 		s.mu.Lock()
-		wait = s.core.inFlight(r)
+		wait = s.core.pendingDone()
 		moved := s.core.st != st
 		s.mu.Unlock()
 		if (wait != nil || moved) && attempt < 16 {
@@ -522,11 +522,18 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 		if err == nil {
 			return out, nil
 		}
+		// As in get: a commit in flight may have deleted pages of st.
 		s.mu.Lock()
+		wait := s.core.pendingDone()
 		moved := s.core.st != st
 		s.mu.Unlock()
-		if !moved || attempt >= 16 {
+		if (wait == nil && !moved) || attempt >= 16 {
 			return nil, fmt.Errorf("kv: list %q: %w", prefix, err)
+		}
+		if wait != nil {
+			if err := waitFor(ctx, wait); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
