@@ -61,7 +61,10 @@
 // the commit in flight all there or not at all (crash_test.go). A counter
 // ahead of the host (the host lost commits) makes Open fail with ErrRollback
 // until the operator runs Recover, naming the lost versions; Recover logs
-// the loss.
+// the loss. The counter keeps no history, so Recover accepts any
+// authentic state at the version before the lost ones: one the host
+// applied for a commit that failed (ErrCommitUnknown) passes too, and then
+// more than the named versions is lost.
 //
 // With one Counter shared by several instances of a store (each on its own
 // copy of the host records): the first instance to commit wins; any other

@@ -11,7 +11,12 @@ import (
 // Recovery is the operator's explicit acceptance of lost commits, for
 // Recover. Both bounds must name exactly the versions the trusted counter
 // committed and the host no longer holds, so that an operator never
-// accepts more loss than they read in Open's ErrRollback.
+// accepts more loss than they read in Open's ErrRollback, as far as the
+// counter can tell: it keeps the digest of its latest version only, so
+// Recover cannot tell the state acknowledged at From-1 from another
+// authentic state of that version (a commit the host applied but reported
+// as failed, or a fork's). A host holding such a state loses From-1 too
+// and brings back what it wrote (TestLimitRecoverCannotTellWhichStateAtTheVersionBefore).
 type Recovery struct {
 	// From and To are the first and last lost versions, inclusive.
 	From, To uint64

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"maps"
 	"strconv"
@@ -148,3 +149,36 @@ func TestMinSVN(t *testing.T) {
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// The documented limit of Recover: the counter remembers the digest of its
+// latest version only, so Recover cannot tell the acknowledged state at
+// the version before the lost ones from another authentic state of that
+// version, such as a commit the host applied but reported as failed. A
+// host that lost v+1 and serves that unacknowledged state at v makes the
+// operator's "lose v+1" also lose the acknowledged v, and bring back a
+// write that was never acknowledged.
+func TestLimitRecoverCannotTellWhichStateAtTheVersionBefore(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	ctr := &kvtest.Counter{}
+	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
+	put(t, s, "a", "1")
+	before := b.Snapshot()
+	b.FailNext(kvtest.FaultDropAfter)
+	if err := s.Put(ctx, "a", []byte("never acknowledged")); !errors.Is(err, kv.ErrCommitUnknown) {
+		t.Fatalf("Put with the host answer lost = %v, want ErrCommitUnknown", err)
+	}
+	unacked := b.Snapshot()
+	b.Restore(before) // the host serves the older state: the commit is abandoned
+	s = open(t, b, "s", kv.Options{Counter: ctr})
+	put(t, s, "a", "acknowledged") // the same version as the unacknowledged one
+	put(t, s, "b", "2")
+	top := s.Version()
+	b.Restore(unacked) // the host "lost" the last commit
+	r, err := kv.Recover(ctx, b, "s", kv.Options{Sealer: sealer(), Counter: ctr},
+		kv.Recovery{From: top, To: top, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Recover: %v; the documented limit changed", err)
+	}
+	mustGet(t, r, "a", "never acknowledged")
+}
