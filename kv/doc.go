@@ -69,7 +69,10 @@
 // With one Counter shared by several instances of a store (each on its own
 // copy of the host records): the first instance to commit wins; any other
 // instance's commit fails with ErrFork before it writes to its host, and
-// its copy then fails Open with ErrRollback. Instances with separate
+// its copy then fails Open with ErrRollback. An instance that opens while
+// another has a commit prepared takes it for a crashed one and clears it:
+// that commit then fails with ErrFork after its host write, unacknowledged,
+// and its copy fails Open (ErrFork or ErrRollback). Instances with separate
 // counters are not detected as forks: each is consistent on its own.
 //
 // # Commits
