@@ -82,8 +82,9 @@ func (o *Options) validate() error {
 // Store is a sealed key/value store kept on an untrusted host. The host
 // sees record ids (HMAC-SHA256 of key names under a key that lives only in
 // the sealed state), sealed values whose seal label binds store id, record
-// id and version, and one sealed state record holding the index (names,
-// record ids, versions and the SHA-256 of each record) and the version.
+// id and version, the sealed pages of the index (names, record ids,
+// versions and the SHA-256 of each record), and one sealed state record
+// holding the index's root ref and the version.
 // Safe for concurrent use; concurrent writers are batched
 // into one host commit (group commit).
 type Store struct {
