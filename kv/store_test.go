@@ -154,8 +154,9 @@ func TestUpdateAtomicAndConflicts(t *testing.T) {
 func TestGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
-	s := open(t, b, "s", kv.Options{Create: true})
-	before := b.Commits()
+	ctr := &kvtest.Counter{}
+	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
+	before, swapsBefore := b.Commits(), ctr.Swaps()
 	const writers, each = 64, 8
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -179,6 +180,9 @@ func TestGroupCommit(t *testing.T) {
 	t.Logf("%d puts in %d host commits", writers*each, commits)
 	if commits >= writers*each {
 		t.Errorf("%d puts took %d commits: no batching", writers*each, commits)
+	}
+	if swaps := ctr.Swaps() - swapsBefore; swaps != 2*commits {
+		t.Errorf("%d host commits took %d counter swaps, want two each", commits, swaps)
 	}
 	// Reads racing writes and deletes never raise a false alarm.
 	wg = sync.WaitGroup{}
