@@ -629,7 +629,8 @@ func (tx *Tx) set(c change) {
 // Update runs fn and commits its writes atomically: after a crash either
 // all of them are there or none. If a key fn read was changed by another
 // writer before the commit, fn runs again (up to a few times, then
-// ErrConflict); fn must therefore have no side effects besides tx. An
+// ErrConflict); an fn that writes nothing has its reads checked against
+// one committed state the same way, so it never sees a torn view; fn must therefore have no side effects besides tx. An
 // error from fn aborts without writing.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	var err error
@@ -642,7 +643,12 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		if len(tx.writes) == 0 {
-			return nil
+			// Nothing to commit, but fn's reads must still be of one
+			// committed state: check them all against the current one.
+			if err = s.validateReads(ctx, tx.reads); errors.Is(err, ErrConflict) {
+				continue
+			}
+			return err
 		}
 		g := group{reads: tx.reads}
 		for _, n := range tx.order {
@@ -653,6 +659,52 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		}
 	}
 	return err
+}
+
+// validateReads checks that every key in reads (name to the entry version
+// a Tx saw, 0: absent) has that version in one committed state, the
+// current one: ErrConflict otherwise. It reads index pages only.
+func (s *Store) validateReads(ctx context.Context, reads map[string]uint64) error {
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return err
+		}
+		st := s.core.st
+		s.mu.Unlock()
+		var err error
+		for name, seen := range reads {
+			var e entry
+			var ok bool
+			if e, ok, err = st.index.lookup(s.pages(ctx, st), name); err != nil {
+				break
+			}
+			if !ok {
+				e.version = 0
+			}
+			if e.version != seen {
+				return fmt.Errorf("%w: %q changed during the transaction", ErrConflict, name)
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		// As in get: a commit in flight may have deleted pages of st.
+		s.mu.Lock()
+		wait := s.core.pendingDone()
+		moved := s.core.st != st
+		s.mu.Unlock()
+		if (wait == nil && !moved) || attempt >= 16 {
+			return fmt.Errorf("kv: update: %w", err)
+		}
+		if wait != nil {
+			if err := waitFor(ctx, wait); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // submit queues g for the next commit and waits for its outcome. The first
