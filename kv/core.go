@@ -137,7 +137,7 @@ func checkFresh(v uint64, d [32]byte, c Count, minVersion uint64) (freshness, er
 		return 0, fmt.Errorf("%w: state version %d, trusted counter %d", ErrRollback, v, c.Version)
 	case v == c.Version:
 		if subtle.ConstantTimeCompare(d[:], c.Digest[:]) != 1 {
-			return 0, fmt.Errorf("%w: the state at version %d is not the one committed at that version", ErrRollback, v)
+			return 0, fmt.Errorf("%w: the state at version %d is not the one committed at that version (Recover from %d to %d accepts its loss)", ErrRollback, v, v, v)
 		}
 		if c.Next != ([32]byte{}) {
 			return freshAbandon, nil

@@ -59,10 +59,11 @@
 // the commit this store prepared (ErrFork); a crash at any step of a commit
 // reopens without a false alarm, with every acknowledged write present and
 // the commit in flight all there or not at all (crash_test.go). A counter
-// ahead of the host (the host lost commits) makes Open fail with ErrRollback
-// until the operator runs Recover, naming the lost versions; Recover logs
-// the loss. The counter keeps no history, so Recover accepts any
-// authentic state at the version before the lost ones: one the host
+// ahead of the host (the host lost commits), or a host state at the
+// counter's version that is not the committed one, makes Open fail with
+// ErrRollback until the operator runs Recover, naming the lost versions;
+// Recover logs the loss. The counter keeps no history, so Recover accepts
+// any authentic state at the version before the lost ones: one the host
 // applied for a commit that failed (ErrCommitUnknown) passes too, and then
 // more than the named versions is lost.
 //
