@@ -367,3 +367,34 @@ func TestManyKeys(t *testing.T) {
 	s2 := open(t, cb, "s", kv.Options{MinVersion: s.Version()})
 	mustGet(t, s2, name((20000-25)/2), "updated")
 }
+
+// With a shared counter, an instance that opens while another has a
+// commit prepared cannot tell it from a crashed one and clears it. The
+// commit in flight then fails with ErrFork after its host write, and is
+// not acknowledged; its copy then fails Open with ErrFork. The instance
+// that opened wins, and nothing acknowledged is lost.
+func TestForkOpenDuringAnotherInstancesCommit(t *testing.T) {
+	ctx := context.Background()
+	ctr := kv.NewMemCounter(kv.Count{})
+	g := &gateBackend{MemBackend: kvtest.NewMemBackend(), applied: make(chan struct{}), release: make(chan error)}
+	a := open(t, g, "s", kv.Options{Create: true, Counter: ctr})
+	put(t, a, "k", "0")
+	copyB := kvtest.NewMemBackend()
+	copyB.Restore(g.Snapshot())
+	g.mu.Lock()
+	g.armed = true
+	g.mu.Unlock()
+	putErr := make(chan error, 1)
+	go func() { putErr <- a.Put(ctx, "k", []byte("A")) }()
+	<-g.applied // a's host holds its commit; the counter holds it prepared
+	bInst := open(t, copyB, "s", kv.Options{Counter: ctr})
+	g.release <- nil
+	if err := <-putErr; !errors.Is(err, kv.ErrFork) {
+		t.Fatalf("the commit whose prepare another instance cleared = %v, want ErrFork", err)
+	}
+	put(t, bInst, "k", "B")
+	if _, err := kv.Open(ctx, g, "s", kv.Options{Sealer: sealer(), Counter: ctr}); !errors.Is(err, kv.ErrRollback) && !errors.Is(err, kv.ErrFork) {
+		t.Fatalf("reopening the losing copy = %v, want ErrRollback or ErrFork", err)
+	}
+	mustGet(t, open(t, copyB, "s", kv.Options{Counter: ctr}), "k", "B")
+}

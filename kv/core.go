@@ -137,7 +137,7 @@ func checkFresh(v uint64, d [32]byte, c Count, minVersion uint64) (freshness, er
 		return 0, fmt.Errorf("%w: state version %d, trusted counter %d", ErrRollback, v, c.Version)
 	case v == c.Version:
 		if subtle.ConstantTimeCompare(d[:], c.Digest[:]) != 1 {
-			return 0, fmt.Errorf("%w: the state at version %d is not the one committed at that version", ErrRollback, v)
+			return 0, fmt.Errorf("%w: the state at version %d is not the one committed at that version (Recover from %d to %d accepts its loss)", ErrRollback, v, v, v)
 		}
 		if c.Next != ([32]byte{}) {
 			return freshAbandon, nil
@@ -293,6 +293,18 @@ func (c *core) inFlight(r rid) chan struct{} {
 		return nil
 	}
 	if _, ok := c.pending.touched[r]; !ok {
+		return nil
+	}
+	return c.pending.done
+}
+
+// pendingDone returns the done channel of the pending commit, whatever it
+// writes, or nil. A read that failed on the committed tree waits on it:
+// the commit deletes the pages its new tree replaced (the old root at
+// least) on the host before the store advances, so a page of the
+// committed tree the cache no longer holds can vanish under the reader.
+func (c *core) pendingDone() chan struct{} {
+	if c.pending == nil {
 		return nil
 	}
 	return c.pending.done

@@ -59,14 +59,21 @@
 // the commit this store prepared (ErrFork); a crash at any step of a commit
 // reopens without a false alarm, with every acknowledged write present and
 // the commit in flight all there or not at all (crash_test.go). A counter
-// ahead of the host (the host lost commits) makes Open fail with ErrRollback
-// until the operator runs Recover, naming the lost versions; Recover logs
-// the loss.
+// ahead of the host (the host lost commits), or a host state at the
+// counter's version that is not the committed one, makes Open fail with
+// ErrRollback until the operator runs Recover, naming the lost versions;
+// Recover logs the loss. The counter keeps no history, so Recover accepts
+// any authentic state at the version before the lost ones: one the host
+// applied for a commit that failed (ErrCommitUnknown) passes too, and then
+// more than the named versions is lost.
 //
 // With one Counter shared by several instances of a store (each on its own
 // copy of the host records): the first instance to commit wins; any other
 // instance's commit fails with ErrFork before it writes to its host, and
-// its copy then fails Open with ErrRollback. Instances with separate
+// its copy then fails Open with ErrRollback. An instance that opens while
+// another has a commit prepared takes it for a crashed one and clears it:
+// that commit then fails with ErrFork after its host write, unacknowledged,
+// and its copy fails Open (ErrFork or ErrRollback). Instances with separate
 // counters are not detected as forks: each is consistent on its own.
 //
 // # Commits

@@ -36,3 +36,7 @@ func (s *Store) IndexPathKeysForTest(name string) ([]string, error) {
 // DropPageCacheForTest forgets every cached index page, so the next reads
 // go to the host.
 func (s *Store) DropPageCacheForTest() { s.cache = newPageCache(pageCacheSize) }
+
+// SetPageCacheForTest gives the store a page cache of n pages; call it
+// before the store is used concurrently.
+func (s *Store) SetPageCacheForTest(n int) { s.cache = newPageCache(n) }

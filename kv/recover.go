@@ -11,7 +11,12 @@ import (
 // Recovery is the operator's explicit acceptance of lost commits, for
 // Recover. Both bounds must name exactly the versions the trusted counter
 // committed and the host no longer holds, so that an operator never
-// accepts more loss than they read in Open's ErrRollback.
+// accepts more loss than they read in Open's ErrRollback, as far as the
+// counter can tell: it keeps the digest of its latest version only, so
+// Recover cannot tell the state acknowledged at From-1 from another
+// authentic state of that version (a commit the host applied but reported
+// as failed, or a fork's). A host holding such a state loses From-1 too
+// and brings back what it wrote (TestLimitRecoverCannotTellWhichStateAtTheVersionBefore).
 type Recovery struct {
 	// From and To are the first and last lost versions, inclusive.
 	From, To uint64
@@ -25,7 +30,9 @@ type Recovery struct {
 // the commits From..To, and the operator accepts their loss. Recover checks
 // that the host's state is authentic and fresh in every other way (policy,
 // SVN, store name, every record present), that [From, To] is exactly
-// (host state version, counter version], logs the loss, and commits the
+// (host state version, counter version] (or [v, v] when the host holds
+// another state than the committed one at the counter's version v: a
+// commit it applied but reported as failed), logs the loss, and commits the
 // host's contents as the version after the counter's, so that the
 // counter never moves back and no state the host kept from the lost
 // range can be served later. If the host holds no state at all (a wipe),
@@ -67,11 +74,17 @@ func Recover(ctx context.Context, b Backend, name string, opts Options, r Recove
 			return fail(err)
 		}
 	}
-	if st.version >= c.Version {
+	// The lost versions are those after the host's state, and the host's
+	// own version too if its state is not the one committed at it.
+	from := st.version + 1
+	switch {
+	case ok && st.version == c.Version && sha256.Sum256(raw) != c.Digest:
+		from = st.version
+	case st.version >= c.Version:
 		return fail(fmt.Errorf("the host holds version %d and the counter %d: nothing was lost; use Open", st.version, c.Version))
 	}
-	if r.From != st.version+1 || r.To != c.Version {
-		return fail(fmt.Errorf("the lost versions are %d to %d, the recovery names %d to %d", st.version+1, c.Version, r.From, r.To))
+	if r.From != from || r.To != c.Version {
+		return fail(fmt.Errorf("the lost versions are %d to %d, the recovery names %d to %d", from, c.Version, r.From, r.To))
 	}
 	r.Log.Warn("kv: recovery: accepting the loss of committed versions",
 		"store", name, "lost_from", r.From, "lost_to", r.To,

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"maps"
 	"strconv"
@@ -148,3 +149,81 @@ func TestMinSVN(t *testing.T) {
 }
 
 func itoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// The documented limit of Recover: the counter remembers the digest of its
+// latest version only, so Recover cannot tell the acknowledged state at
+// the version before the lost ones from another authentic state of that
+// version, such as a commit the host applied but reported as failed. A
+// host that lost v+1 and serves that unacknowledged state at v makes the
+// operator's "lose v+1" also lose the acknowledged v, and bring back a
+// write that was never acknowledged.
+func TestLimitRecoverCannotTellWhichStateAtTheVersionBefore(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	ctr := &kvtest.Counter{}
+	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
+	put(t, s, "a", "1")
+	before := b.Snapshot()
+	b.FailNext(kvtest.FaultDropAfter)
+	if err := s.Put(ctx, "a", []byte("never acknowledged")); !errors.Is(err, kv.ErrCommitUnknown) {
+		t.Fatalf("Put with the host answer lost = %v, want ErrCommitUnknown", err)
+	}
+	unacked := b.Snapshot()
+	b.Restore(before) // the host serves the older state: the commit is abandoned
+	s = open(t, b, "s", kv.Options{Counter: ctr})
+	put(t, s, "a", "acknowledged") // the same version as the unacknowledged one
+	put(t, s, "b", "2")
+	top := s.Version()
+	b.Restore(unacked) // the host "lost" the last commit
+	r, err := kv.Recover(ctx, b, "s", kv.Options{Sealer: sealer(), Counter: ctr},
+		kv.Recovery{From: top, To: top, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatalf("Recover: %v; the documented limit changed", err)
+	}
+	mustGet(t, r, "a", "never acknowledged")
+}
+
+// The host lost the committed state and holds another authentic state of
+// the same version (a commit it applied but reported as failed): Open
+// refuses with ErrRollback, and Recover must offer a way out, naming that
+// one version as lost, rather than leave the store unusable for good.
+func TestRecoverOtherStateAtTheCounterVersion(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	ctr := &kvtest.Counter{}
+	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
+	put(t, s, "a", "1")
+	before := b.Snapshot()
+	b.FailNext(kvtest.FaultDropAfter)
+	if err := s.Put(ctx, "a", []byte("never acknowledged")); !errors.Is(err, kv.ErrCommitUnknown) {
+		t.Fatalf("Put with the host answer lost = %v, want ErrCommitUnknown", err)
+	}
+	unacked := b.Snapshot()
+	b.Restore(before)
+	s = open(t, b, "s", kv.Options{Counter: ctr})
+	put(t, s, "a", "acknowledged")
+	top := s.Version()
+	b.Restore(unacked) // the host lost version top, and holds another state at top
+	if _, err := kv.Open(ctx, b, "s", kv.Options{Sealer: sealer(), Counter: ctr}); !errors.Is(err, kv.ErrRollback) {
+		t.Fatalf("Open = %v, want ErrRollback", err)
+	}
+	var logBuf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
+	for _, r := range []kv.Recovery{{From: top + 1, To: top, Log: log}, {From: top - 1, To: top, Log: log}, {From: top, To: top + 1, Log: log}} {
+		if _, err := kv.Recover(ctx, b, "s", kv.Options{Sealer: sealer(), Counter: ctr}, r); err == nil {
+			t.Fatalf("Recover(%d..%d) succeeded; the lost version is %d alone", r.From, r.To, top)
+		}
+	}
+	r, err := kv.Recover(ctx, b, "s", kv.Options{Sealer: sealer(), Counter: ctr}, kv.Recovery{From: top, To: top, Log: log})
+	if err != nil {
+		t.Fatalf("Recover(%d..%d): %v", top, top, err)
+	}
+	if !strings.Contains(logBuf.String(), "lost_from="+itoa(top)) {
+		t.Fatalf("recovery log %q does not name version %d", logBuf.String(), top)
+	}
+	if r.Version() != top+1 {
+		t.Fatalf("recovered version %d, want %d", r.Version(), top+1)
+	}
+	put(t, r, "b", "2")
+	mustGet(t, open(t, b, "s", kv.Options{Counter: ctr}), "b", "2")
+}

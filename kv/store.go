@@ -82,8 +82,9 @@ func (o *Options) validate() error {
 // Store is a sealed key/value store kept on an untrusted host. The host
 // sees record ids (HMAC-SHA256 of key names under a key that lives only in
 // the sealed state), sealed values whose seal label binds store id, record
-// id and version, and one sealed state record holding the index (names,
-// record ids, versions and the SHA-256 of each record) and the version.
+// id and version, the sealed pages of the index (names, record ids,
+// versions and the SHA-256 of each record), and one sealed state record
+// holding the index's root ref and the version.
 // Safe for concurrent use; concurrent writers are batched
 // into one host commit (group commit).
 type Store struct {
@@ -420,11 +421,11 @@ func (s *Store) get(ctx context.Context, key string) ([]byte, uint64, error) {
 			}
 		}
 		// A commit may have been proposed and reached the host after we
-		// read the committed state (replacing its record, or its index
-		// pages): wait for it and read the new committed view instead of
-		// raising a false alarm.
+		// read the committed state (replacing its record, or deleting the
+		// index pages it replaced, whichever keys it writes): wait for it
+		// and read the new committed view instead of raising a false alarm.
 		s.mu.Lock()
-		wait = s.core.inFlight(r)
+		wait = s.core.pendingDone()
 		moved := s.core.st != st
 		s.mu.Unlock()
 		if (wait != nil || moved) && attempt < 16 {
@@ -522,11 +523,18 @@ func (s *Store) List(ctx context.Context, prefix string) ([]string, error) {
 		if err == nil {
 			return out, nil
 		}
+		// As in get: a commit in flight may have deleted pages of st.
 		s.mu.Lock()
+		wait := s.core.pendingDone()
 		moved := s.core.st != st
 		s.mu.Unlock()
-		if !moved || attempt >= 16 {
+		if (wait == nil && !moved) || attempt >= 16 {
 			return nil, fmt.Errorf("kv: list %q: %w", prefix, err)
+		}
+		if wait != nil {
+			if err := waitFor(ctx, wait); err != nil {
+				return nil, err
+			}
 		}
 	}
 }
@@ -621,7 +629,8 @@ func (tx *Tx) set(c change) {
 // Update runs fn and commits its writes atomically: after a crash either
 // all of them are there or none. If a key fn read was changed by another
 // writer before the commit, fn runs again (up to a few times, then
-// ErrConflict); fn must therefore have no side effects besides tx. An
+// ErrConflict); an fn that writes nothing has its reads checked against
+// one committed state the same way, so it never sees a torn view; fn must therefore have no side effects besides tx. An
 // error from fn aborts without writing.
 func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 	var err error
@@ -634,7 +643,12 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 			return err
 		}
 		if len(tx.writes) == 0 {
-			return nil
+			// Nothing to commit, but fn's reads must still be of one
+			// committed state: check them all against the current one.
+			if err = s.validateReads(ctx, tx.reads); errors.Is(err, ErrConflict) {
+				continue
+			}
+			return err
 		}
 		g := group{reads: tx.reads}
 		for _, n := range tx.order {
@@ -645,6 +659,52 @@ func (s *Store) Update(ctx context.Context, fn func(tx *Tx) error) error {
 		}
 	}
 	return err
+}
+
+// validateReads checks that every key in reads (name to the entry version
+// a Tx saw, 0: absent) has that version in one committed state, the
+// current one: ErrConflict otherwise. It reads index pages only.
+func (s *Store) validateReads(ctx context.Context, reads map[string]uint64) error {
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		if s.err != nil {
+			err := s.err
+			s.mu.Unlock()
+			return err
+		}
+		st := s.core.st
+		s.mu.Unlock()
+		var err error
+		for name, seen := range reads {
+			var e entry
+			var ok bool
+			if e, ok, err = st.index.lookup(s.pages(ctx, st), name); err != nil {
+				break
+			}
+			if !ok {
+				e.version = 0
+			}
+			if e.version != seen {
+				return fmt.Errorf("%w: %q changed during the transaction", ErrConflict, name)
+			}
+		}
+		if err == nil {
+			return nil
+		}
+		// As in get: a commit in flight may have deleted pages of st.
+		s.mu.Lock()
+		wait := s.core.pendingDone()
+		moved := s.core.st != st
+		s.mu.Unlock()
+		if (wait == nil && !moved) || attempt >= 16 {
+			return fmt.Errorf("kv: update: %w", err)
+		}
+		if wait != nil {
+			if err := waitFor(ctx, wait); err != nil {
+				return err
+			}
+		}
+	}
 }
 
 // submit queues g for the next commit and waits for its outcome. The first

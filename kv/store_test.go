@@ -154,8 +154,9 @@ func TestUpdateAtomicAndConflicts(t *testing.T) {
 func TestGroupCommit(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
-	s := open(t, b, "s", kv.Options{Create: true})
-	before := b.Commits()
+	ctr := &kvtest.Counter{}
+	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
+	before, swapsBefore := b.Commits(), ctr.Swaps()
 	const writers, each = 64, 8
 	var wg sync.WaitGroup
 	for w := range writers {
@@ -179,6 +180,9 @@ func TestGroupCommit(t *testing.T) {
 	t.Logf("%d puts in %d host commits", writers*each, commits)
 	if commits >= writers*each {
 		t.Errorf("%d puts took %d commits: no batching", writers*each, commits)
+	}
+	if swaps := ctr.Swaps() - swapsBefore; swaps != 2*commits {
+		t.Errorf("%d host commits took %d counter swaps, want two each", commits, swaps)
 	}
 	// Reads racing writes and deletes never raise a false alarm.
 	wg = sync.WaitGroup{}
@@ -208,4 +212,48 @@ func TestGroupCommit(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+}
+
+// An Update that only reads must see one committed state too: a key it
+// read that another writer changed before fn returned makes fn run again,
+// as for an Update that writes, so that two keys written together are
+// never read torn.
+func TestReadOnlyUpdateIsNotTorn(t *testing.T) {
+	ctx := context.Background()
+	s := open(t, kvtest.NewMemBackend(), "s", kv.Options{Create: true})
+	pair := func(v string) error {
+		return s.Update(ctx, func(tx *kv.Tx) error {
+			tx.Put("a", []byte(v))
+			return tx.Put("b", []byte(v))
+		})
+	}
+	if err := pair("1"); err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	var a, b []byte
+	err := s.Update(ctx, func(tx *kv.Tx) error {
+		runs++
+		var err error
+		if a, err = tx.Get("a"); err != nil {
+			return err
+		}
+		if runs == 1 {
+			// Another writer commits between this transaction's reads.
+			if err := pair("2"); err != nil {
+				return err
+			}
+		}
+		b, err = tx.Get("b")
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(a) != string(b) {
+		t.Fatalf("a read-only Update saw a=%s, b=%s: torn across two commits", a, b)
+	}
+	if runs != 2 {
+		t.Fatalf("fn ran %d times, want 2 (once more after the conflict)", runs)
+	}
 }
