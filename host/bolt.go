@@ -88,8 +88,9 @@ func (s *BoltStore) Delete(ctx context.Context, key []byte) error {
 	return nil
 }
 
-// CommitBatch implements Store: all ops in one bbolt transaction, so one
-// fsync and all-or-nothing after a crash.
+// CommitBatch implements Store: all ops in one bbolt transaction, so
+// all-or-nothing after a crash, durable when it returns (bbolt syncs the
+// data pages, then the meta page that makes them current).
 func (s *BoltStore) CommitBatch(ctx context.Context, ops []BatchOp) error {
 	if err := checkBatch(ops); err != nil {
 		return err

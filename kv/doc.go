@@ -83,8 +83,9 @@
 // seal; prepare the counter with the new state's digest; write records and
 // state in one atomic host batch (storage.commit, one bbolt transaction);
 // move the counter; acknowledge. Concurrent writers are batched into one
-// commit (group commit), so N writers cost one host round trip, one fsync
-// and two counter swaps. If a commit's outcome is unknown (the host call or
+// commit (group commit), so N writers cost one host round trip, one host
+// transaction (bbolt syncs twice per transaction: data pages, then the
+// meta page) and two counter swaps. If a commit's outcome is unknown (the host call or
 // the counter failed), the store returns ErrCommitUnknown until reopened,
 // and Open accepts exactly the committed state or the prepared one.
 //
