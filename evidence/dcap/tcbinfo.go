@@ -249,6 +249,9 @@ func parseModules(t *TCBInfo, j *jsonTCBInfo) error {
 	if len(ids) > MaxTCBLevels {
 		return tcbErr("%d tdxModuleIdentities (cap %d)", len(ids), MaxTCBLevels)
 	}
+	if err := modulesRequired(j.TDXModuleIdentities); err != nil {
+		return err
+	}
 	t.TDXModuleIdentities = make([]TDXModuleIdentity, 0, len(ids))
 	for i := range ids {
 		jm := &ids[i]
@@ -269,6 +272,34 @@ func parseModules(t *TCBInfo, j *jsonTCBInfo) error {
 			}
 		}
 		t.TDXModuleIdentities = append(t.TDXModuleIdentities, TDXModuleIdentity{ID: jm.ID, TDXModule: m, Levels: levels})
+	}
+	return nil
+}
+
+// modulesRequired checks the string fields Intel's parsers require in
+// every TDX module identity, whether or not a quote uses it
+// (TdxModuleIdentity: id; TdxModuleTcbLevel: tcbStatus): absent or not a
+// string makes the TCB info invalid there, so it does here. jsonModule
+// reads them as plain strings, which cannot tell absent from empty.
+func modulesRequired(raw json.RawMessage) error {
+	var ids []struct {
+		ID        *string `json:"id"`
+		TCBLevels []struct {
+			TCBStatus *string `json:"tcbStatus"`
+		} `json:"tcbLevels"`
+	}
+	if err := json.Unmarshal(raw, &ids); err != nil {
+		return verr.Wrap("dcap", "TCB info", verr.Malformed, err, "tdxModuleIdentities")
+	}
+	for i, id := range ids {
+		if id.ID == nil {
+			return tcbErr("tdxModuleIdentities[%d] has no id", i)
+		}
+		for k, l := range id.TCBLevels {
+			if l.TCBStatus == nil {
+				return tcbErr("TDX module %s level %d has no tcbStatus", *id.ID, k)
+			}
+		}
 	}
 	return nil
 }
