@@ -338,3 +338,32 @@ func TestPCKChainRootName(t *testing.T) {
 		t.Errorf("root named %q: %v; want refused for its name", root.cert.Subject.CommonName, err)
 	}
 }
+
+// TestTSMParseErrorHasReason: a document Detect takes for a configfs-tsm
+// report (first byte '{' or a CBOR map, 0xA0..0xBF) that does not parse as
+// one must still be a VerifyError with a Reason, like every other rejection.
+// A DCAP quote whose version's low byte is in that range is such a document
+// (found by the Intel QVL differential, evidence/qvldiff).
+func TestTSMParseErrorHasReason(t *testing.T) {
+	quote := readVector(t, "tdx/dcap-qvl_tdx_quote_v4.bin")
+	for _, tc := range []struct {
+		name string
+		raw  []byte
+	}{
+		{"quote with version byte 0xA0", append([]byte{0xA0}, quote[1:]...)},
+		{"quote with version byte 0xBF", append([]byte{0xBF}, quote[1:]...)},
+		{"empty CBOR map", []byte{0xA0}},
+		{"truncated JSON", []byte(`{"provider":`)},
+	} {
+		if Detect(tc.raw) != KindTSMReport {
+			t.Fatalf("%s: Detect = %v, want a configfs-tsm report", tc.name, Detect(tc.raw))
+		}
+		_, err := NewVerifier().Verify(context.Background(), tc.raw, Options{Time: dcapQVLTime})
+		if err == nil {
+			t.Fatalf("%s: verified", tc.name)
+		}
+		if r, ok := ReasonOf(err); !ok || r != Malformed {
+			t.Errorf("%s: ReasonOf(%q) = %v, %v; want Malformed", tc.name, err, r, ok)
+		}
+	}
+}

@@ -52,7 +52,10 @@ func snpTCB(v uint64) SNPTCB {
 func (v *Verifier) verifyTSM(raw []byte, opts Options) (*Claims, error) {
 	r, err := tsmreport.Parse(raw)
 	if err != nil {
-		return nil, err
+		// Detect sends here anything that starts like JSON or a CBOR map
+		// (a DCAP quote whose version's low byte is 0xA0..0xBF too), so a
+		// parse error needs its Reason like every other rejection.
+		return nil, verr.Wrap("evidence", "configfs-tsm report", verr.Malformed, err, "not a configfs-tsm report (JSON or CBOR)")
 	}
 	switch r.Provider {
 	case tsmreport.ProviderTDX:

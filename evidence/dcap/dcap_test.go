@@ -564,3 +564,47 @@ func TestCollateralJSONNames(t *testing.T) {
 		}
 	}
 }
+
+// Fields Intel's TDX module identity parsers require in every identity,
+// used by the quote or not (QVL TdxModuleIdentity: id; TdxModuleTcbLevel:
+// tcbStatus): a missing one makes the TCB info invalid. Found by the Intel
+// QVL differential (evidence/qvldiff).
+func TestTDXModuleIdentityRequiredFields(t *testing.T) {
+	tdxCol := readBundle(t, "tdx/dcap-qvl_tdx_quote_v4_collateral.json")
+	if _, err := ParseTCBInfo([]byte(tdxCol.TCBInfo)); err != nil {
+		t.Fatal(err)
+	}
+	edit := func(f func(ids []any)) []byte {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(tdxCol.TCBInfo), &m); err != nil {
+			t.Fatal(err)
+		}
+		ids, _ := m["tdxModuleIdentities"].([]any)
+		if len(ids) == 0 {
+			t.Fatal("the vector's TCB info has no tdxModuleIdentities")
+		}
+		f(ids)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	var n int
+	edit(func(ids []any) { n = len(ids) })
+	for i := range n {
+		b := edit(func(ids []any) { delete(ids[i].(map[string]any), "id") })
+		if _, err := ParseTCBInfo(b); err == nil {
+			t.Errorf("TDX module identity %d without id parsed", i)
+		}
+		b = edit(func(ids []any) {
+			levels := ids[i].(map[string]any)["tcbLevels"].([]any)
+			delete(levels[len(levels)-1].(map[string]any), "tcbStatus")
+		})
+		if _, err := ParseTCBInfo(b); err == nil {
+			t.Errorf("TDX module identity %d: a TCB level without tcbStatus parsed", i)
+		}
+		// Present but empty is a string, which Intel's parser takes.
+		b = edit(func(ids []any) { ids[i].(map[string]any)["id"] = "" })
+		if _, err := ParseTCBInfo(b); err != nil {
+			t.Errorf("TDX module identity %d with an empty id: %v", i, err)
+		}
+	}
+}

@@ -283,8 +283,8 @@ var intelTCBStatus = map[string]string{
 	"STATUS_TCB_OUT_OF_DATE":                              "OutOfDate",
 	"STATUS_TCB_OUT_OF_DATE_CONFIGURATION_NEEDED":         "OutOfDateConfigurationNeeded",
 	"STATUS_TCB_REVOKED":                                  "Revoked",
-	"STATUS_TCB_TD_RELAUNCH_ADVISED":                      "UpToDate+relaunch",
-	"STATUS_TCB_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED": "ConfigurationNeeded+relaunch",
+	"STATUS_TCB_TD_RELAUNCH_ADVISED":                      "TDRelaunchAdvised+relaunch",
+	"STATUS_TCB_TD_RELAUNCH_ADVISED_CONFIGURATION_NEEDED": "TDRelaunchAdvisedConfigurationNeeded+relaunch",
 }
 
 // verdict puts AttestationApp's result on the common scale: the first
