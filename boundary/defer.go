@@ -55,7 +55,9 @@ func (r Reply) Send(payload []byte) {
 	r.s.complete(completion{ch: r.ch, id: r.id, call: r.call, max: r.max, payload: append([]byte(nil), payload...)})
 }
 
-// Fail answers with an error response (CodeHandler, err's text).
+// Fail answers with an error response: CodeWouldBlock or CodeNotFound if
+// err wraps ErrWouldBlock or ErrNotFound, CodeHandler otherwise; err's
+// text is the message.
 func (r Reply) Fail(err error) {
 	if r.s == nil || r.p.answered.Swap(true) {
 		return
@@ -114,7 +116,7 @@ func (s *Server) writeCompletions() (written int, woke bool) {
 		call, payload := c.call, c.payload
 		switch {
 		case c.err != nil:
-			call, payload = s.errorResponse(c.call, CodeHandler, c.err.Error())
+			call, payload = s.errorResponse(c.call, codeOf(c.err), c.err.Error())
 		case len(payload) > c.max:
 			call, payload = s.errorResponse(c.call, CodeResponseTooLarge, "handler response exceeds the call's bound")
 		}

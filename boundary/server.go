@@ -13,7 +13,9 @@ import (
 // request payload and resp a private buffer of the call's declared
 // MaxResponse; the handler writes its response into resp and returns its
 // length, or returns an error, which is sent to the enclave as an error
-// response (CodeHandler, with the error's text truncated to MaxErrorMessage).
+// response with the error's text truncated to MaxErrorMessage, and a typed
+// code: CodeWouldBlock or CodeNotFound if the error wraps ErrWouldBlock or
+// ErrNotFound, CodeHandler otherwise.
 // Neither slice may be retained after the handler returns.
 //
 // Handlers run on the Serve goroutine, one at a time, so a handler that
@@ -382,7 +384,7 @@ func (s *Server) dispatch(ch *serverChan, f ring.Frame, spec CallSpec, known boo
 	resp := s.respBuf[:spec.MaxResponse]
 	n, err := s.h(f.Call, req, resp)
 	if err != nil {
-		return s.errorResponse(f.Call, CodeHandler, err.Error())
+		return s.errorResponse(f.Call, codeOf(err), err.Error())
 	}
 	if n < 0 || n > spec.MaxResponse {
 		return s.errorResponse(f.Call, CodeResponseTooLarge, "handler response exceeds the call's bound")
