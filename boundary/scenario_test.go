@@ -326,6 +326,26 @@ func TestHostileEnclave(t *testing.T) {
 	if s.Counters().UnknownCalls != 1 {
 		t.Fatalf("%+v", s.Counters())
 	}
+	// Cancel frames the server cannot act on: with a payload (malformed),
+	// for an id never sent, for an id already answered. None gets a
+	// response or disturbs the next call.
+	head := f.Next
+	tail, _ = req.Write(tail, tail, ring.Header{Call: CallCancel, ID: 3}, []byte("junk"))
+	tail, _ = req.Write(tail, tail, ring.Header{Call: CallCancel, ID: 1 << 50}, nil)
+	tail, _ = req.Write(tail, tail, ring.Header{Call: CallCancel, ID: 3}, nil)
+	tail, _ = req.Write(tail, tail, ring.Header{Call: callEcho, ID: 4}, []byte("yo"))
+	atomic.StoreUint64(reqTail, tail)
+	if n := s.Poll(); n != 1 {
+		t.Fatalf("served %d after cancel frames", n)
+	}
+	respTail = atomic.LoadUint64(r.u64(l.base + chRespTail))
+	f, err = resp.Next(head, respTail, MaxFramePayload)
+	if err != nil || f.ID != 4 || f.Call != callEcho || string(out[:resp.Payload(f, out)]) != "yo" || f.Next != respTail {
+		t.Fatalf("response after cancel frames %+v, %v (tail %d)", f, err, respTail)
+	}
+	if sc := s.Counters(); sc.MalformedFrames != 2 || sc.Cancels != 2 || sc.CancelledReplies != 0 {
+		t.Fatalf("counters after cancel frames %+v", sc)
+	}
 }
 
 // TestHostileHostBatch: inside a batch, duplicate and unknown ids are
