@@ -49,6 +49,16 @@ const (
 	CallSimSealKey  uint32 = 0x0411 // req: u8 policy | kdf context → resp: key bytes
 )
 
+// CallCancel is not a call but a control frame on a request ring, as
+// io_uring's ASYNC_CANCEL: header {call: CallCancel, id: the id of an
+// earlier request on the same channel}, empty payload, and no response.
+// The enclave sends it when a caller gave up on a request (its context
+// ended); the host then drops that request's reply if it is still pending
+// (deferred), frees its slot and reserved response space, and tells the
+// handler through Reply.Done. A reply already written is dropped by the
+// enclave as stale. No Table may declare this id.
+const CallCancel uint32 = 0x0000_0001
+
 // Call id ranges.
 const (
 	// AppCallBase is the first id an application may use for its own calls.
@@ -123,8 +133,8 @@ func NewTable(specs ...CallSpec) (*Table, error) {
 	t := &Table{byID: make(map[uint32]CallSpec, len(specs))}
 	names := make(map[string]uint32, len(specs))
 	for _, s := range specs {
-		if s.ID == 0 || s.ID > MaxCallID {
-			return nil, fmt.Errorf("boundary: new table: call %q: id %#x outside 1..%#x", s.Name, s.ID, MaxCallID)
+		if s.ID == 0 || s.ID == CallCancel || s.ID > MaxCallID {
+			return nil, fmt.Errorf("boundary: new table: call %q: id %#x outside 2..%#x (1 is CallCancel)", s.Name, s.ID, MaxCallID)
 		}
 		if s.Name == "" {
 			return nil, fmt.Errorf("boundary: new table: call %#x: empty name", s.ID)

@@ -330,6 +330,30 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 	}
 }
 
+// sendCancel tells the host that the caller of request id gave up (a
+// CallCancel frame), so the host drops the reply if it is still pending
+// and frees what it holds for it. It is best effort and never waits: with
+// the request ring full or its head rejected, nothing is sent, and the
+// late reply, if any, is dropped here as stale (id is abandoned).
+func (c *Client) sendCancel(ch *clientChan, id uint64) {
+	head, ok := ch.loadReqHead()
+	if !ok {
+		return
+	}
+	tail, err := ch.req.Write(head, ch.tail, ring.Header{Call: CallCancel, ID: id}, nil)
+	if err != nil && err != ring.ErrFull {
+		return
+	}
+	if tail != ch.tail { // the frame, or padding Write added before it
+		ch.tail = tail
+		atomic.StoreUint64(ch.reqTailW, tail)
+		c.server.wake(waitIdle, &c.ctr)
+	}
+	if err == nil {
+		c.ctr.cancels.Add(1)
+	}
+}
+
 // catchFault turns a memory fault while touching an unsealed region into
 // ErrRegionFault. A file region (Config.Path) cannot be sealed, so a host
 // that truncates it makes the next access to the lost pages fault (SIGBUS);
@@ -393,6 +417,7 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 			}
 			if err := c.stopped(ctx); err != nil {
 				ch.abandon(id)
+				c.sendCancel(ch, id)
 				return 0, fmt.Errorf("boundary: call %s: await response: %w", spec.Name, err)
 			}
 			ch.restore()

@@ -33,11 +33,29 @@ type Reply struct {
 	max  int
 }
 
-// pendingReply marks a Reply answered, so a second answer is ignored.
-type pendingReply struct{ answered atomic.Bool }
+// pendingReply marks a Reply answered, so a second answer is ignored, and
+// carries its cancellation. cancelled and resv are touched only by the
+// Serve goroutine; done is closed by it when the enclave cancels.
+type pendingReply struct {
+	answered  atomic.Bool
+	done      chan struct{}
+	cancelled bool   // the enclave cancelled it; its slot and space are free
+	resv      uint64 // response space held for it
+}
+
+// Done is closed when the enclave cancels the request (a CallCancel frame:
+// its caller gave up). The handler may then stop the work; a later Send or
+// Fail is dropped. A zero Reply's Done is nil (never closed).
+func (r Reply) Done() <-chan struct{} {
+	if r.p == nil {
+		return nil
+	}
+	return r.p.done
+}
 
 // completion is a reply waiting for the Serve goroutine to write it.
 type completion struct {
+	p       *pendingReply
 	ch      int
 	id      uint64
 	call    uint32
@@ -52,15 +70,17 @@ func (r Reply) Send(payload []byte) {
 	if r.s == nil || r.p.answered.Swap(true) {
 		return
 	}
-	r.s.complete(completion{ch: r.ch, id: r.id, call: r.call, max: r.max, payload: append([]byte(nil), payload...)})
+	r.s.complete(completion{p: r.p, ch: r.ch, id: r.id, call: r.call, max: r.max, payload: append([]byte(nil), payload...)})
 }
 
-// Fail answers with an error response (CodeHandler, err's text).
+// Fail answers with an error response: CodeWouldBlock or CodeNotFound if
+// err wraps ErrWouldBlock or ErrNotFound, CodeHandler otherwise; err's
+// text is the message.
 func (r Reply) Fail(err error) {
 	if r.s == nil || r.p.answered.Swap(true) {
 		return
 	}
-	r.s.complete(completion{ch: r.ch, id: r.id, call: r.call, max: r.max, err: err})
+	r.s.complete(completion{p: r.p, ch: r.ch, id: r.id, call: r.call, max: r.max, err: err})
 }
 
 // SetDefer installs f; call it before Serve.
@@ -109,12 +129,19 @@ func (s *Server) writeCompletions() (written int, woke bool) {
 	moved := make(map[int]bool)
 	for _, c := range queue {
 		ch := &s.chans[c.ch]
+		if c.p.cancelled { // slot and space were freed by the cancel
+			s.ctr.cancelledReplies.Add(1)
+			continue
+		}
+		if ch.waiting[c.id] == c.p {
+			delete(ch.waiting, c.id)
+		}
 		ch.pending--
 		ch.reserved -= reservation(c.max)
 		call, payload := c.call, c.payload
 		switch {
 		case c.err != nil:
-			call, payload = s.errorResponse(c.call, CodeHandler, c.err.Error())
+			call, payload = s.errorResponse(c.call, codeOf(c.err), c.err.Error())
 		case len(payload) > c.max:
 			call, payload = s.errorResponse(c.call, CodeResponseTooLarge, "handler response exceeds the call's bound")
 		}
@@ -134,4 +161,22 @@ func (s *Server) writeCompletions() (written int, woke bool) {
 		woke = ch.wait.wake(1, &s.ctr) || woke
 	}
 	return written, woke
+}
+
+// cancel handles a CallCancel frame for id on ch: a pending reply is
+// dropped now (its slot and reserved space freed, its handler told through
+// Done), and its completion, if one comes, is not written. An id that is
+// not pending (already answered, never taken, or invented) is ignored: the
+// enclave drops a reply already written as stale.
+func (s *Server) cancel(ch *serverChan, id uint64) {
+	s.ctr.cancels.Add(1)
+	p, ok := ch.waiting[id]
+	if !ok {
+		return
+	}
+	delete(ch.waiting, id)
+	p.cancelled = true
+	close(p.done)
+	ch.pending--
+	ch.reserved -= p.resv
 }

@@ -205,3 +205,69 @@ func TestDeferredSmallRing(t *testing.T) {
 		t.Fatalf("server BadIndex %d: a reply found no room", n)
 	}
 }
+
+// TestCancelDropsPendingReply: when a caller gives up on a deferred
+// request, the client's cancel frame makes the host drop the reply: the
+// handler sees Reply.Done, the request's slot and reserved space are freed
+// at once (more than MaxPendingPerChannel cancelled requests that are never
+// answered do not wedge the channel), and a late Send is not written (the
+// client sees no stale response).
+func TestCancelDropsPendingReply(t *testing.T) {
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+
+	hang := time.After(30 * liveSlack) // a hang detector, not a timing assertion
+	var kept []deferred
+	for i := range MaxPendingPerChannel + 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		res := make(chan error, 1)
+		go func() {
+			_, err := c.Call(ctx, callEcho, fmt.Appendf(nil, "later-%d", i), make([]byte, 64))
+			res <- err
+		}()
+		var d deferred
+		select {
+		case d = <-got:
+		case <-hang:
+			t.Fatalf("request %d was never taken: cancelled requests still hold the channel's slots", i)
+		}
+		cancel()
+		if err := <-res; !errors.Is(err, context.Canceled) {
+			t.Fatalf("call %d: %v, want context.Canceled", i, err)
+		}
+		select {
+		case <-d.reply.Done():
+		case <-hang:
+			t.Fatalf("request %d: the handler was never told of the cancel", i)
+		}
+		kept = append(kept, d)
+	}
+	for _, d := range kept {
+		d.reply.Send([]byte("late"))
+	}
+	for s.Counters().CancelledReplies != uint64(len(kept)) {
+		select {
+		case <-hang:
+			t.Fatalf("late replies dropped: %d of %d", s.Counters().CancelledReplies, len(kept))
+		case <-time.After(time.Millisecond):
+		}
+	}
+	resp := make([]byte, 64)
+	if n, err := c.Call(context.Background(), callEcho, []byte("now"), resp); err != nil || string(resp[:n]) != "now" {
+		t.Fatalf("call after the cancels: %q, %v", resp[:n], err)
+	}
+	if cc := c.Counters(); cc.StaleResponses != 0 || cc.Cancels != uint64(len(kept)) {
+		t.Fatalf("client counters %+v: want no stale response and %d cancels", cc, len(kept))
+	}
+	if sc := s.Counters(); sc.Cancels != uint64(len(kept)) {
+		t.Fatalf("server counters %+v: want %d cancels", sc, len(kept))
+	}
+}

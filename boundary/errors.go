@@ -42,6 +42,16 @@ var (
 	ErrRegionFault = errors.New("shared region fault (truncated by the host?)")
 	// ErrRemote: the host answered with an error response; see RemoteError.
 	ErrRemote = errors.New("remote error")
+
+	// ErrWouldBlock is a typed status, not a failure of this package: a
+	// handler returns an error wrapping it (errors.Is) to answer
+	// CodeWouldBlock, "the call cannot proceed now; retry when the handle
+	// is ready". The caller sees a RemoteError that errors.Is it. The
+	// message text plays no part in the status.
+	ErrWouldBlock = errors.New("would block")
+	// ErrNotFound is a typed status like ErrWouldBlock: a handler returns
+	// an error wrapping it to answer CodeNotFound ("no such record").
+	ErrNotFound = errors.New("not found")
 )
 
 // Code is the error code carried by an error response. Values cross the
@@ -58,7 +68,25 @@ const (
 	CodeHandler Code = 3
 	// CodeResponseTooLarge: the handler produced more than the call's bound.
 	CodeResponseTooLarge Code = 4
+	// CodeWouldBlock: a status, not a failure: the call cannot proceed now
+	// (the handler's error wraps ErrWouldBlock).
+	CodeWouldBlock Code = 5
+	// CodeNotFound: a status: the call's subject does not exist (the
+	// handler's error wraps ErrNotFound).
+	CodeNotFound Code = 6
 )
+
+// codeOf is the code a handler's error answers: its typed status if it
+// wraps one, CodeHandler otherwise.
+func codeOf(err error) Code {
+	switch {
+	case errors.Is(err, ErrWouldBlock):
+		return CodeWouldBlock
+	case errors.Is(err, ErrNotFound):
+		return CodeNotFound
+	}
+	return CodeHandler
+}
 
 // String names the code for messages.
 func (c Code) String() string {
@@ -71,14 +99,19 @@ func (c Code) String() string {
 		return "handler error"
 	case CodeResponseTooLarge:
 		return "response too large"
+	case CodeWouldBlock:
+		return "would block"
+	case CodeNotFound:
+		return "not found"
 	}
 	return fmt.Sprintf("code %d", uint32(c))
 }
 
 // RemoteError is an error response from the other side. Its Message comes
 // from the host and is untrusted text (bounded by MaxErrorMessage).
-// errors.Is(err, ErrRemote) holds, and so does errors.Is(err, ErrUnknownCall)
-// for CodeUnknownCall.
+// errors.Is(err, ErrRemote) holds, and so do errors.Is(err, ErrUnknownCall)
+// for CodeUnknownCall, ErrWouldBlock for CodeWouldBlock and ErrNotFound for
+// CodeNotFound: the code decides, never the message.
 type RemoteError struct {
 	Call    uint32
 	Code    Code
@@ -90,8 +123,18 @@ func (e *RemoteError) Error() string {
 	return fmt.Sprintf("boundary: call %#x failed on the other side: %v: %q", e.Call, e.Code, e.Message)
 }
 
-// Is matches ErrRemote, and ErrUnknownCall for CodeUnknownCall, so callers
+// Is matches ErrRemote, and the sentinel of the typed codes, so callers
 // can branch without a type assertion.
 func (e *RemoteError) Is(target error) bool {
-	return target == ErrRemote || (target == ErrUnknownCall && e.Code == CodeUnknownCall)
+	switch target {
+	case ErrRemote:
+		return true
+	case ErrUnknownCall:
+		return e.Code == CodeUnknownCall
+	case ErrWouldBlock:
+		return e.Code == CodeWouldBlock
+	case ErrNotFound:
+		return e.Code == CodeNotFound
+	}
+	return false
 }

@@ -21,12 +21,19 @@ func FuzzClientResponse(f *testing.F) {
 	t1, _ := rg.Write(0, 0, ring.Header{Call: callEcho, ID: 1}, []byte("hello"))
 	t1, _ = rg.Write(0, t1, ring.Header{Call: callEcho, ID: 2}, []byte("again"))
 	f.Add(seed, t1, uint64(0))
+	// Typed statuses: a would-block and a not-found error response.
+	st := make([]byte, MinRingSize)
+	rs, _ := ring.New(st)
+	t2, _ := rs.Write(0, 0, ring.Header{Call: callEcho | ErrorFlag, ID: 1}, []byte{byte(CodeWouldBlock), 0, 0, 0, 2, 0, 0, 0, 'w', 'b'})
+	t2, _ = rs.Write(0, t2, ring.Header{Call: callEcho | ErrorFlag, ID: 2}, []byte{byte(CodeNotFound), 0, 0, 0, 0, 0, 0, 0})
+	f.Add(st, t2, uint64(0))
 	f.Add(seed[:64], uint64(16), uint64(0))
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff}, uint64(64), uint64(8))
 	f.Add([]byte{}, uint64(1<<64-8), uint64(3))
 
 	named := []error{ErrBadIndex, ErrMalformedFrame, ErrUnknownID, ErrDuplicateID, ErrCallMismatch,
 		ErrResponseTooLarge, ErrMalformedError, ErrRemote, ErrShortBuffer, context.Canceled}
+	typed := map[Code]error{CodeUnknownCall: ErrUnknownCall, CodeWouldBlock: ErrWouldBlock, CodeNotFound: ErrNotFound}
 	cancelled, cancel := context.WithCancel(context.Background())
 	cancel()
 	ct := clientTable(f)
@@ -57,6 +64,12 @@ func FuzzClientResponse(f *testing.F) {
 				var re *RemoteError
 				if errors.As(err, &re) && len(re.Message) > MaxErrorMessage {
 					t.Fatalf("error message of %d bytes", len(re.Message))
+				}
+				// A status is its code's alone: no other status matches.
+				for code, sentinel := range typed {
+					if re != nil && errors.Is(err, sentinel) != (re.Code == code) {
+						t.Fatalf("%v: errors.Is(%v) = %v with code %v", err, sentinel, errors.Is(err, sentinel), re.Code)
+					}
 				}
 				continue
 			}

@@ -101,8 +101,9 @@ type evilHost struct {
 	t         testing.TB
 	r         *Region
 	req, resp ring.Ring
-	head      uint64 // its request head
-	tail      uint64 // its response tail
+	head      uint64   // its request head
+	tail      uint64   // its response tail
+	cancels   []uint64 // ids of the cancel frames recv consumed
 }
 
 func newEvilHost(t testing.TB, r *Region) *evilHost {
@@ -115,6 +116,7 @@ func newEvilHost(t testing.TB, r *Region) *evilHost {
 func (h *evilHost) word(off int) *uint64 { return h.r.u64(h.r.lay.ch[0].base + off) }
 
 // recv waits (without a clock) for the next request and consumes it.
+// Cancel frames are consumed and recorded in h.cancels.
 func (h *evilHost) recv() (ring.Header, []byte) {
 	h.t.Helper()
 	for {
@@ -131,6 +133,10 @@ func (h *evilHost) recv() (ring.Header, []byte) {
 		h.req.Payload(f, p)
 		h.head = f.Next
 		atomic.StoreUint64(h.word(chReqHead), h.head)
+		if f.Call == CallCancel {
+			h.cancels = append(h.cancels, f.ID)
+			continue
+		}
 		return f.Header, p
 	}
 }

@@ -20,8 +20,10 @@ import "github.com/cloister-dev/cloister/boundary/internal/ring"
 //	       then   response ring data (response ring size bytes)
 //	then channel 1, ... The region is rounded up to a whole page.
 const (
-	layoutMagic   = "CLSTRBND"
-	layoutVersion = 1
+	layoutMagic = "CLSTRBND"
+	// layoutVersion 2: error responses carry typed status codes
+	// (CodeWouldBlock, CodeNotFound) that the enclave branches on.
+	layoutVersion = 2
 
 	lineSize = 64
 

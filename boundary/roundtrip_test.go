@@ -247,6 +247,7 @@ func TestTable(t *testing.T) {
 	}
 	for _, bad := range [][]CallSpec{
 		{{ID: 0, Name: "zero"}},
+		{{ID: CallCancel, Name: "cancel"}}, // a control frame, never a call
 		{{ID: ErrorFlag | 1, Name: "flag"}},
 		{{ID: 5, Name: ""}},
 		{{ID: 5, Name: "a"}, {ID: 5, Name: "b"}},
@@ -291,8 +292,12 @@ func TestCancelAndClose(t *testing.T) {
 	if got := <-res; got.err != nil || string(got.out) != "next" {
 		t.Fatalf("after cancel: %q, %v", got.out, got.err)
 	}
-	if cc := c.Counters(); cc.StaleResponses != 1 {
+	if cc := c.Counters(); cc.StaleResponses != 1 || cc.Cancels != 1 {
 		t.Fatalf("counters %+v", cc)
+	}
+	// The client told the host it gave up on the request.
+	if len(h.cancels) != 1 || h.cancels[0] != hd.ID {
+		t.Fatalf("cancel frames %v, want [%d]", h.cancels, hd.ID)
 	}
 	c.Close()
 	if _, err := c.Call(context.Background(), callEcho, nil, nil); !errors.Is(err, ErrClosed) {

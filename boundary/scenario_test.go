@@ -23,6 +23,7 @@ func TestHostileHost(t *testing.T) {
 		attack  func(h *evilHost, hd ring.Header, req []byte) // answer the request badly
 		repair  func(h *evilHost, hd ring.Header)             // default: republish the host's real tail
 		want    error
+		notWant error // if set, the error must not match it
 		counter func(Counters) uint64
 	}
 	// frameAt writes a raw header at the host's tail and publishes a tail
@@ -109,6 +110,27 @@ func TestHostileHost(t *testing.T) {
 			attack: func(h *evilHost, hd ring.Header, req []byte) {
 				h.reply(hd.Call|ErrorFlag, hd.ID, []byte{9, 0, 0, 0, 2, 0, 0, 0, 'n', 'o'})
 			}},
+		// Typed statuses: the code decides, whatever the host's message.
+		{name: "would-block status with a misleading message", want: ErrWouldBlock, notWant: ErrNotFound,
+			counter: func(c Counters) uint64 { return c.RemoteErrors },
+			attack: func(h *evilHost, hd ring.Header, req []byte) {
+				h.reply(hd.Call|ErrorFlag, hd.ID, []byte{byte(CodeWouldBlock), 0, 0, 0, 9, 0, 0, 0, 'n', 'o', 't', ' ', 'f', 'o', 'u', 'n', 'd'})
+			}},
+		{name: "not-found status with an empty message", want: ErrNotFound, notWant: ErrWouldBlock,
+			counter: func(c Counters) uint64 { return c.RemoteErrors },
+			attack: func(h *evilHost, hd ring.Header, req []byte) {
+				h.reply(hd.Call|ErrorFlag, hd.ID, []byte{byte(CodeNotFound), 0, 0, 0, 0, 0, 0, 0})
+			}},
+		{name: "handler error whose text is would block", want: ErrRemote, notWant: ErrWouldBlock,
+			counter: func(c Counters) uint64 { return c.RemoteErrors },
+			attack: func(h *evilHost, hd ring.Header, req []byte) {
+				h.reply(hd.Call|ErrorFlag, hd.ID, append([]byte{byte(CodeHandler), 0, 0, 0, 11, 0, 0, 0}, "would block"...))
+			}},
+		{name: "status code with high bits set", want: ErrRemote, notWant: ErrWouldBlock,
+			counter: func(c Counters) uint64 { return c.RemoteErrors },
+			attack: func(h *evilHost, hd ring.Header, req []byte) {
+				h.reply(hd.Call|ErrorFlag, hd.ID, []byte{byte(CodeWouldBlock), 0, 0, 1, 0, 0, 0, 0})
+			}},
 	}
 
 	r := newRegion(t, smallCfg)
@@ -140,6 +162,9 @@ func TestHostileHost(t *testing.T) {
 				got := <-res
 				if !errors.Is(got.err, sc.want) {
 					t.Fatalf("round %d: err = %v, want %v", round, got.err, sc.want)
+				}
+				if sc.notWant != nil && errors.Is(got.err, sc.notWant) {
+					t.Fatalf("round %d: err = %v matches %v", round, got.err, sc.notWant)
 				}
 				if after := sc.counter(c.Counters()); after != before+1 {
 					t.Errorf("counter %d → %d, want +1", before, after)
@@ -300,6 +325,26 @@ func TestHostileEnclave(t *testing.T) {
 	}
 	if s.Counters().UnknownCalls != 1 {
 		t.Fatalf("%+v", s.Counters())
+	}
+	// Cancel frames the server cannot act on: with a payload (malformed),
+	// for an id never sent, for an id already answered. None gets a
+	// response or disturbs the next call.
+	head := f.Next
+	tail, _ = req.Write(tail, tail, ring.Header{Call: CallCancel, ID: 3}, []byte("junk"))
+	tail, _ = req.Write(tail, tail, ring.Header{Call: CallCancel, ID: 1 << 50}, nil)
+	tail, _ = req.Write(tail, tail, ring.Header{Call: CallCancel, ID: 3}, nil)
+	tail, _ = req.Write(tail, tail, ring.Header{Call: callEcho, ID: 4}, []byte("yo"))
+	atomic.StoreUint64(reqTail, tail)
+	if n := s.Poll(); n != 1 {
+		t.Fatalf("served %d after cancel frames", n)
+	}
+	respTail = atomic.LoadUint64(r.u64(l.base + chRespTail))
+	f, err = resp.Next(head, respTail, MaxFramePayload)
+	if err != nil || f.ID != 4 || f.Call != callEcho || string(out[:resp.Payload(f, out)]) != "yo" || f.Next != respTail {
+		t.Fatalf("response after cancel frames %+v, %v (tail %d)", f, err, respTail)
+	}
+	if sc := s.Counters(); sc.MalformedFrames != 2 || sc.Cancels != 2 || sc.CancelledReplies != 0 {
+		t.Fatalf("counters after cancel frames %+v", sc)
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 // request payload and resp a private buffer of the call's declared
 // MaxResponse; the handler writes its response into resp and returns its
 // length, or returns an error, which is sent to the enclave as an error
-// response (CodeHandler, with the error's text truncated to MaxErrorMessage).
+// response with the error's text truncated to MaxErrorMessage, and a typed
+// code: CodeWouldBlock or CodeNotFound if the error wraps ErrWouldBlock or
+// ErrNotFound, CodeHandler otherwise.
 // Neither slice may be retained after the handler returns.
 //
 // Handlers run on the Serve goroutine, one at a time, so a handler that
@@ -64,8 +66,9 @@ type serverChan struct {
 	rawHead  uint64 // response head as last read, accepted or not
 	bad      bool   // the raw pair was rejected (counted once, not per poll)
 
-	pending  int    // deferred requests not yet answered
-	reserved uint64 // response ring bytes held for them (see reservation)
+	pending  int                      // deferred requests not yet answered
+	reserved uint64                   // response ring bytes held for them (see reservation)
+	waiting  map[uint64]*pendingReply // the pending requests by id, for CallCancel
 }
 
 // NewServer returns the host side of r, serving the calls declared in t
@@ -284,6 +287,16 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 			ch.head = reqTail
 			break
 		}
+		if f.Call == CallCancel {
+			// A control frame: no response, so no space to reserve.
+			if f.Len != 0 {
+				s.ctr.malformed.Add(1)
+			} else {
+				s.cancel(ch, f.ID)
+			}
+			ch.head = f.Next
+			continue
+		}
 		spec, known := s.table.byID[f.Call]
 		need := maxErrorPayload
 		if known {
@@ -320,8 +333,15 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 				break
 			}
 			req := s.reqBuf[:ch.req.Payload(f, s.reqBuf[:f.Len])]
-			reply := Reply{s: s, p: new(pendingReply), ch: s.chanIndex(ch), id: f.ID, call: f.Call, max: spec.MaxResponse}
+			p := &pendingReply{done: make(chan struct{}), resv: resv}
+			reply := Reply{s: s, p: p, ch: s.chanIndex(ch), id: f.ID, call: f.Call, max: spec.MaxResponse}
 			if s.deferFn(f.Call, req, reply) {
+				if ch.waiting == nil {
+					ch.waiting = make(map[uint64]*pendingReply)
+				}
+				if _, dup := ch.waiting[f.ID]; !dup { // a reused id is not cancellable by id
+					ch.waiting[f.ID] = p
+				}
 				ch.pending++
 				ch.reserved += resv
 				ch.head = f.Next
@@ -382,7 +402,7 @@ func (s *Server) dispatch(ch *serverChan, f ring.Frame, spec CallSpec, known boo
 	resp := s.respBuf[:spec.MaxResponse]
 	n, err := s.h(f.Call, req, resp)
 	if err != nil {
-		return s.errorResponse(f.Call, CodeHandler, err.Error())
+		return s.errorResponse(f.Call, codeOf(err), err.Error())
 	}
 	if n < 0 || n > spec.MaxResponse {
 		return s.errorResponse(f.Call, CodeResponseTooLarge, "handler response exceeds the call's bound")

@@ -252,3 +252,26 @@ func TestSlowStoreDoesNotStallOtherCalls(t *testing.T) {
 		t.Fatalf("Get after the slow put: %q, %v", got, err)
 	}
 }
+
+// lyingStore fails every Get with an untyped error whose text is exactly
+// the old wire message for a missing record.
+type lyingStore struct{ *host.MemStore }
+
+func (lyingStore) Get(context.Context, []byte) ([]byte, error) { return nil, errors.New("not found") }
+
+// TestStoreStatusIsTyped: the enclave takes "no such record" from the
+// response's typed code, never from the message text: a host failure
+// whose text is "not found" stays a failure (it must not read as an
+// absent key, which kv would trust), while a missing key is ErrNotFound.
+func TestStoreStatusIsTyped(t *testing.T) {
+	ctx := context.Background()
+	env := newTestEnv(t, host.ServiceOptions{Store: lyingStore{host.NewMemStore()}})
+	_, err := env.Store().Get(ctx, []byte("k"))
+	if err == nil || errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get with a host failure worded \"not found\" = %v, want a failure that is not ErrNotFound", err)
+	}
+	env2 := newTestEnv(t, host.ServiceOptions{Store: host.NewMemStore()})
+	if _, err := env2.Store().Get(ctx, []byte("k")); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get(missing) = %v, want ErrNotFound", err)
+	}
+}

@@ -16,7 +16,8 @@ import (
 )
 
 // The network: TCP through the host's network service. The host answers
-// at once and says "would block" when a call cannot proceed; the enclave
+// at once with the typed would-block status (boundary.CodeWouldBlock) when
+// a call cannot proceed; the enclave
 // then waits for the handle's event slot (watcher) or its deadline and
 // retries. TLS runs on top, inside the enclave; the host only ever sees
 // the bytes a real network would.
@@ -103,7 +104,7 @@ func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 			}
 			return newConn(e, h, parseAddr(local), raddr), nil
 		}
-		if !wire.IsRemote(err, wire.MsgWouldBlock) {
+		if !errors.Is(err, boundary.ErrWouldBlock) {
 			e.closeHandle(h)
 			return nil, opError("dial", network, nil, raddr, err)
 		}
@@ -191,7 +192,7 @@ func (l *listener) Accept() (net.Conn, error) {
 			}
 			return newConn(l.env, h, l.addr, parseAddr(remote)), nil
 		}
-		if !wire.IsRemote(err, wire.MsgWouldBlock) {
+		if !errors.Is(err, boundary.ErrWouldBlock) {
 			select {
 			case <-l.done:
 				return nil, opError("accept", "tcp", l.addr, nil, net.ErrClosed)
@@ -317,7 +318,7 @@ func (c *conn) Read(b []byte) (int, error) {
 			return 0, io.EOF
 		case err == nil:
 			return n, nil
-		case !wire.IsRemote(err, wire.MsgWouldBlock):
+		case !errors.Is(err, boundary.ErrWouldBlock):
 			return 0, c.opError("read", err)
 		}
 		if err := c.await(&c.rdl, seen); err != nil {
@@ -356,7 +357,7 @@ func (c *conn) Write(b []byte) (int, error) {
 			done += w
 			continue
 		}
-		if !wire.IsRemote(err, wire.MsgWouldBlock) {
+		if !errors.Is(err, boundary.ErrWouldBlock) {
 			return done, c.opError("write", err)
 		}
 		if err := c.await(&c.wdl, seen); err != nil {

@@ -45,7 +45,7 @@ func (s *Store) Get(ctx context.Context, key []byte) ([]byte, error) {
 	}
 	resp := make([]byte, boundary.MaxStorageValue)
 	n, err := s.env.client.Call(ctx, boundary.CallStorageGet, key, resp)
-	if wire.IsRemote(err, wire.MsgNotFound) {
+	if errors.Is(err, boundary.ErrNotFound) {
 		return nil, ErrNotFound
 	}
 	if err != nil {

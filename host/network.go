@@ -20,7 +20,7 @@ import (
 // writer goroutine draining a bounded write buffer; each listener has an
 // accept goroutine filling a bounded queue; dials run on their own
 // goroutine. Handlers only move bytes between those buffers and the rings,
-// answer wire.ErrWouldBlock when there is nothing to move, and the
+// answer boundary.ErrWouldBlock when there is nothing to move, and the
 // goroutines ring the handle's event slot when there is.
 
 // listener is a listening socket the enclave asked for.
@@ -290,7 +290,7 @@ func (s *Services) accept(req, resp []byte) (int, error) {
 			if o.err != nil {
 				return 0, fmt.Errorf("host: net: accept: %w", o.err)
 			}
-			return 0, wire.ErrWouldBlock
+			return 0, boundary.ErrWouldBlock
 		}
 		c := o.pending[0]
 		o.pending = slices.Delete(o.pending, 0, 1)
@@ -307,7 +307,7 @@ func (s *Services) accept(req, resp []byte) (int, error) {
 		case o.reported:
 			return 0, fmt.Errorf("host: net: accept: handle %d is a connection", h)
 		case o.state == connDialing:
-			return 0, wire.ErrWouldBlock
+			return 0, boundary.ErrWouldBlock
 		case o.state == connFailed:
 			o.reported = true
 			return 0, fmt.Errorf("host: net: %w", o.dialErr)
@@ -490,7 +490,7 @@ func (s *Services) read(req, resp []byte) (int, error) {
 	case c.rerr != nil:
 		return 0, fmt.Errorf("host: net: read: %w", c.rerr)
 	}
-	return 0, wire.ErrWouldBlock
+	return 0, boundary.ErrWouldBlock
 }
 
 // write answers net.write into the write buffer.
@@ -507,7 +507,7 @@ func (s *Services) write(req, resp []byte) (int, error) {
 	defer c.mu.Unlock()
 	switch {
 	case c.state == connDialing:
-		return 0, wire.ErrWouldBlock
+		return 0, boundary.ErrWouldBlock
 	case c.state == connFailed:
 		return 0, fmt.Errorf("host: net: write: %w", c.dialErr)
 	case c.werr != nil:
@@ -515,7 +515,7 @@ func (s *Services) write(req, resp []byte) (int, error) {
 	}
 	room := maxWriteBuffer - len(c.wbuf)
 	if room <= 0 {
-		return 0, wire.ErrWouldBlock
+		return 0, boundary.ErrWouldBlock
 	}
 	n := min(room, len(data))
 	c.wbuf = append(c.wbuf, data[:n]...)

@@ -44,8 +44,8 @@ type ServiceOptions struct {
 // Services serves Cloister's host calls (network, storage, untrusted time,
 // evidence) for one enclave. Handle is its boundary.Handler; it never
 // blocks on the network: sockets are read and written by goroutines into
-// bounded buffers, and calls that cannot proceed answer wire.MsgWouldBlock
-// and later ring the handle's slot on the event page (Events).
+// bounded buffers, and calls that cannot proceed answer the typed status
+// boundary.CodeWouldBlock (boundary.ErrWouldBlock) and later ring the handle's slot on the event page (Events).
 type Services struct {
 	opts ServiceOptions
 	log  *slog.Logger
@@ -221,12 +221,12 @@ func (s *Services) Handle(call uint32, req, resp []byte) (int, error) {
 	return 0, fmt.Errorf("host: call %#x: no such service", call)
 }
 
-// storageGet answers wire.ErrNotFound (whose text the enclave recognises)
+// storageGet answers boundary.ErrNotFound (typed CodeNotFound, which the enclave branches on)
 // for a missing record.
 func (s *Services) storageGet(req, resp []byte) (int, error) {
 	v, err := s.opts.Store.Get(s.ctx, req)
 	if errors.Is(err, ErrNotFound) {
-		return 0, wire.ErrNotFound
+		return 0, boundary.ErrNotFound
 	}
 	if err != nil {
 		return 0, err

@@ -93,7 +93,7 @@ func (p *pair) until(t *testing.T, h uint64, call uint32, req []byte) ([]byte, e
 	for {
 		seen := p.events.Seq(h)
 		b, err := p.call(t, call, req)
-		if !wire.IsRemote(err, wire.MsgWouldBlock) {
+		if !errors.Is(err, boundary.ErrWouldBlock) {
 			return b, err
 		}
 		for p.events.Seq(h) == seen {
@@ -131,7 +131,7 @@ func TestConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	lh, addr, _ := wire.ParseHandleAddr(b)
-	if _, err := p.call(t, boundary.CallNetAccept, u64(lh)); !wire.IsRemote(err, wire.MsgWouldBlock) {
+	if _, err := p.call(t, boundary.CallNetAccept, u64(lh)); !errors.Is(err, boundary.ErrWouldBlock) {
 		t.Fatalf("accept with nobody connecting = %v, want would block", err)
 	}
 	peer, err := net.Dial("tcp", addr)
@@ -282,7 +282,7 @@ func TestDial(t *testing.T) {
 
 func TestStorageCalls(t *testing.T) {
 	p := newPair(t, ServiceOptions{})
-	if _, err := p.call(t, boundary.CallStorageGet, []byte("a")); !wire.IsRemote(err, wire.MsgNotFound) {
+	if _, err := p.call(t, boundary.CallStorageGet, []byte("a")); !errors.Is(err, boundary.ErrNotFound) {
 		t.Fatalf("get missing = %v, want not found", err)
 	}
 	// Enough keys to need several list pages.
@@ -338,7 +338,7 @@ func TestStorageCalls(t *testing.T) {
 	if _, err := p.call(t, boundary.CallStorageDelete, []byte("q")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.call(t, boundary.CallStorageGet, []byte("q")); !wire.IsRemote(err, wire.MsgNotFound) {
+	if _, err := p.call(t, boundary.CallStorageGet, []byte("q")); !errors.Is(err, boundary.ErrNotFound) {
 		t.Fatalf("get deleted = %v, want not found", err)
 	}
 }
@@ -359,7 +359,7 @@ func TestStorageCommitCall(t *testing.T) {
 	if _, err := p.call(t, boundary.CallStorageCommit, req); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p.call(t, boundary.CallStorageGet, []byte("x")); !wire.IsRemote(err, wire.MsgNotFound) {
+	if _, err := p.call(t, boundary.CallStorageGet, []byte("x")); !errors.Is(err, boundary.ErrNotFound) {
 		t.Fatalf("get after commit delete = %v, want not found", err)
 	}
 	// A malformed batch is refused as a whole.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -317,7 +318,7 @@ func (b boundaryBackend) Get(ctx context.Context, key []byte) ([]byte, bool, err
 	buf := getBufs.Get().(*[boundary.MaxStorageValue]byte)
 	defer getBufs.Put(buf)
 	n, err := b.c.Call(ctx, boundary.CallStorageGet, key, buf[:])
-	if wire.IsRemote(err, wire.MsgNotFound) {
+	if errors.Is(err, boundary.ErrNotFound) {
 		return nil, false, nil
 	}
 	if err != nil {

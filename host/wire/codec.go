@@ -18,12 +18,13 @@ import (
 //   - net.dial is asynchronous, like connect(2) with EINPROGRESS: it answers
 //     at once with the new handle and an empty address; net.accept on that
 //     handle then completes the dial, answering the same handle and the
-//     local address, MsgWouldBlock while it connects, or the dial's error.
-//   - net.accept, net.read and net.write answer MsgWouldBlock instead of
+//     local address, the would-block status while it connects, or the dial's error.
+//   - net.accept, net.read and net.write answer the would-block status
+//     (boundary.CodeWouldBlock) instead of
 //     blocking; the enclave waits on the handle's event slot and retries.
 //     net.read answers an empty payload only at EOF, and net.write at least
 //     one byte written.
-//   - storage.get answers MsgNotFound for a missing key; storage.list pages
+//   - storage.get answers the not-found status (boundary.CodeNotFound) for a missing key; storage.list pages
 //     end with an empty page.
 
 // errShort is the one decoding failure: the payload is not what its call

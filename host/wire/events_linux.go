@@ -13,7 +13,7 @@ import (
 )
 
 // The event page is how the host tells the enclave that a network call
-// which answered MsgWouldBlock may now succeed. boundary.Handler must not
+// which answered the would-block status may now succeed. boundary.Handler must not
 // block, so the host answers accept, read and write from its own buffers,
 // and the enclave needs a doorbell to know when to ask again without
 // polling. The page carries notifications only, never data: every byte

@@ -15,7 +15,6 @@
 package wire
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -113,30 +112,10 @@ func Table() (*boundary.Table, error) {
 	return t, nil
 }
 
-// Messages of error responses that the enclave branches on. The host
-// returns errors whose text is exactly one of these (boundary sends a
-// handler error's text as the error response's message); any other message
-// is a plain failure. The host is untrusted either way: a lying host can
-// only stall or fail calls, which it can do anyway.
-const (
-	// MsgWouldBlock: a network call (accept, read, write) cannot proceed
-	// now. The enclave waits for the handle's event slot and retries.
-	MsgWouldBlock = "would block"
-	// MsgNotFound: storage get found no record under the key.
-	MsgNotFound = "not found"
-)
-
-// ErrWouldBlock and ErrNotFound are the host's handler errors for the
-// messages above. Their text is the wire message itself, without a package
-// prefix, because it crosses the boundary verbatim.
-var (
-	ErrWouldBlock = errors.New(MsgWouldBlock)
-	ErrNotFound   = errors.New(MsgNotFound)
-)
-
-// IsRemote reports whether err is an error response from the host carrying
-// exactly msg.
-func IsRemote(err error, msg string) bool {
-	var re *boundary.RemoteError
-	return errors.As(err, &re) && re.Code == boundary.CodeHandler && re.Message == msg
-}
+// The statuses the enclave branches on (would block, not found) are typed
+// codes of boundary's error responses (boundary.CodeWouldBlock,
+// boundary.CodeNotFound): host handlers return errors wrapping
+// boundary.ErrWouldBlock or boundary.ErrNotFound, and the enclave tests
+// errors.Is on the call's error. The message text is never matched. The
+// host is untrusted either way: a lying status can only stall or fail
+// calls, which the host can do anyway.
