@@ -28,9 +28,9 @@ const purposeGramine = "gramine"
 // had: SealKey fails with an error wrapping tee.ErrSealNotSupported, and
 // blobs sealed before an ISVSVN upgrade do not open after it; and (2)
 // after a microcode or platform TCB update (a new CPUSVN) both keys
-// change, and everything sealed before is unreadable. Keep state that
-// must survive either with the key broker, or re-seal it before
-// upgrading.
+// change, and everything sealed before is unreadable. State that must
+// survive either needs a key service outside the enclave (Cloister has
+// none yet), or re-sealing before upgrading.
 func (p *Platform) SealKey(ctx context.Context, req seal.KeyRequest) ([]byte, error) {
 	if err := tee.CheckKeyRequest(p.id, req); err != nil {
 		return nil, fmt.Errorf("gramine: seal key: %w", err)

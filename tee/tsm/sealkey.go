@@ -45,7 +45,8 @@ type snpKeys struct {
 // seal.KeySource.
 //
 // On TDX it fails with an error wrapping tee.ErrSealNotSupported: TDX has
-// no hardware sealing key; use the key broker.
+// no hardware sealing key (a key service that releases keys to attested
+// TDs is needed; Cloister has none yet).
 //
 // On SEV-SNP, under seal.PolicyEnclave, req must name this guest's
 // measurement (tee.CheckKeyRequest; otherwise tee.ErrKeyRequestDenied).
@@ -56,8 +57,8 @@ type snpKeys struct {
 // is chosen because the alternative, the VMRK, exists only when a
 // migration agent installed one. The VCEK is unique to the chip and to its
 // TCB, so sealed data does not move to another host, and may become
-// unreadable after a firmware TCB update; keep what must survive either
-// with the key broker.
+// unreadable after a firmware TCB update; what must survive either needs
+// a key service outside the chip (Cloister has none yet).
 //
 // Under seal.PolicySigner on SEV-SNP it fails with an error wrapping
 // tee.ErrSealNotSupported. MSG_KEY_REQ cannot mix in ID_KEY_DIGEST or
@@ -68,10 +69,10 @@ type snpKeys struct {
 // so such a key would protect nothing from the host.
 func (p *Platform) SealKey(ctx context.Context, req seal.KeyRequest) ([]byte, error) {
 	if p.kind == tee.KindTDX {
-		return nil, fmt.Errorf("tsm: seal key: not supported on TDX: use the key broker: %w", tee.ErrSealNotSupported)
+		return nil, fmt.Errorf("tsm: seal key: not supported on TDX (a TD has no hardware sealing key; a key service that releases keys to attested TDs is needed, and Cloister has none yet): %w", tee.ErrSealNotSupported)
 	}
 	if req.Policy == seal.PolicySigner {
-		return nil, fmt.Errorf("tsm: seal key: signer policy is not supported on SEV-SNP: MSG_KEY_REQ cannot bind a key to the ID or author key, so FAMILY_ID/IMAGE_ID/GUEST_SVN would bind it to nothing the host cannot forge; use the enclave policy or the key broker: %w", tee.ErrSealNotSupported)
+		return nil, fmt.Errorf("tsm: seal key: signer policy is not supported on SEV-SNP: MSG_KEY_REQ cannot bind a key to the ID or author key, so FAMILY_ID/IMAGE_ID/GUEST_SVN would bind it to nothing the host cannot forge; use the enclave policy: %w", tee.ErrSealNotSupported)
 	}
 	if err := tee.CheckKeyRequest(p.id, req); err != nil {
 		return nil, fmt.Errorf("tsm: seal key: %w", err)

@@ -115,7 +115,7 @@ func TestTDXSealKeyNotSupported(t *testing.T) {
 	p := openFake(t, &fakeProvider{name: "tdx_guest", outBlob: tdxOutBlob(t, v)}, Config{})
 	for _, req := range []seal.KeyRequest{enclaveReq(p.Identity().Measurement), {Policy: seal.PolicySigner, Signer: []byte{1}}} {
 		_, err := p.SealKey(context.Background(), req)
-		if !errors.Is(err, tee.ErrSealNotSupported) || !strings.Contains(err.Error(), "not supported on TDX: use the key broker") {
+		if !errors.Is(err, tee.ErrSealNotSupported) || !strings.Contains(err.Error(), "not supported on TDX (a TD has no hardware sealing key") {
 			t.Errorf("SealKey(%v) on TDX = %v", req.Policy, err)
 		}
 	}
