@@ -2,13 +2,8 @@ package ratls
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
 	"reflect"
 	"testing"
 
@@ -96,50 +91,7 @@ func TestNewVerifierCopiesPolicy(t *testing.T) {
 // on its own.
 func twoFormCert(t *testing.T, e *simEnv, cccApp, legacyApp sim.App, form Form) *x509.Certificate {
 	t.Helper()
-	ctx := context.Background()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	spki, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	claims, err := encodeClaims(spki, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q1, err := e.platform(t, tee.KindSimSGX, cccApp).Evidence(ctx, cccReportData(claims))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ccc, err := encodeCCC(q1, claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q2, err := e.platform(t, tee.KindSimSGX, legacyApp).Evidence(ctx, legacyReportData(spki))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "two forms"},
-		NotBefore:    simNow.Add(-1e9),
-		NotAfter:     simNow.Add(3600e9),
-		ExtraExtensions: []pkix.Extension{
-			{Id: OIDCCCEvidence, Value: ccc},
-			{Id: form.writeOID(), Value: q2},
-		},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
+	return mixedFormCert(t, e, cccApp, tee.KindSimSGX, legacyApp, form)
 }
 
 // A certificate with several evidence forms verifies only if every form

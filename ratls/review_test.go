@@ -20,9 +20,10 @@ import (
 	"github.com/cloister-dev/cloister/tee/sim"
 )
 
-// mixedFormCert is twoFormCert with the legacy quote taken on legacyKind:
-// a CCC form from one TEE and a legacy form from another, each bound to
-// the certificate's key by its own rule.
+// mixedFormCert makes a certificate for one key whose CCC extension holds
+// a sim-sgx quote of cccApp and whose legacy extension (form) holds a
+// quote of legacyApp taken on legacyKind, each bound to the key by its
+// form's rule. twoFormCert is the case legacyKind = sim-sgx.
 func mixedFormCert(t *testing.T, e *simEnv, cccApp sim.App, legacyKind tee.Kind, legacyApp sim.App, form Form) *x509.Certificate {
 	t.Helper()
 	ctx := context.Background()
