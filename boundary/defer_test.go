@@ -28,13 +28,11 @@ func deferLater(s *Server) <-chan deferred {
 	return got
 }
 
-// TestDeferredReplies: a request the host answers later does not stall
-// the Serve loop (another channel's calls go through meanwhile), and its
-// reply reaches the caller; a second answer is ignored; an error answer
-// arrives as a RemoteError.
-func TestDeferredReplies(t *testing.T) {
-	r := newRegion(t, Config{Channels: 2, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
-	s, err := NewServer(r, serverTable(t), echoHandler)
+// serveDeferred serves r with h until the test ends, deferring the calls
+// deferLater picks, and returns the server, those calls and a client of r.
+func serveDeferred(t *testing.T, r *Region, h Handler) (*Server, <-chan deferred, *Client) {
+	t.Helper()
+	s, err := NewServer(r, serverTable(t), h)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +40,16 @@ func TestDeferredReplies(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); s.Serve(context.Background()) }()
 	t.Cleanup(func() { s.Close(); <-done })
-	c := newClient(t, r, clientTable(t))
+	return s, got, newClient(t, r, clientTable(t))
+}
+
+// TestDeferredReplies: a request the host answers later does not stall
+// the Serve loop (another channel's calls go through meanwhile), and its
+// reply reaches the caller; a second answer is ignored; an error answer
+// arrives as a RemoteError.
+func TestDeferredReplies(t *testing.T) {
+	r := newRegion(t, Config{Channels: 2, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	_, got, c := serveDeferred(t, r, echoHandler)
 
 	slow := goCall(c, callEcho, []byte("later-1"), 64)
 	d := <-got
@@ -76,15 +83,7 @@ func TestDeferredReplies(t *testing.T) {
 // slots. Every call of a large batch gets its own answer.
 func TestDeferredBound(t *testing.T) {
 	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
-	s, err := NewServer(r, serverTable(t), echoHandler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := deferLater(s)
-	done := make(chan struct{})
-	go func() { defer close(done); s.Serve(context.Background()) }()
-	t.Cleanup(func() { s.Close(); <-done })
-	c := newClient(t, r, clientTable(t))
+	s, got, c := serveDeferred(t, r, echoHandler)
 
 	calls := make([]BatchCall, 3*MaxPendingPerChannel)
 	for i := range calls {
@@ -214,15 +213,7 @@ func TestDeferredSmallRing(t *testing.T) {
 // client sees no stale response).
 func TestCancelDropsPendingReply(t *testing.T) {
 	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
-	s, err := NewServer(r, serverTable(t), echoHandler)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := deferLater(s)
-	done := make(chan struct{})
-	go func() { defer close(done); s.Serve(context.Background()) }()
-	t.Cleanup(func() { s.Close(); <-done })
-	c := newClient(t, r, clientTable(t))
+	s, got, c := serveDeferred(t, r, echoHandler)
 
 	hang := time.After(30 * liveSlack) // a hang detector, not a timing assertion
 	var kept []deferred

@@ -29,20 +29,12 @@ func TestTypedStatus(t *testing.T) {
 	}
 	r := newRegion(t, smallCfg)
 	var current atomic.Pointer[error] // set by the test, read by the Serve goroutine
-	s, err := NewServer(r, serverTable(t), func(call uint32, req, resp []byte) (int, error) {
+	_, got, c := serveDeferred(t, r, func(call uint32, req, resp []byte) (int, error) {
 		if call == callFail {
 			return 0, *current.Load()
 		}
 		return copy(resp, req), nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := deferLater(s)
-	done := make(chan struct{})
-	go func() { defer close(done); s.Serve(context.Background()) }()
-	t.Cleanup(func() { s.Close(); <-done })
-	c := newClient(t, r, clientTable(t))
 	check := func(t *testing.T, err error, want Code, is, isnt error) {
 		t.Helper()
 		var re *RemoteError
