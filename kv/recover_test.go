@@ -161,16 +161,7 @@ func TestLimitRecoverCannotTellWhichStateAtTheVersionBefore(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
 	ctr := &kvtest.Counter{}
-	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
-	put(t, s, "a", "1")
-	before := b.Snapshot()
-	b.FailNext(kvtest.FaultDropAfter)
-	if err := s.Put(ctx, "a", []byte("never acknowledged")); !errors.Is(err, kv.ErrCommitUnknown) {
-		t.Fatalf("Put with the host answer lost = %v, want ErrCommitUnknown", err)
-	}
-	unacked := b.Snapshot()
-	b.Restore(before) // the host serves the older state: the commit is abandoned
-	s = open(t, b, "s", kv.Options{Counter: ctr})
+	s, unacked := abandonedCommit(t, b, ctr)
 	put(t, s, "a", "acknowledged") // the same version as the unacknowledged one
 	put(t, s, "b", "2")
 	top := s.Version()
@@ -183,6 +174,24 @@ func TestLimitRecoverCannotTellWhichStateAtTheVersionBefore(t *testing.T) {
 	mustGet(t, r, "a", "never acknowledged")
 }
 
+// abandonedCommit makes store "s" on b with a=1, has the host apply
+// a=never acknowledged but lose its answer (ErrCommitUnknown), then serves
+// the state before it again and reopens: the returned store holds a=1 and
+// the returned snapshot the unacknowledged commit.
+func abandonedCommit(t *testing.T, b *kvtest.MemBackend, ctr *kvtest.Counter) (*kv.Store, kvtest.Snapshot) {
+	t.Helper()
+	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
+	put(t, s, "a", "1")
+	before := b.Snapshot()
+	b.FailNext(kvtest.FaultDropAfter)
+	if err := s.Put(context.Background(), "a", []byte("never acknowledged")); !errors.Is(err, kv.ErrCommitUnknown) {
+		t.Fatalf("Put with the host answer lost = %v, want ErrCommitUnknown", err)
+	}
+	unacked := b.Snapshot()
+	b.Restore(before) // the host serves the older state: the commit is abandoned
+	return open(t, b, "s", kv.Options{Counter: ctr}), unacked
+}
+
 // The host lost the committed state and holds another authentic state of
 // the same version (a commit it applied but reported as failed): Open
 // refuses with ErrRollback, and Recover must offer a way out, naming that
@@ -191,16 +200,7 @@ func TestRecoverOtherStateAtTheCounterVersion(t *testing.T) {
 	ctx := context.Background()
 	b := kvtest.NewMemBackend()
 	ctr := &kvtest.Counter{}
-	s := open(t, b, "s", kv.Options{Create: true, Counter: ctr})
-	put(t, s, "a", "1")
-	before := b.Snapshot()
-	b.FailNext(kvtest.FaultDropAfter)
-	if err := s.Put(ctx, "a", []byte("never acknowledged")); !errors.Is(err, kv.ErrCommitUnknown) {
-		t.Fatalf("Put with the host answer lost = %v, want ErrCommitUnknown", err)
-	}
-	unacked := b.Snapshot()
-	b.Restore(before)
-	s = open(t, b, "s", kv.Options{Counter: ctr})
+	s, unacked := abandonedCommit(t, b, ctr)
 	put(t, s, "a", "acknowledged")
 	top := s.Version()
 	b.Restore(unacked) // the host lost version top, and holds another state at top
