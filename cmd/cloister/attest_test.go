@@ -60,32 +60,13 @@ func TestAttestVerifyToken(t *testing.T) {
 	srv.Start()
 	defer srv.Close()
 
-	runtime := []byte("hello")
-	var rd [64]byte
-	sum := sha256.Sum256(runtime)
-	copy(rd[:], sum[:])
-	q, err := pki.QuoteSGX(rand.Reader, sim.SGXReport{MRENCLAVE: [32]byte{9}, ReportData: rd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := fmt.Sprintf(`{"quote":%q,"runtimeData":{"data":%q,"dataType":"Binary"}}`,
-		base64.StdEncoding.EncodeToString(q), base64.RawURLEncoding.EncodeToString(runtime))
-	resp, err := http.Post(srv.URL+"/attest/SgxEnclave?api-version=2022-08-01", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out struct{ Token string }
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("attest: %d", resp.StatusCode)
-	}
+	token := attestHello(t, pki, srv.URL)
 	rootFile := filepath.Join(dir, "root.pem")
 	if err := os.WriteFile(rootFile, pki.RootPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"attest", "verify-token", out.Token, "--service", srv.URL, "--trust-root", rootFile, "--no-collateral",
+	code := run([]string{"attest", "verify-token", token, "--service", srv.URL, "--trust-root", rootFile, "--no-collateral",
 		"--mrenclave", "01" + strings.Repeat("00", 31), "--allow-status", "NotEvaluated"}, strings.NewReader(""), &stdout, &stderr, func() time.Time { return now })
 	if code != 0 || !strings.Contains(stdout.String(), `"x-ms-sgx-mrenclave": "09`) {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
@@ -93,14 +74,14 @@ func TestAttestVerifyToken(t *testing.T) {
 	// A tampered token fails.
 	stdout.Reset()
 	stderr.Reset()
-	bad := out.Token[:len(out.Token)-4] + "AAAA"
+	bad := token[:len(token)-4] + "AAAA"
 	if code := run([]string{"attest", "verify-token", bad, "--service", srv.URL, "--trust-root", rootFile, "--no-collateral"},
 		strings.NewReader(""), &stdout, &stderr, func() time.Time { return now }); code != 1 {
 		t.Errorf("tampered token: exit %d, %s", code, stderr.String())
 	}
 	// Without the sim root, the service cannot be attested.
 	stderr.Reset()
-	if code := run([]string{"attest", "verify-token", out.Token, "--service", srv.URL, "--no-collateral"},
+	if code := run([]string{"attest", "verify-token", token, "--service", srv.URL, "--no-collateral"},
 		strings.NewReader(""), &stdout, &stderr, func() time.Time { return now }); code != 1 {
 		t.Errorf("untrusted service: exit %d, %s", code, stderr.String())
 	}
@@ -216,4 +197,31 @@ func TestTokenKeyClaim(t *testing.T) {
 	if err := checkTokenKeyClaim(a[1], res, a[0], kid(b[0])); err == nil || !strings.Contains(err.Error(), "kid") {
 		t.Errorf("wrong kid: %v", err)
 	}
+}
+
+// attestHello posts a sim SGX quote (MRENCLAVE 09 00…) binding the runtime
+// data "hello" to the service at url and returns the token it answers.
+func attestHello(t *testing.T, pki *sim.PKI, url string) string {
+	t.Helper()
+	runtime := []byte("hello")
+	var rd [64]byte
+	sum := sha256.Sum256(runtime)
+	copy(rd[:], sum[:])
+	q, err := pki.QuoteSGX(rand.Reader, sim.SGXReport{MRENCLAVE: [32]byte{9}, ReportData: rd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"quote":%q,"runtimeData":{"data":%q,"dataType":"Binary"}}`,
+		base64.StdEncoding.EncodeToString(q), base64.RawURLEncoding.EncodeToString(runtime))
+	resp, err := http.Post(url+"/attest/SgxEnclave?api-version=2022-08-01", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct{ Token string }
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("attest: %d", resp.StatusCode)
+	}
+	return out.Token
 }

@@ -4,13 +4,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -59,26 +56,7 @@ func tokenService(t *testing.T, now time.Time, app sim.App) (url, token, rootFil
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	runtime := []byte("hello")
-	var rd [64]byte
-	sum := sha256.Sum256(runtime)
-	copy(rd[:], sum[:])
-	q, err := pki.QuoteSGX(rand.Reader, sim.SGXReport{MRENCLAVE: [32]byte{9}, ReportData: rd})
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := fmt.Sprintf(`{"quote":%q,"runtimeData":{"data":%q,"dataType":"Binary"}}`,
-		base64.StdEncoding.EncodeToString(q), base64.RawURLEncoding.EncodeToString(runtime))
-	resp, err := http.Post(srv.URL+"/attest/SgxEnclave?api-version=2022-08-01", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out struct{ Token string }
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("attest: %d", resp.StatusCode)
-	}
+	token = attestHello(t, pki, srv.URL)
 	rootFile = filepath.Join(dir, "root.pem")
 	if err := os.WriteFile(rootFile, pki.RootPEM(), 0o600); err != nil {
 		t.Fatal(err)
@@ -91,7 +69,7 @@ func tokenService(t *testing.T, now time.Time, app sim.App) (url, token, rootFil
 	if err := os.WriteFile(colFile, colJSON, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return srv.URL, out.Token, rootFile, colFile
+	return srv.URL, token, rootFile, colFile
 }
 
 // verify-token appraises the service's own evidence by default: a debug
