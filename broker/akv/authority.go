@@ -254,39 +254,85 @@ func (r *RemoteKeys) client() *http.Client {
 	return r.Client
 }
 
-// Discover builds the Authority whose issuer is issuerURL (an https URL):
-// it reads issuerURL/.well-known/openid-configuration, requires its issuer
-// to be issuerURL and its jwks_uri to be https, and returns the Authority
-// with RemoteKeys over that jwks_uri (fetched on first use).
-func Discover(ctx context.Context, issuerURL string, client *http.Client, now func() time.Time) (Authority, error) {
+// DiscoveredAuthority returns the Authority whose issuer is issuerURL (an
+// https URL), with keys found the OpenID way on first use:
+// issuerURL/.well-known/openid-configuration must name issuerURL as its
+// issuer and an https jwks_uri, whose key set is then used as RemoteKeys
+// do. Nothing is fetched here, so the broker starts while the authority
+// is down; until discovery succeeds every release is refused.
+func DiscoveredAuthority(issuerURL string, client *http.Client, now func() time.Time) (Authority, error) {
 	n, err := normalizeIssuer(issuerURL)
 	if err != nil {
-		return Authority{}, fmt.Errorf("akv: authority %q: %w", issuerURL, err)
+		return Authority{}, fmt.Errorf("authority %q: %w", issuerURL, err)
 	}
 	if !strings.HasPrefix(n, "https://") {
-		return Authority{}, fmt.Errorf("akv: authority %q: want https", issuerURL)
+		return Authority{}, fmt.Errorf("authority %q: want https", issuerURL)
 	}
+	return Authority{Issuer: n, Keys: &discoveredKeys{issuer: n, client: client, now: now}}, nil
+}
+
+// discoveredKeys runs OpenID discovery once (again after a failure, at
+// most once per RemoteKeys' refresh interval) and then serves keys
+// through RemoteKeys.
+type discoveredKeys struct {
+	issuer string
+	client *http.Client
+	now    func() time.Time
+
+	mu     sync.Mutex
+	keys   *RemoteKeys
+	failed time.Time
+}
+
+func (d *discoveredKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
+	d.mu.Lock()
+	keys := d.keys
+	if keys == nil {
+		now := time.Now
+		if d.now != nil {
+			now = d.now
+		}
+		if !d.failed.IsZero() && now().Sub(d.failed) < 30*time.Second {
+			d.mu.Unlock()
+			return nil, fmt.Errorf("akv: authority %s: discovery failed %s ago", d.issuer, now().Sub(d.failed).Round(time.Second))
+		}
+		jwksURI, err := discover(ctx, d.client, d.issuer)
+		if err != nil {
+			d.failed = now()
+			d.mu.Unlock()
+			return nil, err
+		}
+		keys = &RemoteKeys{URL: jwksURI, Client: d.client, Now: d.now}
+		d.keys = keys
+	}
+	d.mu.Unlock()
+	return keys.Key(ctx, kid)
+}
+
+// discover reads issuer's OpenID discovery document and returns its
+// jwks_uri, after checking that it names issuer and is https.
+func discover(ctx context.Context, client *http.Client, issuer string) (string, error) {
 	if client == nil {
 		client = http.DefaultClient
 	}
-	body, err := fetch(ctx, client, n+"/.well-known/openid-configuration")
+	body, err := fetch(ctx, client, issuer+"/.well-known/openid-configuration")
 	if err != nil {
-		return Authority{}, err
+		return "", err
 	}
 	var doc struct {
 		Issuer  string `json:"issuer"`
 		JWKSURI string `json:"jwks_uri"`
 	}
 	if err := json.Unmarshal(body, &doc); err != nil {
-		return Authority{}, fmt.Errorf("akv: authority %s: discovery document: %w", n, err)
+		return "", fmt.Errorf("akv: authority %s: discovery document: %w", issuer, err)
 	}
-	if mustNormalize(doc.Issuer) != n {
-		return Authority{}, fmt.Errorf("akv: authority %s: its discovery document names issuer %q", n, doc.Issuer)
+	if mustNormalize(doc.Issuer) != issuer {
+		return "", fmt.Errorf("akv: authority %s: its discovery document names issuer %q", issuer, doc.Issuer)
 	}
 	if !strings.HasPrefix(doc.JWKSURI, "https://") {
-		return Authority{}, fmt.Errorf("akv: authority %s: jwks_uri %q is not https", n, doc.JWKSURI)
+		return "", fmt.Errorf("akv: authority %s: jwks_uri %q is not https", issuer, doc.JWKSURI)
 	}
-	return Authority{Issuer: doc.Issuer, Keys: &RemoteKeys{URL: doc.JWKSURI, Client: client, Now: now}}, nil
+	return doc.JWKSURI, nil
 }
 
 func fetch(ctx context.Context, client *http.Client, url string) ([]byte, error) {

@@ -136,7 +136,7 @@ func number(v any) (*big.Rat, bool) {
 	if !ok {
 		return nil, false
 	}
-	return new(big.Rat).SetString(string(n))
+	return parseNumber(string(n))
 }
 
 func equal(got any, want policyValue) bool {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"strconv"
 	"strings"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -340,7 +341,7 @@ func scalar(raw jsontext.Value, where string) (policyValue, error) {
 		}
 		return policyValue{kind: kindString, str: s}, nil
 	case '0':
-		r, ok := new(big.Rat).SetString(string(raw))
+		r, ok := parseNumber(string(raw))
 		if !ok {
 			return policyValue{}, fmt.Errorf("%w: %s: number %s out of range", ErrPolicy, where, raw)
 		}
@@ -350,6 +351,22 @@ func scalar(raw jsontext.Value, where string) (policyValue, error) {
 	default:
 		return policyValue{}, fmt.Errorf("%w: %s: want a string, number or boolean (the grammar allows no null, object or array)", ErrPolicy, where)
 	}
+}
+
+// parseNumber reads a JSON number exactly, refusing what would cost more
+// than a number can mean here: over 64 characters, or an exponent beyond
+// ±400 (big.Rat would expand 1e999999999 digit by digit).
+func parseNumber(s string) (*big.Rat, bool) {
+	if len(s) > 64 {
+		return nil, false
+	}
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e, err := strconv.Atoi(strings.TrimPrefix(s[i+1:], "+"))
+		if err != nil || e > 400 || e < -400 {
+			return nil, false
+		}
+	}
+	return new(big.Rat).SetString(s)
 }
 
 // normalizeIssuer puts an issuer or authority in the form they are

@@ -41,6 +41,9 @@ type Config struct {
 	// (Authorization: Bearer TOKEN), compared in constant time and never
 	// logged: a client gets it from its TokenCredential. Required.
 	AccessToken string
+	// AnyAccessToken accepts any bearer token (the challenge flow still
+	// runs): for development only (broker serve --insecure-admin).
+	AnyAccessToken bool
 	// Authorities are the attestation token issuers the operator trusts.
 	// None means every release is refused.
 	Authorities []Authority
@@ -79,7 +82,7 @@ func New(cfg Config) (*Vault, error) {
 		return nil, fmt.Errorf("akv: config: VaultURL %q: want https://HOST[:PORT]", cfg.VaultURL)
 	}
 	cfg.VaultURL = "https://" + u.Host
-	if cfg.AccessToken == "" {
+	if cfg.AccessToken == "" && !cfg.AnyAccessToken {
 		return nil, errors.New("akv: config: AccessToken is required")
 	}
 	if cfg.Signer == nil {
