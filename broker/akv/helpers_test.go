@@ -129,3 +129,5 @@ func mustJSON(t testing.TB, v any) []byte {
 }
 
 func bytesReader(b []byte) *bytes.Reader { return bytes.NewReader(b) }
+
+func bigOne() *big.Int { return big.NewInt(1) }

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-
-	"github.com/tink-crypto/tink-go/v2/kwp/subtle"
 )
 
 // Key release wrapping algorithms (the "enc" of a release request).
@@ -60,11 +58,7 @@ func wrap(rnd io.Reader, pub *rsa.PublicKey, enc string, material []byte) ([]byt
 	if err != nil {
 		return nil, fmt.Errorf("akv: RSA-OAEP: %w", err)
 	}
-	kwp, err := subtle.NewKWP(kek)
-	if err != nil {
-		return nil, fmt.Errorf("akv: AES-KWP: %w", err)
-	}
-	wrapped, err := kwp.Wrap(material)
+	wrapped, err := kwpWrap(kek, material)
 	if err != nil {
 		return nil, fmt.Errorf("akv: AES-KWP: %w", err)
 	}
@@ -90,11 +84,7 @@ func Unwrap(priv *rsa.PrivateKey, enc string, ciphertext []byte) ([]byte, error)
 		return nil, fmt.Errorf("%w: RSA-OAEP: %w", ErrUnwrap, err)
 	}
 	defer clear(kek)
-	kwp, err := subtle.NewKWP(kek)
-	if err != nil {
-		return nil, fmt.Errorf("%w: AES-KWP: %w", ErrUnwrap, err)
-	}
-	m, err := kwp.Unwrap(ciphertext[k:])
+	m, err := kwpUnwrap(kek, ciphertext[k:])
 	if err != nil {
 		return nil, fmt.Errorf("%w: AES-KWP: %w", ErrUnwrap, err)
 	}
