@@ -117,7 +117,9 @@ func TestReleaseRefusals(t *testing.T) {
 	other := `{"version":"1.0.0","anyOf":[{"authority":"https://attest.test:8443","allOf":[{"claim":"x-ms-sgx-mrenclave","equals":"0a"}]}]}`
 	mk("other-enclave", func(r *CreateKeyRequest) { r.ReleasePolicy.Data = base64.RawURLEncoding.EncodeToString([]byte(other)) })
 	otherAuth := `{"version":"1.0.0","anyOf":[{"authority":"https://maa.example","allOf":[{"claim":"x-ms-attestation-type","equals":"sim-sgx"}]}]}`
-	mk("other-authority", func(r *CreateKeyRequest) { r.ReleasePolicy.Data = base64.RawURLEncoding.EncodeToString([]byte(otherAuth)) })
+	mk("other-authority", func(r *CreateKeyRequest) {
+		r.ReleasePolicy.Data = base64.RawURLEncoding.EncodeToString([]byte(otherAuth))
+	})
 
 	claims := func(mod func(jwt.MapClaims)) string {
 		c := sgxClaims(&enclaveKey.PublicKey)
