@@ -21,6 +21,9 @@ func init() {
 	brokerExtensions = append(brokerExtensions, brokerExtension{
 		name: "akv",
 		flags: func(fs *flag.FlagSet) {
+			// A new run (tests run the command many times in one
+			// process) starts from no values.
+			authorities, authorityCAs = nil, nil
 			fs.Var(&authorities, "akv-authority", "attestation token issuer `URL` (https) whose tokens may release Azure Key Vault keys: "+
 				"`cloister attest serve` or any MAA-shaped service; its JWKS is found through URL/.well-known/openid-configuration (repeatable)")
 			fs.Var(&authorityCAs, "akv-authority-ca", "`PEM` certificates trusted for the TLS of --akv-authority (default: the system roots; "+
