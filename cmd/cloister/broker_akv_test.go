@@ -148,7 +148,7 @@ func TestBrokerAKVEndToEnd(t *testing.T) {
 	policy := fmt.Sprintf(`{"version":"1.0.0","anyOf":[{"authority":%q,"allOf":[{"claim":"x-ms-sgx-mrenclave","equals":%q},{"claim":"x-ms-attestation-type","equals":"sim-sgx"}]}]}`,
 		s.attestURL, mre)
 	code, created := s.do(t, "POST", "/keys/e2e/create?api-version=2025-07-01", map[string]any{"kty": "RSA-HSM",
-		"attributes": map[string]any{"exportable": true},
+		"attributes":     map[string]any{"exportable": true},
 		"release_policy": map[string]any{"data": base64.RawURLEncoding.EncodeToString([]byte(policy))}})
 	if code != 200 {
 		t.Fatalf("create: %d %v", code, created)
