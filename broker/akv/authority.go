@@ -193,7 +193,10 @@ func ecPublic(crv, x, y string) (*ecdsa.PublicKey, error) {
 // over https (MAA and `cloister attest serve` at /certs). The set is
 // fetched on first use and again when a token names a kid it lacks (key
 // rotation), at most once per MinRefresh; a failed fetch fails the
-// release (fail closed) and is retried on the next one.
+// release (fail closed) and is retried on the next one. One fetch runs at
+// a time and no lock is held during it: a caller waiting for it returns
+// when its own ctx ends, so a hung authority never stalls a release past
+// its deadline.
 type RemoteKeys struct {
 	// URL is the JWKS URL (https only).
 	URL string
@@ -205,22 +208,54 @@ type RemoteKeys struct {
 	// MinRefresh is the least time between two fetches; 0 means 30 s.
 	MinRefresh time.Duration
 
-	mu      sync.Mutex
-	set     KeySet
-	fetched time.Time
+	mu       sync.Mutex
+	set      KeySet
+	fetched  time.Time
+	inflight chan struct{} // closed when the fetch in progress ends
 }
 
 // Key implements KeySource.
 func (r *RemoteKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if k, ok := r.set[kid]; ok {
-		return k, nil
+	for {
+		r.mu.Lock()
+		if k, ok := r.set[kid]; ok {
+			r.mu.Unlock()
+			return k, nil
+		}
+		if wait := r.inflight; wait != nil {
+			r.mu.Unlock()
+			select {
+			case <-wait:
+				continue // look again at what that fetch found
+			case <-ctx.Done():
+				return nil, fmt.Errorf("akv: waiting for the key set of %s: %w", r.URL, ctx.Err())
+			}
+		}
+		now := r.now()
+		if r.set != nil && now.Sub(r.fetched) < r.minRefresh() {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("%w: kid %q (key set fetched %s ago)", ErrUnknownKey, kid, now.Sub(r.fetched).Round(time.Second))
+		}
+		done := make(chan struct{})
+		r.inflight = done
+		r.mu.Unlock()
+
+		set, err := r.fetch(ctx)
+		r.mu.Lock()
+		r.inflight = nil
+		if err == nil {
+			r.set, r.fetched = set, now
+		}
+		r.mu.Unlock()
+		close(done)
+		if err != nil {
+			return nil, err
+		}
+		return set.Key(ctx, kid)
 	}
-	now := r.now()
-	if r.set != nil && now.Sub(r.fetched) < r.minRefresh() {
-		return nil, fmt.Errorf("%w: kid %q (key set fetched %s ago)", ErrUnknownKey, kid, now.Sub(r.fetched).Round(time.Second))
-	}
+}
+
+func (r *RemoteKeys) fetch(ctx context.Context) (KeySet, error) {
 	body, err := fetch(ctx, r.client(), r.URL)
 	if err != nil {
 		return nil, err
@@ -229,8 +264,7 @@ func (r *RemoteKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r.URL, err)
 	}
-	r.set, r.fetched = set, now
-	return set.Key(ctx, kid)
+	return set, nil
 }
 
 func (r *RemoteKeys) now() time.Time {
@@ -279,15 +313,28 @@ type discoveredKeys struct {
 	client *http.Client
 	now    func() time.Time
 
-	mu     sync.Mutex
-	keys   *RemoteKeys
-	failed time.Time
+	mu       sync.Mutex
+	keys     *RemoteKeys
+	failed   time.Time
+	inflight chan struct{} // closed when the discovery in progress ends
 }
 
 func (d *discoveredKeys) Key(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	d.mu.Lock()
-	keys := d.keys
-	if keys == nil {
+	for {
+		d.mu.Lock()
+		if keys := d.keys; keys != nil {
+			d.mu.Unlock()
+			return keys.Key(ctx, kid)
+		}
+		if wait := d.inflight; wait != nil {
+			d.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, fmt.Errorf("akv: waiting for the discovery of %s: %w", d.issuer, ctx.Err())
+			}
+		}
 		now := time.Now
 		if d.now != nil {
 			now = d.now
@@ -296,17 +343,26 @@ func (d *discoveredKeys) Key(ctx context.Context, kid string) (crypto.PublicKey,
 			d.mu.Unlock()
 			return nil, fmt.Errorf("akv: authority %s: discovery failed %s ago", d.issuer, now().Sub(d.failed).Round(time.Second))
 		}
+		done := make(chan struct{})
+		d.inflight = done
+		d.mu.Unlock()
+
 		jwksURI, err := discover(ctx, d.client, d.issuer)
+		d.mu.Lock()
+		d.inflight = nil
 		if err != nil {
-			d.failed = now()
-			d.mu.Unlock()
+			if ctx.Err() == nil { // a caller giving up is no failure of the authority
+				d.failed = now()
+			}
+		} else {
+			d.keys = &RemoteKeys{URL: jwksURI, Client: d.client, Now: d.now}
+		}
+		d.mu.Unlock()
+		close(done)
+		if err != nil {
 			return nil, err
 		}
-		keys = &RemoteKeys{URL: jwksURI, Client: d.client, Now: d.now}
-		d.keys = keys
 	}
-	d.mu.Unlock()
-	return keys.Key(ctx, kid)
 }
 
 // discover reads issuer's OpenID discovery document and returns its

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/kv/kvtest"
 )
 
 // A released key is the created key: for each key type the unwrapped
@@ -257,5 +259,37 @@ func TestKeysPersistSealed(t *testing.T) {
 	old, err := v2.GetKey(ctx, "persisted-key", first.Key.Kid[strings.LastIndexByte(first.Key.Kid, '/')+1:])
 	if newest.Key.Kid != second.Key.Kid || err != nil || old.Key.Kid != first.Key.Kid {
 		t.Fatalf("versions: newest %s, old %+v %v", newest.Key.Kid, old, err)
+	}
+}
+
+// A create whose host commit is lost (before or after the host applied
+// it) leaves the key all there or not at all after a reopen: never a
+// latest pointer without its record.
+func TestCreateKeyCrash(t *testing.T) {
+	for _, f := range []kvtest.Fault{kvtest.FaultDropBefore, kvtest.FaultDropAfter} {
+		v, b := newVault(t)
+		ctx := context.Background()
+		b.FailNext(f)
+		if _, err := v.CreateKey(ctx, "crashy", exportable("oct")); err == nil {
+			t.Fatalf("fault %d: create succeeded", f)
+		}
+		v2 := openVault(t, b)
+		got, err := v2.GetKey(ctx, "crashy", "")
+		switch {
+		case errors.Is(err, ErrKeyNotFound):
+			if f == kvtest.FaultDropAfter {
+				t.Fatalf("fault %d: the applied commit is gone", f)
+			}
+		case err == nil:
+			if f == kvtest.FaultDropBefore {
+				t.Fatalf("fault %d: a dropped commit shows a key", f)
+			}
+			ver := got.Key.Kid[strings.LastIndexByte(got.Key.Kid, '/')+1:]
+			if _, err := v2.GetKey(ctx, "crashy", ver); err != nil {
+				t.Fatalf("fault %d: latest names a version that is not there: %v", f, err)
+			}
+		default:
+			t.Fatalf("fault %d: reopen: %v", f, err)
+		}
 	}
 }

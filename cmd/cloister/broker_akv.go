@@ -40,7 +40,9 @@ func init() {
 // accepts any token). Otherwise it says why in the log and mounts
 // nothing: Azure's clients send credentials over https only.
 func mountAKV(mux *http.ServeMux, c *brokerCommon, authorities, cas []string) error {
-	client := http.DefaultClient
+	// A bounded client: an authority that stops answering costs a release
+	// at most this long (and waiters return when their requests end).
+	client := &http.Client{Timeout: 30 * time.Second}
 	if len(cas) > 0 {
 		pool := x509.NewCertPool()
 		for _, f := range cas {
