@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -37,8 +36,6 @@ import (
 	"github.com/cloister-dev/cloister/policy"
 	"github.com/cloister-dev/cloister/ratls"
 	"github.com/cloister-dev/cloister/tee"
-	"github.com/cloister-dev/cloister/tee/probe"
-	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 const attestServeHelp = `Run the MAA-compatible attestation service (docs/maa-contract.md).
@@ -95,36 +92,26 @@ func runAttestServe(e *env, args []string) error {
 	publicURL := fs.String("public-url", "", "the service's `URL` as clients reach it (iss, jku, jwks_uri); default: from --addr, which must then name one host")
 	adminTokenFile := fs.String("admin-token-file", "", "`FILE` holding the bearer token policy management requests must carry")
 	insecureAdmin := fs.Bool("insecure-admin", false, "let anyone manage policies and policy signers, unauthenticated (development only)")
-	kind := fs.String("tee", "auto", "`TEE` the service runs on: auto, sim-sgx, sim-tdx, tdx, sev-snp or sgx")
 	state := fs.String("state", "", "`DIR` for uploaded policies (default: in memory only)")
-	colDir := fs.String("collateral-dir", "", "`DIR` of DCAP collateral bundles (*.json)")
 	alg := fs.String("alg", "RS256", "token signing `ALG`: RS256 or ES256")
 	inflight := fs.Int("max-inflight", attest.DefaultMaxInFlight, "attestations evaluated at once; more wait 2 s for a slot, then get 503 with Retry-After")
 	rotation := fs.Duration("key-rotation", 24*time.Hour, "rotate the token-signing key this often (0: never; SIGHUP rotates now)")
 	useTLS := fs.Bool("tls", false, "serve over RA-TLS: a certificate whose evidence binds its key, made on this platform")
-	pcsOnline := fs.Bool("pcs", false, "fetch collateral a bundle does not cover from Intel PCS (v4), cached on disk")
-	pcsURL := fs.String("pcs-url", "", "PCS or PCCS base `URL` for --pcs (default: Intel PCS)")
-	pcsCache := fs.String("pcs-cache", "", "`DIR` for the --pcs cache (default: STATE/pcs-cache, else none)")
-	var roots, signers stringList
-	fs.Var(&roots, "trust-root", "`PEM` file of extra roots evidence may chain to (repeatable)")
+	var tf serviceTEEFlags
+	tf.register(fs)
+	var signers stringList
 	fs.Var(&signers, "policy-signer", "isolated mode: `PEM` certificate whose signed policies are the only ones accepted (repeatable)")
-	dir := simDirFlag(fs)
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
 	if *alg != "RS256" && *alg != "ES256" {
 		return usagef("--alg %q: want RS256 or ES256", *alg)
 	}
-	if err := checkChoice("tee", *kind, teeKinds); err != nil {
+	if err := tf.check(e); err != nil {
 		return err
 	}
 	if err := checkHostPort("addr", *addr, true, false); err != nil {
 		return err
-	}
-	if *pcsOnline {
-		if _, err := pcs.NewClient(pcs.Config{BaseURL: *pcsURL, Now: e.now}); err != nil {
-			return usagef("--pcs-url: %v", err) // only the URL can make this config invalid
-		}
 	}
 	if *inflight < 1 || *inflight > 1<<16 {
 		return usagef("--max-inflight %d: want 1..65536", *inflight)
@@ -151,13 +138,6 @@ func runAttestServe(e *env, args []string) error {
 	case adminToken == "":
 		log.Info("policy management is disabled: no --admin-token-file")
 	}
-	for _, r := range roots {
-		certs, err := readCertificates(r)
-		if err != nil {
-			return fmt.Errorf("trust roots: %w", err)
-		}
-		cfg.TrustRoots = append(cfg.TrustRoots, certs...)
-	}
 	for _, p := range signers {
 		certs, err := readCertificates(p)
 		if err != nil {
@@ -165,100 +145,18 @@ func runAttestServe(e *env, args []string) error {
 		}
 		cfg.PolicySigners = append(cfg.PolicySigners, certs...)
 	}
-	var bundles []*pcs.Bundle
-	if *colDir != "" {
-		var err error
-		if bundles, err = readBundles(*colDir); err != nil {
-			return err
-		}
-	}
-	pc := probe.Config{TEE: *kind, Now: e.now}
-	if *kind == string(tee.KindSimSGX) || *kind == string(tee.KindSimTDX) {
-		d, err := dir()
-		if err != nil {
-			return err
-		}
-		pc.SimDir = d
-		exe, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("finding this binary: %w", err)
-		}
-		if pc.SimApp, err = sim.AppFromFiles(exe, ""); err != nil {
-			return err
-		}
-		pki, err := sim.Load(d, rand.Reader, e.now())
-		if err != nil {
-			return err
-		}
-		for _, tdx := range []bool{false, true} {
-			b, err := pki.Collateral(rand.Reader, e.now(), tdx)
-			if err != nil {
-				return fmt.Errorf("simulator collateral: %w", err)
-			}
-			bundles = append(bundles, b)
-		}
-	}
-	var online func(context.Context, pcs.Query) (*pcs.Bundle, error)
-	if *pcsOnline {
-		pcfg := pcs.Config{BaseURL: *pcsURL, Now: e.now}
-		dir := *pcsCache
-		if dir == "" && *state != "" {
-			dir = filepath.Join(*state, "pcs-cache")
-		}
-		if dir != "" {
-			c, err := pcs.NewCache(dir, func(err error) { log.Warn("pcs cache", slog.String("err", err.Error())) })
-			if err != nil {
-				return err
-			}
-			pcfg.Cache = c
-		}
-		client, err := pcs.NewClient(pcfg)
-		if err != nil {
-			return err
-		}
-		online = client.Fetch
-	}
-	switch {
-	case len(bundles) > 0 || online != nil:
-		cfg.Collateral = collateralSource(bundles, online)
-	default:
-		log.Warn("no collateral: TCB status will be NotEvaluated")
-	}
-	p, found, err := probe.Open(e.ctx, pc)
+	st, err := tf.open(e, *state, log)
 	if err != nil {
 		return err
 	}
-	cfg.Platform = p
-	ln, err := net.Listen("tcp", *addr)
+	cfg.TrustRoots, cfg.Collateral, cfg.Platform = st.roots, st.collateral, st.platform
+	p := st.platform
+	ln, public, err := listenService(e, *addr, public, *useTLS, p)
 	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+		return err
 	}
 	defer ln.Close()
-	if public == nil {
-		// --addr named one host; the port may have been 0, so it is
-		// taken from the listener, the host as written.
-		host, _, _ := net.SplitHostPort(*addr)
-		host, _ = publicHost(host) // checked by servicePublicURL; lower case, canonical IP
-		_, port, _ := net.SplitHostPort(ln.Addr().String())
-		scheme := "http"
-		if *useTLS {
-			scheme = "https"
-		}
-		public = &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}
-	}
 	cfg.Issuer = public.String()
-	if *useTLS {
-		dns, ips := certificateNames(public, ln.Addr())
-		rs, err := ratls.NewServer(e.ctx, ratls.ServerOptions{Platform: p, Now: e.now, DNSNames: dns, IPAddresses: ips})
-		if err != nil {
-			return fmt.Errorf("RA-TLS certificate: %w", err)
-		}
-		tlsCfg, err := ratls.ServerConfig(rs, nil)
-		if err != nil {
-			return err
-		}
-		ln = tls.NewListener(ln, tlsCfg)
-	}
 	svc, err := attest.New(cfg)
 	if err != nil {
 		return err
@@ -273,7 +171,7 @@ func runAttestServe(e *env, args []string) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	go rotateOnHangup(ctx, hup, svc, log)
-	return serveUntil(ctx, ln, svc, log, found.Kind)
+	return serveUntil(ctx, ln, svc, log, "attestation service", st.kind)
 }
 
 // servicePublicURL checks --public-url: an absolute http:// or https://
@@ -456,12 +354,13 @@ func rotateOnHangup(ctx context.Context, hup <-chan os.Signal, svc *attest.Servi
 	}
 }
 
-// serveUntil serves h on ln until ctx ends, then shuts down gracefully.
-func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, kind tee.Kind) error {
+// serveUntil serves h on ln until ctx ends, then shuts down gracefully;
+// what names the service in the "… listening" log line.
+func serveUntil(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger, what string, kind tee.Kind) error {
 	srv := attestHTTPServer(h, log)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("attestation service listening", slog.String("addr", ln.Addr().String()), slog.String("tee", string(kind)))
+	log.Info(what+" listening", slog.String("addr", ln.Addr().String()), slog.String("tee", string(kind)))
 	select {
 	case err := <-errc:
 		return fmt.Errorf("serve: %w", err)
@@ -682,4 +581,40 @@ func verifyToken(ctx context.Context, token string, keys []jwk, opts ratls.Verif
 		return nil, fmt.Errorf("token: %w", err)
 	}
 	return claims, nil
+}
+
+// listenService listens on addr and returns the listener (RA-TLS over
+// platform p's evidence with useTLS) and the service's public URL: public
+// as given, or made from addr (servicePublicURL checked that it names one
+// host) with the port the listener got, as --addr may say port 0.
+func listenService(e *env, addr string, public *url.URL, useTLS bool, p tee.Platform) (net.Listener, *url.URL, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("listen: %w", err)
+	}
+	if public == nil {
+		host, _, _ := net.SplitHostPort(addr)
+		host, _ = publicHost(host) // checked by servicePublicURL; lower case, canonical IP
+		_, port, _ := net.SplitHostPort(ln.Addr().String())
+		scheme := "http"
+		if useTLS {
+			scheme = "https"
+		}
+		public = &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port)}
+	}
+	if useTLS {
+		dns, ips := certificateNames(public, ln.Addr())
+		rs, err := ratls.NewServer(e.ctx, ratls.ServerOptions{Platform: p, Now: e.now, DNSNames: dns, IPAddresses: ips})
+		if err != nil {
+			ln.Close()
+			return nil, nil, fmt.Errorf("RA-TLS certificate: %w", err)
+		}
+		tlsCfg, err := ratls.ServerConfig(rs, nil)
+		if err != nil {
+			ln.Close()
+			return nil, nil, err
+		}
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	return ln, public, nil
 }

@@ -113,7 +113,7 @@ func TestServeUntilStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- serveUntil(ctx, ln, http.NotFoundHandler(), slog.New(slog.DiscardHandler), tee.KindSimSGX)
+		done <- serveUntil(ctx, ln, http.NotFoundHandler(), slog.New(slog.DiscardHandler), "attestation service", tee.KindSimSGX)
 	}()
 	cancel()
 	if err := <-done; err != nil {

@@ -44,7 +44,7 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-// listenAddr waits for serve's "attestation service listening" log line
+// listenAddr waits for a service's "… listening" log line
 // and returns its addr: with --addr 127.0.0.1:0 the port is known only
 // after the listener is open, and the log is where the command says it.
 func listenAddr(t *testing.T, log *syncBuffer, done <-chan error) string {
@@ -53,15 +53,15 @@ func listenAddr(t *testing.T, log *syncBuffer, done <-chan error) string {
 	for {
 		for _, line := range strings.Split(log.String(), "\n") {
 			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "attestation service listening" && rec.Addr != "" {
+			if json.Unmarshal([]byte(line), &rec) == nil && strings.HasSuffix(rec.Msg, " listening") && rec.Addr != "" {
 				return rec.Addr
 			}
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("attest serve ended before listening: %v\n%s", err, log.String())
+			t.Fatalf("the service ended before listening: %v\n%s", err, log.String())
 		case <-deadline:
-			t.Fatalf("attest serve did not log its address:\n%s", log.String())
+			t.Fatalf("the service did not log its address:\n%s", log.String())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -226,11 +226,18 @@ type inProcessServer struct {
 // listens.
 func serveInProcess(t *testing.T, now func() time.Time, args ...string) *inProcessServer {
 	t.Helper()
+	return serveCommandInProcess(t, "attest serve", runAttestServe, now, args...)
+}
+
+// serveCommandInProcess starts the serving command runCmd (named name in
+// failures) with args and the clock now, and returns once it listens.
+func serveCommandInProcess(t *testing.T, name string, runCmd func(*env, []string) error, now func() time.Time, args ...string) *inProcessServer {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := &syncBuffer{}
 	e := &env{ctx: ctx, stdin: strings.NewReader(""), stdout: io.Discard, stderr: log, now: now}
 	done := make(chan error, 1)
-	go func() { done <- runAttestServe(e, args) }()
+	go func() { done <- runCmd(e, args) }()
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
@@ -238,10 +245,10 @@ func serveInProcess(t *testing.T, now func() time.Time, args ...string) *inProce
 			select {
 			case err := <-done:
 				if err != nil {
-					t.Errorf("attest serve: %v", err)
+					t.Errorf("%s: %v", name, err)
 				}
 			case <-time.After(30 * time.Second):
-				t.Error("attest serve did not stop")
+				t.Errorf("%s did not stop", name)
 			}
 		})
 	}
