@@ -22,6 +22,7 @@
 //	cloister attest verify-token TOKEN --service URL [--skip-appraisal | policy flags]
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
+//	cloister ledger verify-receipt RECEIPT.json --service-cert PEM [--claims FILE] [--json]
 //	cloister version
 //	cloister help [COMMAND]
 //
@@ -107,6 +108,7 @@ var commands = []command{
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
 	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
+	{"ledger verify-receipt", "verify a ledger write receipt (Azure Confidential Ledger, CCF) offline against the service certificate", runLedgerVerifyReceipt},
 	{"version", "print the version of cloister", runVersion},
 }
 
