@@ -41,6 +41,13 @@ func newIdentity(t testing.TB, cn string, c elliptic.Curve, issuer *identity, is
 
 func newKeyIdentity(t testing.TB, cn string, k crypto.Signer, issuer *identity, isCA bool) *identity {
 	t.Helper()
+	return newKeyIdentityAlg(t, cn, k, issuer, isCA, x509.UnknownSignatureAlgorithm)
+}
+
+// newKeyIdentityAlg is newKeyIdentity with the issuer's signature algorithm
+// chosen (Unknown: Go's default for the issuer's key).
+func newKeyIdentityAlg(t testing.TB, cn string, k crypto.Signer, issuer *identity, isCA bool, alg x509.SignatureAlgorithm) *identity {
+	t.Helper()
 	serial++
 	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(serial),
@@ -49,6 +56,7 @@ func newKeyIdentity(t testing.TB, cn string, k crypto.Signer, issuer *identity, 
 		NotAfter:              time.Date(2026, 4, 1, 0, 0, 0, 0, time.UTC),
 		BasicConstraintsValid: true,
 		IsCA:                  isCA,
+		SignatureAlgorithm:    alg,
 	}
 	parent, signer := tmpl, k
 	if issuer != nil {

@@ -48,7 +48,8 @@
 //   - in an ACL GET receipt response, a non-empty transactionId must name the
 //     transaction of the receipt's commit evidence ("ce:VIEW.SEQNO:…"), so a
 //     response cannot present a proof of one transaction as another's.
-//   - certificates are parsed by Go's crypto/x509, and signatures with SHA-1
-//     are refused (Go calls them insecure); ACL uses ECDSA with SHA-256/384.
+//   - certificates are parsed by Go's crypto/x509, and an endorsement signed
+//     with SHA-1 is refused (the reference's cryptography library accepts
+//     it); ACL signs with ECDSA and SHA-256 or SHA-384.
 //   - resource caps (limits.go) bound what hostile input can make it do.
 package receipt

@@ -206,6 +206,13 @@ func parseCert(pemText []byte) (*x509.Certificate, error) {
 // checkEndorsement verifies endorser's signature over endorsee's TBS
 // certificate, hashed with endorsee's signature algorithm: the reference's
 // check_endorsement. Like it, it looks at no name, CA flag or validity.
+// Unlike it, SHA-1 is refused: x509.Certificate.CheckSignature (and
+// Python's cryptography) would accept ECDSA with SHA-1, whose collisions
+// could make one signature endorse two certificates; CCF never signs with it.
 func checkEndorsement(endorsee, endorser *x509.Certificate) error {
+	switch endorsee.SignatureAlgorithm {
+	case x509.ECDSAWithSHA1, x509.SHA1WithRSA, x509.DSAWithSHA1:
+		return fmt.Errorf("signed with %v: SHA-1 is refused", endorsee.SignatureAlgorithm)
+	}
 	return endorser.CheckSignature(endorsee.SignatureAlgorithm, endorsee.RawTBSCertificate, endorsee.Signature)
 }

@@ -1,9 +1,11 @@
 package receipt
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -280,4 +282,72 @@ func innerOf(m map[string]any) map[string]any {
 		return r
 	}
 	return m
+}
+
+// An endorsement signed with SHA-1 is refused, though the signature itself
+// verifies (Go's CheckSignature and the reference would accept it).
+func TestSHA1EndorsementRefused(t *testing.T) {
+	service := newIdentity(t, "CCF Network", elliptic.P256(), nil, true)
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		alg x509.SignatureAlgorithm
+		ok  bool
+	}{{x509.ECDSAWithSHA256, true}, {x509.ECDSAWithSHA384, true}, {x509.ECDSAWithSHA512, true}, {x509.ECDSAWithSHA1, false}} {
+		node := newKeyIdentityAlg(t, "CCF Node", k, service, false, tc.alg)
+		if err := service.cert.CheckSignature(node.cert.SignatureAlgorithm, node.cert.RawTBSCertificate, node.cert.Signature); err != nil {
+			t.Fatalf("%v: the signature itself does not verify: %v", tc.alg, err)
+		}
+		raw := buildReceipt(t, node, nil, nil, 3, 2)
+		opts := Options{ServiceCert: []byte(service.pem)}
+		if tc.ok {
+			mustVerify(t, raw, opts)
+		} else {
+			wantStep(t, tc.alg.String(), raw, opts, StepEndorsement)
+		}
+	}
+}
+
+// The caps of limits.go hold: a chain longer than MaxEndorsements and more
+// than MaxClaims claims are refused before any work on them.
+func TestLimits(t *testing.T) {
+	m := decode(t, readVector(t, "acl_receipt_2.json"))
+	chain := make([]any, MaxEndorsements+1)
+	for i := range chain {
+		chain[i] = string(readVector(t, "acl_receipt_2_service_cert.pem"))
+	}
+	m["serviceEndorsements"] = chain
+	if _, err := Parse(encode(t, m)); err == nil || !strings.Contains(err.Error(), "serviceEndorsements") {
+		t.Errorf("%d endorsements: %v", len(chain), err)
+	}
+	claim := `{"kind":"ClaimDigest","digest":{"protocol":"p","value":"` + zeroDigest + `"}}`
+	many := "[" + strings.Repeat(claim+",", MaxClaims) + claim + "]"
+	if _, err := ParseClaims([]byte(many)); err == nil {
+		t.Errorf("%d claims parsed", MaxClaims+1)
+	}
+	if _, err := ParseClaims(make([]byte, MaxClaimsSize+1)); err == nil {
+		t.Error("oversized claims document parsed")
+	}
+	big := make([]Claim, MaxClaims+1)
+	if _, err := ClaimsDigest(big); err == nil {
+		t.Error("too many claims digested")
+	}
+}
+
+// Unknown members are ignored, as by the reference; only ACL's own
+// snake_case spellings are read, not any other case of a name.
+func TestMemberNames(t *testing.T) {
+	opts := Options{ServiceCert: readVector(t, "acl_receipt_2_service_cert.pem")}
+	m := decode(t, readVector(t, "acl_receipt_2.json"))
+	m["root"] = "anything"
+	m["leaf"] = 7
+	mustVerify(t, encode(t, m), opts)
+	lc := m["leafComponents"]
+	delete(m, "leafComponents")
+	m["LeafComponents"] = lc
+	if _, err := Parse(encode(t, m)); err == nil || !strings.Contains(err.Error(), "leafComponents: missing") {
+		t.Errorf("LeafComponents read as leafComponents: %v", err)
+	}
 }
