@@ -56,8 +56,10 @@ type Result struct {
 
 // Verify checks a parsed receipt against the trusted service certificate
 // and, when given, the application claims, in the reference's order:
-// claims, node certificate, endorsements, then the leaf, root, node id and
-// signature. It returns an error naming the step that failed, and a Result
+// claims, node certificate, endorsements, then (after the response's
+// transaction id, which the reference does not read) the leaf, root, node id
+// and signature. It returns an error naming the step that failed and the
+// receipt field (paths are relative to the receipt object), and a Result
 // only when every check passed.
 func Verify(resp *Response, opts Options) (*Result, error) {
 	if resp == nil {
@@ -75,7 +77,7 @@ func Verify(resp *Response, opts Options) (*Result, error) {
 			return nil, err
 		}
 		if subtle.ConstantTimeCompare(got[:], r.Leaf.ClaimsDigest[:]) != 1 {
-			return nil, fail(StepClaims, "receipt.leafComponents.claimsDigest",
+			return nil, fail(StepClaims, "leafComponents.claimsDigest",
 				"the application claims digest to %x, the receipt commits to %x", got, r.Leaf.ClaimsDigest)
 		}
 		res.ClaimsChecked = true
@@ -87,14 +89,14 @@ func Verify(resp *Response, opts Options) (*Result, error) {
 	}
 	node, err := parseCert([]byte(r.NodeCert))
 	if err != nil {
-		return nil, wrap(StepNodeCert, "receipt.cert", err)
+		return nil, wrap(StepNodeCert, "cert", err)
 	}
 
 	// The node is endorsed by the oldest previous identity, each identity
 	// by the next, the newest by the current service certificate.
-	cur, curName := node, "receipt.cert"
+	cur, curName := node, "cert"
 	for i, pemText := range r.ServiceEndorsements {
-		name := fmt.Sprintf("receipt.serviceEndorsements[%d]", i)
+		name := fmt.Sprintf("serviceEndorsements[%d]", i)
 		e, err := parseCert([]byte(pemText))
 		if err != nil {
 			return nil, wrap(StepEndorsement, name, err)
@@ -122,17 +124,17 @@ func Verify(resp *Response, opts Options) (*Result, error) {
 
 	nodeKey := node.PublicKey.(*ecdsa.PublicKey) // parseCert admits ECDSA keys only
 	if res.NodeID, err = NodeID(nodeKey); err != nil {
-		return nil, wrap(StepNodeID, "receipt.cert", err)
+		return nil, wrap(StepNodeID, "cert", err)
 	}
 	if r.NodeID != nil {
 		if *r.NodeID != res.NodeID {
-			return nil, fail(StepNodeID, "receipt.nodeId", "%x is not the node certificate's key, whose id is %x", *r.NodeID, res.NodeID)
+			return nil, fail(StepNodeID, "nodeId", "%x is not the node certificate's key, whose id is %x", *r.NodeID, res.NodeID)
 		}
 		res.NodeIDInReceipt = true
 	}
 
 	if !ecdsa.VerifyASN1(nodeKey, res.Root[:], r.Signature) {
-		return nil, fail(StepSignature, "receipt.signature", "does not verify over root %x with the node certificate's key", res.Root)
+		return nil, fail(StepSignature, "signature", "does not verify over root %x with the node certificate's key", res.Root)
 	}
 	return res, nil
 }
