@@ -234,7 +234,9 @@ func pemDER(t *testing.T, s string) []byte {
 // member the verifier ignores, such as "state", or one that drops the
 // optional nodeId): never a different verified transaction, leaf or root.
 func TestReceiptDocumentByteFlips(t *testing.T) {
-	for _, v := range vectors {
+	// One receipt of each shape (snake_case, bare camelCase P-384 with
+	// claims, ACL response): every flip costs a full verification.
+	for _, v := range []vector{vectors[0], vectors[2], vectors[4]} {
 		raw := readVector(t, v.receipt)
 		opts := v.opts(t)
 		want := mustVerify(t, raw, opts)
