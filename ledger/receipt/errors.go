@@ -32,6 +32,7 @@ var stepNames = map[Step]string{
 	StepSignature:     "signature",
 }
 
+// String names the step as error messages do ("signature", "endorsement", ...).
 func (s Step) String() string {
 	if n, ok := stepNames[s]; ok {
 		return n
@@ -48,6 +49,7 @@ type VerifyError struct {
 	Err   error
 }
 
+// Error is "receipt: STEP: WHERE: why".
 func (e *VerifyError) Error() string {
 	if e.Where == "" {
 		return fmt.Sprintf("receipt: %s: %v", e.Step, e.Err)
@@ -55,6 +57,7 @@ func (e *VerifyError) Error() string {
 	return fmt.Sprintf("receipt: %s: %s: %v", e.Step, e.Where, e.Err)
 }
 
+// Unwrap returns the cause (e.g. an x509 error), for errors.Is and errors.As.
 func (e *VerifyError) Unwrap() error { return e.Err }
 
 // StepOf returns the Step of the first VerifyError in err's chain.
