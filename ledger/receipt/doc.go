@@ -48,8 +48,15 @@
 //   - in an ACL GET receipt response, a non-empty transactionId must name the
 //     transaction of the receipt's commit evidence ("ce:VIEW.SEQNO:…"), so a
 //     response cannot present a proof of one transaction as another's.
-//   - certificates are parsed by Go's crypto/x509, and an endorsement signed
-//     with SHA-1 is refused (the reference's cryptography library accepts
-//     it); ACL signs with ECDSA and SHA-256 or SHA-384.
+//   - certificates are parsed by Go's crypto/x509 after a walk of their DER
+//     structure (der.go), which together refuse encodings the reference's
+//     pyca/cryptography reads: a BIT STRING (signature or key) declaring
+//     unused bits, differing inner and outer signature algorithms, malformed
+//     extension values or name strings. A test (refdiff_test.go) runs every
+//     published receipt and thousands of mutations through both stacks; these
+//     encodings are the only verdicts that differ, and only this way round.
+//   - an endorsement signed with SHA-1 is refused (the reference's
+//     cryptography library accepts it); ACL signs with ECDSA and SHA-256 or
+//     SHA-384.
 //   - resource caps (limits.go) bound what hostile input can make it do.
 package receipt

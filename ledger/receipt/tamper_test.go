@@ -2,6 +2,7 @@ package receipt
 
 import (
 	"bytes"
+	"errors"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -190,9 +191,8 @@ func TestCertificateByteFlips(t *testing.T) {
 			if _, err := Verify(resp, o); err != nil {
 				continue
 			}
-			// Go's crypto/x509 reads past some malformed lengths (a flip of
-			// the SPKI length byte drops the extensions); what counts is
-			// that the key, the only thing trusted, is the same key.
+			// What counts is that the key, the only thing trusted, is the
+			// same key (malformed encodings are refused by der.go).
 			c, err := x509.ParseCertificate(d)
 			if err != nil || !svc.PublicKey.(*ecdsa.PublicKey).Equal(c.PublicKey) {
 				t.Errorf("%s: service certificate byte %d flipped (in its key) verified", v.name, i)
@@ -440,3 +440,45 @@ func TestTransactionID(t *testing.T) {
 }
 
 var _ = base64.StdEncoding
+
+// Certificate encodings Go's crypto/x509 reads but the reference's parser
+// refuses (found by TestReferenceDifferential): a flip of the public key
+// info's length swallows the next byte (the extensions vanish), of an
+// attribute's or the TBS certificate's length leaves data inside them, of a
+// BIT STRING's unused-bits byte makes Go shift the bits. der.go refuses
+// each, so no verdict here is laxer than the reference's.
+func TestMalformedCertificateEncodingsRefused(t *testing.T) {
+	for _, tc := range []struct {
+		cert      string
+		byteIndex int
+		x509OK    bool // crypto/x509 alone accepts it
+		what      string
+	}{
+		{"acl_receipt_3_service_cert.pem", 124, true, "public key info length + 1"},
+		{"acl_get_receipt_8.29569_service_cert.pem", 55, true, "data inside the issuer's attribute"},
+		{"acl_get_receipt_8.29569_service_cert.pem", 111, true, "data inside the subject's attribute"},
+		{"acl_get_receipt_8.29569_service_cert.pem", 214, true, "data after the TBS certificate's fields"},
+		{"acl_get_receipt_8.29569_service_cert.pem", 309, true, "data after the signature algorithm"},
+		{"acl_receipt_1_service_cert.pem", 148, false, "key BIT STRING with an unused bit"},
+	} {
+		der := pemDER(t, string(readVector(t, tc.cert)))
+		d := append([]byte(nil), der...)
+		d[tc.byteIndex] ^= 0x01
+		if _, err := x509.ParseCertificate(d); (err == nil) != tc.x509OK {
+			t.Errorf("%s (%s): crypto/x509 says %v", tc.cert, tc.what, err)
+		}
+		_, err := parseCert(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: d}))
+		if err == nil || !errors.Is(err, errCertFormat) {
+			t.Errorf("%s (%s): %v, want a malformed certificate", tc.cert, tc.what, err)
+		}
+	}
+	// The signature BIT STRING of a node certificate, one unused bit
+	// declared: the reference reads the same bytes and verifies; refused here.
+	raw := readVector(t, "acl_get_receipt_8.29569.json")
+	m := decode(t, raw)
+	r := innerOf(m)
+	der := pemDER(t, r["cert"].(string))
+	der[389] ^= 0x01 // the unused-bits byte of the signature BIT STRING
+	r["cert"] = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	wantStep(t, "node certificate signature with an unused bit", encode(t, m), vectors[4].opts(t), StepNodeCert)
+}

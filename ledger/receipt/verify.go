@@ -178,10 +178,24 @@ func NodeID(pub *ecdsa.PublicKey) ([32]byte, error) {
 	return sha256.Sum256(der), nil
 }
 
+// errCertFormat marks a certificate refused for its encoding (not for a
+// signature): the one kind of verdict where this package and the
+// reference's parser may differ, this package being the stricter
+// (refdiff_test.go tells them apart with it).
+var errCertFormat = errors.New("malformed certificate")
+
 // parseCert reads exactly one PEM CERTIFICATE block (surrounding whitespace
 // allowed) whose key is ECDSA, as the reference requires of every
 // certificate in a receipt.
 func parseCert(pemText []byte) (*x509.Certificate, error) {
+	c, err := parseCertFormat(pemText)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", errCertFormat, err)
+	}
+	return c, nil
+}
+
+func parseCertFormat(pemText []byte) (*x509.Certificate, error) {
 	block, rest := pem.Decode(pemText)
 	if block == nil {
 		return nil, errors.New("no PEM certificate")
@@ -194,6 +208,9 @@ func parseCert(pemText []byte) (*x509.Certificate, error) {
 	}
 	if len(block.Headers) != 0 {
 		return nil, errors.New("PEM headers in a certificate")
+	}
+	if err := checkCertificateDER(block.Bytes); err != nil {
+		return nil, err
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
