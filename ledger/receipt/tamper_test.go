@@ -2,12 +2,12 @@ package receipt
 
 import (
 	"bytes"
-	"errors"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
