@@ -153,7 +153,7 @@ func kindName(v jsontext.Value) string {
 	case '0':
 		return "a number"
 	}
-	return "nothing"
+	return "something that is not JSON (or nothing)"
 }
 
 func array(where string, v jsontext.Value, max int) ([]jsontext.Value, error) {
