@@ -42,7 +42,9 @@
 //     claims_digest, commit_evidence, write_set_digest, service_endorsements,
 //     is_signature_transaction), not any name that converts to a field.
 //   - the signature must be standard padded base64 without line breaks, and
-//     each PEM string exactly one CERTIFICATE block.
+//     each PEM string exactly one CERTIFICATE block as Go's encoding/pem
+//     reads it (the reference's reader also takes an END line that does not
+//     begin a line).
 //   - a receipt marked is_signature_transaction true is refused: Microsoft's
 //     verification guide refuses signature transaction receipts for ACL.
 //   - in an ACL GET receipt response, a non-empty transactionId must name the
@@ -54,7 +56,8 @@
 //     unused bits, differing inner and outer signature algorithms, malformed
 //     extension values or name strings. A test (refdiff_test.go) runs every
 //     published receipt and thousands of mutations through both stacks; these
-//     encodings are the only verdicts that differ, and only this way round.
+//     encodings and the transactionId check are the only verdicts that
+//     differ, and only this way round.
 //   - an endorsement signed with SHA-1 is refused (the reference's
 //     cryptography library accepts it); ACL signs with ECDSA and SHA-256 or
 //     SHA-384.

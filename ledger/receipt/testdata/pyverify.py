@@ -3,7 +3,8 @@
 # verification as Microsoft's guide and the azure-confidentialledger SDK
 # describe it, on pyca/cryptography (OpenSSL), the library the SDK uses.
 # Written for Cloister from the documented algorithm. One JSON case per line
-# on stdin ({"receipt": {...}, "service_cert": "PEM", "claims": [...]|null});
+# on stdin ({"receipt": {...} or "receipt_text": "JSON text", "service_cert": "PEM",
+# "claims": [...]|null});
 # one line out per case: "ok" or "error: <why>".
 import base64
 import hashlib
@@ -69,6 +70,8 @@ def claims_digest(claims):
 
 
 def verify(case):
+    if "receipt_text" in case:
+        case["receipt"] = json.loads(case["receipt_text"])
     r = camel(case["receipt"])
     if "receipt" in r and "cert" not in r:
         r = r["receipt"]
