@@ -23,6 +23,7 @@
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
 //	cloister broker serve --listen 127.0.0.1:8081 [--public-url URL] [--tls] [--state DIR] [--admin-key PEM]... [--tee …]
+//	cloister ledger verify-receipt RECEIPT.json --service-cert PEM [--claims FILE] [--json]
 //	cloister version
 //	cloister help [COMMAND]
 //
@@ -109,6 +110,7 @@ var commands = []command{
 	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
 	{"broker serve", "run the key broker: Trustee KBS protocol (and compiled-in extensions), releasing secrets to attested workloads", runBrokerServe},
+	{"ledger verify-receipt", "verify a ledger write receipt (Azure Confidential Ledger, CCF) offline against the service certificate", runLedgerVerifyReceipt},
 	{"version", "print the version of cloister", runVersion},
 }
 
