@@ -51,7 +51,7 @@ func TestAttachPath(t *testing.T) {
 		configErr  bool
 	}{
 		{"symlink", link, false},
-		{"fifo", fifo, true}, // must not block waiting for a writer
+		{"fifo", fifo, true},      // must not block waiting for a writer
 		{"directory", dir, false}, // O_RDWR on a directory fails at open
 		{"wrong size", short, true},
 		{"missing", filepath.Join(dir, "none"), false},
