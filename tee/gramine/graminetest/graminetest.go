@@ -55,7 +55,7 @@ func Start(root string, q Quoter, keys Keys) (*Tree, error) {
 		return nil, fmt.Errorf("graminetest: %w", err)
 	}
 	for name, b := range map[string][]byte{
-		"attestation_type":   []byte("dcap"),
+		"attestation_type":    []byte("dcap"),
 		"keys/_sgx_mrenclave": keys.MRENCLAVE[:],
 		"keys/_sgx_mrsigner":  keys.MRSIGNER[:],
 	} {
