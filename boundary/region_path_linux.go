@@ -34,5 +34,5 @@ func AttachPath(path string, expected Config) (*Region, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("boundary: attach region: %w: %s is not a regular file (%s)", ErrConfig, path, fi.Mode().Type())
 	}
-	return Attach(f, expected)
+	return attach(f, expected, true)
 }

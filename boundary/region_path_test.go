@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -65,5 +66,31 @@ func TestAttachPath(t *testing.T) {
 				t.Fatalf("error %v (ErrConfig expected: %v)", err, tc.configErr)
 			}
 		})
+	}
+}
+
+// TestAttachPathShm: a region file in /dev/shm (tmpfs, where Gramine's
+// untrusted_shm files live) attaches by name. tmpfs answers F_GET_SEALS
+// with F_SEAL_SEAL ("cannot be sealed") rather than EINVAL, which Attach's
+// descriptor path reads as an unsealed memfd and refuses.
+func TestAttachPathShm(t *testing.T) {
+	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
+		t.Skip("no /dev/shm")
+	}
+	path := filepath.Join("/dev/shm", "cloister-boundary-test-"+strings.ReplaceAll(t.Name(), "/", "_")+"-"+strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { os.Remove(path) })
+	cfg := smallCfg
+	cfg.Path = path
+	r := newRegion(t, cfg)
+	a, err := AttachPath(path, smallCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	startServer(t, r, serverTable(t), echoHandler)
+	c := newClient(t, a, clientTable(t))
+	resp := make([]byte, 16)
+	if n, err := c.Call(context.Background(), callEcho, []byte("via /dev/shm"), resp); err != nil || string(resp[:n]) != "via /dev/shm" {
+		t.Fatalf("%q, %v", resp[:n], err)
 	}
 }
