@@ -91,3 +91,27 @@ func TestGramineManifestCLIErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestMeasureSGX: 'cloister measure --tee sgx' computes nothing (Gramine's
+// layout is gramine-sgx-sign's) and says how to get and pin the value.
+func TestMeasureSGX(t *testing.T) {
+	app := filepath.Join(t.TempDir(), "app")
+	if err := os.WriteFile(app, []byte("x"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := runCLI(t, "measure", app, "--tee", "sgx")
+	if r.code != exitFailed || r.stdout != "" {
+		t.Fatalf("%v", r)
+	}
+	for _, want := range []string{"gramine-sgx-sign", "gramine-sgx-sigstruct-view " + app + ".sig", "--mrenclave", "cloister gramine manifest " + app} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if r := runCLI(t, "measure", app, "--tee", "bogus"); r.code != exitUsage {
+		t.Errorf("--tee bogus: %v", r)
+	}
+	if r := runCLI(t, "measure", app, "--tee", "sim-sgx"); r.code != exitOK || !strings.HasPrefix(r.stdout, "mrenclave ") {
+		t.Errorf("--tee sim-sgx: %v", r)
+	}
+}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/cloister-dev/cloister/host"
 	"github.com/cloister-dev/cloister/tee"
@@ -77,4 +79,18 @@ func (f *sgxRunFlags) checkSimOnly(kind string) error {
 		return usagef("--config, --env, --gramine-key, --gramine-tools and --libos are for --tee sgx; on %s use --sig", kind)
 	}
 	return nil
+}
+
+// errGramineMeasure is 'cloister measure --tee sgx': under Gramine the
+// measurement is gramine-sgx-sign's, over Gramine's enclave layout (its
+// PAL and LibOS binaries, the signed manifest, heap and thread pages),
+// which Cloister does not reproduce: a value computed here would be a
+// guess, and a wrong pin fails closed only at the first attestation.
+func errGramineMeasure(app string) error {
+	name := filepath.Join(filepath.Dir(app), filepath.Base(app))
+	return fmt.Errorf(`under Gramine (--tee sgx) MRENCLAVE is computed by gramine-sgx-sign over Gramine's enclave layout, not by Cloister; get it with
+  cloister gramine manifest %[1]s --config enclave.json --out %[2]s.manifest   # what 'cloister run --tee sgx' writes
+  gramine-sgx-sign --manifest %[2]s.manifest --output %[2]s.manifest.sgx        # writes %[2]s.sig
+  gramine-sgx-sigstruct-view %[2]s.sig                                         # prints mr_enclave, mr_signer, isv_prod_id, isv_svn
+and pin it when verifying: cloister verify evidence QUOTE --collateral BUNDLE --mrenclave MR_ENCLAVE (or --mrsigner MR_SIGNER --product-id N)`, app, name)
 }
