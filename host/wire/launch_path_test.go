@@ -122,3 +122,35 @@ func TestEventsPath(t *testing.T) {
 		t.Error("CreateEventsAt outside /dev/shm succeeded")
 	}
 }
+
+// FuzzParseLaunch: whatever ParseLaunch accepts re-encodes to a value that
+// parses to the same Launch, names files only directly under /dev/shm, and
+// carries attest= only for tee=sgx.
+func FuzzParseLaunch(f *testing.F) {
+	for _, s := range []string{
+		manifest.BoundaryValue("echo"),
+		manifest.BoundaryValue("echo") + " attest=/tmp/fake",
+		Launch{RegionFD: 3, EventsFD: 4, TEE: "sim-sgx"}.String(),
+		"v1 region=/dev/shm/a events=/dev/shm/../b tee=sgx",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		l, err := ParseLaunch(s)
+		if err != nil {
+			return
+		}
+		again, err := ParseLaunch(l.String())
+		if err != nil || again != l {
+			t.Fatalf("%q parses to %+v, which re-encodes to %q: %+v, %v", s, l, l.String(), again, err)
+		}
+		for _, p := range []string{l.RegionPath, l.EventsPath} {
+			if p != "" && (filepath.Dir(p) != ShmDir || filepath.Clean(p) != p) {
+				t.Fatalf("%q names %q outside %s", s, p, ShmDir)
+			}
+		}
+		if l.AttestRoot != "" && l.TEE != "sgx" {
+			t.Fatalf("%q: attest with tee %q", s, l.TEE)
+		}
+	})
+}
