@@ -6,11 +6,11 @@
 // arguments given, and nothing in it comes from the host at run time.
 //
 // Target: Gramine 1.8 and later, where loader.entrypoint is a table
-// (loader.entrypoint.uri); 1.7 and earlier spell it as a string and are not
-// supported. gramine-sgx-sign fills in the hash of the LibOS it loads (the
-// file named by loader.entrypoint.uri) and of any trusted file given
-// without one; Cloister pins the app's SHA-256 itself, so the manifest the
-// user keeps names exactly one binary.
+// (loader.entrypoint.uri, with loader.entrypoint.sha256); earlier releases
+// spell it as a string and are not supported. Cloister pins the app's
+// SHA-256 itself, so the manifest the user keeps names exactly one binary,
+// and the LibOS's when it is installed where loader.entrypoint.uri says
+// (ForApp); otherwise Gramine's tools are left to fill it in.
 //
 // Build is pure (no I/O): the caller hashes the binary. Marshal and Parse
 // are inverse: Parse accepts exactly the keys Marshal writes (unknown keys
@@ -95,7 +95,7 @@ type Loader struct {
 	LogLevel string   `toml:"log_level" comment:"Only \"error\" is suitable for production: other levels may leak data."`
 	Argv     []string `toml:"argv" comment:"The app's arguments are fixed here and measured: the host's are never used\n(no loader.insecure__use_cmdline_argv)."`
 	// Entrypoint names the LibOS that Gramine loads first.
-	Entrypoint LoaderEntrypoint `toml:"entrypoint" comment:"The LibOS Gramine loads first; gramine-sgx-sign hashes it."`
+	Entrypoint LoaderEntrypoint `toml:"entrypoint" comment:"The LibOS Gramine loads first, pinned when it was installed here."`
 	// Env holds string values (fixed in the manifest, so measured) and
 	// passthrough tables ({passthrough = true}: taken from the host).
 	Env map[string]any `toml:"env" comment:"Environment: fixed values, and host variables only where listed\n(passthrough = true). Nothing else of the host's environment reaches the app."`
@@ -104,6 +104,10 @@ type Loader struct {
 // LoaderEntrypoint is the [loader.entrypoint] table.
 type LoaderEntrypoint struct {
 	URI string `toml:"uri"`
+	// SHA256 pins the LibOS when it was found where URI says at the time
+	// the manifest was written (ForApp); otherwise it is left out for
+	// Gramine's tools to fill in.
+	SHA256 string `toml:"sha256,omitempty"`
 }
 
 // Passthrough is the value of a loader.env entry taken from the host.
@@ -165,6 +169,9 @@ type Options struct {
 	// LibOS is the host path of Gramine's libsysdb.so; "" means
 	// DefaultLibOS.
 	LibOS string
+	// LibOSSHA256, when set, is the LibOS's SHA-256
+	// (loader.entrypoint.sha256).
+	LibOSSHA256 *[32]byte
 }
 
 // RegionPath and EventsPath are the boundary's shared-memory files for an
@@ -266,7 +273,7 @@ func Build(o Options) (*Manifest, error) {
 		Loader: Loader{
 			LogLevel:   LogLevel,
 			Argv:       append([]string{entry}, o.Args...),
-			Entrypoint: LoaderEntrypoint{URI: "file:" + libos},
+			Entrypoint: entrypoint(libos, o.LibOSSHA256),
 			Env:        env,
 		},
 		FS: FS{Mounts: []Mount{
@@ -287,6 +294,15 @@ func Build(o Options) (*Manifest, error) {
 			AllowedFiles:      []string{"dev:" + RegionPath(o.Name), "dev:" + EventsPath(o.Name)},
 		},
 	}, nil
+}
+
+// entrypoint is loader.entrypoint for the LibOS at libos.
+func entrypoint(libos string, sum *[32]byte) LoaderEntrypoint {
+	e := LoaderEntrypoint{URI: "file:" + libos}
+	if sum != nil {
+		e.SHA256 = hex.EncodeToString(sum[:])
+	}
+	return e
 }
 
 // enclaveSize is the smallest power of two of MiB holding the heap, the
@@ -416,6 +432,9 @@ func (m *Manifest) check() error {
 	if !ok || !path.IsAbs(libos) || path.Clean(libos) != libos {
 		bad("loader.entrypoint.uri", "%q: want file:ABSOLUTE-PATH", m.Loader.Entrypoint.URI)
 	}
+	if h := m.Loader.Entrypoint.SHA256; h != "" && !isSHA256Hex(h) {
+		bad("loader.entrypoint.sha256", "%q: want 64 lower-case hex digits", h)
+	}
 	m.checkEnv(name, bad)
 	wantMounts := []Mount{
 		{Type: "chroot", Path: entry, URI: "file:" + name},
@@ -445,7 +464,7 @@ func (m *Manifest) check() error {
 	}
 	if len(s.TrustedFiles) != 1 || s.TrustedFiles[0].URI != "file:"+name {
 		bad("sgx.trusted_files", "want exactly the app, file:%s", name)
-	} else if h, err := hex.DecodeString(s.TrustedFiles[0].SHA256); err != nil || len(h) != 32 || hex.EncodeToString(h) != s.TrustedFiles[0].SHA256 {
+	} else if !isSHA256Hex(s.TrustedFiles[0].SHA256) {
 		bad("sgx.trusted_files", "sha256 %q: want 64 lower-case hex digits", s.TrustedFiles[0].SHA256)
 	}
 	wantAllowed := []string{"dev:" + RegionPath(name), "dev:" + EventsPath(name)}
@@ -495,6 +514,12 @@ func (m *Manifest) checkEnv(name string, bad func(key, format string, args ...an
 			bad("loader.env."+k, "%v: only {passthrough = true} is written for a listed variable", env[k])
 		}
 	}
+}
+
+// isSHA256Hex reports whether h is a SHA-256 in lower-case hex.
+func isSHA256Hex(h string) bool {
+	b, err := hex.DecodeString(h)
+	return err == nil && len(b) == 32 && hex.EncodeToString(b) == h
 }
 
 // parseSize reads a Gramine size ("512M", "4G"): a power of two of MiB.

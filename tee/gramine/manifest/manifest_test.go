@@ -311,3 +311,53 @@ func TestBoundaryPaths(t *testing.T) {
 		t.Errorf("BoundaryValue = %q", BoundaryValue("echo"))
 	}
 }
+
+// TestLibOSPinned: with the LibOS's hash (ForApp finds the file), the
+// manifest pins it as loader.entrypoint.sha256, which parses back; a bad
+// hash is refused; without the file the key is left out.
+func TestLibOSPinned(t *testing.T) {
+	dir := t.TempDir()
+	app := filepath.Join(dir, "echo")
+	libos := filepath.Join(dir, "libsysdb.so")
+	if err := os.WriteFile(app, []byte("app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(libos, []byte("the libos"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ForApp(app, Options{Config: appsign.DefaultConfig(), LibOS: libos})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256([]byte("the libos"))
+	if m.Loader.Entrypoint.SHA256 != hex.EncodeToString(sum[:]) || m.Loader.Entrypoint.URI != "file:"+libos {
+		t.Fatalf("entrypoint %+v", m.Loader.Entrypoint)
+	}
+	b, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := toml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	flatKeys("", doc, keys)
+	if !keys["loader.entrypoint.sha256"] || !keys["loader.entrypoint.uri"] {
+		t.Errorf("keys %v", keys)
+	}
+	if _, err := Parse(b); err != nil {
+		t.Fatal(err)
+	}
+	bad := strings.Replace(string(b), "sha256 = '"+hex.EncodeToString(sum[:]), "sha256 = 'XYZ", 1)
+	if _, err := Parse([]byte(bad)); err == nil || !strings.Contains(err.Error(), "loader.entrypoint.sha256") {
+		t.Errorf("bad libos hash: %v", err)
+	}
+	m, err = ForApp(app, Options{Config: appsign.DefaultConfig(), LibOS: filepath.Join(dir, "none.so")})
+	if err != nil || m.Loader.Entrypoint.SHA256 != "" {
+		t.Errorf("absent libos: %+v, %v", m, err)
+	}
+	if _, err := ForApp(app, Options{Config: appsign.DefaultConfig(), LibOS: dir}); err == nil {
+		t.Error("a directory as the libos was hashed")
+	}
+}
