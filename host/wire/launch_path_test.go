@@ -43,6 +43,7 @@ func TestLaunchPaths(t *testing.T) {
 		"v1 region=/dev/shm/r events=/dev/shm/e tee=sgx attest=/a attest=/b",
 		"v1 region=/dev/shm/r events=/dev/shm/e attest=/a",
 		"v1 region=/dev/shm/r region=/dev/shm/x tee=sgx attest=/a",
+		"v1 region=3 events=4 tee=sgx",
 	} {
 		if l, err := ParseLaunch(bad); err == nil {
 			t.Errorf("ParseLaunch(%q) = %+v", bad, l)
@@ -151,6 +152,9 @@ func FuzzParseLaunch(f *testing.F) {
 		}
 		if l.AttestRoot != "" && l.TEE != "sgx" {
 			t.Fatalf("%q: attest with tee %q", s, l.TEE)
+		}
+		if l.TEE == "sgx" && l.RegionPath == "" {
+			t.Fatalf("%q: tee=sgx with descriptors", s)
 		}
 	})
 }

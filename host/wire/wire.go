@@ -80,8 +80,8 @@ func (l Launch) String() string {
 // ParseLaunch decodes EnvBoundary's value. region, events and tee are
 // required; descriptors 0-2 (stdio) are refused; a path must be a plain
 // file name directly under ShmDir, and region and events must both be
-// descriptors or both paths. attest is optional, tee=sgx only, and must be
-// an absolute clean path.
+// descriptors or both paths (paths for tee=sgx). attest is optional, tee=sgx
+// only, and must be an absolute clean path.
 func ParseLaunch(s string) (Launch, error) {
 	f := strings.Fields(s)
 	if (len(f) != 4 && len(f) != 5) || f[0] != envVersion {
@@ -150,6 +150,11 @@ func ParseLaunch(s string) (Launch, error) {
 	}
 	if l.RegionPath != "" && l.RegionPath == l.EventsPath {
 		return Launch{}, fmt.Errorf("wire: %s=%q: region and events name the same file", EnvBoundary, s)
+	}
+	if l.TEE == "sgx" && l.RegionPath == "" {
+		// Gramine passes no descriptors into an enclave: a descriptor
+		// number there would name whatever the LibOS has open.
+		return Launch{}, fmt.Errorf("wire: %s=%q: tee=sgx takes the region and events as /dev/shm paths", EnvBoundary, s)
 	}
 	if l.AttestRoot != "" && l.TEE != "sgx" {
 		return Launch{}, fmt.Errorf("wire: %s=%q: attest is for tee=sgx only", EnvBoundary, s)
