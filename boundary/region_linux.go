@@ -180,6 +180,14 @@ func Create(cfg Config) (*Region, error) {
 // Attach does not keep f; the caller may close it after Attach returns.
 // expected.Path is ignored.
 func Attach(f *os.File, expected Config) (*Region, error) {
+	return attach(f, expected, false)
+}
+
+// attach is Attach; named (AttachPath: the host shares a named file, which
+// can never be sealed) accepts a file with any seals, shrink-sealed or not.
+// A tmpfs file in /dev/shm answers F_GET_SEALS with F_SEAL_SEAL alone ("no
+// sealing here"), which for a descriptor would be an unsealed memfd.
+func attach(f *os.File, expected Config, named bool) (*Region, error) {
 	cfg, err := expected.validate()
 	if err != nil {
 		return nil, fmt.Errorf("boundary: attach region: %w", err)
@@ -197,10 +205,10 @@ func Attach(f *os.File, expected Config) (*Region, error) {
 	seals, err := unix.FcntlInt(f.Fd(), unix.F_GET_SEALS, 0)
 	switch {
 	case err == nil:
-		if seals&unix.F_SEAL_SHRINK == 0 {
+		if seals&unix.F_SEAL_SHRINK == 0 && !named {
 			return nil, fmt.Errorf("boundary: attach region: %w: memfd not sealed against shrinking (seals %#x)", ErrConfig, seals)
 		}
-		sealed = true
+		sealed = seals&unix.F_SEAL_SHRINK != 0
 	case errors.Is(err, unix.EINVAL):
 		// Not a memfd: a /dev/shm file. Accepted, see the doc comment.
 	default:

@@ -36,7 +36,12 @@
 // On the simulator kinds (sim-sgx, sim-tdx) Platform's Evidence goes
 // through the host's evidence call and its Identity is what the host
 // measured; its sealing keys come from the host too, which is acceptable
-// only for the simulator. On SGX (Gramine), TDX and SEV-SNP the enclave
-// would open the hardware in its own process through tee/probe; Run does
-// not support those kinds yet.
+// only for the simulator. On SGX under Gramine (tee=sgx) the enclave opens
+// Gramine's /dev/attestation in its own process (package tee/gramine): the
+// quote and the sealing keys never pass through the host, which serves
+// only network, storage and time, through the same rings, here named as
+// /dev/shm files (Gramine's untrusted shared memory) rather than inherited
+// descriptors. A process that finds /dev/attestation refuses the
+// simulator kinds, so a host cannot make a Gramine enclave take
+// host-made keys. TDX and SEV-SNP are not supported by Run yet.
 package enclave

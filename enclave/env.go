@@ -31,9 +31,11 @@ type Env struct {
 	cancel context.CancelFunc
 }
 
-// newEnv builds the Env over an attached region and event page. On error
-// it releases both.
-func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog.Logger) (*Env, error) {
+// newEnv builds the Env over an attached region and event page. plat is
+// the platform the process opened itself (tee=sgx); nil for the simulator
+// kinds, whose platform is served by the host. On error it releases the
+// region and the page.
+func newEnv(region *boundary.Region, events *wire.Events, kind string, plat tee.Platform, log *slog.Logger) (*Env, error) {
 	fail := func(err error) (*Env, error) {
 		region.Close()
 		events.Close()
@@ -61,6 +63,13 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog
 			return fail(err)
 		}
 		e.plat = p
+	case tee.KindSGX:
+		if plat == nil || plat.Kind() != tee.KindSGX {
+			e.cancel()
+			client.Close()
+			return fail(errors.New("enclave: tee sgx: no Gramine platform opened"))
+		}
+		e.plat = plat
 	default:
 		// Hardware kinds would open tee/probe here, in this process.
 		e.cancel()

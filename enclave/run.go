@@ -33,6 +33,42 @@ func Run(app func(ctx context.Context, env *Env) error) {
 	os.Exit(0)
 }
 
+// attachBoundary maps the region and the event page the launch names:
+// inherited descriptors (the simulator) or /dev/shm files (Gramine).
+func attachBoundary(l wire.Launch) (*boundary.Region, *wire.Events, error) {
+	if l.RegionPath != "" {
+		region, err := boundary.AttachPath(l.RegionPath, wire.RegionConfig())
+		if err != nil {
+			return nil, nil, fmt.Errorf("enclave: %w", err)
+		}
+		events, err := wire.AttachEventsPath(l.EventsPath)
+		if err != nil {
+			region.Close()
+			return nil, nil, fmt.Errorf("enclave: %w", err)
+		}
+		return region, events, nil
+	}
+	rf := os.NewFile(uintptr(l.RegionFD), "cloister-boundary")
+	ef := os.NewFile(uintptr(l.EventsFD), "cloister-events")
+	if rf == nil || ef == nil {
+		return nil, nil, errors.New("enclave: boundary descriptors are not open")
+	}
+	// Attach maps what it needs and keeps no file.
+	region, err := boundary.Attach(rf, wire.RegionConfig())
+	rf.Close()
+	if err != nil {
+		ef.Close()
+		return nil, nil, fmt.Errorf("enclave: %w", err)
+	}
+	events, err := wire.AttachEvents(ef)
+	ef.Close()
+	if err != nil {
+		region.Close()
+		return nil, nil, fmt.Errorf("enclave: %w", err)
+	}
+	return region, events, nil
+}
+
 // run is Run without the exit.
 func run(app func(ctx context.Context, env *Env) error) error {
 	v, ok := os.LookupEnv(wire.EnvBoundary)
@@ -45,26 +81,19 @@ func run(app func(ctx context.Context, env *Env) error) error {
 	if err != nil {
 		return fmt.Errorf("enclave: %w", err)
 	}
-	rf := os.NewFile(uintptr(l.RegionFD), "cloister-boundary")
-	ef := os.NewFile(uintptr(l.EventsFD), "cloister-events")
-	if rf == nil || ef == nil {
-		return errors.New("enclave: boundary descriptors are not open")
-	}
-	// Attach maps what it needs and keeps no file.
-	region, err := boundary.Attach(rf, wire.RegionConfig())
-	rf.Close()
+	// The platform first: a hardware platform is opened here, in the
+	// enclave's own process, and a launch that does not fit where this
+	// process runs fails before any host memory is touched.
+	plat, err := launchPlatform(l)
 	if err != nil {
-		ef.Close()
-		return fmt.Errorf("enclave: %w", err)
+		return err
 	}
-	events, err := wire.AttachEvents(ef)
-	ef.Close()
+	region, events, err := attachBoundary(l)
 	if err != nil {
-		region.Close()
-		return fmt.Errorf("enclave: %w", err)
+		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	env, err := newEnv(region, events, l.TEE, logger)
+	env, err := newEnv(region, events, l.TEE, plat, logger)
 	if err != nil {
 		return err
 	}

@@ -16,14 +16,16 @@
 //
 // # Platforms
 //
-// Run supports the simulator kinds (sim-sgx, sim-tdx) today. The
-// simulator's quoting is done by the host: it holds the sim PKI and the
-// identity it measured, and answers the enclave's evidence calls, just as
-// SGX's quoting enclave lives outside the app enclave. The sim's sealing
-// key likewise comes from the host, which is acceptable only for the
-// simulator (on hardware the key never leaves the CPU). On SGX under
-// Gramine, TDX and SEV-SNP the enclave uses tee/probe in its own process
-// and the host serves only network, storage and time.
+// Run supports the simulator kinds (sim-sgx, sim-tdx) and SGX under
+// Gramine (tee.KindSGX, gramine_linux.go: it writes the app's manifest,
+// shares the boundary as /dev/shm files, signs with gramine-sgx-sign and
+// starts gramine-sgx). The simulator's quoting is done by the host: it
+// holds the sim PKI and the identity it measured, and answers the
+// enclave's evidence calls, just as SGX's quoting enclave lives outside
+// the app enclave. The sim's sealing key likewise comes from the host,
+// which is acceptable only for the simulator (on hardware the key never
+// leaves the CPU). Under Gramine the enclave opens /dev/attestation in its
+// own process and the host serves only network, storage and time.
 //
 // # Network isolation
 //

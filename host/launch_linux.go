@@ -15,17 +15,26 @@ const (
 	modeShared   = "network: shared with the host"
 )
 
-// start launches the app with the region and event page as fds 3 and 4.
-// With cfg.Netns it first tries a new network namespace (as root
-// CLONE_NEWNET alone; otherwise inside a new user namespace mapping the
-// caller's ids), and falls back to the host's network if the kernel says
-// no. It returns the started command and the log line naming the mode.
+// start launches the app with the region and event page as fds 3 and 4
+// (startWith says how).
 func start(cfg Config, region, events *os.File) (*exec.Cmd, string, error) {
-	mk := func(attr *syscall.SysProcAttr) *exec.Cmd {
+	return startWith(cfg, func() *exec.Cmd {
 		cmd := exec.Command(cfg.App, cfg.Args...)
 		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, EventsFD: 4, TEE: string(cfg.TEE)}.String()}
 		cmd.ExtraFiles = []*os.File{region, events}
 		cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
+		return cmd
+	})
+}
+
+// startWith starts the command mk makes (a fresh one per attempt). With
+// cfg.Netns it first tries a new network namespace (as root CLONE_NEWNET
+// alone; otherwise inside a new user namespace mapping the caller's ids),
+// and falls back to the host's network if the kernel says no. It returns
+// the started command and the log line naming the mode.
+func startWith(cfg Config, mk func() *exec.Cmd) (*exec.Cmd, string, error) {
+	build := func(attr *syscall.SysProcAttr) *exec.Cmd {
+		cmd := mk()
 		// The enclave must not outlive its host: nobody would serve it.
 		attr.Pdeathsig = syscall.SIGKILL
 		cmd.SysProcAttr = attr
@@ -41,19 +50,19 @@ func start(cfg Config, region, events *os.File) (*exec.Cmd, string, error) {
 			attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}}
 			attr.GidMappingsEnableSetgroups = false
 		}
-		cmd := mk(attr)
+		cmd := build(attr)
 		err := cmd.Start()
 		if err == nil {
 			return cmd, modeIsolated, nil
 		}
-		if _, statErr := os.Stat(cfg.App); statErr != nil {
-			return nil, "", fmt.Errorf("host: run: start %s: %w", cfg.App, err)
+		if _, statErr := os.Stat(cmd.Path); statErr != nil {
+			return nil, "", fmt.Errorf("host: run: start %s: %w", cmd.Path, err)
 		}
 		reason = "cannot create one: " + err.Error()
 	}
-	cmd := mk(&syscall.SysProcAttr{})
+	cmd := build(&syscall.SysProcAttr{})
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("host: run: start %s: %w", cfg.App, err)
+		return nil, "", fmt.Errorf("host: run: start %s: %w", cmd.Path, err)
 	}
 	return cmd, modeShared + " (no namespace: " + reason + ")", nil
 }

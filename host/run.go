@@ -29,8 +29,9 @@ type Config struct {
 	// Sig is the app's signature file (`cloister sign`); empty measures
 	// the app unsigned, as a debug enclave with a zero MRSIGNER.
 	Sig string
-	// TEE is the platform kind; default tee.KindSimSGX. Only the
-	// simulator kinds are supported for now.
+	// TEE is the platform kind; default tee.KindSimSGX. The simulator
+	// kinds and tee.KindSGX (under Gramine, configured by Gramine) are
+	// supported.
 	TEE tee.Kind
 	// SimDir is the simulator's data directory; default sim.DefaultDir().
 	SimDir string
@@ -56,6 +57,8 @@ type Config struct {
 	// Now is the clock for the simulator's certificates (made on first
 	// use) and the untrusted time service; nil means time.Now.
 	Now func() time.Time
+	// Gramine configures a tee.KindSGX run (gramine_linux.go).
+	Gramine GramineOptions
 }
 
 // validate fills defaults and checks cfg once, at the entry point.
@@ -74,10 +77,14 @@ func (c Config) validate() (Config, error) {
 	if c.TEE == "" {
 		c.TEE = tee.KindSimSGX
 	}
-	if c.TEE != tee.KindSimSGX && c.TEE != tee.KindSimTDX {
-		return c, fmt.Errorf("host: run: tee %q: only %s and %s are supported for now", c.TEE, tee.KindSimSGX, tee.KindSimTDX)
+	if c.TEE == tee.KindSGX {
+		if err := c.Gramine.validate(c); err != nil {
+			return c, err
+		}
+	} else if c.TEE != tee.KindSimSGX && c.TEE != tee.KindSimTDX {
+		return c, fmt.Errorf("host: run: tee %q: only %s, %s and %s are supported for now", c.TEE, tee.KindSimSGX, tee.KindSimTDX, tee.KindSGX)
 	}
-	if c.SimDir == "" {
+	if c.SimDir == "" && c.TEE != tee.KindSGX {
 		if c.SimDir, err = sim.DefaultDir(); err != nil {
 			return c, fmt.Errorf("host: run: %w", err)
 		}
@@ -139,6 +146,9 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if cfg.TEE == tee.KindSGX {
+		return runGramine(ctx, cfg)
+	}
 	log := cfg.Logger
 	app, err := sim.AppFromFiles(cfg.App, cfg.Sig)
 	if err != nil {
@@ -190,8 +200,16 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	log.Info(mode)
 	log.Info("enclave started", "pid", cmd.Process.Pid)
 
+	return supervise(ctx, cfg, server, cmd)
+}
+
+// supervise serves the app's host calls until it exits, stopping it on
+// ctx's end (SIGTERM, then SIGKILL after cfg.Grace), and returns its exit
+// status.
+func supervise(ctx context.Context, cfg Config, server *boundary.Server, cmd *exec.Cmd) (int, error) {
+	log := cfg.Logger
 	// Serve until the app is gone. The server stops before the region is
-	// unmapped (deferred above, run after this function's body).
+	// unmapped (deferred by the caller, run after this function returns).
 	serveCtx, stopServe := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(serveCtx) }()

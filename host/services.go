@@ -39,6 +39,10 @@ type ServiceOptions struct {
 	// Now is the host clock answered to time.now_untrusted; nil means
 	// time.Now. The enclave labels it untrusted.
 	Now func() time.Time
+	// EventsPath, when set, makes the event page a new file there (a
+	// /dev/shm name, for Gramine) instead of a memfd; the caller removes
+	// it after Close.
+	EventsPath string
 }
 
 // Services serves Cloister's host calls (network, storage, untrusted time,
@@ -81,7 +85,11 @@ func NewServices(o ServiceOptions) (*Services, error) {
 			return nil, fmt.Errorf("host: services: dial address %q: %w", a, err)
 		}
 	}
-	ev, err := wire.CreateEvents()
+	create := wire.CreateEvents
+	if o.EventsPath != "" {
+		create = func() (*wire.Events, error) { return wire.CreateEventsAt(o.EventsPath) }
+	}
+	ev, err := create()
 	if err != nil {
 		return nil, fmt.Errorf("host: services: %w", err)
 	}

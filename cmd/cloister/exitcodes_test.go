@@ -34,7 +34,6 @@ func TestBadFlagValuesExit2(t *testing.T) {
 		{[]string{"collateral", "fetch", "--quote", "x", "--out", "y", "--pcs-url", "ftp://x"}, "ftp://x"},
 		{[]string{"collateral", "bundle", "--bogus"}, "-bogus"},
 		{[]string{"run", "--tee", "bogus", "--sim-dir", dir, app}, "--tee"},
-		{[]string{"run", "--tee", "sgx", "--sim-dir", dir, app}, "--tee"},
 		{[]string{"run", "--listen", "notanaddr", "--sim-dir", dir, app}, "--listen"},
 		{[]string{"run", "--listen", "127.0.0.1:99999", "--sim-dir", dir, app}, "--listen"},
 		{[]string{"run", "--dial", "nope", "--sim-dir", dir, app}, "--dial"},

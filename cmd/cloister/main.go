@@ -14,6 +14,7 @@
 //	cloister sign APP --key KEY.pem --config enclave.json [--out APP.sig] | cloister sign --new-key KEY.pem
 //	cloister measure APP [--config enclave.json] [--sig APP.sig]
 //	cloister run APP [--tee sim-sgx|sim-tdx] [--sig APP.sig] [--listen ADDR]... [-- ARGS]
+//	cloister gramine manifest APP [--config enclave.json] [--out FILE] [--env NAME]... [-- ARGS]
 //	cloister bench boundary [--json]
 //	cloister quote --report-data HEX --out FILE [--tee auto|sim-sgx|sim-tdx|tdx|sev-snp|sgx] [--app APP [--sig APP.sig]]
 //	cloister sim root|collateral|reset [--sim-dir DIR]
@@ -98,6 +99,7 @@ var commands = []command{
 	{"collateral fetch", "fetch a quote's DCAP collateral from Intel PCS into a bundle", runCollateralFetch},
 	{"collateral bundle", "assemble a collateral bundle from saved Intel PCS responses", runCollateralBundle},
 	{"run", "run an enclave app on the simulator, serving its host calls", runRun},
+	{"gramine manifest", "write the Gramine manifest of an enclave app (SGX under Gramine)", runGramineManifest},
 	{"sign", "sign an enclave app (or make a signing key with --new-key)", runSign},
 	{"measure", "print an enclave app's MRENCLAVE (and MRSIGNER, given its signature)", runMeasure},
 	{"quote", "produce evidence binding report data (hardware or simulator)", runQuote},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/cloister-dev/cloister/tee"
 	"github.com/cloister-dev/cloister/tee/appsign"
 )
 
@@ -28,6 +29,11 @@ Output, one value per line:
 
 or with --format json: {"mrenclave": "<hex>", "mrsigner": "<hex>"}.
 
+Under Gramine (--tee sgx) MRENCLAVE is not Cloister's: gramine-sgx-sign
+computes it from Gramine's own enclave layout (PAL, LibOS, manifest, heap
+and thread pages), which this command does not reproduce; it says so and
+how to read and pin the real value (exit 1).
+
 Exit 0 measured, 1 failed (bad signature, APP not the signed binary,
 --config disagreeing with the signature; reason on stderr), 2 usage error.
 `
@@ -41,7 +47,8 @@ type measureOutput struct {
 
 // runMeasure implements "cloister measure".
 func runMeasure(e *env, args []string) error {
-	fs := newFlagSet("measure", "APP [--config enclave.json] [--sig APP.sig] [--format text|json]", measureHelp)
+	fs := newFlagSet("measure", "APP [--config enclave.json] [--sig APP.sig] [--format text|json] [--tee sim-sgx|sim-tdx|sgx]", measureHelp)
+	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE` the measurement is for: sim-sgx, sim-tdx (Cloister's MRENCLAVE) or sgx (Gramine's: not computed)")
 	var (
 		configFile = fs.String("config", "", "enclave configuration `enclave.json`")
 		sigFile    = fs.String("sig", "", "signature `FILE` of APP: verify it and print MRSIGNER")
@@ -53,6 +60,12 @@ func runMeasure(e *env, args []string) error {
 	}
 	if *format != "text" && *format != "json" {
 		return usagef("--format %q: want text or json", *format)
+	}
+	if err := checkChoice("tee", *kind, runTEEKinds); err != nil {
+		return err
+	}
+	if *kind == string(tee.KindSGX) {
+		return errGramineMeasure(app)
 	}
 
 	cfg := appsign.DefaultConfig()

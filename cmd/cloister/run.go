@@ -29,11 +29,12 @@ names the allowed ones. Its sealed records are kept in a bbolt file under
 With --netns (the default) APP runs in its own network namespace where the
 machine permits (root, or user namespaces), so every byte goes through the
 boundary; the log says which mode it runs in.
-` + simHelpCommon
+` + runSGXHelp + simHelpCommon
 
 func runRun(e *env, args []string) error {
-	fs := newFlagSet("run", "APP [--tee sim-sgx|sim-tdx] [--sig APP.sig] [--listen ADDR]... [--dial ADDR]... [--sim-dir DIR] [--state DIR] [-- APP-ARGS]", runCmdHelp)
-	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE`: sim-sgx or sim-tdx")
+	fs := newFlagSet("run", "APP [--tee sim-sgx|sim-tdx|sgx] [--sig APP.sig] [--listen ADDR]... [--dial ADDR]... [--sim-dir DIR] [--state DIR] [-- APP-ARGS]", runCmdHelp)
+	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE`: sim-sgx, sim-tdx or sgx (under Gramine)")
+	sgxFlags := addSGXRunFlags(fs)
 	sigFile := fs.String("sig", "", "the app's signature `FILE` (from 'cloister sign'); default: measure unsigned")
 	var listen, dial stringList
 	fs.Var(&listen, "listen", "`ADDR` (host:port) the app may listen on; repeatable")
@@ -49,7 +50,10 @@ func runRun(e *env, args []string) error {
 	if len(pos) == 0 {
 		return usagef("missing APP")
 	}
-	if err := checkChoice("tee", *kind, simTEEKinds); err != nil {
+	if err := checkChoice("tee", *kind, runTEEKinds); err != nil {
+		return err
+	}
+	if err := sgxFlags.checkSimOnly(*kind); err != nil {
 		return err
 	}
 	for _, a := range listen {
@@ -83,6 +87,11 @@ func runRun(e *env, args []string) error {
 	}
 	if *state != "" {
 		cfg.StorePath = filepath.Join(*state, filepath.Base(pos[0])+".db")
+	}
+	if *kind == string(tee.KindSGX) {
+		if err := sgxFlags.apply(&cfg); err != nil {
+			return err
+		}
 	}
 	ctx, stop := signal.NotifyContext(e.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

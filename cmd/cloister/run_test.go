@@ -17,9 +17,9 @@ func TestRunUsage(t *testing.T) {
 		t.Fatalf("run --help = %d %q", r.code, r.stdout)
 	}
 	dir := t.TempDir()
-	r = runCLI(t, "run", "--tee", "sgx", "--sim-dir", dir, "--state", dir, filepath.Join(dir, "app"))
+	r = runCLI(t, "run", "--tee", "bogus", "--sim-dir", dir, "--state", dir, filepath.Join(dir, "app"))
 	if r.code != exitUsage || !strings.Contains(r.stderr, "want one of sim-sgx, sim-tdx") {
-		t.Fatalf("run --tee sgx = %d %q", r.code, r.stderr)
+		t.Fatalf("run --tee bogus = %d %q", r.code, r.stderr)
 	}
 }
 

@@ -1,0 +1,38 @@
+package boundary
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+)
+
+// AttachPath opens the region file at path and attaches it as Attach does,
+// for a host that shares the region as a named file rather than an
+// inherited descriptor (Gramine passes no descriptors into an enclave; the
+// file lives in its untrusted_shm mount). Which paths are acceptable is the
+// caller's rule (host/wire allows only files directly under /dev/shm).
+//
+// The file is opened without following a symbolic link and without
+// blocking (a FIFO must not hang the enclave), and must be a regular file;
+// Attach then checks its size and header against expected. Such a file
+// cannot be sealed: what a hostile host can do with it is what it can do
+// with any unsealed region (truncate it: calls then fail with
+// ErrRegionFault), plus replacing the file before the enclave opens it,
+// which gives the enclave a region nobody serves (calls time out) or one
+// the host serves: both are the hostile region the boundary is built for.
+// The file is not kept open.
+func AttachPath(path string, expected Config) (*Region, error) {
+	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("boundary: attach region: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("boundary: attach region: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("boundary: attach region: %w: %s is not a regular file (%s)", ErrConfig, path, fi.Mode().Type())
+	}
+	return attach(f, expected, true)
+}

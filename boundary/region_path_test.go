@@ -1,0 +1,96 @@
+package boundary
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// TestAttachPath: the enclave side of a file region opened by name (how a
+// Gramine enclave finds it) works end to end, and a name the host points
+// at anything but a regular file of the right size is refused, promptly.
+func TestAttachPath(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "region")
+	cfg := smallCfg
+	cfg.Path = path
+	r := newRegion(t, cfg)
+	a, err := AttachPath(path, smallCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if a.Sealed() {
+		t.Error("a path region claims to be sealed")
+	}
+	startServer(t, r, serverTable(t), echoHandler)
+	c := newClient(t, a, clientTable(t))
+	resp := make([]byte, 16)
+	if n, err := c.Call(context.Background(), callEcho, []byte("by name"), resp); err != nil || string(resp[:n]) != "by name" {
+		t.Fatalf("%q, %v", resp[:n], err)
+	}
+
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(dir, "short")
+	if err := os.WriteFile(short, []byte("too small"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		configErr  bool
+	}{
+		{"symlink", link, false},
+		{"fifo", fifo, true},      // must not block waiting for a writer
+		{"directory", dir, false}, // O_RDWR on a directory fails at open
+		{"wrong size", short, true},
+		{"missing", filepath.Join(dir, "none"), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := AttachPath(tc.path, smallCfg)
+			if err == nil {
+				t.Fatal("attached")
+			}
+			if tc.configErr != errors.Is(err, ErrConfig) || !strings.HasPrefix(err.Error(), "boundary: attach region") {
+				t.Fatalf("error %v (ErrConfig expected: %v)", err, tc.configErr)
+			}
+		})
+	}
+}
+
+// TestAttachPathShm: a region file in /dev/shm (tmpfs, where Gramine's
+// untrusted_shm files live) attaches by name. tmpfs answers F_GET_SEALS
+// with F_SEAL_SEAL ("cannot be sealed") rather than EINVAL, which Attach's
+// descriptor path reads as an unsealed memfd and refuses.
+func TestAttachPathShm(t *testing.T) {
+	if st, err := os.Stat("/dev/shm"); err != nil || !st.IsDir() {
+		t.Skip("no /dev/shm")
+	}
+	path := filepath.Join("/dev/shm", "cloister-boundary-test-"+strings.ReplaceAll(t.Name(), "/", "_")+"-"+strconv.Itoa(os.Getpid()))
+	t.Cleanup(func() { os.Remove(path) })
+	cfg := smallCfg
+	cfg.Path = path
+	r := newRegion(t, cfg)
+	a, err := AttachPath(path, smallCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	startServer(t, r, serverTable(t), echoHandler)
+	c := newClient(t, a, clientTable(t))
+	resp := make([]byte, 16)
+	if n, err := c.Call(context.Background(), callEcho, []byte("via /dev/shm"), resp); err != nil || string(resp[:n]) != "via /dev/shm" {
+		t.Fatalf("%q, %v", resp[:n], err)
+	}
+}
