@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloister-dev/cloister/broker/kbs"
 	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/host"
 	"github.com/cloister-dev/cloister/kv"
@@ -192,11 +193,20 @@ func brokerMux(c *brokerCommon) (*http.ServeMux, error) {
 	return mux, nil
 }
 
-// mountKBS mounts the Trustee KBS protocol under /kbs/v0/.
+// mountKBS mounts the Trustee KBS protocol under /kbs/v0/, its
+// resources, policies and token key in the sealed store "kbs".
 func mountKBS(mux *http.ServeMux, c *brokerCommon) error {
-	mux.Handle("/kbs/v0/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "kbs: not implemented yet", http.StatusNotImplemented)
-	}))
+	st, err := c.openStore(c.ctx, "kbs")
+	if err != nil {
+		return err
+	}
+	srv, err := kbs.New(c.ctx, kbs.Config{Store: st, Now: c.now, Rand: c.rand, Issuer: c.publicURL.String(),
+		TrustRoots: c.trustRoots, Collateral: c.collateral, AdminKeys: c.adminKeys, InsecureAdmin: c.insecureAdmin,
+		Logger: c.log.With("surface", "kbs")})
+	if err != nil {
+		return err
+	}
+	mux.Handle(kbs.Prefix+"/", srv)
 	return nil
 }
 
