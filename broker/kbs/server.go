@@ -248,14 +248,14 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "AttestationError", "no kbs-session-id cookie: POST /kbs/v0/auth first")
 		return
 	}
-	body, ok := readBody(w, r, MaxAttestBody)
-	if !ok {
-		return
-	}
 	now := s.cfg.Now()
 	sess, err := s.sessions.takeChallenge(c.Value, now)
 	if err != nil {
 		writeError(w, http.StatusUnauthorized, "AttestationError", err.Error())
+		return
+	}
+	body, ok := readBody(w, r, MaxAttestBody)
+	if !ok {
 		return
 	}
 	a, err := ParseAttestation(body)
