@@ -127,4 +127,3 @@ func FuzzCheckAdminToken(f *testing.F) {
 		}
 	})
 }
-
