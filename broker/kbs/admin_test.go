@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/tee"
+	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 // Flipping any bit of any byte of an admin token's signature makes it
@@ -142,8 +145,7 @@ func TestAdminRequestRefusals(t *testing.T) {
 
 // Policies: the default one governs resources without their own; a
 // resource's own overrides it; deleting it falls back; and a change takes
-// effect for a session already attested (its cached decisions are
-// dropped).
+// effect for a session already attested (cached decisions are dropped).
 func TestPolicyDefaultPerResourceAndChanges(t *testing.T) {
 	e := newEnv(t)
 	e.adminDo("PUT", Prefix+"/resource/r/t/a", []byte("A"))
@@ -211,5 +213,43 @@ func TestTokenKeySurvivesRestart(t *testing.T) {
 	var set struct{ Keys []map[string]string }
 	if code != 200 || json.Unmarshal(b, &set) != nil || len(set.Keys) != 1 || set.Keys[0]["kid"] != srv2.signer.kid || set.Keys[0]["alg"] != "ES256" {
 		t.Errorf("token-jwks: %d %s", code, b)
+	}
+}
+
+// Cached decisions are shared only by grants with the same attested
+// facts: once the test app's allow is cached, another app (another
+// MRENCLAVE), a debug build of the same app, and the same app on another
+// TEE are each decided on their own.
+func TestDecisionCacheIsPerWorkload(t *testing.T) {
+	e := newEnv(t)
+	e.setPolicy("", allowTestApp)
+	e.adminDo("PUT", Prefix+"/resource/r/t/x", []byte("v"))
+	good := e.client(TeeSGX)
+	good.handshake()
+	if code, b := good.get("r/t/x", false); code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+	other := testApp
+	other.MRENCLAVE[31] ^= 1
+	debug := testApp
+	debug.Debug = true
+	for name, app := range map[string]sim.App{"another MRENCLAVE": other, "debug build": debug} {
+		plat, err := sim.NewPlatform(e.pki, tee.KindSimSGX, app, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := e.client(TeeSGX)
+		c.plat = plat
+		c.handshake()
+		code, b := c.get("r/t/x", false)
+		wantError(t, name, code, b, 403, "PolicyDeny")
+		code, b = c.get("r/t/x", true)
+		wantError(t, name+" (bearer)", code, b, 403, "PolicyDeny")
+	}
+	// A second session of the good app shares the decision and is served.
+	again := e.client(TeeSGX)
+	again.handshake()
+	if code, b := again.get("r/t/x", true); code != 200 {
+		t.Fatalf("%d %s", code, b)
 	}
 }

@@ -47,7 +47,7 @@
 // tokens survive a restart; kid is its RFC 7638 thumbprint, published at
 // /kbs/v0/token-jwks). Claims: iss (the broker's URL), iat, nbf, exp
 // (Config.TokenLifetime), jti, tee, tee-pubkey (as sent) and evidence (the
-// verified claims). As a bearer credential it is checked for signature,
+// verified claims, as policies see them). As a bearer credential it is checked for signature,
 // issuer and times, and its tee-pubkey is the key resources are encrypted
 // to, so a stolen token releases nothing readable.
 //
@@ -58,12 +58,15 @@
 // (policy/rego) deciding data.cloister.allow over the input
 //
 //	{"tee": "sgx"|"tdx"|"snp",
-//	 "claims": {verified claims, as `cloister verify evidence` prints},
+//	 "claims": {verified claims, as `cloister verify evidence` prints,
+//	            without report_data (the binding the broker checked)},
 //	 "resource": {"repository", "type", "tag", "path"}}
 //
 // A resource's own policy, when it has one, governs it; otherwise the
 // default policy does; until an administrator sets one, DefaultPolicy
-// (release nothing) does.
+// (release nothing) does. Policies are pure, so decisions are cached by
+// input and policy generation: every session of one workload shares them,
+// and any policy change drops them all.
 //
 // # Refusals
 //

@@ -22,6 +22,9 @@ const (
 	// attested); when full, expired ones are dropped, and if none has
 	// expired /auth answers 503 rather than grow without bound.
 	MaxSessions = 100_000
+	// maxDecisions caps the cached policy decisions; when full the cache
+	// starts again empty.
+	maxDecisions = 1 << 16
 	// MaxTokenSize caps a bearer token read from Authorization.
 	MaxTokenSize = 64 << 10
 

@@ -77,6 +77,7 @@ type Server struct {
 	sessions  *sessions
 	signer    *signer
 	policies  *policies
+	decisions decisionCache
 	secure    bool
 	lastSweep time.Time
 }
@@ -322,7 +323,11 @@ func (s *Server) attest(ctx context.Context, sess *session, a *Attestation) (*gr
 	if err != nil {
 		return nil, http.StatusInternalServerError, "Internal", err
 	}
-	return &grant{tee: sess.tee, claims: m, teeKey: teeKey}, 0, "", nil
+	g, err := newGrant(sess.tee, m, teeKey)
+	if err != nil {
+		return nil, http.StatusInternalServerError, "Internal", err
+	}
+	return g, 0, "", nil
 }
 
 // claimsMap is the verified claims as policies read them: the JSON of
@@ -415,9 +420,9 @@ func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, error
 	if err != nil {
 		return false, err
 	}
-	k := decisionKey{path: path, gen: gen}
-	if v, ok := g.decisions.Load(k); ok {
-		return v.(bool), nil
+	k := decisionKey{input: g.input, path: path, gen: gen}
+	if allow, ok := s.decisions.get(k); ok {
+		return allow, nil
 	}
 	repo, rest, _ := strings.Cut(path, "/")
 	typ, tag, _ := strings.Cut(rest, "/")
@@ -428,7 +433,7 @@ func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, error
 	if err != nil {
 		return false, err
 	}
-	g.decisions.Store(k, res.Allow)
+	s.decisions.put(k, res.Allow)
 	return res.Allow, nil
 }
 

@@ -1,7 +1,9 @@
 package kbs
 
 import (
+	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -37,20 +39,67 @@ type session struct {
 
 // grant is what an attestation (a session or a token) entitles: the
 // verified claims as a policy reads them, and the key resources are
-// encrypted to.
+// encrypted to. Immutable once made.
 type grant struct {
 	tee    string
 	claims map[string]any
 	teeKey any
-	// decisions caches policy outcomes for this grant by resource path
-	// and policy generation: a session's claims never change, so a
-	// resource fetched again under the same policies is not re-evaluated.
-	decisions sync.Map // decisionKey → bool
+	// input is the SHA-256 of the JSON of {"tee", "claims"}: grants with
+	// the same attested facts share policy decisions (decisionCache).
+	input [32]byte
 }
 
+// newGrant makes a grant from verified claims (the JSON form of
+// evidence.Claims). report_data is removed: it is the binding the broker
+// checked (a digest of the session's nonce and key), different in every
+// session and meaningless to a policy, and leaving it out lets every
+// session of one workload share its decisions.
+func newGrant(tee string, claims map[string]any, teeKey any) (*grant, error) {
+	c := make(map[string]any, len(claims))
+	for k, v := range claims {
+		if k != "report_data" {
+			c[k] = v
+		}
+	}
+	b, err := json.Marshal(map[string]any{"tee": tee, "claims": c}) // map keys sorted: deterministic
+	if err != nil {
+		return nil, fmt.Errorf("kbs: claims: %w", err)
+	}
+	return &grant{tee: tee, claims: c, teeKey: teeKey, input: sha256.Sum256(b)}, nil
+}
+
+// decisionKey names one policy decision: the attested facts, the
+// resource, and the policy generation it was made under.
 type decisionKey struct {
-	path string
-	gen  uint64
+	input [32]byte
+	path  string
+	gen   uint64
+}
+
+// decisionCache keeps policy outcomes. Policies are pure (policy/rego
+// refuses every builtin that reads time, randomness or the network), so an
+// outcome is a function of the input and the policy; the input's claims
+// are the grant's digest, and a policy change moves the generation, so a
+// cached outcome is never one the policy in force would not give.
+type decisionCache struct {
+	mu sync.RWMutex
+	m  map[decisionKey]bool
+}
+
+func (d *decisionCache) get(k decisionKey) (allow, ok bool) {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	allow, ok = d.m[k]
+	return allow, ok
+}
+
+func (d *decisionCache) put(k decisionKey, allow bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.m == nil || len(d.m) >= maxDecisions {
+		d.m = make(map[decisionKey]bool)
+	}
+	d.m[k] = allow
 }
 
 // Session errors; the server maps each to 401 with its message.

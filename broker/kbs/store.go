@@ -50,7 +50,7 @@ default allow := false
 
 // policies are the resource policies: the default one and per-resource
 // ones, kept sealed in the store and compiled once, on first use. gen
-// moves on every change, so cached decisions (grant.decisions) made under
+// moves on every change, so cached decisions (decisionCache) made under
 // older policies are never used again.
 type policies struct {
 	st *kv.Store

@@ -125,5 +125,5 @@ func (s *signer) check(token, iss string, now time.Time) (*grant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kbs: bearer token: %w", err)
 	}
-	return &grant{tee: tee, claims: claims, teeKey: pub}, nil
+	return newGrant(tee, claims, pub)
 }
