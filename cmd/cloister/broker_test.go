@@ -22,7 +22,6 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
-	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cloister-dev/cloister/broker/kbs"
 	"github.com/cloister-dev/cloister/ratls"
@@ -73,6 +72,11 @@ func TestBrokerServeUsageErrors(t *testing.T) {
 		{[]string{"broker", "serve", "--admin-key", edKey, "--insecure-admin"}, "exclude each other"},
 		{[]string{"broker", "serve", "--admin-token-file", tokenFile, "--insecure-admin"}, "exclude each other"},
 		{[]string{"broker"}, "missing subcommand"},
+		{[]string{"broker", "admin-token"}, "missing --key"},
+		{[]string{"broker", "admin-token", "--key", edKey}, "PRIVATE KEY"},
+		{[]string{"broker", "admin-token", "--key", filepath.Join(dir, "none")}, "--key"},
+		{[]string{"broker", "admin-token", "--key", edKey, "--ttl", "25h"}, "--ttl"},
+		{[]string{"broker", "admin-token", "--key", edKey, "--ttl", "0s"}, "--ttl"},
 	} {
 		r := runCLI(t, tc.args...)
 		if r.code != exitUsage || !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
@@ -182,9 +186,16 @@ func TestBrokerServeKBSFlowAndRestart(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, b
 	}
+	der, _ := x509.MarshalPKCS8PrivateKey(adminKey)
+	privFile := filepath.Join(dir, "admin.key")
+	os.WriteFile(privFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
 	admin := func(method, path string, body []byte) {
 		t.Helper()
-		tok, _ := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}).SignedString(adminKey)
+		r := runCLIAt(t, now, "broker", "admin-token", "--key", privFile, "--ttl", "10m")
+		if r.code != 0 {
+			t.Fatalf("broker admin-token: %s", r)
+		}
+		tok := strings.TrimSpace(r.stdout)
 		if code, b := do(method, path, body, map[string]string{"Authorization": "Bearer " + tok}); code != 200 {
 			t.Fatalf("%s %s: %d %s", method, path, code, b)
 		}

@@ -23,6 +23,7 @@
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
 //	cloister bench broker [--concurrency N] [--flows N] [--requests N] [--json]
+//	cloister broker admin-token --key ED25519.pem [--ttl 1h]
 //	cloister broker serve --listen 127.0.0.1:8081 [--public-url URL] [--tls] [--state DIR] [--admin-key PEM]... [--tee …]
 //	cloister version
 //	cloister help [COMMAND]
@@ -111,6 +112,7 @@ var commands = []command{
 	{"bench broker", "measure the key broker: KBS flows/s and resource requests/s against the attestation service's tokens/s", runBenchBroker},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
 	{"broker serve", "run the key broker: Trustee KBS protocol (and compiled-in extensions), releasing secrets to attested workloads", runBrokerServe},
+	{"broker admin-token", "print an Ed25519-signed admin token for broker serve's management API", runBrokerAdminToken},
 	{"version", "print the version of cloister", runVersion},
 }
 
