@@ -75,8 +75,9 @@
 // InvalidRequestPath), oversized bodies 413; a missing, expired, unknown
 // or used session, a bad token, evidence that fails verification, is of
 // another TEE or binds another runtime-data are 401 (AttestationError,
-// TokenNotFound, TokenVerifierError), as Trustee answers them; a missing
-// collateral source is 503.
+// TokenNotFound, TokenVerifierError), as Trustee answers them; a failing
+// collateral source, a full session table or more than MaxInFlight
+// attestations at once (after QueueWait) are 503 with Retry-After.
 //
 // A policy denial is 403 (PolicyDeny), as the protocol text says, not the
 // 401 Trustee sends: guest-components answers 401 on a resource request by

@@ -240,3 +240,21 @@ func TestSessionTableBounded(t *testing.T) {
 		t.Errorf("%d sessions, want the expired ones dropped", n)
 	}
 }
+
+// Liveness under overload: with every attestation slot taken, an /attest
+// waits at most QueueWait and is refused with 503 and Retry-After (no
+// token); once a slot frees, attestation works again.
+func TestAttestAtCapacity(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.MaxInFlight = 1; c.QueueWait = time.Millisecond })
+	e.srv.slots <- struct{}{} // an attestation in progress
+	c := e.client(TeeSGX)
+	c.auth()
+	code, b, resp := e.do("POST", Prefix+"/attest", c.attestation(RuntimeData{Nonce: c.nonce, TeePubKey: c.pub}, c.plat),
+		map[string]string{"Cookie": SessionCookie + "=" + c.cookie})
+	wantError(t, "at capacity", code, b, 503, "ServiceUnavailable")
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("no Retry-After")
+	}
+	<-e.srv.slots
+	c.handshake()
+}

@@ -65,6 +65,14 @@ type Config struct {
 	// TokenLifetime is how long an attestation token is valid; 0 means
 	// DefaultTokenLifetime.
 	TokenLifetime time.Duration
+	// MaxInFlight bounds the attestations verified at once; more wait up
+	// to QueueWait for a slot, then get 503 with Retry-After, so overload
+	// shows as quick refusals rather than every guest slowing down. 0
+	// means DefaultMaxInFlight.
+	MaxInFlight int
+	// QueueWait is how long an attestation waits for a slot; 0 means
+	// DefaultQueueWait.
+	QueueWait time.Duration
 }
 
 // Server serves the KBS protocol under Prefix; it is an http.Handler.
@@ -80,6 +88,7 @@ type Server struct {
 	decisions decisionCache
 	secure    bool
 	lastSweep time.Time
+	slots     chan struct{} // one per attestation being verified
 }
 
 // New validates cfg, loads (or creates) the token-signing key from the
@@ -107,8 +116,15 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.TokenLifetime <= 0 {
 		cfg.TokenLifetime = DefaultTokenLifetime
 	}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.QueueWait <= 0 {
+		cfg.QueueWait = DefaultQueueWait
+	}
 	s := &Server{cfg: cfg, log: cfg.Logger, verifier: evidence.NewVerifier(),
-		sessions: newSessions(MaxSessions, cfg.SessionLifetime), policies: newPolicies(cfg.Store), secure: u.Scheme == "https"}
+		sessions: newSessions(MaxSessions, cfg.SessionLifetime), policies: newPolicies(cfg.Store), secure: u.Scheme == "https",
+		slots: make(chan struct{}, cfg.MaxInFlight)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -264,7 +280,14 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "SerdeError", err.Error())
 		return
 	}
+	if !s.admit(r.Context()) {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable",
+			fmt.Sprintf("kbs: the broker is at capacity (%d attestations in progress); POST /kbs/v0/auth again shortly", cap(s.slots)))
+		return
+	}
 	g, status, typ, err := s.attest(r.Context(), sess, a)
+	<-s.slots
 	if err != nil {
 		s.log.Info("attestation refused", "tee", sess.tee, "err", err.Error())
 		if status == http.StatusServiceUnavailable {
@@ -282,6 +305,25 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 	s.log.Info("attested", "tee", sess.tee, "evidence_tee", g.claims["tee"], "tcb_status", g.claims["tcb_status"], "key", keyString(&a.RuntimeData.TeePubKey))
 	s.setCookie(w, sess)
 	writeJSON(w, map[string]string{"token": tok})
+}
+
+// admit takes an attestation slot, waiting up to QueueWait (or until ctx
+// ends); false when none freed.
+func (s *Server) admit(ctx context.Context) bool {
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(s.cfg.QueueWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return true
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return false
 }
 
 // attest checks a against sess: nonce, evidence (verified, of the
