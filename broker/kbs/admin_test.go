@@ -12,6 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/cloister-dev/cloister/kv/kvtest"
 	"github.com/cloister-dev/cloister/tee"
 	"github.com/cloister-dev/cloister/tee/sim"
 )
@@ -251,5 +252,64 @@ func TestDecisionCacheIsPerWorkload(t *testing.T) {
 	again.handshake()
 	if code, b := again.get("r/t/x", true); code != 200 {
 		t.Fatalf("%d %s", code, b)
+	}
+}
+
+// Crash at each step of a management write: the host drops the commit
+// before applying it, or applies it and then fails the call (the outcome
+// is unknown to the broker). The request is refused (500), the broker
+// reopens its store and keeps serving, and what it serves is a state the
+// host holds durably: the new resource or policy if it landed, the old
+// one if not, never a mix; a later write succeeds.
+func TestManagementWriteCrashes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fault  kvtest.Fault
+		landed bool
+	}{
+		{"dropped before", kvtest.FaultDropBefore, false},
+		{"applied, then the call failed", kvtest.FaultDropAfter, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			e.setPolicy("", allowTestApp)
+			e.adminDo("PUT", Prefix+"/resource/r/t/x", []byte("v1"))
+			c := e.client(TeeSGX)
+			c.handshake()
+
+			e.backnd.FailNext(tc.fault)
+			code, b, _ := e.do("PUT", Prefix+"/resource/r/t/x", []byte("v2"), map[string]string{"Authorization": "Bearer " + e.adminToken(time.Hour)})
+			wantError(t, "PUT during the crash", code, b, 500, "Internal")
+			want := "v1"
+			if tc.landed {
+				want = "v2"
+			}
+			code, body := c.get("r/t/x", false)
+			if code != 200 {
+				t.Fatalf("after the crash: %d %s", code, body)
+			}
+			if got := decryptJWE(t, body, c.priv); string(got) != want {
+				t.Errorf("after the crash: %q, want %q", got, want)
+			}
+
+			e.backnd.FailNext(tc.fault)
+			pb, _ := json.Marshal(map[string]string{"policy": base64.StdEncoding.EncodeToString([]byte(DefaultPolicy))})
+			code, b, _ = e.do("PUT", Prefix+"/resource-policy", pb, map[string]string{"Authorization": "Bearer " + e.adminToken(time.Hour)})
+			if code != 500 {
+				t.Errorf("policy PUT during the crash: %d %s", code, b)
+			}
+			wantCode := 200
+			if tc.landed {
+				wantCode = 403 // the deny-all policy landed
+			}
+			if code, body := c.get("r/t/x", true); code != wantCode {
+				t.Errorf("after the policy crash: %d %s, want %d", code, body, wantCode)
+			}
+			e.adminDo("PUT", Prefix+"/resource/r/t/x", []byte("v3"))
+			e.setPolicy("", allowTestApp)
+			if code, body := c.get("r/t/x", false); code != 200 || string(decryptJWE(t, body, c.priv)) != "v3" {
+				t.Errorf("a write after recovery: %d", code)
+			}
+		})
 	}
 }

@@ -54,7 +54,9 @@
 // # Resources and policies
 //
 // Resources, the default resource policy and per-resource policies live
-// in a sealed kv store. A policy is a Rego v1 module in package cloister
+// in a sealed kv store. A write whose commit outcome is unknown (the host
+// failed the call) is answered 500 and the store is reopened, as a restart
+// would: the broker then serves whichever state the host holds durably. A policy is a Rego v1 module in package cloister
 // (policy/rego) deciding data.cloister.allow over the input
 //
 //	{"tee": "sgx"|"tdx"|"snp",

@@ -115,9 +115,8 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.store, err = kv.Open(context.Background(), e.backnd, "broker/kbs", kv.Options{Sealer: tee.NewSealer(brokerPlat), Policy: seal.PolicySigner, Create: true})
-	if err != nil {
-		t.Fatal(err)
+	open := func(ctx context.Context) (*kv.Store, error) {
+		return kv.Open(ctx, e.backnd, "broker/kbs", kv.Options{Sealer: tee.NewSealer(brokerPlat), Policy: seal.PolicySigner, Create: true})
 	}
 	var bundles []*pcs.Bundle
 	for _, tdx := range []bool{false, true} {
@@ -129,7 +128,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	}
 	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
 	e.admin = priv
-	cfg := Config{Store: e.store, Now: c.now, Issuer: "http://kbs.test", TrustRoots: []*x509.Certificate{pki.Root},
+	cfg := Config{OpenStore: open, Now: c.now, Issuer: "http://kbs.test", TrustRoots: []*x509.Certificate{pki.Root},
 		Collateral: bundleSource(bundles), AdminKeys: []ed25519.PublicKey{pub}}
 	for _, o := range opts {
 		o(&cfg)
@@ -137,6 +136,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	if e.srv, err = New(context.Background(), cfg); err != nil {
 		t.Fatal(err)
 	}
+	e.store = e.srv.st()
 	e.http = httptest.NewServer(e.srv)
 	t.Cleanup(e.http.Close)
 	return e

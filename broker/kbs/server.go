@@ -14,6 +14,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -32,9 +34,12 @@ const Prefix = "/kbs/v0"
 
 // Config configures a Server. It is validated once, by New.
 type Config struct {
-	// Store is the sealed store of resources, policies and the token key;
-	// required (kv/ seals it with the broker platform's key).
-	Store *kv.Store
+	// OpenStore opens the sealed store of resources, policies and the
+	// token key (kv/, sealed with the broker platform's key); required.
+	// New calls it once; the server calls it again when a commit's
+	// outcome is unknown (kv.ErrCommitUnknown: a failed host write, which
+	// leaves a kv.Store unusable until reopened), as a restart would.
+	OpenStore func(ctx context.Context) (*kv.Store, error)
 	// Now is the clock of sessions, tokens and verification; required.
 	Now func() time.Time
 	// Rand supplies nonces, session ids and every JWE key; nil means
@@ -89,14 +94,16 @@ type Server struct {
 	secure    bool
 	lastSweep time.Time
 	slots     chan struct{} // one per attestation being verified
+	store     atomic.Pointer[kv.Store]
+	reopenMu  sync.Mutex // one reopen at a time
 }
 
 // New validates cfg, loads (or creates) the token-signing key from the
 // store and returns the server.
 func New(ctx context.Context, cfg Config) (*Server, error) {
 	switch {
-	case cfg.Store == nil:
-		return nil, errors.New("kbs: Config.Store is required")
+	case cfg.OpenStore == nil:
+		return nil, errors.New("kbs: Config.OpenStore is required")
 	case cfg.Now == nil:
 		return nil, errors.New("kbs: Config.Now is required")
 	case cfg.InsecureAdmin && len(cfg.AdminKeys) > 0:
@@ -123,7 +130,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		cfg.QueueWait = DefaultQueueWait
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, verifier: evidence.NewVerifier(),
-		sessions: newSessions(MaxSessions, cfg.SessionLifetime), policies: newPolicies(cfg.Store), secure: u.Scheme == "https",
+		sessions: newSessions(MaxSessions, cfg.SessionLifetime), secure: u.Scheme == "https",
 		slots: make(chan struct{}, cfg.MaxInFlight)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -131,7 +138,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if len(cfg.TrustRoots) > 0 {
 		s.dcapRoots = append([]*x509.Certificate{dcap.IntelRoot()}, cfg.TrustRoots...)
 	}
-	if s.signer, err = loadSigner(ctx, cfg.Store, cfg.Rand); err != nil {
+	st, err := cfg.OpenStore(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("kbs: opening the store: %w", err)
+	}
+	s.store.Store(st)
+	s.policies = newPolicies(s.st, s.storeFailed)
+	if s.signer, err = loadSigner(ctx, st, cfg.Rand); err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -156,6 +169,35 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	})
 	s.mux = mux
 	return s, nil
+}
+
+// st is the store in use.
+func (s *Server) st() *kv.Store { return s.store.Load() }
+
+// storeFailed is told of every error of st; when a commit's outcome is
+// unknown, st refuses everything until reopened, so the server reopens
+// it (reading back whichever state is durable) for the next request. The
+// request that failed is answered 500 either way.
+func (s *Server) storeFailed(st *kv.Store, err error) {
+	if !errors.Is(err, kv.ErrCommitUnknown) {
+		return
+	}
+	s.reopenMu.Lock()
+	defer s.reopenMu.Unlock()
+	if s.store.Load() != st {
+		return // another request reopened it already
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	next, rerr := s.cfg.OpenStore(ctx)
+	if rerr != nil {
+		s.log.Error("reopening the store after an unknown commit outcome failed; retried on the next failure", "err", rerr.Error())
+		return
+	}
+	st.Close()
+	s.store.Store(next)
+	s.policies.reset()
+	s.log.Warn("store reopened after an unknown commit outcome", "err", err.Error())
 }
 
 // ServeHTTP implements http.Handler.
@@ -437,12 +479,14 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "PolicyDeny", "kbs: the resource policy of "+path+" denies this attester")
 		return
 	}
-	val, err := s.cfg.Store.Get(r.Context(), resourcePrefix+path)
+	st := s.st()
+	val, err := st.Get(r.Context(), resourcePrefix+path)
 	if errors.Is(err, kv.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "ResourceNotFound", "kbs: no resource "+path)
 		return
 	}
 	if err != nil {
+		s.storeFailed(st, err)
 		s.log.Error("resource store", "resource", path, "err", err.Error())
 		writeError(w, http.StatusInternalServerError, "Internal", "kbs: reading the resource failed")
 		return
@@ -492,7 +536,9 @@ func (s *Server) handlePutResource(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	if err := s.cfg.Store.Put(r.Context(), resourcePrefix+path, body); err != nil {
+	st := s.st()
+	if err := st.Put(r.Context(), resourcePrefix+path, body); err != nil {
+		s.storeFailed(st, err)
 		writeError(w, http.StatusInternalServerError, "Internal", "kbs: storing the resource: "+err.Error())
 		return
 	}
@@ -509,11 +555,13 @@ func (s *Server) handleDeleteResource(w http.ResponseWriter, r *http.Request) {
 	if !s.admin(w, r) {
 		return
 	}
-	if _, err := s.cfg.Store.Get(r.Context(), resourcePrefix+path); errors.Is(err, kv.ErrNotFound) {
+	st := s.st()
+	if _, err := st.Get(r.Context(), resourcePrefix+path); errors.Is(err, kv.ErrNotFound) {
 		writeError(w, http.StatusNotFound, "ResourceNotFound", "kbs: no resource "+path)
 		return
 	}
-	if err := s.cfg.Store.Delete(r.Context(), resourcePrefix+path); err != nil {
+	if err := st.Delete(r.Context(), resourcePrefix+path); err != nil {
+		s.storeFailed(st, err)
 		writeError(w, http.StatusInternalServerError, "Internal", "kbs: deleting the resource: "+err.Error())
 		return
 	}

@@ -53,15 +53,25 @@ default allow := false
 // moves on every change, so cached decisions (decisionCache) made under
 // older policies are never used again.
 type policies struct {
-	st *kv.Store
+	st     func() *kv.Store               // the store in use
+	failed func(st *kv.Store, err error) // told of every store error
 
 	mu    sync.RWMutex
 	gen   uint64
 	cache map[string]*rego.Policy // store name → compiled; nil = no such policy
 }
 
-func newPolicies(st *kv.Store) *policies {
-	return &policies{st: st, cache: make(map[string]*rego.Policy)}
+func newPolicies(st func() *kv.Store, failed func(*kv.Store, error)) *policies {
+	return &policies{st: st, failed: failed, cache: make(map[string]*rego.Policy)}
+}
+
+// reset forgets every compiled policy and cached decision: the store was
+// reopened, and may hold another state than the one they came from.
+func (p *policies) reset() {
+	p.mu.Lock()
+	p.gen++
+	clear(p.cache)
+	p.mu.Unlock()
 }
 
 // forPath returns the policy that governs path (its own, else the
@@ -102,11 +112,13 @@ func (p *policies) forPath(ctx context.Context, path string) (*rego.Policy, uint
 // load reads and compiles the policy stored under name (nil if none) and
 // caches it unless a change happened meanwhile (gen moved).
 func (p *policies) load(ctx context.Context, name string, gen uint64) (*rego.Policy, error) {
-	text, err := p.st.Get(ctx, name)
+	st := p.st()
+	text, err := st.Get(ctx, name)
 	var pol *rego.Policy
 	switch {
 	case errors.Is(err, kv.ErrNotFound):
 	case err != nil:
+		p.failed(st, err)
 		return nil, fmt.Errorf("kbs: policy store: %w", err)
 	default:
 		if pol, err = rego.Compile(ctx, string(text)); err != nil {
@@ -126,7 +138,12 @@ func (p *policies) load(ctx context.Context, name string, gen uint64) (*rego.Pol
 
 // get returns the stored text of a policy.
 func (p *policies) get(ctx context.Context, name string) ([]byte, error) {
-	return p.st.Get(ctx, name)
+	st := p.st()
+	b, err := st.Get(ctx, name)
+	if err != nil && !errors.Is(err, kv.ErrNotFound) {
+		p.failed(st, err)
+	}
+	return b, err
 }
 
 // set compiles text (refusing a policy that does not compile) and stores
@@ -138,19 +155,21 @@ func (p *policies) set(ctx context.Context, name string, text []byte) error {
 			return err
 		}
 	}
+	st := p.st()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	var err error
 	if text == nil {
-		err = p.st.Delete(ctx, name)
+		err = st.Delete(ctx, name)
 	} else {
-		err = p.st.Put(ctx, name, text)
+		err = st.Put(ctx, name, text)
 	}
 	// Whatever the outcome (a failed commit may still have landed), the
 	// cache is dropped and decisions are invalidated.
 	p.gen++
 	clear(p.cache)
+	p.mu.Unlock()
 	if err != nil {
+		p.failed(st, err) // after Unlock: a reopen resets the cache
 		return fmt.Errorf("kbs: policy store: %w", err)
 	}
 	return nil

@@ -198,11 +198,8 @@ func brokerMux(c *brokerCommon) (*http.ServeMux, error) {
 // mountKBS mounts the Trustee KBS protocol under /kbs/v0/, its
 // resources, policies and token key in the sealed store "kbs".
 func mountKBS(mux *http.ServeMux, c *brokerCommon) error {
-	st, err := c.openStore(c.ctx, "kbs")
-	if err != nil {
-		return err
-	}
-	srv, err := kbs.New(c.ctx, kbs.Config{Store: st, Now: c.now, Rand: c.rand, Issuer: c.publicURL.String(),
+	open := func(ctx context.Context) (*kv.Store, error) { return c.openStore(ctx, "kbs") }
+	srv, err := kbs.New(c.ctx, kbs.Config{OpenStore: open, Now: c.now, Rand: c.rand, Issuer: c.publicURL.String(),
 		TrustRoots: c.trustRoots, Collateral: c.collateral, AdminKeys: c.adminKeys, InsecureAdmin: c.insecureAdmin,
 		Logger: c.log.With("surface", "kbs")})
 	if err != nil {
