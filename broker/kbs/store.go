@@ -53,7 +53,7 @@ default allow := false
 // moves on every change, so cached decisions (decisionCache) made under
 // older policies are never used again.
 type policies struct {
-	st     func() *kv.Store               // the store in use
+	st     func() *kv.Store              // the store in use
 	failed func(st *kv.Store, err error) // told of every store error
 
 	mu    sync.RWMutex
