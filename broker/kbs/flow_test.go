@@ -205,3 +205,65 @@ func TestConcurrentFlowsAndPolicyChanges(t *testing.T) {
 	close(done)
 	flipper.Wait()
 }
+
+// The session cookie is scoped to the protocol's path, hidden from
+// scripts, and Secure when the broker's URL is https.
+func TestSessionCookieAttributes(t *testing.T) {
+	for _, tc := range []struct {
+		issuer string
+		secure bool
+	}{{"http://kbs.test", false}, {"https://kbs.test", true}} {
+		e := newEnv(t, func(c *Config) { c.Issuer = tc.issuer })
+		_, _, resp := e.do("POST", Prefix+"/auth", authBody(TeeSGX), nil)
+		cs := resp.Cookies()
+		if len(cs) != 1 || cs[0].Name != SessionCookie || cs[0].Path != Prefix || !cs[0].HttpOnly || cs[0].Secure != tc.secure ||
+			len(cs[0].Value) != 32 || cs[0].Expires.IsZero() {
+			t.Errorf("%s: cookie %+v", tc.issuer, cs)
+		}
+	}
+}
+
+// A client that supports only SHA-512 gets it selected, and its binding
+// (SHA-512 of the runtime data) is accepted; CoCo's TDX evidence with its
+// event logs (not replayed) is accepted as the bare quote is.
+func TestSelectedHashAndEventLogs(t *testing.T) {
+	e := newEnv(t)
+	e.setPolicy("", allowTestApp)
+	e.adminDo("PUT", Prefix+"/resource/r/t/x", []byte("v"))
+	c := e.client(TeeTDX)
+	body, _ := json.Marshal(map[string]any{"version": ProtocolVersion, "tee": TeeTDX,
+		"extra-params": map[string]any{"supported-hash-algorithms": []string{"Sha512"}}})
+	code, b, resp := e.do("POST", Prefix+"/auth", body, nil)
+	var ch struct {
+		Nonce string
+		Extra struct {
+			Hash string `json:"selected-hash-algorithm"`
+		} `json:"extra-params"`
+	}
+	if code != 200 || json.Unmarshal(b, &ch) != nil || ch.Extra.Hash != HashSHA512 {
+		t.Fatalf("auth: %d %s", code, b)
+	}
+	c.nonce, c.hash, c.cookie = ch.Nonce, ch.Extra.Hash, resp.Cookies()[0].Value
+	rd := RuntimeData{Nonce: c.nonce, TeePubKey: c.pub}
+	var a map[string]any
+	json.Unmarshal(c.attestation(rd, c.plat), &a)
+	pe := a["tee-evidence"].(map[string]any)["primary_evidence"].(map[string]any)
+	pe["cc_eventlog"], pe["aa_eventlog"] = "AAAA", "INIT sha384/abc"
+	ab, _ := json.Marshal(a)
+	if code, b := c.attest(ab); code != 200 {
+		t.Fatalf("attest: %d %s", code, b)
+	}
+	if code, b := c.get("r/t/x", false); code != 200 {
+		t.Fatalf("%d %s", code, b)
+	}
+}
+
+// A requester the policy denies learns nothing about which resources
+// exist: a missing one is 403 to it too, not 404.
+func TestDeniedRequesterCannotProbeExistence(t *testing.T) {
+	e := newEnv(t)
+	c := e.client(TeeSGX)
+	c.handshake()
+	code, b := c.get("r/t/missing", false)
+	wantError(t, "missing resource, denied requester", code, b, 403, "PolicyDeny")
+}

@@ -3,6 +3,8 @@ package kbs
 import (
 	"context"
 	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"strings"
@@ -113,6 +115,15 @@ allow := true`)
 			_, k := newRSAKey(t)
 			k.Alg = "RSA1_5"
 			return attestationJSON(RuntimeData{Nonce: c.nonce, TeePubKey: k}, map[string]any{"quote": "AAAA"}, "")
+		}, 400, "SerdeError"},
+		{"RSA key of 1024 bits", TeeSGX, func(c *client) []byte {
+			k, _ := rsa.GenerateKey(rand.Reader, 1024)
+			pub := TeePubKey{Kty: "RSA", Alg: AlgRSAOAEP256, N: base64.RawURLEncoding.EncodeToString(k.N.Bytes()), E: "AQAB"}
+			return attestationJSON(RuntimeData{Nonce: c.nonce, TeePubKey: pub}, map[string]any{"quote": "AAAA"}, "")
+		}, 400, "SerdeError"},
+		{"tee-pubkey with an extra member", TeeSGX, func(c *client) []byte {
+			b := string(c.attestation(RuntimeData{Nonce: c.nonce, TeePubKey: c.pub}, c.plat))
+			return []byte(strings.Replace(b, `"kty":"EC"`, `"kty":"EC","use":"enc"`, 1))
 		}, 400, "SerdeError"},
 		{"EC point off the curve", TeeSGX, func(c *client) []byte {
 			k := c.pub
