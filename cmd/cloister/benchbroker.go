@@ -68,6 +68,16 @@ type benchBrokerResult struct {
 	// 1/guest_quote_per_s). An estimate (it assumes the cores were busy
 	// throughout), reported beside the raw figure, not instead of it.
 	FlowCostWithoutQuote float64 `json:"kbs_flow_cost_vs_attest_without_guest_quote"`
+	// CPU time per operation of each measurement (the whole process:
+	// broker or service, load generator, the guest's quote, GC), in µs;
+	// 0 where the system cannot say. On a shared machine their ratio is
+	// steadier than the ratio of rates: FlowCPUCostVsAttest is
+	// cpu_us_per_flow / cpu_us_per_attest.
+	CPUPerFlow          float64 `json:"cpu_us_per_flow"`
+	CPUPerResource      float64 `json:"cpu_us_per_resource"`
+	CPUPerAttest        float64 `json:"cpu_us_per_attest"`
+	CPUPerQuote         float64 `json:"cpu_us_per_guest_quote"`
+	FlowCPUCostVsAttest float64 `json:"kbs_flow_cpu_cost_vs_attest"`
 	// AKV release (Azure Key Vault releaseKey) is measured by the AKV
 	// extension's bench, when one is compiled in (brokerBenchExtras).
 	AKVReleasePerS  float64 `json:"akv_release_per_s,omitempty"`
@@ -166,6 +176,10 @@ func runBenchBroker(e *env, args []string) error {
 	}
 	fmt.Fprintf(w, "  one flow costs %.2f attestations (target ≤ 1.5), %.2f without the guest's quote (%.0f quotes/s); errors %d\n",
 		res.FlowCostVsAttest, res.FlowCostWithoutQuote, res.GuestQuotePerS, res.Errors)
+	if res.CPUPerAttest > 0 {
+		fmt.Fprintf(w, "  CPU µs per flow %.0f, per resource %.0f, per attestation %.0f, per guest quote %.0f: a flow costs %.2f attestations in CPU\n",
+			res.CPUPerFlow, res.CPUPerResource, res.CPUPerAttest, res.CPUPerQuote, res.FlowCPUCostVsAttest)
+	}
 	return nil
 }
 
@@ -264,7 +278,7 @@ allow if {
 	if err != nil {
 		return nil, err
 	}
-	res.FlowPerS, res.FlowP50ms, res.FlowP99ms = flowLat.rate, flowLat.p50, flowLat.p99
+	res.FlowPerS, res.FlowP50ms, res.FlowP99ms, res.CPUPerFlow = flowLat.rate, flowLat.p50, flowLat.p99, flowLat.cpu
 	errs.Add(flowLat.errors)
 
 	// Resource requests within sessions: each connection attests once.
@@ -272,7 +286,7 @@ allow if {
 	if err != nil {
 		return nil, err
 	}
-	res.ResourcePerS, res.ResourceP50ms, res.ResourceP99ms = resLat.rate, resLat.p50, resLat.p99
+	res.ResourcePerS, res.ResourceP50ms, res.ResourceP99ms, res.CPUPerResource = resLat.rate, resLat.p50, resLat.p99, resLat.cpu
 	errs.Add(resLat.errors)
 
 	// The attestation service on quotes of the same app.
@@ -280,12 +294,12 @@ allow if {
 	if err != nil {
 		return nil, err
 	}
-	res.AttestPerS, res.AttestP50ms, res.AttestP99ms = att.rate, att.p50, att.p99
+	res.AttestPerS, res.AttestP50ms, res.AttestP99ms, res.CPUPerAttest = att.rate, att.p50, att.p99, att.cpu
 	errs.Add(att.errors)
 
 	// The guest's quote alone, on every core.
 	var qerr atomic.Value
-	res.GuestQuotePerS, _ = parallelRate(ctx, flows, func(int) {
+	res.GuestQuotePerS, res.CPUPerQuote = parallelRate(ctx, flows, func(int) {
 		if _, err := guest.Evidence(ctx, [64]byte{1}); err != nil {
 			qerr.CompareAndSwap(nil, err)
 		}
@@ -308,6 +322,9 @@ allow if {
 		if res.GuestQuotePerS > 0 {
 			res.FlowCostWithoutQuote = res.AttestPerS * (1/res.FlowPerS - 1/res.GuestQuotePerS)
 		}
+	}
+	if res.CPUPerAttest > 0 {
+		res.FlowCPUCostVsAttest = res.CPUPerFlow / res.CPUPerAttest
 	}
 	res.Errors = errs.Load()
 	res.LoadAvgEnd = loadAvg1()
@@ -351,6 +368,7 @@ func (b *brokerBench) admin(method, path string, body []byte) error {
 // latencies is one measurement's outcome.
 type latencies struct {
 	rate, p50, p99 float64
+	cpu            float64 // process CPU µs per success
 	errors         int64
 }
 
@@ -405,6 +423,7 @@ func (b *brokerBench) runOn(conns []*loadConn, states []*flowState, n int, op fu
 	var first atomic.Value
 	lat := make([][]time.Duration, len(conns))
 	var wg sync.WaitGroup
+	cpu0, _ := processCPU()
 	start := time.Now()
 	for w := range conns {
 		wg.Go(func() {
@@ -428,6 +447,7 @@ func (b *brokerBench) runOn(conns []*loadConn, states []*flowState, n int, op fu
 		return nil, err
 	}
 	all := slices.Concat(lat...)
+	cpu := cpuSince(cpu0, len(all))
 	if missing := int64(n) - int64(len(all)) - errs.Load(); missing > 0 {
 		errs.Add(missing)
 	}
@@ -435,7 +455,7 @@ func (b *brokerBench) runOn(conns []*loadConn, states []*flowState, n int, op fu
 		return nil, err
 	}
 	slices.Sort(all)
-	return &latencies{rate: float64(len(all)) / elapsed.Seconds(), p50: pct(all, 0.5), p99: pct(all, 0.99), errors: errs.Load()}, nil
+	return &latencies{rate: float64(len(all)) / elapsed.Seconds(), p50: pct(all, 0.5), p99: pct(all, 0.99), cpu: cpu, errors: errs.Load()}, nil
 }
 
 func (fs *flowState) flow(b *brokerBench, lc *loadConn, check *jweSample) error {
