@@ -267,3 +267,27 @@ func TestDeniedRequesterCannotProbeExistence(t *testing.T) {
 	code, b := c.get("r/t/missing", false)
 	wantError(t, "missing resource, denied requester", code, b, 403, "PolicyDeny")
 }
+
+// Why the header is written here and not by go-jose's Encrypter: go-jose's
+// protected header is not in the layout kbs-types re-serializes (its epk
+// members are in another order), so a guest would compute another AAD and
+// refuse the tag. If go-jose ever writes kbs-types' layout, this test
+// fails and the header can be left to it.
+func TestGoJoseHeaderLayoutIsNotKBSTypes(t *testing.T) {
+	priv, _ := newECKey(t, elliptic.P256())
+	enc, err := jose.NewEncrypter(jose.A256GCM, jose.Recipient{Algorithm: jose.ECDH_ES_A256KW, Key: &priv.PublicKey}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obj, err := enc.Encrypt([]byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r Response
+	if err := json.Unmarshal([]byte(obj.FullSerialize()), &r); err != nil {
+		t.Fatal(err)
+	}
+	if kbsTypesAAD(t, r.Protected) == r.Protected {
+		t.Error("go-jose now writes kbs-types' header layout: Encrypt could use its Encrypter")
+	}
+}
