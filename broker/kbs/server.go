@@ -338,7 +338,7 @@ func (s *Server) handleAttest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, typ, err.Error())
 		return
 	}
-	tok, err := s.signer.issue(s.cfg.Rand, s.cfg.Issuer, now, s.cfg.TokenLifetime, sess.tee, a.RuntimeData.TeePubKey, g.claims)
+	tok, err := s.signer.issue(s.cfg.Rand, s.cfg.Issuer, now, s.cfg.TokenLifetime, sess.tee, a.RuntimeData.TeePubKey, g.claimsJSON)
 	if err != nil {
 		writeError(w, http.StatusInternalServerError, "Internal", "signing the token: "+err.Error())
 		return

@@ -43,9 +43,11 @@ type session struct {
 type grant struct {
 	tee    string
 	claims map[string]any
-	teeKey any
-	// input is the SHA-256 of the JSON of {"tee", "claims"}: grants with
-	// the same attested facts share policy decisions (decisionCache).
+	// claimsJSON is claims as JSON, what tokens carry (made once).
+	claimsJSON json.RawMessage
+	teeKey     any
+	// input is the SHA-256 of tee, a NUL and claimsJSON: grants with the
+	// same attested facts share policy decisions (decisionCache).
 	input [32]byte
 }
 
@@ -61,11 +63,17 @@ func newGrant(tee string, claims map[string]any, teeKey any) (*grant, error) {
 			c[k] = v
 		}
 	}
-	b, err := json.Marshal(map[string]any{"tee": tee, "claims": c}) // map keys sorted: deterministic
+	b, err := json.Marshal(c) // map keys sorted: deterministic
 	if err != nil {
 		return nil, fmt.Errorf("kbs: claims: %w", err)
 	}
-	return &grant{tee: tee, claims: c, teeKey: teeKey, input: sha256.Sum256(b)}, nil
+	h := sha256.New()
+	h.Write([]byte(tee))
+	h.Write([]byte{0}) // a tee name has no NUL: the split is unambiguous
+	h.Write(b)
+	g := &grant{tee: tee, claims: c, claimsJSON: b, teeKey: teeKey}
+	h.Sum(g.input[:0])
+	return g, nil
 }
 
 // decisionKey names one policy decision: the attested facts, the

@@ -88,7 +88,7 @@ func newSigner(key *ecdsa.PrivateKey) (*signer, error) {
 // issue signs a token for g: iss, iat, exp, jti, and the grant as claims
 // "tee" (the session's tee), "tee-pubkey" (the runtime key as sent) and
 // "evidence" (the verified claims).
-func (s *signer) issue(rand io.Reader, iss string, now time.Time, life time.Duration, tee string, teeKey TeePubKey, claims map[string]any) (string, error) {
+func (s *signer) issue(rand io.Reader, iss string, now time.Time, life time.Duration, tee string, teeKey TeePubKey, claims json.RawMessage) (string, error) {
 	var jti [16]byte
 	if _, err := io.ReadFull(rand, jti[:]); err != nil {
 		return "", fmt.Errorf("kbs: token id: %w", err)
