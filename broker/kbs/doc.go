@@ -20,7 +20,10 @@
 //	                       → the resource as a JWE (Response)
 //	GET  /kbs/v0/token-jwks → the key that signs tokens (JWKS)
 //
-// A challenge is used once: the first /attest on a session consumes its
+// /auth checks extra-params' tee-metadata when present (the primary TEE
+// must be the request's; additional, device TEEs are refused) and selects
+// the binding hash from its supported-hash-algorithms (SHA-384 when the
+// client lists none or supports it). A challenge is used once: the first /attest on a session consumes its
 // nonce, and any later one (a replay, or a retry after a failure) is
 // refused; the client starts again at /auth, as guest-components does on
 // any failure. Sessions last Config.SessionLifetime from /auth.

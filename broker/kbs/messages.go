@@ -64,7 +64,7 @@ func ParseRequest(body []byte) (*Request, string, error) {
 	default:
 		return nil, "", fmt.Errorf("kbs: request: tee %q is not supported (want %s, %s or %s)", req.Tee, TeeSGX, TeeTDX, TeeSNP)
 	}
-	hash, err := selectHash(req.ExtraParams)
+	hash, err := selectHash(req.ExtraParams, req.Tee)
 	if err != nil {
 		return nil, "", err
 	}
@@ -72,16 +72,35 @@ func ParseRequest(body []byte) (*Request, string, error) {
 }
 
 // selectHash reads extra-params' "supported-hash-algorithms" (absent, or
-// extra-params an empty string as older clients send it, means SHA-384).
-func selectHash(extra jsontext.Value) (string, error) {
+// extra-params an empty string as older clients send it, means SHA-384),
+// and checks its "tee-metadata" against tee.
+func selectHash(extra jsontext.Value, tee string) (string, error) {
 	if len(extra) == 0 || extra.Kind() != '{' {
 		return HashSHA384, nil
 	}
 	var p struct {
 		Supported []string `json:"supported-hash-algorithms"`
+		// TeeMetadata is protocol 0.4.0's description of the primary and
+		// additional TEEs; the primary must be the request's tee, and
+		// additional (device) TEEs are refused here already, since their
+		// evidence would be (ParseAttestation).
+		TeeMetadata *struct {
+			Primary *struct {
+				Tee string `json:"tee"`
+			} `json:"primary_tee"`
+			Additional []jsontext.Value `json:"additional_tees"`
+		} `json:"tee-metadata"`
 	}
 	if err := jsonv2.Unmarshal(extra, &p); err != nil {
 		return "", fmt.Errorf("kbs: request: extra-params: %w", err)
+	}
+	if m := p.TeeMetadata; m != nil {
+		switch {
+		case m.Primary != nil && m.Primary.Tee != tee:
+			return "", fmt.Errorf("kbs: request: tee-metadata names primary tee %q, the request %q", m.Primary.Tee, tee)
+		case len(m.Additional) > 0:
+			return "", errors.New("kbs: request: tee-metadata lists additional (device) TEEs: this broker verifies no device evidence")
+		}
 	}
 	if p.Supported == nil {
 		return HashSHA384, nil

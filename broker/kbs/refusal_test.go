@@ -30,6 +30,8 @@ func TestAuthRefusals(t *testing.T) {
 		{"no tee", `{"version":"0.4.0","extra-params":""}`, 400, "SerdeError"},
 		{"no usable hash", `{"version":"0.4.0","tee":"sgx","extra-params":{"supported-hash-algorithms":["md5"]}}`, 400, "SerdeError"},
 		{"oversized", `{"version":"0.4.0","tee":"sgx","extra-params":"` + strings.Repeat("a", MaxAuthBody) + `"}`, 413, "PayloadTooLarge"},
+		{"tee-metadata names another primary", `{"version":"0.4.0","tee":"sgx","extra-params":{"tee-metadata":{"primary_tee":{"tee":"tdx"}}}}`, 400, "SerdeError"},
+		{"tee-metadata lists device TEEs", `{"version":"0.4.0","tee":"tdx","extra-params":{"tee-metadata":{"primary_tee":{"tee":"tdx"},"additional_tees":[{"tee":"nvidia"}]}}}`, 400, "SerdeError"},
 	} {
 		code, body, resp := e.do("POST", Prefix+"/auth", []byte(tc.body), nil)
 		wantError(t, tc.name, code, body, tc.code, tc.typ)
@@ -40,10 +42,14 @@ func TestAuthRefusals(t *testing.T) {
 	if n := e.srv.sessions.len(); n != 0 {
 		t.Errorf("%d sessions after refused /auth requests", n)
 	}
-	// Trustee's older clients send extra-params "" (no hash list): SHA-384.
-	code, body, _ := e.do("POST", Prefix+"/auth", []byte(`{"version":"0.4.0","tee":"sgx","extra-params":""}`), nil)
-	if code != 200 || !strings.Contains(string(body), `"selected-hash-algorithm":"sha384"`) {
-		t.Errorf("extra-params \"\": %d %s", code, body)
+	// Trustee's older clients send extra-params "" (no hash list): SHA-384;
+	// tee-metadata naming the request's tee and no device is accepted.
+	for _, body := range []string{`{"version":"0.4.0","tee":"sgx","extra-params":""}`,
+		`{"version":"0.4.0","tee":"sgx","extra-params":{"tee-metadata":{"primary_tee":{"tee":"sgx","metadata":{}},"additional_tees":[]}}}`} {
+		code, resp, _ := e.do("POST", Prefix+"/auth", []byte(body), nil)
+		if code != 200 || !strings.Contains(string(resp), `"selected-hash-algorithm":"sha384"`) {
+			t.Errorf("%s: %d %s", body, code, resp)
+		}
 	}
 }
 
