@@ -225,7 +225,8 @@ func TestSessionCookieAttributes(t *testing.T) {
 
 // A client that supports only SHA-512 gets it selected, and its binding
 // (SHA-512 of the runtime data) is accepted; CoCo's TDX evidence with its
-// event logs (not replayed) is accepted as the bare quote is.
+// event logs (not replayed) and init-data (not checked) is accepted as the
+// bare quote is.
 func TestSelectedHashAndEventLogs(t *testing.T) {
 	e := newEnv(t)
 	e.setPolicy("", allowTestApp)
@@ -249,6 +250,7 @@ func TestSelectedHashAndEventLogs(t *testing.T) {
 	json.Unmarshal(c.attestation(rd, c.plat), &a)
 	pe := a["tee-evidence"].(map[string]any)["primary_evidence"].(map[string]any)
 	pe["cc_eventlog"], pe["aa_eventlog"] = "AAAA", "INIT sha384/abc"
+	a["init-data"] = map[string]string{"format": "toml", "body": "version = \"0.1.0\""} // accepted, not checked
 	ab, _ := json.Marshal(a)
 	if code, b := c.attest(ab); code != 200 {
 		t.Fatalf("attest: %d %s", code, b)
