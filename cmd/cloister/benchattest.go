@@ -454,30 +454,9 @@ func (l *loadConn) Close() error { return l.c.Close() }
 
 // post sends one prebuilt request and returns the token of a 200 answer.
 func (l *loadConn) post(req []byte) (string, error) {
-	if l.broken {
-		return "", errors.New("connection broken by an earlier error")
-	}
-	_ = l.c.SetDeadline(time.Now().Add(30 * time.Second))
-	if _, err := l.c.Write(req); err != nil {
-		l.broken = true
-		return "", err
-	}
-	resp, err := http.ReadResponse(l.br, nil)
+	resp, b, err := l.exchange(req)
 	if err != nil {
-		l.broken = true
 		return "", err
-	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if cerr := resp.Body.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		l.broken = true
-		return "", err
-	}
-	if resp.Close {
-		// The server closes after this answer; the next write would fail.
-		l.broken = true
 	}
 	if resp.StatusCode != http.StatusOK {
 		return "", fmt.Errorf("status %d: %s", resp.StatusCode, b)
@@ -487,4 +466,35 @@ func (l *loadConn) post(req []byte) (string, error) {
 		return "", fmt.Errorf("no token in %s", b)
 	}
 	return out.Token, nil
+}
+
+// exchange sends one prebuilt request and returns the response (its body
+// already read and closed) and the body, at most 1 MiB.
+func (l *loadConn) exchange(req []byte) (*http.Response, []byte, error) {
+	if l.broken {
+		return nil, nil, errors.New("connection broken by an earlier error")
+	}
+	_ = l.c.SetDeadline(time.Now().Add(30 * time.Second))
+	if _, err := l.c.Write(req); err != nil {
+		l.broken = true
+		return nil, nil, err
+	}
+	resp, err := http.ReadResponse(l.br, nil)
+	if err != nil {
+		l.broken = true
+		return nil, nil, err
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if cerr := resp.Body.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		l.broken = true
+		return nil, nil, err
+	}
+	if resp.Close {
+		// The server closes after this answer; the next write would fail.
+		l.broken = true
+	}
+	return resp, b, nil
 }

@@ -19,6 +19,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/broker/kbs"
 	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/host"
 	"github.com/cloister-dev/cloister/kv"
@@ -192,11 +195,17 @@ func brokerMux(c *brokerCommon) (*http.ServeMux, error) {
 	return mux, nil
 }
 
-// mountKBS mounts the Trustee KBS protocol under /kbs/v0/.
+// mountKBS mounts the Trustee KBS protocol under /kbs/v0/, its
+// resources, policies and token key in the sealed store "kbs".
 func mountKBS(mux *http.ServeMux, c *brokerCommon) error {
-	mux.Handle("/kbs/v0/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		http.Error(w, "kbs: not implemented yet", http.StatusNotImplemented)
-	}))
+	open := func(ctx context.Context) (*kv.Store, error) { return c.openStore(ctx, "kbs") }
+	srv, err := kbs.New(c.ctx, kbs.Config{OpenStore: open, Now: c.now, Rand: c.rand, Issuer: c.publicURL.String(),
+		TrustRoots: c.trustRoots, Collateral: c.collateral, AdminKeys: c.adminKeys, InsecureAdmin: c.insecureAdmin,
+		Logger: c.log.With("surface", "kbs")})
+	if err != nil {
+		return err
+	}
+	mux.Handle(kbs.Prefix+"/", srv)
 	return nil
 }
 
@@ -279,4 +288,50 @@ func readEd25519PublicKey(name string) (ed25519.PublicKey, error) {
 		return nil, fmt.Errorf("%s: a %T key, want Ed25519", name, k)
 	}
 	return ek, nil
+}
+
+const brokerAdminTokenHelp = `Print an admin token for 'cloister broker serve': a JWT signed with EdDSA by
+the Ed25519 private key in --key (PEM PKCS#8, as 'openssl genpkey -algorithm
+ed25519' writes it), with iat now and exp after --ttl, as Trustee's admin
+tokens are. The broker accepts it when --admin-key names the public key
+('openssl pkey -in KEY -pubout'). Send it as "Authorization: Bearer TOKEN".
+`
+
+// runBrokerAdminToken implements "cloister broker admin-token".
+func runBrokerAdminToken(e *env, args []string) error {
+	fs := newFlagSet("broker admin-token", "--key PEM [--ttl D]", brokerAdminTokenHelp)
+	keyFile := fs.String("key", "", "`PEM` Ed25519 private key (PKCS#8)")
+	ttl := fs.Duration("ttl", time.Hour, "token lifetime, at most 24h")
+	if err := parseNoArgs(e, fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *keyFile == "":
+		return usagef("missing --key PEM")
+	case *ttl <= 0 || *ttl > kbs.MaxAdminTokenLifetime:
+		return usagef("--ttl %v: want more than 0 and at most %v", *ttl, kbs.MaxAdminTokenLifetime)
+	}
+	data, err := os.ReadFile(*keyFile)
+	if err != nil {
+		return usagef("--key: %v", err)
+	}
+	blk, _ := pem.Decode(data)
+	if blk == nil || blk.Type != "PRIVATE KEY" {
+		return usagef("--key %s: want a PEM PRIVATE KEY (PKCS#8) block", *keyFile)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	if err != nil {
+		return usagef("--key %s: %v", *keyFile, err)
+	}
+	priv, ok := k.(ed25519.PrivateKey)
+	if !ok {
+		return usagef("--key %s: a %T key, want Ed25519", *keyFile, k)
+	}
+	now := e.now()
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{"iat": now.Unix(), "exp": now.Add(*ttl).Unix()}).SignedString(priv)
+	if err != nil {
+		return fmt.Errorf("signing: %w", err)
+	}
+	_, err = fmt.Fprintln(e.stdout, tok)
+	return err
 }

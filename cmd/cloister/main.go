@@ -23,6 +23,8 @@
 //	cloister attest verify-token TOKEN --service URL [--skip-appraisal | policy flags]
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
+//	cloister bench broker [--concurrency N] [--flows N] [--requests N] [--json]
+//	cloister broker admin-token --key ED25519.pem [--ttl 1h]
 //	cloister broker serve --listen 127.0.0.1:8081 [--public-url URL] [--tls] [--state DIR] [--admin-key PEM]... [--tee …]
 //	cloister ledger verify-receipt RECEIPT.json --service-cert PEM [--claims FILE] [--json]
 //	cloister version
@@ -110,9 +112,11 @@ var commands = []command{
 	{"bench boundary", "measure the host-enclave boundary: rings vs Unix socket, gRPC, ping-pong", runBenchBoundary},
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
 	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
+	{"bench broker", "measure the key broker: KBS flows/s and resource requests/s against the attestation service's tokens/s", runBenchBroker},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
 	{"broker serve", "run the key broker: Trustee KBS protocol (and compiled-in extensions), releasing secrets to attested workloads", runBrokerServe},
 	{"ledger verify-receipt", "verify a ledger write receipt (Azure Confidential Ledger, CCF) offline against the service certificate", runLedgerVerifyReceipt},
+	{"broker admin-token", "print an Ed25519-signed admin token for broker serve's management API", runBrokerAdminToken},
 	{"version", "print the version of cloister", runVersion},
 }
 
