@@ -29,9 +29,20 @@ type Config struct {
 	// Sig is the app's signature file (`cloister sign`); empty measures
 	// the app unsigned, as a debug enclave with a zero MRSIGNER.
 	Sig string
-	// TEE is the platform kind; default tee.KindSimSGX. Only the
-	// simulator kinds are supported for now.
+	// TEE is the platform kind; default tee.KindSimSGX. The simulator
+	// kinds need nothing else; tee.KindTDX and tee.KindSNP (a confidential
+	// VM, where this process is inside the TEE with the app) need Platform.
 	TEE tee.Kind
+	// Platform, for a confidential VM, is the platform the caller opened
+	// (tee/probe, configfs-tsm); the host services answer the app's
+	// evidence, identity and sealing-key calls from it. Its Kind must be
+	// TEE. Nil for the simulator kinds, whose platform Run makes.
+	Platform tee.Platform
+	// BeforeStart, when set, is called with the app's measurement (as
+	// `cloister measure` computes it) after everything else is ready and
+	// just before the app is started; an error stops the launch. A
+	// confidential VM extends the measurement into a runtime register here.
+	BeforeStart func(app sim.App) error
 	// SimDir is the simulator's data directory; default sim.DefaultDir().
 	SimDir string
 	// Listen lists the addresses the enclave may listen on, host side
@@ -74,10 +85,11 @@ func (c Config) validate() (Config, error) {
 	if c.TEE == "" {
 		c.TEE = tee.KindSimSGX
 	}
-	if c.TEE != tee.KindSimSGX && c.TEE != tee.KindSimTDX {
-		return c, fmt.Errorf("host: run: tee %q: only %s and %s are supported for now", c.TEE, tee.KindSimSGX, tee.KindSimTDX)
+	cvm := (c.TEE == tee.KindTDX || c.TEE == tee.KindSNP) && c.Platform != nil && c.Platform.Kind() == c.TEE
+	if c.TEE != tee.KindSimSGX && c.TEE != tee.KindSimTDX && !cvm {
+		return c, fmt.Errorf("host: run: tee %q: want %s or %s, or %s or %s with the platform opened for it", c.TEE, tee.KindSimSGX, tee.KindSimTDX, tee.KindTDX, tee.KindSNP)
 	}
-	if c.SimDir == "" {
+	if c.SimDir == "" && !cvm {
 		if c.SimDir, err = sim.DefaultDir(); err != nil {
 			return c, fmt.Errorf("host: run: %w", err)
 		}
@@ -144,13 +156,15 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("host: run: measure %s: %w", cfg.App, err)
 	}
-	pki, err := sim.Load(cfg.SimDir, rand.Reader, cfg.Now())
-	if err != nil {
-		return 0, fmt.Errorf("host: run: %w", err)
-	}
-	plat, err := sim.NewPlatform(pki, cfg.TEE, app, nil)
-	if err != nil {
-		return 0, fmt.Errorf("host: run: %w", err)
+	plat := cfg.Platform
+	if plat == nil {
+		pki, err := sim.Load(cfg.SimDir, rand.Reader, cfg.Now())
+		if err != nil {
+			return 0, fmt.Errorf("host: run: %w", err)
+		}
+		if plat, err = sim.NewPlatform(pki, cfg.TEE, app, nil); err != nil {
+			return 0, fmt.Errorf("host: run: %w", err)
+		}
 	}
 	log.Info("enclave measured", "app", cfg.App, "tee", cfg.TEE,
 		"mrenclave", hex.EncodeToString(app.MRENCLAVE[:]), "mrsigner", hex.EncodeToString(app.MRSIGNER[:]),
@@ -183,6 +197,11 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	server.SetDefer(svc.Defer)
 
+	if cfg.BeforeStart != nil {
+		if err := cfg.BeforeStart(app); err != nil {
+			return 0, fmt.Errorf("host: run: %w", err)
+		}
+	}
 	cmd, mode, err := start(cfg, region.File(), svc.Events().File())
 	if err != nil {
 		return 0, err
