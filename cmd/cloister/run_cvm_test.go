@@ -369,4 +369,3 @@ func TestRunAutoNeverSimulates(t *testing.T) {
 		t.Fatalf("auto with configfs-tsm: %s", r)
 	}
 }
-
