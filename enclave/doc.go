@@ -36,7 +36,8 @@
 // On the simulator kinds (sim-sgx, sim-tdx) Platform's Evidence goes
 // through the host's evidence call and its Identity is what the host
 // measured; its sealing keys come from the host too, which is acceptable
-// only for the simulator. On SGX (Gramine), TDX and SEV-SNP the enclave
-// would open the hardware in its own process through tee/probe; Run does
-// not support those kinds yet.
+// only for the simulator, or in a confidential VM (tdx, sev-snp), where
+// `cloister run` is inside the TEE with the app and serves its configfs-tsm
+// platform the same way (DESIGN.md "Platforms"). On SGX (Gramine) the
+// enclave would open the hardware in its own process through tee/probe.
 package enclave

@@ -132,7 +132,8 @@ func DefaultStateDir() (string, error) {
 	return filepath.Join(home, ".local", "state", "cloister"), nil
 }
 
-// Run measures cfg.App, launches it as a simulated enclave and serves its
+// Run measures cfg.App, launches it as a simulated enclave (or as a
+// process of the confidential VM, with cfg.Platform) and serves its
 // host calls until it exits, then returns its exit status (128+n if a
 // signal n ended it). The error reports a failure to launch or serve, not
 // the app's own failure.
