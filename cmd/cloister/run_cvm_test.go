@@ -369,3 +369,21 @@ func TestRunAutoNeverSimulates(t *testing.T) {
 		t.Fatalf("auto with configfs-tsm: %s", r)
 	}
 }
+
+// TestRunTDXRefusesUnexplainedRTMR3: RTMR3 extended outside the runtime
+// log could never be replayed: the launch is refused and the app does not
+// start.
+func TestRunTDXRefusesUnexplainedRTMR3(t *testing.T) {
+	f := newCVMTDX(t)
+	reg, err := tsm.OpenRTMR(f.deps.RTMR, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Extend([48]byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	r, ev, _ := runCVM(t, f.deps, "--tee", "tdx", "--runtime-log", f.log)
+	if r.code != exitFailed || ev != nil || !strings.Contains(r.stderr, "RTMR3 was extended outside this log") || strings.Contains(r.stderr, "enclave started") {
+		t.Fatalf("%s", r)
+	}
+}

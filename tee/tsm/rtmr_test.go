@@ -225,3 +225,44 @@ func TestOpenRTMR(t *testing.T) {
 		t.Fatal("RTMR4 opened")
 	}
 }
+
+// racing extends twice when asked once: another writer extending RTMR3
+// between our extension and the read back.
+type racing struct{ Register }
+
+func (r racing) Extend(d [eventlog.DigestSize]byte) error {
+	if err := r.Register.Extend(d); err != nil {
+		return err
+	}
+	return r.Register.Extend([eventlog.DigestSize]byte{7})
+}
+
+// TestMeasureAppReadBack: an extension by someone else at the same time
+// is caught by the read back.
+func TestMeasureAppReadBack(t *testing.T) {
+	reg := fakeRTMR3(t)
+	path := filepath.Join(t.TempDir(), "rtmr3.log")
+	if _, err := MeasureApp(racing{reg}, path, app(1)); !errors.Is(err, ErrLogMismatch) {
+		t.Fatalf("%v, want ErrLogMismatch", err)
+	}
+}
+
+// TestMeasureAppForeignLogBytes: uncovered events are cut only from a log
+// whose bytes are this writer's encoding; another writer's log (here: a
+// header with another errata byte, which parses the same) is refused.
+func TestMeasureAppForeignLogBytes(t *testing.T) {
+	reg := fakeRTMR3(t)
+	path := filepath.Join(t.TempDir(), "rtmr3.log")
+	b := eventlog.EncodeHeader()
+	b[32+16+4+2] = 0 // errata
+	b = append(b, eventlog.EncodeAppEvent(app(1))...) // logged, never extended
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := MeasureApp(reg, path, app(2)); err == nil || !strings.Contains(err.Error(), "not written by cloister") {
+		t.Fatalf("%v", err)
+	}
+	if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
+		t.Fatal("the foreign log was changed")
+	}
+}
