@@ -254,7 +254,7 @@ func TestMeasureAppForeignLogBytes(t *testing.T) {
 	reg := fakeRTMR3(t)
 	path := filepath.Join(t.TempDir(), "rtmr3.log")
 	b := eventlog.EncodeHeader()
-	b[32+16+4+2] = 0 // errata
+	b[32+16+4+2] = 0                                  // errata
 	b = append(b, eventlog.EncodeAppEvent(app(1))...) // logged, never extended
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
