@@ -22,10 +22,14 @@ type ccelVector struct {
 	rtmr       [Registers][DigestSize]byte
 }
 
+func readTestdata(name string) ([]byte, error) {
+	return os.ReadFile(filepath.Join("..", "..", "testdata", "tdx", "ccel", name))
+}
+
 func loadCCEL(t testing.TB) ccelVector {
 	t.Helper()
 	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "tdx", "ccel", name))
+		b, err := readTestdata(name)
 		if err != nil {
 			t.Fatal(err)
 		}
