@@ -103,7 +103,7 @@ func prepareCVM(ctx context.Context, e *env, cfg *host.Config, kind string, f cv
 		return err
 	}
 	cfg.BeforeStart = func(app sim.App) error {
-		m, err := tsm.MeasureApp(reg, f.runtimeLog, eventlog.App{
+		m, err := tsm.MeasureApp(ctx, reg, f.runtimeLog, eventlog.App{
 			Measurement: app.MRENCLAVE, Signer: app.MRSIGNER, ProductID: app.ProductID, SVN: app.SVN, Debug: app.Debug,
 		})
 		if err != nil {

@@ -2,12 +2,14 @@ package tsm
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/cloister-dev/cloister/evidence/eventlog"
@@ -67,7 +69,7 @@ func TestMeasureAppRoundTrip(t *testing.T) {
 	reg := fakeRTMR3(t)
 	path := filepath.Join(t.TempDir(), "run", "cloister", "rtmr3.log")
 	for i := byte(1); i <= 3; i++ {
-		m, err := MeasureApp(reg, path, app(i))
+		m, err := MeasureApp(context.Background(), reg, path, app(i))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -114,23 +116,23 @@ func (f *failing) Extend(d [eventlog.DigestSize]byte) error {
 func TestMeasureAppCrash(t *testing.T) {
 	reg := fakeRTMR3(t)
 	path := filepath.Join(t.TempDir(), "rtmr3.log")
-	if _, err := MeasureApp(reg, path, app(1)); err != nil {
+	if _, err := MeasureApp(context.Background(), reg, path, app(1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MeasureApp(&failing{Register: reg, failExtend: true}, path, app(2)); !errors.Is(err, errKilled) {
+	if _, err := MeasureApp(context.Background(), &failing{Register: reg, failExtend: true}, path, app(2)); !errors.Is(err, errKilled) {
 		t.Fatalf("stopped before extending: %v", err)
 	}
 	if apps, uncovered := replayLog(t, reg, path); len(apps) != 1 || apps[0] != app(1) || uncovered != 1 {
 		t.Fatalf("after the stop: apps %+v, uncovered %d; want app 1 and one uncovered event", apps, uncovered)
 	}
-	m, err := MeasureApp(reg, path, app(3))
+	m, err := MeasureApp(context.Background(), reg, path, app(3))
 	if err != nil || m.Dropped != 1 {
 		t.Fatalf("next launch: %+v %v, want one dropped event", m, err)
 	}
 	if apps, uncovered := replayLog(t, reg, path); len(apps) != 2 || apps[1] != app(3) || uncovered != 0 {
 		t.Fatalf("after the next launch: apps %+v, uncovered %d", apps, uncovered)
 	}
-	if _, err := MeasureApp(&failing{Register: reg, failRead: true}, path, app(4)); !errors.Is(err, errKilled) {
+	if _, err := MeasureApp(context.Background(), &failing{Register: reg, failRead: true}, path, app(4)); !errors.Is(err, errKilled) {
 		t.Fatalf("stopped before the read back: %v", err)
 	}
 	if apps, uncovered := replayLog(t, reg, path); len(apps) != 3 || apps[2] != app(4) || uncovered != 0 {
@@ -143,7 +145,7 @@ func TestMeasureAppCrash(t *testing.T) {
 func TestMeasureAppRefusesForeignExtension(t *testing.T) {
 	reg := fakeRTMR3(t)
 	path := filepath.Join(t.TempDir(), "rtmr3.log")
-	if _, err := MeasureApp(reg, path, app(1)); err != nil {
+	if _, err := MeasureApp(context.Background(), reg, path, app(1)); err != nil {
 		t.Fatal(err)
 	}
 	if err := reg.Extend([eventlog.DigestSize]byte{9}); err != nil {
@@ -151,7 +153,7 @@ func TestMeasureAppRefusesForeignExtension(t *testing.T) {
 	}
 	before, _ := os.ReadFile(path)
 	v, _ := reg.Read()
-	if _, err := MeasureApp(reg, path, app(2)); !errors.Is(err, ErrLogMismatch) {
+	if _, err := MeasureApp(context.Background(), reg, path, app(2)); !errors.Is(err, ErrLogMismatch) {
 		t.Fatalf("%v, want ErrLogMismatch", err)
 	}
 	after, _ := os.ReadFile(path)
@@ -162,7 +164,7 @@ func TestMeasureAppRefusesForeignExtension(t *testing.T) {
 	if err := os.WriteFile(path, []byte("junk"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MeasureApp(reg, path, app(2)); !errors.Is(err, eventlog.ErrFormat) {
+	if _, err := MeasureApp(context.Background(), reg, path, app(2)); !errors.Is(err, eventlog.ErrFormat) {
 		t.Fatalf("junk log: %v", err)
 	}
 }
@@ -177,7 +179,7 @@ func TestMeasureAppConcurrent(t *testing.T) {
 	for g := range 8 {
 		wg.Go(func() {
 			for i := range 5 {
-				if _, err := MeasureApp(reg, path, app(byte(g*5+i))); err != nil {
+				if _, err := MeasureApp(context.Background(), reg, path, app(byte(g*5+i))); err != nil {
 					errs <- err
 				}
 			}
@@ -242,7 +244,7 @@ func (r racing) Extend(d [eventlog.DigestSize]byte) error {
 func TestMeasureAppReadBack(t *testing.T) {
 	reg := fakeRTMR3(t)
 	path := filepath.Join(t.TempDir(), "rtmr3.log")
-	if _, err := MeasureApp(racing{reg}, path, app(1)); !errors.Is(err, ErrLogMismatch) {
+	if _, err := MeasureApp(context.Background(), racing{reg}, path, app(1)); !errors.Is(err, ErrLogMismatch) {
 		t.Fatalf("%v, want ErrLogMismatch", err)
 	}
 }
@@ -259,10 +261,45 @@ func TestMeasureAppForeignLogBytes(t *testing.T) {
 	if err := os.WriteFile(path, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := MeasureApp(reg, path, app(2)); err == nil || !strings.Contains(err.Error(), "not written by cloister") {
+	if _, err := MeasureApp(context.Background(), reg, path, app(2)); err == nil || !strings.Contains(err.Error(), "not written by cloister") {
 		t.Fatalf("%v", err)
 	}
 	if got, _ := os.ReadFile(path); !bytes.Equal(got, b) {
 		t.Fatal("the foreign log was changed")
+	}
+}
+
+// TestMeasureAppLockLiveness: a launch waiting for a lock another holds
+// returns when its context ends, and succeeds once the lock is released.
+func TestMeasureAppLockLiveness(t *testing.T) {
+	reg := fakeRTMR3(t)
+	path := filepath.Join(t.TempDir(), "rtmr3.log")
+	holder, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close()
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := MeasureApp(ctx, reg, path, app(1))
+		done <- err
+	}()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("%v, want context.Canceled", err)
+	}
+	go func() {
+		_, err := MeasureApp(context.Background(), reg, path, app(1))
+		done <- err
+	}()
+	if err := syscall.Flock(int(holder.Fd()), syscall.LOCK_UN); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

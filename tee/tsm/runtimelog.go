@@ -2,6 +2,7 @@ package tsm
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha512"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/cloister-dev/cloister/evidence/eventlog"
 )
@@ -55,7 +57,10 @@ type Measured struct {
 // empties /run and resets RTMR3 together; a log kept elsewhere that
 // outlives RTMR3 is cut back to its header the same way (RTMR3 zero
 // covers no event).
-func MeasureApp(reg Register, logPath string, app eventlog.App) (*Measured, error) {
+//
+// The lock is waited for until ctx ends (a launch stuck while holding it
+// cannot hang the next one forever).
+func MeasureApp(ctx context.Context, reg Register, logPath string, app eventlog.App) (*Measured, error) {
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("tsm: runtime log: %w", err)
 	}
@@ -64,7 +69,7 @@ func MeasureApp(reg Register, logPath string, app eventlog.App) (*Measured, erro
 		return nil, fmt.Errorf("tsm: runtime log: %w", err)
 	}
 	defer f.Close()
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := lockFile(ctx, f); err != nil {
 		return nil, fmt.Errorf("tsm: runtime log: lock %s: %w", logPath, err)
 	}
 	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
@@ -147,4 +152,27 @@ func coveredPrefix(events []eventlog.Event, cur [eventlog.DigestSize]byte) (int,
 		}
 	}
 	return 0, false
+}
+
+// lockPoll is how often lockFile retries a lock another launch holds.
+const lockPoll = 10 * time.Millisecond
+
+// lockFile takes an exclusive flock on f, retrying until ctx ends.
+func lockFile(ctx context.Context, f *os.File) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return err
+		}
+		t := time.NewTimer(lockPoll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("another launch holds the lock: %w", ctx.Err())
+		case <-t.C:
+		}
+	}
 }
