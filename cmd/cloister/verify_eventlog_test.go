@@ -78,3 +78,27 @@ func TestVerifyEventLogUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifyCCELGolden freezes the JSON printed for the cos-113 quote with
+// its CCEL (the event_log claims are a contract, as the others). Refresh
+// with go test ./cmd/cloister -run Golden -update, and review the diff.
+func TestVerifyCCELGolden(t *testing.T) {
+	r := runCLI(t, "verify", "evidence", ccelDir+"cos-113-tdx-quote.dat", "--no-collateral", "--at", "2024-08-01T00:00:00Z",
+		"--event-log", ccelDir+"ccel_data.dat", "--ccel-table", ccelDir+"ccel_table.dat")
+	if r.code != exitOK {
+		t.Fatalf("%s", r)
+	}
+	golden := filepath.Join("testdata", "verify_tdx_ccel.golden.json")
+	if *update {
+		if err := os.WriteFile(golden, []byte(r.stdout), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if r.stdout != string(want) {
+		t.Errorf("output differs from %s (run with -update if the change is intended):\ngot:\n%s\nwant:\n%s", golden, r.stdout, want)
+	}
+}
