@@ -45,8 +45,11 @@ type Measured struct {
 //     find the prefix of the log's RTMR3 events that replays to RTMR3; if
 //     none does, fail with ErrLogMismatch; events after that prefix were
 //     logged by a launch that never extended (a crash between steps 2
-//     and 3): drop them;
-//  2. append the app event and fsync the log;
+//     and 3): drop them; a log whose bytes are not exactly this writer's
+//     encoding of its events (trailing bytes the parser skips, another
+//     writer's header) is refused untouched;
+//  2. append the app event in one write (cut back if it fails part way,
+//     so no torn record outlives a full /run) and fsync the log;
 //  3. extend RTMR3 and read it back: it must be the replay of the log.
 //
 // Logging first means a crash can only leave a logged event that was not
@@ -94,30 +97,42 @@ func MeasureApp(ctx context.Context, reg Register, logPath string, app eventlog.
 			ErrLogMismatch, reg.How(), cur, len(events), logPath)
 	}
 	m := &Measured{Dropped: len(events) - keep, Digest: app.Digest()}
-	switch {
-	case len(raw) == 0:
-		if _, err := f.Write(eventlog.EncodeHeader()); err != nil {
-			return nil, fmt.Errorf("tsm: runtime log %s: %w", logPath, err)
-		}
-	case m.Dropped > 0:
-		// Cut the events a stopped launch left. The log is append-only
-		// in the one encoding this writer uses, so the covered prefix is
-		// a prefix of the file's bytes; one truncate removes the rest.
+	// The log must be exactly this writer's encoding of the events it
+	// parses to: the parser skips what follows 0xFF "padding", so bytes
+	// after the last event would hide the event appended next from every
+	// verifier while RTMR3 holds it. The covered prefix is then a prefix of
+	// the file's bytes, and one truncate cuts what a stopped launch left.
+	end := int64(0)
+	if len(raw) > 0 {
 		b := eventlog.EncodeHeader()
-		for _, e := range events[:keep] {
+		for i, e := range events {
+			if i == keep {
+				end = int64(len(b))
+			}
 			b = append(b, eventlog.EncodeEvent(e.Register, e.Type, e.Digest, e.Data)...)
 		}
-		if !bytes.HasPrefix(raw, b) {
-			return nil, fmt.Errorf("tsm: runtime log %s was not written by cloister (its events do not re-encode to its bytes)", logPath)
+		if keep == len(events) {
+			end = int64(len(b))
 		}
-		if err := f.Truncate(int64(len(b))); err != nil {
-			return nil, fmt.Errorf("tsm: runtime log %s: %w", logPath, err)
+		if !bytes.Equal(raw, b) {
+			return nil, fmt.Errorf("tsm: runtime log %s was not written by cloister (its bytes are not the encoding of the %d events it parses to)", logPath, len(events))
+		}
+		if m.Dropped > 0 {
+			if err := f.Truncate(end); err != nil {
+				return nil, fmt.Errorf("tsm: runtime log %s: %w", logPath, err)
+			}
 		}
 	}
-	if _, err := f.Seek(0, io.SeekEnd); err != nil {
-		return nil, fmt.Errorf("tsm: runtime log %s: %w", logPath, err)
+	rec := eventlog.EncodeAppEvent(app)
+	if len(raw) == 0 {
+		rec = append(eventlog.EncodeHeader(), rec...)
 	}
-	if _, err := f.Write(eventlog.EncodeAppEvent(app)); err != nil {
+	// One write; if it fails part way (a full /run), cut the torn bytes so
+	// the log still parses for the next launch.
+	if _, err := f.WriteAt(rec, end); err != nil {
+		if terr := f.Truncate(end); terr != nil {
+			return nil, fmt.Errorf("tsm: runtime log %s: append: %w (and cutting the torn record: %w)", logPath, err, terr)
+		}
 		return nil, fmt.Errorf("tsm: runtime log %s: append: %w", logPath, err)
 	}
 	if err := f.Sync(); err != nil {
