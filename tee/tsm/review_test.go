@@ -93,4 +93,3 @@ func TestMeasureAppTornAppend(t *testing.T) {
 		t.Fatalf("apps %+v, uncovered %d", apps, uncovered)
 	}
 }
-
