@@ -22,7 +22,9 @@ type EventLogClaims struct {
 	Events []EventClaim `json:"events"`
 	// AppDigests are the app digests (what `cloister measure` prints as
 	// MRENCLAVE) of the covered Cloister app events, in launch order.
-	// Empty when nothing was measured at run time.
+	// Empty when nothing was measured at run time. Complete only when
+	// every covered RTMR3 event is an app launch (Claims.Warnings says
+	// when one is not; policy.AppDigests refuses it).
 	AppDigests []HexBytes `json:"app_digests"`
 	// UncoveredEvents counts RTMR3 events after the ones the quote covers
 	// (logged after the quote was taken); they are not listed.
@@ -114,6 +116,16 @@ func ReplayEventLog(c *Claims, logs [][]byte, table []byte) error {
 	if len(el.AppDigests) == 0 {
 		c.Warnings = append(c.Warnings, "RTMR3 holds no Cloister app launch: nothing was measured at run time "+
 			"('cloister run --no-runtime-measurement', or an app not started by 'cloister run'), so the evidence does not say which app runs")
+	}
+	foreign := 0
+	for _, e := range el.Events {
+		if e.Register == "rtmr3" && e.App == nil {
+			foreign++
+		}
+	}
+	if foreign > 0 {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("RTMR3 covers %d event(s) that are not Cloister app launches: their data is not measured, so they may be anything "+
+			"(another app, or a launch record the host rewrote); app_digests lists the launches the log proves, not everything that ran", foreign))
 	}
 	if n := len(res.Uncovered); n > 0 {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("%d RTMR3 event(s) at the end of the log are not covered by the quote (logged after it was taken, or a launch that stopped before extending): ignored", n))

@@ -184,7 +184,17 @@ func Replay(events []Event, rtmr [Registers][DigestSize]byte) (*Result, error) {
 			continue
 		}
 		res.Events = append(res.Events, e)
-		if e.Register != RuntimeRegister || e.Type != evEventTag {
+		if e.Register != RuntimeRegister {
+			continue
+		}
+		if e.Type != evEventTag {
+			// The type is not measured: an app record that is what was
+			// extended, under another type, is an app launch relabelled
+			// to drop out of Apps. No honest writer does that.
+			if a, ok, err := ParseAppEvent(e.Data); err == nil && ok && sha512.Sum384(e.Data) == e.Digest {
+				return nil, fmt.Errorf("%w: event %d: the app event of %x is labelled %s, not EV_EVENT_TAG (the event type is not measured: it was changed)",
+					ErrFormat, e.Seq, a.Measurement, e.TypeName)
+			}
 			continue
 		}
 		a, ok, err := ParseAppEvent(e.Data)
