@@ -213,11 +213,12 @@ func TestTamperedEventFailsReplay(t *testing.T) {
 
 // TestRuntimeLogByteFlips: every single-byte change of a runtime log
 // inside the event either fails (parse or replay) or, where the byte is
-// the event type or the tag (TCG logs measure neither: a firmware event's
+// the tag (TCG logs measure neither type nor tag: a firmware event's
 // digest is of the thing measured, not of the event), turns the event
 // into a foreign one and drops the app from the result (a policy on app
-// digests then fails: it admits no foreign RTMR3 event); no change
-// anywhere yields another app.
+// digests then fails: it admits no foreign RTMR3 event, and the claims
+// warn); a changed type fails (Replay refuses a relabelled app record); no
+// change anywhere yields another app.
 func TestRuntimeLogByteFlips(t *testing.T) {
 	v := loadCCEL(t)
 	rt, rtmr3 := runtimeLog(testApp(1))
