@@ -20,11 +20,19 @@ const (
 // CLONE_NEWNET alone; otherwise inside a new user namespace mapping the
 // caller's ids), and falls back to the host's network if the kernel says
 // no. It returns the started command and the log line naming the mode.
-func start(cfg Config, region, events *os.File) (*exec.Cmd, string, error) {
+// With img (sealedImage) it executes img, passed as fd 5, instead of the
+// path (argv[0] still names cfg.App).
+func start(cfg Config, region, events, img *os.File) (*exec.Cmd, string, error) {
 	mk := func(attr *syscall.SysProcAttr) *exec.Cmd {
 		cmd := exec.Command(cfg.App, cfg.Args...)
 		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, EventsFD: 4, TEE: string(cfg.TEE)}.String()}
 		cmd.ExtraFiles = []*os.File{region, events}
+		if img != nil {
+			// The child's own fd 5 (not close-on-exec, so a script's
+			// interpreter can open it too).
+			cmd.Path, cmd.Err = fmt.Sprintf("/proc/self/fd/%d", imageFD), nil
+			cmd.ExtraFiles = append(cmd.ExtraFiles, img)
+		}
 		cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
 		// The enclave must not outlive its host: nobody would serve it.
 		attr.Pdeathsig = syscall.SIGKILL

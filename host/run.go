@@ -36,7 +36,9 @@ type Config struct {
 	// Platform, for a confidential VM, is the platform the caller opened
 	// (tee/probe, configfs-tsm); the host services answer the app's
 	// evidence, identity and sealing-key calls from it. Its Kind must be
-	// TEE. Nil for the simulator kinds, whose platform Run makes.
+	// TEE. Nil for the simulator kinds, whose platform Run makes. With a
+	// Platform, Run hashes and executes a sealed copy of App (sealedImage),
+	// never the path twice.
 	Platform tee.Platform
 	// BeforeStart, when set, is called with the app's measurement (as
 	// `cloister measure` computes it) after everything else is ready and
@@ -153,7 +155,19 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		return 0, err
 	}
 	log := cfg.Logger
-	app, err := sim.AppFromFiles(cfg.App, cfg.Sig)
+	// In a confidential VM the measurement is what the platform reports
+	// (RTMR3 on TDX): hash a sealed copy and execute that copy, never the
+	// path again (sealedImage). The simulator keeps executing the path.
+	measured := cfg.App
+	var img *os.File
+	if cfg.Platform != nil {
+		if img, err = sealedImage(cfg.App); err != nil {
+			return 0, err
+		}
+		defer img.Close()
+		measured = procFD(img)
+	}
+	app, err := sim.AppFromFiles(measured, cfg.Sig)
 	if err != nil {
 		return 0, fmt.Errorf("host: run: measure %s: %w", cfg.App, err)
 	}
@@ -203,7 +217,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 			return 0, fmt.Errorf("host: run: %w", err)
 		}
 	}
-	cmd, mode, err := start(cfg, region.File(), svc.Events().File())
+	cmd, mode, err := start(cfg, region.File(), svc.Events().File(), img)
 	if err != nil {
 		return 0, err
 	}
