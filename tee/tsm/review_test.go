@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cloister-dev/cloister/evidence/eventlog"
 )
@@ -91,5 +92,39 @@ func TestMeasureAppTornAppend(t *testing.T) {
 	}
 	if apps, uncovered := replayLog(t, reg, path); len(apps) != 2 || apps[1] != app(3) || uncovered != 0 {
 		t.Fatalf("apps %+v, uncovered %d", apps, uncovered)
+	}
+}
+
+// TestMeasureAppReaderCannotBlock: the log is readable by everyone (it is
+// handed to verifiers), and flock needs no write access: a lock held on a
+// read-only descriptor of the log (any user of the TD could take it) must
+// not stop launches. The launch lock is a separate file only its owner
+// can open.
+func TestMeasureAppReaderCannotBlock(t *testing.T) {
+	reg := fakeRTMR3(t)
+	path := filepath.Join(t.TempDir(), "rtmr3.log")
+	if _, err := MeasureApp(context.Background(), reg, path, app(1)); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reader.Close()
+	if err := syscall.Flock(int(reader.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	// Bounded so that the failure before the fix is an error, not a hang.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := MeasureApp(ctx, reg, path, app(2)); err != nil {
+		t.Fatalf("a reader's lock on the log blocked the launch: %v", err)
+	}
+	st, err := os.Stat(path + ".lock")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("lock file mode %v, want 0600", st.Mode().Perm())
 	}
 }

@@ -274,7 +274,7 @@ func TestMeasureAppForeignLogBytes(t *testing.T) {
 func TestMeasureAppLockLiveness(t *testing.T) {
 	reg := fakeRTMR3(t)
 	path := filepath.Join(t.TempDir(), "rtmr3.log")
-	holder, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	holder, err := os.OpenFile(path+LockSuffix, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,6 +20,10 @@ import (
 // the log and the register always describe the same boot.
 const DefaultRuntimeLog = "/run/cloister/rtmr3.log"
 
+// LockSuffix names the launch lock next to a runtime log (log path +
+// suffix, mode 0600): MeasureApp holds an exclusive flock on it.
+const LockSuffix = ".lock"
+
 // ErrLogMismatch is returned by MeasureApp when RTMR3 holds extensions the
 // log does not: something else extended RTMR3, or the log was lost. A
 // verifier could never replay such a register, so nothing is extended.
@@ -38,8 +42,8 @@ type Measured struct {
 
 // MeasureApp records app's launch in the runtime log at logPath and
 // extends RTMR3 (reg) with its digest, in that order, holding an exclusive
-// lock on the log (flock) throughout, so concurrent launches extend in
-// the order they log:
+// lock (flock on logPath+LockSuffix, a file only its owner can open)
+// throughout, so concurrent launches extend in the order they log:
 //
 //  1. read the log (created with its header if absent) and RTMR3, and
 //     find the prefix of the log's RTMR3 events that replays to RTMR3; if
@@ -67,15 +71,27 @@ func MeasureApp(ctx context.Context, reg Register, logPath string, app eventlog.
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("tsm: runtime log: %w", err)
 	}
+	// The lock is a file of its own that only its owner may open: flock
+	// needs no write access, so a lock on the world-readable log could be
+	// held by any user of the TD and would stop every launch.
+	lockPath := logPath + LockSuffix
+	lf, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("tsm: runtime log lock: %w", err)
+	}
+	defer lf.Close()
+	if err := lf.Chmod(0o600); err != nil {
+		return nil, fmt.Errorf("tsm: runtime log lock %s: %w", lockPath, err)
+	}
+	if err := lockFile(ctx, lf); err != nil {
+		return nil, fmt.Errorf("tsm: runtime log: lock %s: %w", lockPath, err)
+	}
+	defer syscall.Flock(int(lf.Fd()), syscall.LOCK_UN)
 	f, err := os.OpenFile(logPath, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("tsm: runtime log: %w", err)
 	}
 	defer f.Close()
-	if err := lockFile(ctx, f); err != nil {
-		return nil, fmt.Errorf("tsm: runtime log: lock %s: %w", logPath, err)
-	}
-	defer syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 
 	cur, err := reg.Read()
 	if err != nil {
