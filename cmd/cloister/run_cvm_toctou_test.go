@@ -67,7 +67,8 @@ func TestRunTDXRunsWhatItMeasured(t *testing.T) {
 }
 
 // TestRunTDXScriptApp: the sealed copy is executed through a descriptor
-// the child keeps open, so an interpreted app (#!) still runs.
+// the child keeps open, so an interpreted app (#!) still runs, with its
+// arguments.
 func TestRunTDXScriptApp(t *testing.T) {
 	f := newCVMTDX(t)
 	app := filepath.Join(t.TempDir(), "app.sh")
@@ -76,7 +77,9 @@ func TestRunTDXScriptApp(t *testing.T) {
 	}
 	var stdout, stderr bytes.Buffer
 	e := &env{ctx: context.Background(), stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, now: func() time.Time { return fixedNow }, cvm: f.deps}
-	args := []string{"--state", t.TempDir(), "--netns=false", "--tee", "tdx", "--runtime-log", f.log, app, "--", "x"}
+	// With --netns (the default): the sealed copy runs in the new
+	// namespaces too (or the fallback, where the machine refuses them).
+	args := []string{"--state", t.TempDir(), "--tee", "tdx", "--runtime-log", f.log, app, "--", "x"}
 	r := result{finish(e, "run", runRun(e, args)), stdout.String(), stderr.String()}
 	if r.code != exitOK || !strings.Contains(r.stdout, "script-ran x") {
 		t.Fatalf("%s", r)
