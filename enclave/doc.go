@@ -36,12 +36,14 @@
 // On the simulator kinds (sim-sgx, sim-tdx) Platform's Evidence goes
 // through the host's evidence call and its Identity is what the host
 // measured; its sealing keys come from the host too, which is acceptable
-// only for the simulator. On SGX under Gramine (tee=sgx) the enclave opens
-// Gramine's /dev/attestation in its own process (package tee/gramine): the
-// quote and the sealing keys never pass through the host, which serves
-// only network, storage and time, through the same rings, here named as
-// /dev/shm files (Gramine's untrusted shared memory) rather than inherited
-// descriptors. A process that finds /dev/attestation refuses the
-// simulator kinds, so a host cannot make a Gramine enclave take
-// host-made keys. TDX and SEV-SNP are not supported by Run yet.
+// only for the simulator, or in a confidential VM (tdx, sev-snp), where
+// `cloister run` is inside the TEE with the app and serves its configfs-tsm
+// platform the same way (DESIGN.md "Platforms"). On SGX under Gramine
+// (tee=sgx) the enclave opens Gramine's /dev/attestation in its own
+// process (package tee/gramine): the quote and the sealing keys never pass
+// through the host, which serves only network, storage and time, through
+// the same rings, here named as /dev/shm files (Gramine's untrusted shared
+// memory) rather than inherited descriptors. A process that finds
+// /dev/attestation refuses the simulator kinds, so a host cannot make a
+// Gramine enclave take host-made keys.
 package enclave

@@ -53,7 +53,10 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, plat tee.
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.store = &Store{env: e}
 	switch tee.Kind(kind) {
-	case tee.KindSimSGX, tee.KindSimTDX:
+	// In a confidential VM (tdx, sev-snp) `cloister run` is inside the TEE
+	// with the app and holds configfs-tsm: the platform is served through
+	// the rings as on the simulator (DESIGN.md "Platforms").
+	case tee.KindSimSGX, tee.KindSimTDX, tee.KindTDX, tee.KindSNP:
 		ctx, cancel := context.WithTimeout(e.ctx, startTimeout)
 		p, err := newSimPlatform(ctx, e, tee.Kind(kind))
 		cancel()

@@ -13,8 +13,9 @@ import (
 
 // simPlatform is tee.Platform for the simulator kinds, inside the enclave
 // process: the host holds the sim PKI and the measured identity, so
-// evidence and sealing keys come through host calls. Only the simulator may
-// work this way; see the package doc.
+// evidence and sealing keys come through host calls. Only the simulator and
+// a confidential VM (where the host process is inside the TEE and holds
+// configfs-tsm) may work this way; see the package doc.
 type simPlatform struct {
 	env  *Env
 	kind tee.Kind

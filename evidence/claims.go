@@ -83,6 +83,9 @@ type Claims struct {
 	// Warnings lists checks that the caller chose to skip (for example
 	// revocation with AllowMissingCRL), so a result never hides them.
 	Warnings []string `json:"warnings,omitempty"`
+	// EventLog is set by ReplayEventLog (TDX): the replayed events and the
+	// apps measured into RTMR3.
+	EventLog *EventLogClaims `json:"event_log,omitempty"`
 
 	*DCAPClaims
 	*SGXClaims

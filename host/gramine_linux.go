@@ -120,6 +120,7 @@ func runGramine(ctx context.Context, cfg Config) (int, error) {
 	log.Info("gramine manifest", "path", manifestPath, "region", rcfg.Path, "events", manifest.EventsPath(name))
 
 	var mk func() *exec.Cmd
+	prog := cfg.App // what startWith names in errors
 	if g.DirectAttestRoot != "" {
 		log.Warn("TEST MODE: running the app directly, not under gramine-sgx: it is not in an enclave", "attestation", g.DirectAttestRoot)
 		if mk, err = directCommand(cfg, m, g.DirectAttestRoot); err != nil {
@@ -133,6 +134,7 @@ func runGramine(ctx context.Context, cfg Config) (int, error) {
 		if err != nil {
 			return 0, err
 		}
+		prog = tool
 		mk = func() *exec.Cmd {
 			cmd := exec.Command(tool, name)
 			cmd.Dir = dir
@@ -144,7 +146,7 @@ func runGramine(ctx context.Context, cfg Config) (int, error) {
 			return cmd
 		}
 	}
-	cmd, mode, err := startWith(cfg, mk)
+	cmd, mode, err := startWith(cfg, prog, mk)
 	if err != nil {
 		return 0, err
 	}

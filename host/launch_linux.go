@@ -16,12 +16,19 @@ const (
 )
 
 // start launches the app with the region and event page as fds 3 and 4
-// (startWith says how).
-func start(cfg Config, region, events *os.File) (*exec.Cmd, string, error) {
-	return startWith(cfg, func() *exec.Cmd {
+// (startWith says how). With img (sealedImage) it executes img, passed as
+// fd 5, instead of the path (argv[0] still names cfg.App).
+func start(cfg Config, region, events, img *os.File) (*exec.Cmd, string, error) {
+	return startWith(cfg, cfg.App, func() *exec.Cmd {
 		cmd := exec.Command(cfg.App, cfg.Args...)
 		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, EventsFD: 4, TEE: string(cfg.TEE)}.String()}
 		cmd.ExtraFiles = []*os.File{region, events}
+		if img != nil {
+			// The child's own fd 5 (not close-on-exec, so a script's
+			// interpreter can open it too).
+			cmd.Path, cmd.Err = fmt.Sprintf("/proc/self/fd/%d", imageFD), nil
+			cmd.ExtraFiles = append(cmd.ExtraFiles, img)
+		}
 		cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
 		return cmd
 	})
@@ -32,7 +39,11 @@ func start(cfg Config, region, events *os.File) (*exec.Cmd, string, error) {
 // alone; otherwise inside a new user namespace mapping the caller's ids),
 // and falls back to the host's network if the kernel says no. It returns
 // the started command and the log line naming the mode.
-func startWith(cfg Config, mk func() *exec.Cmd) (*exec.Cmd, string, error) {
+//
+// name is the program as the operator knows it, for errors and for telling
+// a missing program from a refused namespace: cmd.Path may be
+// /proc/self/fd/N of the child, which means nothing in this process.
+func startWith(cfg Config, name string, mk func() *exec.Cmd) (*exec.Cmd, string, error) {
 	build := func(attr *syscall.SysProcAttr) *exec.Cmd {
 		cmd := mk()
 		// The enclave must not outlive its host: nobody would serve it.
@@ -55,14 +66,14 @@ func startWith(cfg Config, mk func() *exec.Cmd) (*exec.Cmd, string, error) {
 		if err == nil {
 			return cmd, modeIsolated, nil
 		}
-		if _, statErr := os.Stat(cmd.Path); statErr != nil {
-			return nil, "", fmt.Errorf("host: run: start %s: %w", cmd.Path, err)
+		if _, statErr := os.Stat(name); statErr != nil {
+			return nil, "", fmt.Errorf("host: run: start %s: %w", name, err)
 		}
 		reason = "cannot create one: " + err.Error()
 	}
 	cmd := build(&syscall.SysProcAttr{})
 	if err := cmd.Start(); err != nil {
-		return nil, "", fmt.Errorf("host: run: start %s: %w", cmd.Path, err)
+		return nil, "", fmt.Errorf("host: run: start %s: %w", name, err)
 	}
 	return cmd, modeShared + " (no namespace: " + reason + ")", nil
 }

@@ -30,9 +30,22 @@ type Config struct {
 	// the app unsigned, as a debug enclave with a zero MRSIGNER.
 	Sig string
 	// TEE is the platform kind; default tee.KindSimSGX. The simulator
-	// kinds and tee.KindSGX (under Gramine, configured by Gramine) are
-	// supported.
+	// kinds need nothing else; tee.KindSGX runs under Gramine, configured
+	// by Gramine; tee.KindTDX and tee.KindSNP (a confidential VM, where
+	// this process is inside the TEE with the app) need Platform.
 	TEE tee.Kind
+	// Platform, for a confidential VM, is the platform the caller opened
+	// (tee/probe, configfs-tsm); the host services answer the app's
+	// evidence, identity and sealing-key calls from it. Its Kind must be
+	// TEE. Nil for the simulator kinds, whose platform Run makes. With a
+	// Platform, Run hashes and executes a sealed copy of App (sealedImage),
+	// never the path twice.
+	Platform tee.Platform
+	// BeforeStart, when set, is called with the app's measurement (as
+	// `cloister measure` computes it) after everything else is ready and
+	// just before the app is started; an error stops the launch. A
+	// confidential VM extends the measurement into a runtime register here.
+	BeforeStart func(app sim.App) error
 	// SimDir is the simulator's data directory; default sim.DefaultDir().
 	SimDir string
 	// Listen lists the addresses the enclave may listen on, host side
@@ -77,14 +90,16 @@ func (c Config) validate() (Config, error) {
 	if c.TEE == "" {
 		c.TEE = tee.KindSimSGX
 	}
-	if c.TEE == tee.KindSGX {
+	cvm := (c.TEE == tee.KindTDX || c.TEE == tee.KindSNP) && c.Platform != nil && c.Platform.Kind() == c.TEE
+	switch {
+	case c.TEE == tee.KindSGX:
 		if err := c.Gramine.validate(c); err != nil {
 			return c, err
 		}
-	} else if c.TEE != tee.KindSimSGX && c.TEE != tee.KindSimTDX {
-		return c, fmt.Errorf("host: run: tee %q: only %s, %s and %s are supported for now", c.TEE, tee.KindSimSGX, tee.KindSimTDX, tee.KindSGX)
+	case c.TEE != tee.KindSimSGX && c.TEE != tee.KindSimTDX && !cvm:
+		return c, fmt.Errorf("host: run: tee %q: want %s, %s or %s, or %s or %s with the platform opened for it", c.TEE, tee.KindSimSGX, tee.KindSimTDX, tee.KindSGX, tee.KindTDX, tee.KindSNP)
 	}
-	if c.SimDir == "" && c.TEE != tee.KindSGX {
+	if c.SimDir == "" && !cvm && c.TEE != tee.KindSGX {
 		if c.SimDir, err = sim.DefaultDir(); err != nil {
 			return c, fmt.Errorf("host: run: %w", err)
 		}
@@ -127,7 +142,8 @@ func DefaultStateDir() (string, error) {
 	return filepath.Join(home, ".local", "state", "cloister"), nil
 }
 
-// Run measures cfg.App, launches it as a simulated enclave and serves its
+// Run measures cfg.App, launches it as a simulated enclave (or as a
+// process of the confidential VM, with cfg.Platform) and serves its
 // host calls until it exits, then returns its exit status (128+n if a
 // signal n ended it). The error reports a failure to launch or serve, not
 // the app's own failure.
@@ -150,17 +166,31 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 		return runGramine(ctx, cfg)
 	}
 	log := cfg.Logger
-	app, err := sim.AppFromFiles(cfg.App, cfg.Sig)
+	// In a confidential VM the measurement is what the platform reports
+	// (RTMR3 on TDX): hash a sealed copy and execute that copy, never the
+	// path again (sealedImage). The simulator keeps executing the path.
+	measured := cfg.App
+	var img *os.File
+	if cfg.Platform != nil {
+		if img, err = sealedImage(cfg.App); err != nil {
+			return 0, err
+		}
+		defer img.Close()
+		measured = procFD(img)
+	}
+	app, err := sim.AppFromFiles(measured, cfg.Sig)
 	if err != nil {
 		return 0, fmt.Errorf("host: run: measure %s: %w", cfg.App, err)
 	}
-	pki, err := sim.Load(cfg.SimDir, rand.Reader, cfg.Now())
-	if err != nil {
-		return 0, fmt.Errorf("host: run: %w", err)
-	}
-	plat, err := sim.NewPlatform(pki, cfg.TEE, app, nil)
-	if err != nil {
-		return 0, fmt.Errorf("host: run: %w", err)
+	plat := cfg.Platform
+	if plat == nil {
+		pki, err := sim.Load(cfg.SimDir, rand.Reader, cfg.Now())
+		if err != nil {
+			return 0, fmt.Errorf("host: run: %w", err)
+		}
+		if plat, err = sim.NewPlatform(pki, cfg.TEE, app, nil); err != nil {
+			return 0, fmt.Errorf("host: run: %w", err)
+		}
 	}
 	log.Info("enclave measured", "app", cfg.App, "tee", cfg.TEE,
 		"mrenclave", hex.EncodeToString(app.MRENCLAVE[:]), "mrsigner", hex.EncodeToString(app.MRSIGNER[:]),
@@ -193,7 +223,12 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 	}
 	server.SetDefer(svc.Defer)
 
-	cmd, mode, err := start(cfg, region.File(), svc.Events().File())
+	if cfg.BeforeStart != nil {
+		if err := cfg.BeforeStart(app); err != nil {
+			return 0, fmt.Errorf("host: run: %w", err)
+		}
+	}
+	cmd, mode, err := start(cfg, region.File(), svc.Events().File(), img)
 	if err != nil {
 		return 0, err
 	}

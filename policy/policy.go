@@ -109,6 +109,13 @@ type Policy struct {
 	RequireStaticPlatform bool
 	RequireNoCachedKeys   bool
 
+	// AppDigests lists accepted app digests (32 bytes each, what `cloister
+	// measure` prints): TDX evidence must come with a replayed event log
+	// (evidence.ReplayEventLog) whose RTMR3 events are all Cloister app
+	// launches of these digests, at least one (app.go). It does not name the
+	// TD by itself: pin MRTD as well.
+	AppDigests [][]byte
+
 	// SNP holds the SEV-SNP requirements (snp.go). Its zero value still
 	// requires VMPL 0, no migration agent and committed firmware of SNP
 	// evidence.
@@ -188,6 +195,7 @@ func (p Policy) Validate() error {
 	checkSizes("mrsigner", p.MRSIGNER, SizeMRSIGNER)
 	checkSizes("mrtd", p.MRTD, SizeMRTD)
 	checkSizes("measurement", p.Measurement, SizeMeasurement)
+	checkSizes("app_digest", p.AppDigests, SizeAppDigest)
 	for _, s := range p.AllowStatus {
 		if !knownStatus(s) {
 			errs = append(errs, fmt.Errorf("policy: invalid tcb_status %q: not one of %s", s, strings.Join(statusNames(), ", ")))
@@ -268,6 +276,9 @@ func Appraise(c *evidence.Claims, p Policy) error {
 		}
 	}
 
+	for _, m := range appraiseApps(c, p.AppDigests) {
+		add(m)
+	}
 	for _, m := range appraiseSNP(c, p.SNP) {
 		add(m)
 	}

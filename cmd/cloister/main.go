@@ -77,6 +77,9 @@ type env struct {
 	stdout io.Writer
 	stderr io.Writer
 	now    func() time.Time
+	// cvm replaces the kernel interfaces of a confidential VM (tests);
+	// nil is the real machine.
+	cvm *cvmDeps
 }
 
 // command is one leaf of the command tree, e.g. "verify evidence".

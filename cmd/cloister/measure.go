@@ -46,9 +46,13 @@ type measureOutput struct {
 }
 
 // runMeasure implements "cloister measure".
+// measureTEEKinds are measure's --tee values: every kind 'cloister run'
+// names, except auto (a measurement is for one kind).
+var measureTEEKinds = append(append([]string(nil), simTEEKinds...), string(tee.KindSGX), string(tee.KindTDX), string(tee.KindSNP))
+
 func runMeasure(e *env, args []string) error {
-	fs := newFlagSet("measure", "APP [--config enclave.json] [--sig APP.sig] [--format text|json] [--tee sim-sgx|sim-tdx|sgx]", measureHelp)
-	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE` the measurement is for: sim-sgx, sim-tdx (Cloister's MRENCLAVE) or sgx (Gramine's: not computed)")
+	fs := newFlagSet("measure", "APP [--config enclave.json] [--sig APP.sig] [--format text|json] [--tee sim-sgx|sim-tdx|sgx|tdx|sev-snp]", measureHelp)
+	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE` the measurement is for: sim-sgx, sim-tdx, tdx, sev-snp (Cloister's MRENCLAVE; on tdx the app digest extended into RTMR3) or sgx (Gramine's: not computed)")
 	var (
 		configFile = fs.String("config", "", "enclave configuration `enclave.json`")
 		sigFile    = fs.String("sig", "", "signature `FILE` of APP: verify it and print MRSIGNER")
@@ -61,7 +65,7 @@ func runMeasure(e *env, args []string) error {
 	if *format != "text" && *format != "json" {
 		return usagef("--format %q: want text or json", *format)
 	}
-	if err := checkChoice("tee", *kind, runTEEKinds); err != nil {
+	if err := checkChoice("tee", *kind, measureTEEKinds); err != nil {
 		return err
 	}
 	if *kind == string(tee.KindSGX) {

@@ -29,11 +29,11 @@ names the allowed ones. Its sealed records are kept in a bbolt file under
 With --netns (the default) APP runs in its own network namespace where the
 machine permits (root, or user namespaces), so every byte goes through the
 boundary; the log says which mode it runs in.
-` + runSGXHelp + simHelpCommon
+` + runSGXHelp + runCVMHelp + simHelpCommon
 
 func runRun(e *env, args []string) error {
-	fs := newFlagSet("run", "APP [--tee sim-sgx|sim-tdx|sgx] [--sig APP.sig] [--listen ADDR]... [--dial ADDR]... [--sim-dir DIR] [--state DIR] [-- APP-ARGS]", runCmdHelp)
-	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE`: sim-sgx, sim-tdx or sgx (under Gramine)")
+	fs := newFlagSet("run", "APP [--tee sim-sgx|sim-tdx|sgx|tdx|sev-snp|auto] [--sig APP.sig] [--listen ADDR]... [--dial ADDR]... [--sim-dir DIR] [--state DIR] [-- APP-ARGS]", runCmdHelp)
+	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE`: sim-sgx, sim-tdx, sgx (under Gramine), or tdx, sev-snp or auto (a confidential VM)")
 	sgxFlags := addSGXRunFlags(fs)
 	sigFile := fs.String("sig", "", "the app's signature `FILE` (from 'cloister sign'); default: measure unsigned")
 	var listen, dial stringList
@@ -43,6 +43,8 @@ func runRun(e *env, args []string) error {
 	netns := fs.Bool("netns", true, "run the app in its own network namespace where permitted")
 	grace := fs.Duration("grace", host.DefaultGrace, "how long the app may take to stop after SIGTERM")
 	dir := simDirFlag(fs)
+	var cvm cvmFlags
+	cvm.register(fs)
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
 		return err
@@ -69,9 +71,11 @@ func runRun(e *env, args []string) error {
 	if *grace < 0 {
 		return usagef("--grace %v: want a duration >= 0 (0: the default %v)", *grace, host.DefaultGrace)
 	}
-	simDir, err := dir()
-	if err != nil {
-		return err
+	var simDir string
+	if !isCVMKind(*kind) && *kind != string(tee.KindSGX) {
+		if simDir, err = dir(); err != nil {
+			return err
+		}
 	}
 	// The app and the log share stderr. A file is handed to the app as is;
 	// anything else is copied by os/exec on its own goroutine, so writes
@@ -95,6 +99,11 @@ func runRun(e *env, args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(e.ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if isCVMKind(*kind) {
+		if err := prepareCVM(ctx, e, &cfg, *kind, cvm, cfg.Logger); err != nil {
+			return err
+		}
+	}
 	code, err := host.Run(ctx, cfg)
 	if err != nil {
 		return err

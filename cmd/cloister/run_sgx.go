@@ -10,9 +10,6 @@ import (
 	"github.com/cloister-dev/cloister/tee"
 )
 
-// runTEEKinds are the --tee values of 'cloister run'.
-var runTEEKinds = append(append([]string{}, simTEEKinds...), string(tee.KindSGX))
-
 // envGramineDirect is the hidden test mode of 'cloister run --tee sgx':
 // set to a fake /dev/attestation directory (tee/gramine/graminetest), it
 // replaces only the gramine-sgx exec (and the signing it needs) by running

@@ -70,7 +70,7 @@ const maxStdinEvidence = 1 << 20
 // runVerifyEvidence implements "cloister verify evidence".
 func runVerifyEvidence(e *env, args []string) error {
 	const path = "verify evidence"
-	fs := newFlagSet(path, "FILE [flags]", verifyEvidenceHelp+verifySNPHelp)
+	fs := newFlagSet(path, "FILE [flags]", verifyEvidenceHelp+verifySNPHelp+verifyEventLogHelp)
 	var (
 		collateralFile = fs.String("collateral", "", "DCAP collateral `BUNDLE` (JSON) for SGX/TDX quotes")
 		noCollateral   = fs.Bool("no-collateral", false, "check signatures and chain only; tcb_status is NotEvaluated")
@@ -81,9 +81,11 @@ func runVerifyEvidence(e *env, args []string) error {
 		format         = fs.String("format", "json", "output `format`: json or text")
 		pol            policyFlags
 		snpPol         snpPolicyFlags
+		elFlags        eventLogFlags
 	)
 	pol.register(fs)
 	snpPol.register(fs)
+	elFlags.register(fs)
 	file, err := parseOneArg(e, fs, args, "evidence FILE")
 	if err != nil {
 		return err
@@ -100,9 +102,13 @@ func runVerifyEvidence(e *env, args []string) error {
 			return usagef("--at: %v", err)
 		}
 	}
-	appraise := pol.given(fs) || snpPol.given(fs)
+	if err := elFlags.check(); err != nil {
+		return err
+	}
+	appraise := pol.given(fs) || snpPol.given(fs) || elFlags.policyGiven()
 	p := pol.policy()
 	snpPol.apply(&p)
+	elFlags.apply(&p)
 	if appraise {
 		if err := checkPolicy(p); err != nil {
 			return err
@@ -141,6 +147,9 @@ func runVerifyEvidence(e *env, args []string) error {
 	claims, err := evidence.Verify(e.ctx, raw, opts)
 	if err != nil {
 		return verifyFailure(raw, file, when, opts, err)
+	}
+	if err := elFlags.replay(claims, file); err != nil {
+		return err
 	}
 	for _, w := range claims.Warnings {
 		fmt.Fprintf(e.stderr, "%s %s: warning: %s\n", programName, path, w)
@@ -469,6 +478,7 @@ func writeReport(w io.Writer, file string, at time.Time, c *evidence.Claims, app
 		hexRow("Chip ID", s.ChipID)
 	}
 	tw.Flush()
+	writeEventLogReport(w, c)
 	for _, warn := range c.Warnings {
 		fmt.Fprintf(w, "\nWARNING: %s\n", warn)
 	}
