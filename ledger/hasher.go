@@ -103,4 +103,3 @@ func commitEvidence(secret []byte, tx TxID) string {
 	}
 	return string(b)
 }
-
