@@ -149,13 +149,21 @@ func (n *Node) submit(ctx context.Context, r *request) (Record, error) {
 	select {
 	case n.reqs <- r:
 	case <-n.stop:
-		return Record{}, ErrStopped
+		return Record{}, n.stoppedErr()
 	case <-ctx.Done():
 		return Record{}, ctx.Err()
 	}
 	select {
 	case res := <-r.resp:
 		return res.rec, res.err
+	case <-n.done:
+		// The loop is gone: it answered r before leaving, or never saw it.
+		select {
+		case res := <-r.resp:
+			return res.rec, res.err
+		default:
+			return Record{}, n.stoppedErr()
+		}
 	case <-ctx.Done():
 		// The transaction may still land; the caller learns its id only
 		// by reading the ledger.
@@ -339,6 +347,14 @@ func (n *Node) drain() {
 			return
 		}
 	}
+}
+
+// stoppedErr is ErrStopped with the cause.
+func (n *Node) stoppedErr() error {
+	if err := n.Err(); err != nil && !errors.Is(err, ErrStopped) {
+		return fmt.Errorf("%w: %w", ErrStopped, err)
+	}
+	return ErrStopped
 }
 
 // Err is why the node stopped, nil while it runs.
