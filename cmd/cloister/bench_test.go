@@ -16,7 +16,7 @@ import (
 // benchboundary.ChildEnv set, or as "demo-app"), which under `go test` is
 // this binary, so it must dispatch the same way main does.
 func TestMain(m *testing.M) {
-	if os.Getenv(benchboundary.ChildEnv) != "" || os.Getenv(benchboundary.BurnEnv) != "" || (len(os.Args) > 1 && os.Args[1] == demoAppCommand) {
+	if os.Getenv(benchboundary.ChildEnv) != "" || os.Getenv(benchboundary.BurnEnv) != "" || (len(os.Args) > 1 && (os.Args[1] == demoAppCommand || os.Args[1] == ledgerNodeCommand)) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
 	}
 	os.Exit(m.Run())

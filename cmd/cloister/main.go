@@ -22,6 +22,7 @@
 //	cloister attest verify-token TOKEN --service URL [--skip-appraisal | policy flags]
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
+//	cloister ledger serve --listen HOST:PORT --admin-cert PEM [--state DIR] [--service-cert-out FILE]
 //	cloister version
 //	cloister help [COMMAND]
 //
@@ -107,6 +108,7 @@ var commands = []command{
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
 	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
+	{"ledger serve", "run a confidential ledger node (Azure Confidential Ledger's REST API) as an enclave app on the simulator", runLedgerServe},
 	{"version", "print the version of cloister", runVersion},
 }
 
@@ -137,6 +139,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return runHelp(e, args[1:])
 	case demoAppCommand:
 		return finish(e, demoAppCommand, runDemoApp(e, args[1:]))
+	case ledgerNodeCommand:
+		return finish(e, ledgerNodeCommand, runLedgerNode(e, args[1:]))
 	}
 	cmd, rest, group := lookup(args)
 	if cmd == nil {
