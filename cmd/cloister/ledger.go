@@ -196,4 +196,3 @@ func runLedgerNode(e *env, args []string) error {
 	})
 	return nil
 }
-
