@@ -3,6 +3,7 @@ package ledger
 import (
 	"context"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"sync"
@@ -90,9 +91,10 @@ func TestReceiptTamper(t *testing.T) {
 	r := tr.Receipt
 	lc := func() LeafComponents {
 		var c LeafComponents
-		fmt.Sscanf(r.LeafComponents.WriteSetDigest, "%x", &c.WriteSetDigest)
+		w, _ := hex.DecodeString(r.LeafComponents.WriteSetDigest)
+		cd, _ := hex.DecodeString(r.LeafComponents.ClaimsDigest)
+		c.WriteSetDigest, c.ClaimsDigest = [32]byte(w), [32]byte(cd)
 		c.CommitEvidence = r.LeafComponents.CommitEvidence
-		fmt.Sscanf(r.LeafComponents.ClaimsDigest, "%x", &c.ClaimsDigest)
 		return c
 	}
 	base := lc().Leaf()
