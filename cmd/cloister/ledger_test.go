@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/base64"
-	"encoding/hex"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -11,6 +9,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
@@ -35,7 +35,7 @@ func TestLedgerServeUsage(t *testing.T) {
 	junk := filepath.Join(dir, "junk.pem")
 	os.WriteFile(junk, []byte("not a certificate"), 0o600)
 	for _, args := range [][]string{
-		{"ledger", "serve"},                                   // no administrator
+		{"ledger", "serve"}, // no administrator
 		{"ledger", "serve", "--admin", "AB", "--listen", "x"}, // bad address
 		{"ledger", "serve", "--admin-cert", junk},
 		{"ledger", "serve", "--admin-cert", filepath.Join(dir, "missing.pem")},
@@ -237,7 +237,6 @@ func verifyReceiptWithLibraries(t *testing.T, rc *ledger.TransactionReceipt, svc
 		t.Fatalf("signature over the root: %v", err)
 	}
 }
-
 
 func base64Std(s string) ([]byte, error) { return base64.StdEncoding.DecodeString(s) }
 
