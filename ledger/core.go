@@ -2,7 +2,10 @@ package ledger
 
 import (
 	"crypto/ecdsa"
+	"crypto/hmac"
+	"crypto/sha256"
 	"fmt"
+	"hash"
 	"sort"
 )
 
@@ -14,11 +17,11 @@ import (
 // readers pass the durable watermark (Node) or the committed index (raft).
 type Core struct {
 	view   uint64
-	secret []byte
+	mac    hash.Hash // HMAC-SHA-256 keyed with the ledger secret
 	nodePK *ecdsa.PublicKey
 
 	tree *Tree
-	recs []Record // recs[seqno-1]
+	recs records  // seqno-1 -> Record
 	sigs []uint64 // seqnos of signature transactions, ascending
 
 	collections map[string][]uint64 // entry seqnos per collection, ascending
@@ -31,7 +34,7 @@ type Core struct {
 // nodePK (Apply checks every signature transaction against it).
 func NewCore(view uint64, secret []byte, nodePK *ecdsa.PublicKey) *Core {
 	return &Core{
-		view: view, secret: secret, nodePK: nodePK, tree: NewTree(),
+		view: view, mac: hmac.New(sha256.New, secret), nodePK: nodePK, tree: NewTree(),
 		collections: map[string][]uint64{}, users: map[string]Role{}, counters: map[string]Record{},
 	}
 }
@@ -40,7 +43,7 @@ func NewCore(view uint64, secret []byte, nodePK *ecdsa.PublicKey) *Core {
 func (c *Core) View() uint64 { return c.view }
 
 // Next is the seqno the next transaction gets.
-func (c *Core) Next() uint64 { return uint64(len(c.recs)) + 1 }
+func (c *Core) Next() uint64 { return c.recs.n + 1 }
 
 // LastSignature is the seqno of the last signature transaction, 0 if none.
 func (c *Core) LastSignature() uint64 {
@@ -90,7 +93,7 @@ func (c *Core) Apply(r Record) error {
 	}
 	comp := c.components(&r)
 	c.tree.Append(comp.Leaf())
-	c.recs = append(c.recs, r)
+	c.recs.add(r)
 	switch r.Kind {
 	case KindEntry:
 		c.collections[r.Collection] = append(c.collections[r.Collection], r.Seqno)
@@ -131,12 +134,12 @@ func (c *Core) tx(seqno uint64) TxID { return TxID{View: c.view, Seqno: seqno} }
 
 // claimKey is the LedgerEntryV1 secret key of an entry.
 func (c *Core) claimKey(seqno uint64) [32]byte {
-	return deriveKey(c.secret, "cloister-ledger claims key", c.tx(seqno))
+	return deriveWith(c.mac, "cloister-ledger claims key", c.tx(seqno))
 }
 
 // components are r's leaf components.
 func (c *Core) components(r *Record) LeafComponents {
-	lc := LeafComponents{WriteSetDigest: r.writeSetDigest(), CommitEvidence: commitEvidence(c.secret, c.tx(r.Seqno))}
+	lc := LeafComponents{WriteSetDigest: r.writeSetDigest(), CommitEvidence: commitEvidence(c.mac, c.tx(r.Seqno))}
 	if r.Kind == KindEntry {
 		k := c.claimKey(r.Seqno)
 		lc.ClaimsDigest = ClaimsDigest(LedgerEntryV1Digest(k[:], r.Collection, r.Contents))
@@ -146,10 +149,10 @@ func (c *Core) components(r *Record) LeafComponents {
 
 // Record returns the transaction at seqno if seqno <= upto.
 func (c *Core) Record(seqno, upto uint64) (Record, bool) {
-	if seqno == 0 || seqno > upto || seqno > uint64(len(c.recs)) {
+	if seqno == 0 || seqno > upto || seqno > c.recs.n {
 		return Record{}, false
 	}
-	return c.recs[seqno-1], true
+	return *c.recs.at(seqno - 1), true
 }
 
 // Lookup resolves a transaction id to a seqno known up to upto: the view
@@ -172,7 +175,7 @@ func (c *Core) CoveringSignature(seqno, upto uint64) (Record, bool) {
 	if i == len(c.sigs) || c.sigs[i] > upto {
 		return Record{}, false
 	}
-	return c.recs[c.sigs[i]-1], true
+	return *c.recs.at(c.sigs[i] - 1), true
 }
 
 // ReceiptParts is what a receipt is built from.
@@ -228,7 +231,7 @@ func (c *Core) Entries(collection string, from, to, upto uint64, max int) ([]Rec
 		if len(out) == max {
 			return out, true
 		}
-		out = append(out, c.recs[seqs[i]-1])
+		out = append(out, *c.recs.at(seqs[i] - 1))
 	}
 	return out, false
 }
@@ -240,7 +243,7 @@ func (c *Core) Latest(collection string, upto uint64) (Record, bool) {
 	if i == 0 {
 		return Record{}, false
 	}
-	return c.recs[seqs[i-1]-1], true
+	return *c.recs.at(seqs[i-1] - 1), true
 }
 
 // User returns a user's role (RoleNone if unknown).
@@ -257,3 +260,25 @@ func (c *Core) Counter(name string) Record {
 	}
 	return r
 }
+
+// records holds transactions in fixed-size chunks, so appending never
+// copies what is already there (a flat slice of Records regrows and moves
+// everything at each doubling, which showed in profiles).
+type records struct {
+	chunks [][]Record
+	n      uint64
+}
+
+const recordChunk = 4096
+
+func (r *records) add(rec Record) {
+	if r.n%recordChunk == 0 {
+		r.chunks = append(r.chunks, make([]Record, 0, recordChunk))
+	}
+	last := len(r.chunks) - 1
+	r.chunks[last] = append(r.chunks[last], rec)
+	r.n++
+}
+
+// at returns record i (0-based); i < n.
+func (r *records) at(i uint64) *Record { return &r.chunks[i/recordChunk][i%recordChunk] }

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
+	"hash"
 )
 
 // Hasher is CCF's Merkle tree hashing as a merkle.LogHasher: a leaf's
@@ -51,11 +52,13 @@ func (c LeafComponents) Bytes() []byte {
 // Leaf returns the leaf hash.
 func (c LeafComponents) Leaf() [32]byte { return sha256.Sum256(c.Bytes()) }
 
-// deriveKey is HMAC-SHA-256(secret, label ‖ txid): per-transaction values
-// (commit evidence nonce, claims secret key) derived from the ledger
-// secret, so none needs storing and none tells anything about another.
-func deriveKey(secret []byte, label string, tx TxID) [32]byte {
-	m := hmac.New(sha256.New, secret)
+// deriveWith is HMAC-SHA-256(secret, label ‖ 0 ‖ txid), m being an HMAC
+// keyed with the ledger secret (Core keeps one: hmac.New costs more than
+// the MAC of a short id): per-transaction values (commit evidence nonce,
+// claims secret key) derived from the ledger secret, so none needs storing
+// and none tells anything about another.
+func deriveWith(m hash.Hash, label string, tx TxID) [32]byte {
+	m.Reset()
 	m.Write([]byte(label))
 	m.Write([]byte{0})
 	m.Write([]byte(tx.String()))
@@ -71,12 +74,12 @@ const ProtocolLedgerEntryV1 = "LedgerEntryV1"
 // SHA-256("LedgerEntryV1" ‖ SHA-256(HMAC(key, collectionId) ‖
 // HMAC(key, contents))).
 func LedgerEntryV1Digest(key []byte, collectionID, contents string) [32]byte {
-	mac := func(s string) []byte {
-		m := hmac.New(sha256.New, key)
-		m.Write([]byte(s))
-		return m.Sum(nil)
-	}
-	inner := sha256.Sum256(append(mac(collectionID), mac(contents)...))
+	m := hmac.New(sha256.New, key)
+	m.Write([]byte(collectionID))
+	macs := m.Sum(make([]byte, 0, 64))
+	m.Reset()
+	m.Write([]byte(contents))
+	inner := sha256.Sum256(m.Sum(macs))
 	return sha256.Sum256(append([]byte(ProtocolLedgerEntryV1), inner[:]...))
 }
 
@@ -91,8 +94,8 @@ func ClaimsDigest(claims ...[32]byte) [32]byte {
 }
 
 // commitEvidence is CCF's "ce:view.seqno:hex(nonce)".
-func commitEvidence(secret []byte, tx TxID) string {
-	n := deriveKey(secret, "cloister-ledger commit evidence", tx)
+func commitEvidence(m hash.Hash, tx TxID) string {
+	n := deriveWith(m, "cloister-ledger commit evidence", tx)
 	const hx = "0123456789abcdef"
 	b := make([]byte, 0, 3+20+1+64)
 	b = append(b, "ce:"...)

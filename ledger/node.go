@@ -374,6 +374,22 @@ func (n *Node) Durable() uint64 {
 // View is the ledger's view.
 func (n *Node) View() uint64 { return n.core.View() }
 
+// Committed returns the seqno of the last durable signature transaction
+// (every transaction below it has its receipt ready) and a channel closed
+// at the next change of what is durable, for callers that follow commits
+// (benchmarks, replication) without polling.
+func (n *Node) Committed() (uint64, <-chan struct{}) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	_, ch := n.failed, n.changed
+	for i := len(n.core.sigs) - 1; i >= 0; i-- {
+		if n.core.sigs[i] <= n.durable {
+			return n.core.sigs[i], ch
+		}
+	}
+	return 0, ch
+}
+
 // WaitCommitted waits until a durable signature covers tx (its receipt
 // is ready), the node stops, or ctx ends.
 func (n *Node) WaitCommitted(ctx context.Context, tx TxID) error {

@@ -22,6 +22,7 @@
 //	cloister attest verify-token TOKEN --service URL [--skip-appraisal | policy flags]
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
+//	cloister bench ledger [--json] [--entries N] [--writers N]
 //	cloister ledger serve --listen HOST:PORT --admin-cert PEM [--state DIR] [--service-cert-out FILE]
 //	cloister version
 //	cloister help [COMMAND]
@@ -105,6 +106,7 @@ var commands = []command{
 	{"sim reset", "replace the simulator's keys", runSimReset},
 	{"policy test", "evaluate an MAA or Rego attestation policy against claims, offline", runPolicyTest},
 	{"bench boundary", "measure the host-enclave boundary: rings vs Unix socket, gRPC, ping-pong", runBenchBoundary},
+	{"bench ledger", "measure the ledger: appends/s with receipts (64 writers), receipt latency, receipt verification, against plain bbolt appends", runBenchLedger},
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
 	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
