@@ -21,6 +21,7 @@ import (
 	"github.com/cloister-dev/cloister/kv/kvtest"
 	"github.com/cloister-dev/cloister/ledger"
 	"github.com/cloister-dev/cloister/ledger/aclapi"
+	"github.com/cloister-dev/cloister/ledger/ledgerclient"
 	"github.com/cloister-dev/cloister/policy"
 	"github.com/cloister-dev/cloister/ratls"
 	"github.com/cloister-dev/cloister/tee"
@@ -89,7 +90,7 @@ func startLedger(t *testing.T) *fixture {
 
 func (f *fixture) counter(t *testing.T, name string) *Counter {
 	t.Helper()
-	c, err := New(Options{URL: f.url, Name: name, ServiceCert: f.svc, Verify: f.verify, ClientCert: f.user})
+	c, err := New(Options{Name: name, Options: ledgerclient.Options{URL: f.url, ServiceCert: f.svc, Verify: f.verify, ClientCert: f.user}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +172,7 @@ func TestAttestationRefused(t *testing.T) {
 	f := startLedger(t)
 	wrong := f.verify
 	wrong.Policy.MRENCLAVE = [][]byte{bytes.Repeat([]byte{0xEE}, 32)}
-	c, err := New(Options{URL: f.url, Name: "c", ServiceCert: f.svc, Verify: wrong, ClientCert: f.user})
+	c, err := New(Options{Name: "c", Options: ledgerclient.Options{URL: f.url, ServiceCert: f.svc, Verify: wrong, ClientCert: f.user}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func TestAttestationRefused(t *testing.T) {
 		t.Fatal("a ledger with the wrong measurement was trusted")
 	}
 	other := startLedger(t)
-	c, err = New(Options{URL: f.url, Name: "c", ServiceCert: other.svc, Verify: other.verify, ClientCert: f.user})
+	c, err = New(Options{Name: "c", Options: ledgerclient.Options{URL: f.url, ServiceCert: other.svc, Verify: other.verify, ClientCert: f.user}})
 	if err != nil {
 		t.Fatal(err)
 	}
