@@ -3,94 +3,21 @@ package ledgercounter
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
-	"math/big"
-	"net"
-	"net/http/httptest"
-	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/cloister-dev/cloister/kv"
 	"github.com/cloister-dev/cloister/kv/kvtest"
-	"github.com/cloister-dev/cloister/ledger"
-	"github.com/cloister-dev/cloister/ledger/aclapi"
-	"github.com/cloister-dev/cloister/ledger/ledgerclient"
-	"github.com/cloister-dev/cloister/policy"
-	"github.com/cloister-dev/cloister/ratls"
-	"github.com/cloister-dev/cloister/tee"
-	"github.com/cloister-dev/cloister/tee/sim"
+	"github.com/cloister-dev/cloister/ledger/ledgertest"
 )
 
-var simNow = time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+type fixture struct{ l *ledgertest.Ledger }
 
-var ledgerApp = sim.App{MRENCLAVE: [32]byte{0x1E, 0xD6}, MRSIGNER: [32]byte{0x51}, ProductID: 1, SVN: 1}
-
-type fixture struct {
-	url    string
-	svc    *x509.Certificate
-	verify ratls.VerifyOptions
-	user   tls.Certificate
-}
-
-// startLedger runs a ledger node in process, whose service certificate
-// carries sim evidence of ledgerApp, behind the ACL API over real TLS, with
-// user as an administrator.
-func startLedger(t *testing.T) *fixture {
-	t.Helper()
-	ctx := context.Background()
-	pki, err := sim.Load(filepath.Join(t.TempDir(), "sim"), rand.Reader, simNow)
-	if err != nil {
-		t.Fatal(err)
-	}
-	col, err := pki.Collateral(rand.Reader, simNow, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	plat, err := sim.NewPlatform(pki, tee.KindSimSGX, ledgerApp, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kv"}, NotBefore: simNow.Add(-time.Hour), NotAfter: simNow.Add(time.Hour)}
-	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &k.PublicKey, k)
-	user := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}
-	n, err := ledger.Open(ctx, ledger.Options{
-		Backend: kvtest.NewMemBackend(), Sealer: tee.NewSealer(plat), Now: func() time.Time { return simNow },
-		Identity: ledger.IdentityOptions{
-			IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
-			ServiceExtensions: func(spki []byte) ([]pkix.Extension, error) {
-				e, err := ratls.Extension(ctx, plat, spki, nil)
-				return []pkix.Extension{e}, err
-			},
-		},
-		Admins: []string{aclapi.UserID(der)},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewUnstartedServer(aclapi.Handler(n))
-	srv.TLS = aclapi.TLSConfig(n.Identity())
-	srv.StartTLS()
-	t.Cleanup(func() { srv.Close(); n.Close() })
-	return &fixture{
-		url: srv.URL, svc: n.Identity().ServiceCert, user: user,
-		verify: ratls.VerifyOptions{
-			Policy: policy.Policy{MRENCLAVE: [][]byte{ledgerApp.MRENCLAVE[:]}, AllowDebug: true},
-			Now:    func() time.Time { return simNow }, Collateral: ratls.BundleSource(col), TrustRoots: []*x509.Certificate{pki.Root},
-		},
-	}
-}
+func startLedger(t *testing.T) *fixture { return &fixture{ledgertest.Start(t)} }
 
 func (f *fixture) counter(t *testing.T, name string) *Counter {
 	t.Helper()
-	c, err := New(Options{Name: name, Options: ledgerclient.Options{URL: f.url, ServiceCert: f.svc, Verify: f.verify, ClientCert: f.user}})
+	c, err := New(Options{Name: name, Options: f.l.Client})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,9 +97,9 @@ func TestCounterContract(t *testing.T) {
 func TestAttestationRefused(t *testing.T) {
 	ctx := context.Background()
 	f := startLedger(t)
-	wrong := f.verify
-	wrong.Policy.MRENCLAVE = [][]byte{bytes.Repeat([]byte{0xEE}, 32)}
-	c, err := New(Options{Name: "c", Options: ledgerclient.Options{URL: f.url, ServiceCert: f.svc, Verify: wrong, ClientCert: f.user}})
+	wrong := f.l.Client
+	wrong.Verify.Policy.MRENCLAVE = [][]byte{bytes.Repeat([]byte{0xEE}, 32)}
+	c, err := New(Options{Name: "c", Options: wrong})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,8 +107,9 @@ func TestAttestationRefused(t *testing.T) {
 		t.Fatal("a ledger with the wrong measurement was trusted")
 	}
 	other := startLedger(t)
-	c, err = New(Options{Name: "c", Options: ledgerclient.Options{URL: f.url, ServiceCert: other.svc, Verify: other.verify, ClientCert: f.user}})
-	if err != nil {
+	pinned := f.l.Client
+	pinned.ServiceCert, pinned.Verify = other.l.Client.ServiceCert, other.l.Client.Verify
+	if c, err = New(Options{Name: "c", Options: pinned}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Read(ctx); err == nil {
