@@ -108,6 +108,7 @@ func runAttestServe(e *env, args []string) error {
 	var roots, signers stringList
 	fs.Var(&roots, "trust-root", "`PEM` file of extra roots evidence may chain to (repeatable)")
 	fs.Var(&signers, "policy-signer", "isolated mode: `PEM` certificate whose signed policies are the only ones accepted (repeatable)")
+	ledgerFlags := addLedgerClientFlags(fs, "")
 	dir := simDirFlag(fs)
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
@@ -258,6 +259,9 @@ func runAttestServe(e *env, args []string) error {
 			return err
 		}
 		ln = tls.NewListener(ln, tlsCfg)
+	}
+	if err := attestLedger(ledgerFlags, e, &cfg); err != nil {
+		return err
 	}
 	svc, err := attest.New(cfg)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -28,6 +29,7 @@ import (
 	"github.com/cloister-dev/cloister/kv"
 	"github.com/cloister-dev/cloister/kv/kvtest"
 	"github.com/cloister-dev/cloister/ledger"
+	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 func TestLedgerServeUsage(t *testing.T) {
@@ -247,4 +249,91 @@ func hex32(t *testing.T, s string) [32]byte {
 		t.Fatalf("%q is not 32 hex bytes", s)
 	}
 	return [32]byte(b)
+}
+
+// TestAttestServeRecordsInLedger: `attest serve --ledger` against a
+// running `ledger serve` (both on one simulator): the token names its
+// ledger record, and `ledger audit` lists it with the token's digest.
+func TestAttestServeRecordsInLedger(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the enclave app")
+	}
+	dir := t.TempDir()
+	simDir := filepath.Join(dir, "sim")
+	now := time.Now()
+	pki, err := sim.Load(simDir, rand.Reader, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rootFile, colFile := filepath.Join(dir, "root.pem"), filepath.Join(dir, "col.json")
+	os.WriteFile(rootFile, pki.RootPEM(), 0o600)
+	if r := runCLIAt(t, now, "sim", "collateral", "--sim-dir", simDir); r.code != 0 {
+		t.Fatal(r)
+	} else {
+		os.WriteFile(colFile, []byte(r.stdout), 0o600)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "attest"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	certFile, keyFile := filepath.Join(dir, "attest.pem"), filepath.Join(dir, "attest.key")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
+	addr, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	svcFile := filepath.Join(dir, "service.pem")
+	stop, log, _ := ledgerServe(t, "--listen", addr, "--admin-cert", certFile, "--state", filepath.Join(dir, "state"),
+		"--sim-dir", simDir, "--service-cert-out", svcFile, "--netns=false")
+	defer stop()
+	var mrenclave string
+	for i := 0; ; i++ {
+		if l := log.String(); strings.Contains(l, "serving the ACL API") {
+			if _, err := os.Stat(svcFile); err == nil {
+				_, after, _ := strings.Cut(l, "mrenclave=")
+				mrenclave, _, _ = strings.Cut(after, " ")
+				break
+			}
+		}
+		if i == 600 {
+			t.Fatalf("the ledger did not start:\n%s", log)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ledgerArgs := []string{"--ledger", "https://" + addr, "--ledger-cert", svcFile, "--ledger-client-cert", certFile,
+		"--ledger-client-key", keyFile, "--ledger-mrenclave", mrenclave, "--ledger-allow-debug"}
+	srv := serveInProcess(t, time.Now, append([]string{"--tee", "sim-sgx", "--sim-dir", simDir, "--addr", "127.0.0.1:0",
+		"--trust-root", rootFile}, ledgerArgs...)...)
+	tok := attestHello(t, pki, "http://"+srv.addr)
+	payload, _ := base64.RawURLEncoding.DecodeString(strings.Split(tok, ".")[1])
+	var claims map[string]any
+	json.Unmarshal(payload, &claims)
+	txid, _ := claims["x-cloister-ledger-txid"].(string)
+	if txid == "" {
+		t.Fatalf("the token names no ledger record: %v", claims)
+	}
+	r := runCLIAt(t, time.Now(), append([]string{"ledger", "audit", "--trust-root", rootFile, "--collateral", colFile}, ledgerArgs...)...)
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	var recs []map[string]string
+	if err := json.Unmarshal([]byte(r.stdout), &recs); err != nil || len(recs) != 1 {
+		t.Fatalf("audit: %v\n%s", err, r)
+	}
+	sum := sha256.Sum256([]byte(tok))
+	if recs[0]["transactionId"] != txid || recs[0]["tokenDigest"] != hex.EncodeToString(sum[:]) {
+		t.Fatalf("audit %v, token %s", recs[0], txid)
+	}
+	// A wrong measurement: the ledger is refused, exit 1.
+	bad := append([]string{"ledger", "audit", "--trust-root", rootFile, "--collateral", colFile}, ledgerArgs...)
+	for i, a := range bad {
+		if a == mrenclave {
+			bad[i] = strings.Repeat("00", 32)
+		}
+	}
+	if r := runCLIAt(t, time.Now(), bad...); r.code != exitFailed {
+		t.Fatalf("a ledger with another measurement: %s", r)
+	}
+	srv.stop()
 }

@@ -23,6 +23,7 @@
 //	cloister bench attest [--concurrency N] [--requests N] [--alg RS256|ES256] [--json]
 //	cloister bench kv [--json]
 //	cloister bench ledger [--json] [--entries N] [--writers N]
+//	cloister ledger audit --ledger URL --ledger-cert PEM --ledger-client-cert PEM --ledger-client-key PEM --ledger-mrenclave HEX
 //	cloister ledger serve --listen HOST:PORT --admin-cert PEM [--state DIR] [--service-cert-out FILE]
 //	cloister version
 //	cloister help [COMMAND]
@@ -110,6 +111,7 @@ var commands = []command{
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
 	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
 	{"attest serve", "run the MAA-compatible attestation service", runAttestServe}, {"attest verify-token", "attest a Cloister attestation service and validate one of its tokens", runAttestVerifyToken},
+	{"ledger audit", "list the attestations a Cloister attestation service recorded in a ledger (attest serve --ledger)", runLedgerAudit},
 	{"ledger serve", "run a confidential ledger node (Azure Confidential Ledger's REST API) as an enclave app on the simulator", runLedgerServe},
 	{"version", "print the version of cloister", runVersion},
 }
