@@ -109,6 +109,10 @@ type Config struct {
 	// InsecureAdmin, every management request is refused (401). Isolated
 	// mode's signature rules apply in every case.
 	InsecureAdmin bool
+	// Transparency, when set, records every attestation token the service
+	// signs in a ledger before returning it (transparency.go); nil records
+	// nothing.
+	Transparency Transparency
 }
 
 // Service is the attestation service; it is an http.Handler.
@@ -583,8 +587,8 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "attestation denied", slog.String("type", typ), slog.String("reason", v.reason))
 		if ear && !draft {
 			// EAR reports a denial as a signed "contraindicated" result.
-			tok, err := s.sign(s.earClaims(claims.TEE, claims.TCBStatus, false, v.reason,
-				jwt.MapClaims{"x-ms-attestation-type": claims.TEE, "x-ms-policy-hash": pol.hash, "tcb_status": claims.TCBStatus}, req.Nonce))
+			tok, err := s.signAttested(r.Context(), s.earClaims(claims.TEE, claims.TCBStatus, false, v.reason,
+				jwt.MapClaims{"x-ms-attestation-type": claims.TEE, "x-ms-policy-hash": pol.hash, "tcb_status": claims.TCBStatus}, req.Nonce), raw)
 			if err != nil {
 				writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())
 				return
@@ -647,7 +651,7 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 		// unsigned so no relying party can mistake it for a real one.
 		tok, err = jwt.NewWithClaims(jwt.SigningMethodNone, tc).SignedString(jwt.UnsafeAllowNoneSignatureType)
 	} else {
-		tok, err = s.sign(tc)
+		tok, err = s.signAttested(r.Context(), tc, raw)
 	}
 	if err != nil {
 		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", err.Error())

@@ -101,6 +101,7 @@ func runAttestServe(e *env, args []string) error {
 	tf.register(fs)
 	var signers stringList
 	fs.Var(&signers, "policy-signer", "isolated mode: `PEM` certificate whose signed policies are the only ones accepted (repeatable)")
+	ledgerFlags := addLedgerClientFlags(fs, "")
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
@@ -157,6 +158,9 @@ func runAttestServe(e *env, args []string) error {
 	}
 	defer ln.Close()
 	cfg.Issuer = public.String()
+	if err := attestLedger(ledgerFlags, e, &cfg); err != nil {
+		return err
+	}
 	svc, err := attest.New(cfg)
 	if err != nil {
 		return err

@@ -19,7 +19,7 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == cvmTestApp {
 		runCVMTestApp() // exits
 	}
-	if os.Getenv(benchboundary.ChildEnv) != "" || os.Getenv(benchboundary.BurnEnv) != "" || (len(os.Args) > 1 && os.Args[1] == demoAppCommand) {
+	if os.Getenv(benchboundary.ChildEnv) != "" || os.Getenv(benchboundary.BurnEnv) != "" || (len(os.Args) > 1 && (os.Args[1] == demoAppCommand || os.Args[1] == ledgerNodeCommand)) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
 	}
 	os.Exit(m.Run())

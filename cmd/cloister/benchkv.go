@@ -236,22 +236,39 @@ func (b *kvBench) measure(ctx context.Context, workers int, names []string, op f
 	return float64(done.Load()) / elapsed, nil
 }
 
-// openSealed builds the sealed side in this process: host services over a
-// bbolt file, served on a boundary region, and kv over a client of that
-// region, sealing with a simulator platform.
+// openSealed builds the sealed side in this process: kv over the
+// enclave's storage calls (boundaryStorage), sealing with a simulator
+// platform.
 func (b *kvBench) openSealed(ctx context.Context) (*kv.Store, func(), error) {
-	pki, err := sim.Load(filepath.Join(b.dir, "sim"), rand.Reader, b.e.now())
+	backend, plat, cleanup, err := boundaryStorage(b.dir, "sealed.db", b.e.now())
 	if err != nil {
 		return nil, nil, err
+	}
+	s, err := kv.Open(ctx, backend, "bench", kv.Options{Sealer: tee.NewSealer(plat), Create: true})
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return s, cleanup, nil
+}
+
+// boundaryStorage builds, in this process, what an enclave's storage
+// calls go through: host services over the bbolt file dir/file, served
+// on a boundary region, and a kv.Backend over a client of that region;
+// plat is a simulator platform (keys for sealing).
+func boundaryStorage(dir, file string, now time.Time) (kv.Backend, tee.Platform, func(), error) {
+	pki, err := sim.Load(filepath.Join(dir, "sim"), rand.Reader, now)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	app := sim.App{MRENCLAVE: [32]byte{0xbe}, MRSIGNER: [32]byte{0x51}, ProductID: 1, SVN: 1}
 	plat, err := sim.NewPlatform(pki, tee.KindSimSGX, app, nil)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	store, err := host.OpenBoltStore(filepath.Join(b.dir, "sealed.db"))
+	store, err := host.OpenBoltStore(filepath.Join(dir, file))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	var closers []func()
 	cleanup := func() {
@@ -263,25 +280,25 @@ func (b *kvBench) openSealed(ctx context.Context) (*kv.Store, func(), error) {
 	svc, err := host.NewServices(host.ServiceOptions{Store: store, Platform: plat})
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	closers = append(closers, func() { svc.Close() })
 	cfg := wire.RegionConfig()
 	region, err := boundary.Create(cfg)
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	closers = append(closers, func() { region.Close() })
 	table, err := wire.Table()
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	server, err := boundary.NewServer(region, table, svc.Handle)
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	served := make(chan error, 1)
 	go func() { served <- server.Serve(context.Background()) }()
@@ -289,21 +306,16 @@ func (b *kvBench) openSealed(ctx context.Context) (*kv.Store, func(), error) {
 	attached, err := boundary.Attach(region.File(), cfg)
 	if err != nil {
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	client, err := boundary.NewClient(attached, table)
 	if err != nil {
 		attached.Close()
 		cleanup()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	closers = append(closers, func() { client.Close(); attached.Close() })
-	s, err := kv.Open(ctx, boundaryBackend{client}, "bench", kv.Options{Sealer: tee.NewSealer(plat), Create: true})
-	if err != nil {
-		cleanup()
-		return nil, nil, err
-	}
-	return s, cleanup, nil
+	return boundaryBackend{client}, plat, cleanup, nil
 }
 
 // boundaryBackend is kv.Backend over the host storage calls of a boundary

@@ -27,6 +27,9 @@
 //	cloister broker admin-token --key ED25519.pem [--ttl 1h]
 //	cloister broker serve --listen 127.0.0.1:8081 [--public-url URL] [--tls] [--state DIR] [--admin-key PEM]... [--tee …]
 //	cloister ledger verify-receipt RECEIPT.json --service-cert PEM [--claims FILE] [--json]
+//	cloister bench ledger [--json] [--entries N] [--writers N]
+//	cloister ledger audit --ledger URL --ledger-cert PEM --ledger-client-cert PEM --ledger-client-key PEM --ledger-mrenclave HEX
+//	cloister ledger serve --listen HOST:PORT --admin-cert PEM [--state DIR] [--service-cert-out FILE]
 //	cloister version
 //	cloister help [COMMAND]
 //
@@ -113,6 +116,7 @@ var commands = []command{
 	{"sim reset", "replace the simulator's keys", runSimReset},
 	{"policy test", "evaluate an MAA or Rego attestation policy against claims, offline", runPolicyTest},
 	{"bench boundary", "measure the host-enclave boundary: rings vs Unix socket, gRPC, ping-pong", runBenchBoundary},
+	{"bench ledger", "measure the ledger: appends/s with receipts (64 writers), receipt latency, receipt verification, against plain bbolt appends", runBenchLedger},
 	{"bench kv", "measure the sealed key/value store against plain bbolt puts and gets", runBenchKV},
 	{"bench attest", "measure the attestation service: tokens/s over loopback vs signing-only and verification-only limits", runBenchAttest},
 	{"bench broker", "measure the key broker: KBS flows/s and resource requests/s against the attestation service's tokens/s", runBenchBroker},
@@ -120,6 +124,8 @@ var commands = []command{
 	{"broker serve", "run the key broker: Trustee KBS protocol (and compiled-in extensions), releasing secrets to attested workloads", runBrokerServe},
 	{"ledger verify-receipt", "verify a ledger write receipt (Azure Confidential Ledger, CCF) offline against the service certificate", runLedgerVerifyReceipt},
 	{"broker admin-token", "print an Ed25519-signed admin token for broker serve's management API", runBrokerAdminToken},
+	{"ledger audit", "list the attestations a Cloister attestation service recorded in a ledger (attest serve --ledger)", runLedgerAudit},
+	{"ledger serve", "run a confidential ledger node (Azure Confidential Ledger's REST API) as an enclave app on the simulator", runLedgerServe},
 	{"version", "print the version of cloister", runVersion},
 }
 
@@ -150,6 +156,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer, now func() ti
 		return runHelp(e, args[1:])
 	case demoAppCommand:
 		return finish(e, demoAppCommand, runDemoApp(e, args[1:]))
+	case ledgerNodeCommand:
+		return finish(e, ledgerNodeCommand, runLedgerNode(e, args[1:]))
 	}
 	cmd, rest, group := lookup(args)
 	if cmd == nil {

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/cloister-dev/cloister/ledger"
+	"github.com/cloister-dev/cloister/tee"
+)
+
+// benchLedgerResult is the JSON of `cloister bench ledger --json`. The
+// keys are a contract (issue 17): Do NOT rename.
+type benchLedgerResult struct {
+	AppendsPerS        float64 `json:"appends_per_s"`
+	ReceiptP50Ms       float64 `json:"receipt_p50_ms"`
+	ReceiptP99Ms       float64 `json:"receipt_p99_ms"`
+	VerifyReceiptsPerS float64 `json:"verify_receipts_per_s"`
+	PlainAppendsPerS   float64 `json:"plain_appends_per_s"`
+	Entries            int     `json:"entries"`
+	Writers            int     `json:"writers"`
+	EntryBytes         int     `json:"entry_bytes"`
+}
+
+const benchLedgerHelp = `Measure the ledger in one process and one run:
+
+  appends_per_s        entries/s appended by --writers concurrent writers through a
+                       ledger.Node whose host storage goes through the boundary to a
+                       bbolt file (as in an enclave), counted until every entry is
+                       durable AND its receipt is ready (a durable signature covers it)
+  receipt_p50_ms/p99   per entry, from the start of its append to its receipt being ready
+  verify_receipts_per_s  receipts checked as a client does (leaf, Merkle path, ECDSA
+                       P-384 over the root, node certificate against the service
+                       certificate), on one core
+  plain_appends_per_s  the same entries written straight to bbolt by the same number of
+                       writers with bbolt's DB.Batch (group commit, fsynced), no sealing,
+                       no Merkle tree, no boundary
+
+Targets (reported, not asserted): appends_per_s >= 20,000 and >= 50% of plain; receipt
+p99 <= 50 ms. Figures depend on the machine's load and on the disk under --dir.
+`
+
+func runBenchLedger(e *env, args []string) error {
+	fs := newFlagSet("bench ledger", "[--json] [--entries N] [--writers N] [--size BYTES] [--dir DIR]", benchLedgerHelp)
+	jsonOut := fs.Bool("json", false, "print the figures as one JSON object")
+	entries := fs.Int("entries", 100000, "entries appended on each side")
+	writers := fs.Int("writers", 64, "concurrent writers")
+	size := fs.Int("size", 256, "entry contents in bytes")
+	dir := fs.String("dir", "", "directory for the bbolt files (default: a new temporary directory, removed after)")
+	if err := parseNoArgs(e, fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *entries < 1 || *entries > 10_000_000:
+		return usagef("--entries %d: want 1..10000000", *entries)
+	case *writers < 1 || *writers > 4096:
+		return usagef("--writers %d: want 1..4096", *writers)
+	case *size < 0 || *size > ledger.MaxContents:
+		return usagef("--size %d: want 0..%d", *size, ledger.MaxContents)
+	}
+	if *dir == "" {
+		d, err := os.MkdirTemp("", "cloister-bench-ledger-")
+		if err != nil {
+			return fmt.Errorf("bench ledger: %w", err)
+		}
+		defer os.RemoveAll(d)
+		*dir = d
+	}
+	res, err := benchLedger(e, *dir, *entries, *writers, *size)
+	if err != nil {
+		return fmt.Errorf("bench ledger: %w", err)
+	}
+	if *jsonOut {
+		return printJSON(e.stdout, res)
+	}
+	w := e.stdout
+	fmt.Fprintf(w, "%d entries of %d bytes, %d writers\n", res.Entries, res.EntryBytes, res.Writers)
+	fmt.Fprintf(w, "ledger appends/s (receipt ready) %10.0f\n", res.AppendsPerS)
+	fmt.Fprintf(w, "plain bbolt appends/s            %10.0f  (ledger %.0f%%)\n", res.PlainAppendsPerS, 100*res.AppendsPerS/res.PlainAppendsPerS)
+	fmt.Fprintf(w, "receipt ready p50 / p99          %7.1f ms / %.1f ms\n", res.ReceiptP50Ms, res.ReceiptP99Ms)
+	fmt.Fprintf(w, "receipts verified/s (1 core)     %10.0f\n", res.VerifyReceiptsPerS)
+	return nil
+}
+
+// contents is entry i's contents: size bytes, distinct per entry.
+func benchContents(i, size int) string {
+	b := make([]byte, size)
+	for j := range b {
+		b[j] = 'a' + byte((i+j)%26)
+	}
+	copy(b, fmt.Sprintf("%d:", i))
+	return string(b)
+}
+
+func benchLedger(e *env, dir string, entries, writers, size int) (*benchLedgerResult, error) {
+	ctx := e.ctx
+	res := &benchLedgerResult{Entries: entries, Writers: writers, EntryBytes: size}
+	backend, plat, cleanup, err := boundaryStorage(dir, "ledger.db", e.now())
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	n, err := ledger.Open(ctx, ledger.Options{Backend: backend, Sealer: tee.NewSealer(plat), Now: e.now})
+	if err != nil {
+		return nil, err
+	}
+	defer n.Close()
+
+	// Follow commits: (time, last signature) at every change.
+	type event struct {
+		at   time.Time
+		upto uint64
+	}
+	var (
+		evMu   sync.Mutex
+		events []event
+		stop   = make(chan struct{})
+		follow sync.WaitGroup
+	)
+	follow.Add(1)
+	go func() {
+		defer follow.Done()
+		for {
+			upto, ch := n.Committed()
+			now := e.now()
+			evMu.Lock()
+			events = append(events, event{now, upto})
+			evMu.Unlock()
+			select {
+			case <-ch:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	samples := make([][]ledgerSample, writers)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := e.now()
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= entries {
+					return
+				}
+				t0 := e.now()
+				tx, err := n.Append(ctx, "bench", benchContents(i, size))
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				samples[w] = append(samples[w], ledgerSample{tx.Seqno, t0})
+			}
+		}(w)
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		close(stop)
+		follow.Wait()
+		return nil, err
+	}
+	var last uint64
+	for _, ss := range samples {
+		for _, s := range ss {
+			last = max(last, s.seqno)
+		}
+	}
+	if err := n.WaitCommitted(ctx, ledger.TxID{View: n.View(), Seqno: last}); err != nil {
+		return nil, err
+	}
+	elapsed := e.now().Sub(start)
+	close(stop)
+	follow.Wait()
+	res.AppendsPerS = float64(entries) / elapsed.Seconds()
+	// The follower's last event may precede the final commit it saw
+	// through WaitCommitted: record it.
+	if upto, _ := n.Committed(); len(events) == 0 || events[len(events)-1].upto < upto {
+		events = append(events, event{e.now(), upto})
+	}
+	var lat []float64
+	for _, ss := range samples {
+		for _, s := range ss {
+			k := sort.Search(len(events), func(k int) bool { return events[k].upto > s.seqno })
+			if k == len(events) {
+				return nil, fmt.Errorf("no commit seen for seqno %d", s.seqno)
+			}
+			lat = append(lat, float64(events[k].at.Sub(s.start))/float64(time.Millisecond))
+		}
+	}
+	slices.Sort(lat)
+	res.ReceiptP50Ms = lat[len(lat)/2]
+	res.ReceiptP99Ms = lat[min(len(lat)-1, len(lat)*99/100)]
+
+	if res.VerifyReceiptsPerS, err = benchVerify(e, n, samples[0]); err != nil {
+		return nil, err
+	}
+	if res.PlainAppendsPerS, err = benchPlain(e, filepath.Join(dir, "plain.db"), entries, writers, size); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// ledgerSample is one append: its seqno and when it started.
+type ledgerSample struct {
+	seqno uint64
+	start time.Time
+}
+
+// benchVerify fetches receipts and times checking them as a client does.
+func benchVerify(e *env, n *ledger.Node, ss []ledgerSample) (float64, error) {
+	svc := n.Identity().ServiceCert
+	var rcs []*ledger.TransactionReceipt
+	for _, s := range ss {
+		r, ok, err := n.Receipt(ledger.TxID{View: n.View(), Seqno: s.seqno})
+		if err != nil || !ok {
+			return 0, fmt.Errorf("receipt of %d: ready %v: %v", s.seqno, ok, err)
+		}
+		rcs = append(rcs, r)
+		if len(rcs) == 1000 {
+			break
+		}
+	}
+	start := e.now()
+	for _, r := range rcs {
+		if err := checkReceipt(r, svc); err != nil {
+			return 0, err
+		}
+	}
+	return float64(len(rcs)) / e.now().Sub(start).Seconds(), nil
+}
+
+// checkReceipt verifies an ACL receipt: leaf from its components, the
+// Merkle path, ECDSA over the root by the node key, the node certificate
+// issued by the service certificate.
+func checkReceipt(tr *ledger.TransactionReceipt, svc *x509.Certificate) error {
+	r := tr.Receipt
+	h32 := func(s string) ([32]byte, error) {
+		b, err := hex.DecodeString(s)
+		if err != nil || len(b) != 32 {
+			return [32]byte{}, fmt.Errorf("receipt %s: %q is not a SHA-256 in hex", tr.TransactionID, s)
+		}
+		return [32]byte(b), nil
+	}
+	var lc ledger.LeafComponents
+	var err error
+	if lc.WriteSetDigest, err = h32(r.LeafComponents.WriteSetDigest); err != nil {
+		return err
+	}
+	if lc.ClaimsDigest, err = h32(r.LeafComponents.ClaimsDigest); err != nil {
+		return err
+	}
+	lc.CommitEvidence = r.LeafComponents.CommitEvidence
+	steps := make([]ledger.ProofStep, len(r.Proof))
+	for i, p := range r.Proof {
+		s := p.Right
+		if p.Left != "" {
+			s, steps[i].Left = p.Left, true
+		}
+		if steps[i].Hash, err = h32(s); err != nil {
+			return err
+		}
+	}
+	root := ledger.Walk(lc.Leaf(), steps)
+	blk, _ := pem.Decode([]byte(r.Cert))
+	if blk == nil {
+		return errors.New("receipt: cert is not PEM")
+	}
+	node, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return err
+	}
+	if err := node.CheckSignatureFrom(svc); err != nil {
+		return fmt.Errorf("receipt %s: node certificate: %w", tr.TransactionID, err)
+	}
+	sig, err := base64.StdEncoding.DecodeString(r.Signature)
+	pub, ok := node.PublicKey.(*ecdsa.PublicKey)
+	if err != nil || !ok || !ecdsa.VerifyASN1(pub, root[:], sig) {
+		return fmt.Errorf("receipt %s: signature over the root does not verify", tr.TransactionID)
+	}
+	return nil
+}
+
+// benchPlain appends the same entries straight to bbolt with DB.Batch.
+func benchPlain(e *env, path string, entries, writers, size int) (float64, error) {
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	bucket := []byte("entries")
+	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(bucket); return err }); err != nil {
+		return 0, err
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start := e.now()
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= entries {
+					return
+				}
+				v := []byte("bench\x00" + benchContents(i, size))
+				err := db.Batch(func(tx *bolt.Tx) error {
+					b := tx.Bucket(bucket)
+					seq, err := b.NextSequence()
+					if err != nil {
+						return err
+					}
+					return b.Put(binary.BigEndian.AppendUint64(nil, seq), v)
+				})
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return 0, err
+	}
+	return float64(entries) / e.now().Sub(start).Seconds(), nil
+}
