@@ -94,3 +94,28 @@ func TestAttachPathShm(t *testing.T) {
 		t.Fatalf("%q, %v", resp[:n], err)
 	}
 }
+
+// TestAttachPathTruncatedAfterStat: a host that truncates the region file
+// between Attach's size check and its header read (the file is unsealed,
+// so nothing stops it) gets a named error, not a SIGBUS that kills the
+// enclave process during attach.
+func TestAttachPathTruncatedAfterStat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "region")
+	cfg := smallCfg
+	cfg.Path = path
+	newRegion(t, cfg)
+	testHookAttachMapped = func() {
+		if err := os.Truncate(path, 0); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { testHookAttachMapped = nil })
+	a, err := AttachPath(path, smallCfg)
+	if err == nil {
+		a.Close()
+		t.Fatal("attached a region truncated under the header read")
+	}
+	if !errors.Is(err, ErrRegionFault) || !strings.HasPrefix(err.Error(), "boundary: attach region") {
+		t.Fatalf("error %v, want ErrRegionFault from attach", err)
+	}
+}
