@@ -17,10 +17,19 @@ import (
 // Attach then checks its size and header against expected. Such a file
 // cannot be sealed: what a hostile host can do with it is what it can do
 // with any unsealed region (truncate it: calls then fail with
-// ErrRegionFault), plus replacing the file before the enclave opens it,
+// ErrRegionFault, when the fault reaches Go with its address), plus
+// replacing the file before the enclave opens it,
 // which gives the enclave a region nobody serves (calls time out) or one
 // the host serves: both are the hostile region the boundary is built for.
 // The file is not kept open.
+//
+// Under Gramine a truncation kills the enclave process instead: without
+// sgx.use_exinfo (which the manifest does not set: it needs SGX2, and
+// Gramine advises against it) Gramine gives the app no fault address, or
+// refuses the fault, and the Go runtime throws on an address-less SIGBUS
+// rather than panicking, so ErrRegionFault cannot be returned. Still only
+// a denial of service: the enclave never reads memory other than the
+// region's.
 func AttachPath(path string, expected Config) (*Region, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
