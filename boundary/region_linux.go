@@ -198,6 +198,11 @@ func attach(f *os.File, expected Config, named bool) (*Region, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("boundary: attach region: fstat: %w", err)
 	}
+	if named {
+		if err := checkNamedFile(f.Name(), st.Mode, st.Size, lay.size); err != nil {
+			return nil, fmt.Errorf("boundary: attach region: %w", err)
+		}
+	}
 	if st.Size != int64(lay.size) {
 		return nil, fmt.Errorf("boundary: attach region: %w: size %d, want %d", ErrConfig, st.Size, lay.size)
 	}
