@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -261,6 +262,11 @@ func Build(o Options) (*Manifest, error) {
 	for i, a := range o.Args {
 		if strings.IndexByte(a, 0) >= 0 {
 			return nil, fmt.Errorf("manifest: argument %d contains a NUL byte", i+1)
+		}
+		// A TOML string is UTF-8: the encoder would turn a stray byte into
+		// another character, and the app would get an argument nobody gave.
+		if !utf8.ValidString(a) {
+			return nil, fmt.Errorf("manifest: argument %d is not valid UTF-8 (a manifest is TOML, which carries only UTF-8)", i+1)
 		}
 	}
 	size, err := enclaveSize(o.Config.HeapMB, o.Size)

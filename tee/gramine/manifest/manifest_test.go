@@ -261,6 +261,9 @@ func TestBuildRejects(t *testing.T) {
 		{"bad env name", func(o *Options) { o.Passthrough = []string{"A=B"} }, "not a variable name"},
 		{"env twice", func(o *Options) { o.Passthrough = []string{"TZ", "TZ"} }, "given twice"},
 		{"nul arg", func(o *Options) { o.Args = []string{"a\x00b"} }, "NUL"},
+		// TOML strings are UTF-8: go-toml would write \xff as U+00FF, and
+		// the app would get an argument other than the one given.
+		{"non-UTF-8 arg", func(o *Options) { o.Args = []string{"ok", "caf\xe9"} }, "argument 2 is not valid UTF-8"},
 		{"too big", func(o *Options) { o.Config.HeapMB = appsign.MaxHeapMB; o.Size = 100 << 30 }, "more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
