@@ -446,7 +446,9 @@ func (m *Manifest) check() error {
 		{Type: "chroot", Path: entry, URI: "file:" + name},
 		{Type: "untrusted_shm", Path: ShmDir, URI: "dev:" + ShmDir},
 	}
-	if fmt.Sprint(m.FS.Mounts) != fmt.Sprint(wantMounts) {
+	// Compared element by element: as printed text, one crafted entry can
+	// read the same as two.
+	if !slices.Equal(m.FS.Mounts, wantMounts) {
 		bad("fs.mounts", "%v, want %v", m.FS.Mounts, wantMounts)
 	}
 	if !m.Sys.EnableSigtermInjection {
@@ -474,7 +476,7 @@ func (m *Manifest) check() error {
 		bad("sgx.trusted_files", "sha256 %q: want 64 lower-case hex digits", s.TrustedFiles[0].SHA256)
 	}
 	wantAllowed := []string{"dev:" + RegionPath(name), "dev:" + EventsPath(name)}
-	if fmt.Sprint(s.AllowedFiles) != fmt.Sprint(wantAllowed) {
+	if !slices.Equal(s.AllowedFiles, wantAllowed) {
 		bad("sgx.allowed_files", "%q, want %q", s.AllowedFiles, wantAllowed)
 	}
 	return errors.Join(errs...)

@@ -221,6 +221,12 @@ func TestParseRejects(t *testing.T) {
 		{"trusted uri", "uri = 'file:echo'\nsha256", "uri = 'file:other'\nsha256", "sgx.trusted_files"},
 		{"trusted hash", "sha256 = '", "sha256 = 'zz", "sgx.trusted_files"},
 		{"allowed", "'dev:/dev/shm/cloister-echo.events'", "'dev:/dev/shm/'", "sgx.allowed_files"},
+		// Lists compared as printed text would take one entry holding both
+		// names (space-separated) for the two entries Build writes.
+		{"allowed merged", "['dev:/dev/shm/cloister-echo.region', 'dev:/dev/shm/cloister-echo.events']",
+			"['dev:/dev/shm/cloister-echo.region dev:/dev/shm/cloister-echo.events']", "sgx.allowed_files"},
+		{"mounts merged", "[[fs.mounts]]\ntype = 'chroot'\npath = '/app/echo'\nuri = 'file:echo'\n\n[[fs.mounts]]\ntype = 'untrusted_shm'",
+			"[[fs.mounts]]\ntype = 'chroot /app/echo file:echo} {untrusted_shm'", "fs.mounts"},
 		{"wrong type", "isvsvn = 2", "isvsvn = 'two'", "isvsvn"},
 		{"svn range", "isvsvn = 2", "isvsvn = 70000", "isvsvn"},
 		{"missing table", "[sys]\n# 'cloister run' stops the app with SIGTERM, which cancels the app's context.\nenable_sigterm_injection = true\n", "", "sys.enable_sigterm_injection"},
