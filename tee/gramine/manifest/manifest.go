@@ -59,12 +59,24 @@ const (
 )
 
 // Sizing. SGX without EDMM commits the whole enclave at start, so its size
-// is fixed in the manifest: the Go heap (GOMEMLIMIT = heap_mb) plus the
-// binary plus room for Gramine (PAL, LibOS, thread stacks), rounded up to a
-// power of two as gramine-sgx-sign requires.
+// is fixed in the manifest, and every mapping the app makes (PROT_NONE
+// reservations included) is carved from it: the Go heap (GOMEMLIMIT =
+// heap_mb) in whole arenas, the address space the Go runtime reserves at
+// start, the binary and room for Gramine (PAL, LibOS, thread stacks),
+// rounded up to a power of two as gramine-sgx-sign requires.
 const (
 	// overheadMiB is the room left for Gramine itself and thread stacks.
 	overheadMiB = 128
+	// goReserveMiB covers what the Go runtime reserves on linux/amd64
+	// before it allocates anything, whatever the heap: the page
+	// allocator's summary levels (585 MiB) and scavenger index (512 MiB),
+	// runtime/mpagealloc_64bit.go, and the arena map (32 MiB), rounded
+	// up. Without it a Go program dies at start with "failed to reserve
+	// page summary memory" (gramineproject/gramine issue 232).
+	goReserveMiB = 1152
+	// arenaMiB is the unit the Go heap grows by (heapArenaBytes); one
+	// more arena is counted for the runtime's own and alignment.
+	arenaMiB = 64
 	// extraThreads is added to enclave.json's threads (= GOMAXPROCS) for
 	// sgx.max_threads: Go's sysmon and the threads blocked in system calls
 	// (the boundary's waiters, up to one per channel, and timers), plus
@@ -138,7 +150,7 @@ type SGX struct {
 	Debug             bool          `toml:"debug" comment:"From enclave.json (debug, product_id, svn, heap_mb, threads)."`
 	ISVProdID         uint16        `toml:"isvprodid"`
 	ISVSVN            uint16        `toml:"isvsvn"`
-	EDMMEnable        bool          `toml:"edmm_enable" comment:"Without EDMM the whole enclave is committed at start: a power of two\nthat holds GOMEMLIMIT, the binary and Gramine."`
+	EDMMEnable        bool          `toml:"edmm_enable" comment:"Without EDMM the whole enclave is committed at start: a power of two\nthat holds GOMEMLIMIT, the Go runtime's reservations, the binary and Gramine."`
 	EnclaveSize       string        `toml:"enclave_size"`
 	MaxThreads        uint32        `toml:"max_threads" comment:"GOMAXPROCS plus Go's and Gramine's extra threads."`
 	RemoteAttestation string        `toml:"remote_attestation" comment:"Quotes through DCAP: /dev/attestation/attestation_type reads \"dcap\"."`
@@ -311,14 +323,16 @@ func entrypoint(libos string, sum *[32]byte) LoaderEntrypoint {
 	return e
 }
 
-// enclaveSize is the smallest power of two of MiB holding the heap, the
-// binary and overheadMiB, written as Gramine sizes are ("512M", "4G").
+// enclaveSize is the smallest power of two of MiB holding the heap in
+// whole arenas plus one, the Go runtime's reservations, the binary and
+// overheadMiB, written as Gramine sizes are ("512M", "4G").
 func enclaveSize(heapMB uint32, binSize int64) (string, error) {
 	binMiB := (binSize + 1<<20 - 1) >> 20
-	need := int64(heapMB) + binMiB + overheadMiB
+	heapMiB := (int64(heapMB)+arenaMiB-1)/arenaMiB*arenaMiB + arenaMiB
+	need := heapMiB + goReserveMiB + binMiB + overheadMiB
 	if need > maxEnclaveMiB {
-		return "", fmt.Errorf("manifest: enclave of %d MiB (heap %d MiB + binary %d MiB + %d MiB for Gramine) is more than %d MiB",
-			need, heapMB, binMiB, overheadMiB, maxEnclaveMiB)
+		return "", fmt.Errorf("manifest: enclave of %d MiB (heap %d MiB in arenas + Go runtime %d MiB + binary %d MiB + %d MiB for Gramine) is more than %d MiB",
+			need, heapMiB, goReserveMiB, binMiB, overheadMiB, maxEnclaveMiB)
 	}
 	size := int64(1)
 	for size < need {
