@@ -24,7 +24,11 @@ import (
 // the host serves: both are the hostile region the boundary is built for.
 // The file is not kept open.
 //
-// Under Gramine a truncation kills the enclave process instead: without
+// Under Gramine the name is resolved by the host's kernel (the PAL opens
+// it there), so O_NOFOLLOW guards only the enclave's own view: a host
+// symlink in /dev/shm is followed, which gives the host nothing it lacks,
+// since every file it could point at is its own and the region is hostile
+// anyway. Under Gramine a truncation kills the enclave process instead: without
 // sgx.use_exinfo (which the manifest does not set: it needs SGX2, and
 // Gramine advises against it) Gramine gives the app no fault address, or
 // refuses the fault, and the Go runtime throws on an address-less SIGBUS
