@@ -472,11 +472,25 @@ func (m *Manifest) check() error {
 	if s.EDMMEnable {
 		bad("sgx.edmm_enable", "must be false")
 	}
-	if _, err := parseSize(s.EnclaveSize); err != nil {
+	size, err := parseSize(s.EnclaveSize)
+	if err != nil {
 		bad("sgx.enclave_size", "%v", err)
 	}
 	if s.MaxThreads <= extraThreads || s.MaxThreads > appsign.MaxThreads+extraThreads {
 		bad("sgx.max_threads", "%d: want %d..%d", s.MaxThreads, extraThreads+1, appsign.MaxThreads+extraThreads)
+	}
+	// Cross-checks with the environment Build wrote alongside (checkEnv
+	// reports a malformed value): the thread slots follow GOMAXPROCS, and
+	// the enclave holds at least GOMEMLIMIT with the Go runtime and
+	// Gramine (for the smallest binary; the real one is not known here).
+	if procs, err := strconv.ParseUint(envString(m.Loader.Env, "GOMAXPROCS"), 10, 32); err == nil && uint64(s.MaxThreads) != procs+extraThreads {
+		bad("sgx.max_threads", "%d: want GOMAXPROCS %d + %d", s.MaxThreads, procs, extraThreads)
+	}
+	heap, err := strconv.ParseUint(strings.TrimSuffix(envString(m.Loader.Env, "GOMEMLIMIT"), "MiB"), 10, 32)
+	if least, minErr := enclaveSize(uint32(heap), 1); err == nil && size > 0 && minErr == nil {
+		if want, _ := parseSize(least); size < want {
+			bad("sgx.enclave_size", "%q: GOMEMLIMIT %dMiB needs at least %q", s.EnclaveSize, heap, least)
+		}
 	}
 	if s.RemoteAttestation != RemoteAttestation {
 		bad("sgx.remote_attestation", "%q, want %q", s.RemoteAttestation, RemoteAttestation)
@@ -536,6 +550,12 @@ func (m *Manifest) checkEnv(name string, bad func(key, format string, args ...an
 			bad("loader.env."+k, "%v: only {passthrough = true} is written for a listed variable", env[k])
 		}
 	}
+}
+
+// envString is env[name] if it is a string, else "".
+func envString(env map[string]any, name string) string {
+	v, _ := env[name].(string)
+	return v
 }
 
 // isSHA256Hex reports whether h is a SHA-256 in lower-case hex.

@@ -216,6 +216,10 @@ func TestParseRejects(t *testing.T) {
 		{"size not pow2", "enclave_size = '2G'", "enclave_size = '768M'", "sgx.enclave_size"},
 		{"size unit", "enclave_size = '2G'", "enclave_size = '1T'", "sgx.enclave_size"},
 		{"threads", "max_threads = 28", "max_threads = 4", "sgx.max_threads"},
+		// Build writes GOMAXPROCS + 20; another count in range is not Build's.
+		{"threads vs gomaxprocs", "max_threads = 28", "max_threads = 29", "sgx.max_threads"},
+		// GOMEMLIMIT 512MiB needs 2G (TestEnclaveSizeHoldsGoRuntime).
+		{"size below heap", "enclave_size = '2G'", "enclave_size = '1G'", "sgx.enclave_size"},
 		{"attestation", "remote_attestation = 'dcap'", "remote_attestation = 'epid'", "sgx.remote_attestation"},
 		{"file policy", "file_check_policy = 'strict'", "file_check_policy = 'allow_all_but_log'", "sgx.file_check_policy"},
 		{"trusted uri", "uri = 'file:echo'\nsha256", "uri = 'file:other'\nsha256", "sgx.trusted_files"},
