@@ -198,6 +198,11 @@ func attach(f *os.File, expected Config, named bool) (*Region, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("boundary: attach region: fstat: %w", err)
 	}
+	if named {
+		if err := checkNamedFile(f.Name(), st.Mode, st.Size, lay.size); err != nil {
+			return nil, fmt.Errorf("boundary: attach region: %w", err)
+		}
+	}
 	if st.Size != int64(lay.size) {
 		return nil, fmt.Errorf("boundary: attach region: %w: size %d, want %d", ErrConfig, st.Size, lay.size)
 	}
@@ -218,9 +223,15 @@ func attach(f *os.File, expected Config, named bool) (*Region, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boundary: attach region: mmap: %w", err)
 	}
+	if testHookAttachMapped != nil {
+		testHookAttachMapped()
+	}
 	// Copy the header out, then compare the copy.
-	var hdr [lineSize]byte
-	copy(hdr[:], mem[:lineSize])
+	hdr, err := readHeader(mem)
+	if err != nil {
+		unix.Munmap(mem)
+		return nil, fmt.Errorf("boundary: attach region: %w", err)
+	}
 	var want [lineSize]byte
 	copy(want[hdrMagic:], layoutMagic)
 	binary.LittleEndian.PutUint32(want[hdrVersion:], layoutVersion)
@@ -233,6 +244,30 @@ func attach(f *os.File, expected Config, named bool) (*Region, error) {
 	}
 	return &Region{mem: mem, cfg: cfg, lay: lay, sealed: sealed}, nil
 }
+
+// readHeader copies the header line out of a freshly mapped region. The
+// file may be unsealed (a /dev/shm file, or a memfd whose seals the host
+// checked but we cannot trust until mapped): a host that truncates it after
+// the size check makes this read fault, which becomes ErrRegionFault rather
+// than a SIGBUS that kills the process, as it does for calls (catchFault).
+func readHeader(mem []byte) (hdr [lineSize]byte, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if p := recover(); p != nil {
+			fault, ok := p.(interface{ Addr() uintptr })
+			if !ok {
+				panic(p)
+			}
+			err = fmt.Errorf("%w at %#x while reading the header", ErrRegionFault, fault.Addr())
+		}
+	}()
+	copy(hdr[:], mem[:lineSize])
+	return hdr, nil
+}
+
+// testHookAttachMapped, set by tests only, runs in attach between the mmap
+// and the header read: the window in which a host may truncate the file.
+var testHookAttachMapped func()
 
 // File returns the region's file on the host side (nil after Attach), to be
 // passed to the enclave process. It stays owned by the Region.

@@ -94,3 +94,68 @@ func TestAttachPathShm(t *testing.T) {
 		t.Fatalf("%q, %v", resp[:n], err)
 	}
 }
+
+// TestAttachPathTruncatedAfterStat: a host that truncates the region file
+// between Attach's size check and its header read (the file is unsealed,
+// so nothing stops it) gets a named error, not a SIGBUS that kills the
+// enclave process during attach.
+func TestAttachPathTruncatedAfterStat(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "region")
+	cfg := smallCfg
+	cfg.Path = path
+	newRegion(t, cfg)
+	testHookAttachMapped = func() {
+		if err := os.Truncate(path, 0); err != nil {
+			t.Error(err)
+		}
+	}
+	t.Cleanup(func() { testHookAttachMapped = nil })
+	a, err := AttachPath(path, smallCfg)
+	if err == nil {
+		a.Close()
+		t.Fatal("attached a region truncated under the header read")
+	}
+	if !errors.Is(err, ErrRegionFault) || !strings.HasPrefix(err.Error(), "boundary: attach region") {
+		t.Fatalf("error %v, want ErrRegionFault from attach", err)
+	}
+}
+
+// TestCheckNamedFile: the file types AttachPath accepts, as fstat reports
+// them. Inside Gramine, every file of an untrusted_shm mount is presented
+// as a character device with the host file's size (Gramine's
+// libos/src/fs/shm/fs.c, shm_lookup: "Regular files in shm file system are
+// device files"), so a region that is a regular file on the host is a
+// character device to the enclave that opens it: refusing it would make
+// every Gramine launch fail. A real character device reports size 0 and is
+// refused by size; FIFOs, sockets, directories and links by type.
+func TestCheckNamedFile(t *testing.T) {
+	const want = 3 << 12
+	for _, tc := range []struct {
+		name string
+		mode uint32
+		size int64
+		ok   bool
+	}{
+		{"host regular file", syscall.S_IFREG | 0o600, want, true},
+		{"Gramine untrusted_shm file", syscall.S_IFCHR | 0o600, want, true},
+		{"real character device", syscall.S_IFCHR | 0o666, 0, false},
+		{"regular file, wrong size", syscall.S_IFREG | 0o600, want - 1, false},
+		{"fifo", syscall.S_IFIFO | 0o600, want, false},
+		{"socket", syscall.S_IFSOCK | 0o600, want, false},
+		{"directory", syscall.S_IFDIR | 0o700, want, false},
+		{"block device", syscall.S_IFBLK | 0o600, want, false},
+		{"symlink", syscall.S_IFLNK | 0o777, want, false},
+	} {
+		err := checkNamedFile("/dev/shm/x", tc.mode, tc.size, want)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && (!errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "/dev/shm/x")) {
+			t.Errorf("%s: error %v does not wrap ErrConfig or name the file", tc.name, err)
+		}
+	}
+	// And a real character device through AttachPath: refused, promptly.
+	if _, err := AttachPath("/dev/zero", smallCfg); !errors.Is(err, ErrConfig) {
+		t.Errorf("AttachPath(/dev/zero): %v, want ErrConfig", err)
+	}
+}

@@ -47,8 +47,10 @@ func TestGramineManifestCLI(t *testing.T) {
 	}
 	sum := sha256.Sum256(bin)
 	s := m.SGX
+	// enclave_size: 1024 MiB heap + one arena + 1152 MiB for the Go
+	// runtime + the binary + 128 MiB for Gramine = 2369 MiB -> 4G.
 	if m.Name() != "myapp" || s.TrustedFiles[0].SHA256 != hex.EncodeToString(sum[:]) || s.ISVProdID != 7 || s.ISVSVN != 3 || s.Debug ||
-		s.EnclaveSize != "2G" || s.MaxThreads != 22 || s.RemoteAttestation != "dcap" {
+		s.EnclaveSize != "4G" || s.MaxThreads != 22 || s.RemoteAttestation != "dcap" {
 		t.Errorf("manifest does not describe the app: %+v", s)
 	}
 	if !slices.Equal(m.Loader.Argv, []string{"/app/myapp", "--listen", ":8443"}) {

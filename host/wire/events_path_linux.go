@@ -1,7 +1,6 @@
 package wire
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -42,7 +41,7 @@ func CreateEventsAt(path string) (*Events, error) {
 // path must be ShmDir/NAME (ParseLaunch checked it); it is opened without
 // following a symbolic link and without blocking (a FIFO put there by the
 // host must not hang the enclave), and must be a regular file of exactly
-// EventPageSize bytes.
+// EventPageSize bytes (checkEventsFile).
 //
 // What a hostile host can do with a file it names: put any bytes in it
 // (they are only sequence numbers: a wrong one is a spurious or missed
@@ -64,15 +63,27 @@ func AttachEventsPath(path string) (*Events, error) {
 	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
 		return nil, fmt.Errorf("wire: attach events: fstat: %w", err)
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, errors.New("wire: attach events: " + path + " is not a regular file")
-	}
-	if st.Size != EventPageSize {
-		return nil, fmt.Errorf("wire: attach events: %s: size %d, want %d", path, st.Size, EventPageSize)
+	if err := checkEventsFile(path, st.Mode, st.Size); err != nil {
+		return nil, fmt.Errorf("wire: attach events: %w", err)
 	}
 	mem, err := unix.Mmap(int(f.Fd()), 0, EventPageSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
 		return nil, fmt.Errorf("wire: attach events: mmap: %w", err)
 	}
 	return &Events{mem: mem}, nil
+}
+
+// checkEventsFile says whether a file whose fstat gave mode and size may be
+// the event page: a regular file, or a character device, which is how
+// Gramine presents every file of an untrusted_shm mount to the enclave
+// (libos/src/fs/shm/fs.c), of exactly EventPageSize bytes (a real device
+// reports 0).
+func checkEventsFile(path string, mode uint32, size int64) error {
+	if t := mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFCHR {
+		return fmt.Errorf("%s is not a regular file nor Gramine's untrusted_shm view of one (mode %#o)", path, mode)
+	}
+	if size != EventPageSize {
+		return fmt.Errorf("%s: size %d, want %d", path, size, EventPageSize)
+	}
+	return nil
 }

@@ -158,3 +158,27 @@ func FuzzParseLaunch(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckEventsFile: inside Gramine, a file of the untrusted_shm mount
+// stats as a character device of the host file's size (Gramine's
+// libos/src/fs/shm/fs.c), so the event page must be accepted as one; a
+// real device (size 0), a FIFO or a directory is refused.
+func TestCheckEventsFile(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mode uint32
+		size int64
+		ok   bool
+	}{
+		{"host regular file", syscall.S_IFREG | 0o600, EventPageSize, true},
+		{"Gramine untrusted_shm file", syscall.S_IFCHR | 0o600, EventPageSize, true},
+		{"real character device", syscall.S_IFCHR | 0o666, 0, false},
+		{"wrong size", syscall.S_IFREG | 0o600, EventPageSize + 1, false},
+		{"fifo", syscall.S_IFIFO | 0o600, EventPageSize, false},
+		{"directory", syscall.S_IFDIR | 0o700, EventPageSize, false},
+	} {
+		if err := checkEventsFile("/dev/shm/x", tc.mode, tc.size); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok=%v", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -28,6 +28,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pelletier/go-toml/v2"
 
@@ -58,12 +59,24 @@ const (
 )
 
 // Sizing. SGX without EDMM commits the whole enclave at start, so its size
-// is fixed in the manifest: the Go heap (GOMEMLIMIT = heap_mb) plus the
-// binary plus room for Gramine (PAL, LibOS, thread stacks), rounded up to a
-// power of two as gramine-sgx-sign requires.
+// is fixed in the manifest, and every mapping the app makes (PROT_NONE
+// reservations included) is carved from it: the Go heap (GOMEMLIMIT =
+// heap_mb) in whole arenas, the address space the Go runtime reserves at
+// start, the binary and room for Gramine (PAL, LibOS, thread stacks),
+// rounded up to a power of two as gramine-sgx-sign requires.
 const (
 	// overheadMiB is the room left for Gramine itself and thread stacks.
 	overheadMiB = 128
+	// goReserveMiB covers what the Go runtime reserves on linux/amd64
+	// before it allocates anything, whatever the heap: the page
+	// allocator's summary levels (585 MiB) and scavenger index (512 MiB),
+	// runtime/mpagealloc_64bit.go, and the arena map (32 MiB), rounded
+	// up. Without it a Go program dies at start with "failed to reserve
+	// page summary memory" (gramineproject/gramine issue 232).
+	goReserveMiB = 1152
+	// arenaMiB is the unit the Go heap grows by (heapArenaBytes); one
+	// more arena is counted for the runtime's own and alignment.
+	arenaMiB = 64
 	// extraThreads is added to enclave.json's threads (= GOMAXPROCS) for
 	// sgx.max_threads: Go's sysmon and the threads blocked in system calls
 	// (the boundary's waiters, up to one per channel, and timers), plus
@@ -137,7 +150,7 @@ type SGX struct {
 	Debug             bool          `toml:"debug" comment:"From enclave.json (debug, product_id, svn, heap_mb, threads)."`
 	ISVProdID         uint16        `toml:"isvprodid"`
 	ISVSVN            uint16        `toml:"isvsvn"`
-	EDMMEnable        bool          `toml:"edmm_enable" comment:"Without EDMM the whole enclave is committed at start: a power of two\nthat holds GOMEMLIMIT, the binary and Gramine."`
+	EDMMEnable        bool          `toml:"edmm_enable" comment:"Without EDMM the whole enclave is committed at start: a power of two\nthat holds GOMEMLIMIT, the Go runtime's reservations, the binary and Gramine."`
 	EnclaveSize       string        `toml:"enclave_size"`
 	MaxThreads        uint32        `toml:"max_threads" comment:"GOMAXPROCS plus Go's and Gramine's extra threads."`
 	RemoteAttestation string        `toml:"remote_attestation" comment:"Quotes through DCAP: /dev/attestation/attestation_type reads \"dcap\"."`
@@ -262,6 +275,11 @@ func Build(o Options) (*Manifest, error) {
 		if strings.IndexByte(a, 0) >= 0 {
 			return nil, fmt.Errorf("manifest: argument %d contains a NUL byte", i+1)
 		}
+		// A TOML string is UTF-8: the encoder would turn a stray byte into
+		// another character, and the app would get an argument nobody gave.
+		if !utf8.ValidString(a) {
+			return nil, fmt.Errorf("manifest: argument %d is not valid UTF-8 (a manifest is TOML, which carries only UTF-8)", i+1)
+		}
 	}
 	size, err := enclaveSize(o.Config.HeapMB, o.Size)
 	if err != nil {
@@ -305,14 +323,16 @@ func entrypoint(libos string, sum *[32]byte) LoaderEntrypoint {
 	return e
 }
 
-// enclaveSize is the smallest power of two of MiB holding the heap, the
-// binary and overheadMiB, written as Gramine sizes are ("512M", "4G").
+// enclaveSize is the smallest power of two of MiB holding the heap in
+// whole arenas plus one, the Go runtime's reservations, the binary and
+// overheadMiB, written as Gramine sizes are ("512M", "4G").
 func enclaveSize(heapMB uint32, binSize int64) (string, error) {
 	binMiB := (binSize + 1<<20 - 1) >> 20
-	need := int64(heapMB) + binMiB + overheadMiB
+	heapMiB := (int64(heapMB)+arenaMiB-1)/arenaMiB*arenaMiB + arenaMiB
+	need := heapMiB + goReserveMiB + binMiB + overheadMiB
 	if need > maxEnclaveMiB {
-		return "", fmt.Errorf("manifest: enclave of %d MiB (heap %d MiB + binary %d MiB + %d MiB for Gramine) is more than %d MiB",
-			need, heapMB, binMiB, overheadMiB, maxEnclaveMiB)
+		return "", fmt.Errorf("manifest: enclave of %d MiB (heap %d MiB in arenas + Go runtime %d MiB + binary %d MiB + %d MiB for Gramine) is more than %d MiB",
+			need, heapMiB, goReserveMiB, binMiB, overheadMiB, maxEnclaveMiB)
 	}
 	size := int64(1)
 	for size < need {
@@ -440,7 +460,9 @@ func (m *Manifest) check() error {
 		{Type: "chroot", Path: entry, URI: "file:" + name},
 		{Type: "untrusted_shm", Path: ShmDir, URI: "dev:" + ShmDir},
 	}
-	if fmt.Sprint(m.FS.Mounts) != fmt.Sprint(wantMounts) {
+	// Compared element by element: as printed text, one crafted entry can
+	// read the same as two.
+	if !slices.Equal(m.FS.Mounts, wantMounts) {
 		bad("fs.mounts", "%v, want %v", m.FS.Mounts, wantMounts)
 	}
 	if !m.Sys.EnableSigtermInjection {
@@ -450,11 +472,25 @@ func (m *Manifest) check() error {
 	if s.EDMMEnable {
 		bad("sgx.edmm_enable", "must be false")
 	}
-	if _, err := parseSize(s.EnclaveSize); err != nil {
+	size, err := parseSize(s.EnclaveSize)
+	if err != nil {
 		bad("sgx.enclave_size", "%v", err)
 	}
 	if s.MaxThreads <= extraThreads || s.MaxThreads > appsign.MaxThreads+extraThreads {
 		bad("sgx.max_threads", "%d: want %d..%d", s.MaxThreads, extraThreads+1, appsign.MaxThreads+extraThreads)
+	}
+	// Cross-checks with the environment Build wrote alongside (checkEnv
+	// reports a malformed value): the thread slots follow GOMAXPROCS, and
+	// the enclave holds at least GOMEMLIMIT with the Go runtime and
+	// Gramine (for the smallest binary; the real one is not known here).
+	if procs, err := strconv.ParseUint(envString(m.Loader.Env, "GOMAXPROCS"), 10, 32); err == nil && uint64(s.MaxThreads) != procs+extraThreads {
+		bad("sgx.max_threads", "%d: want GOMAXPROCS %d + %d", s.MaxThreads, procs, extraThreads)
+	}
+	heap, err := strconv.ParseUint(strings.TrimSuffix(envString(m.Loader.Env, "GOMEMLIMIT"), "MiB"), 10, 32)
+	if least, minErr := enclaveSize(uint32(heap), 1); err == nil && size > 0 && minErr == nil {
+		if want, _ := parseSize(least); size < want {
+			bad("sgx.enclave_size", "%q: GOMEMLIMIT %dMiB needs at least %q", s.EnclaveSize, heap, least)
+		}
 	}
 	if s.RemoteAttestation != RemoteAttestation {
 		bad("sgx.remote_attestation", "%q, want %q", s.RemoteAttestation, RemoteAttestation)
@@ -468,7 +504,7 @@ func (m *Manifest) check() error {
 		bad("sgx.trusted_files", "sha256 %q: want 64 lower-case hex digits", s.TrustedFiles[0].SHA256)
 	}
 	wantAllowed := []string{"dev:" + RegionPath(name), "dev:" + EventsPath(name)}
-	if fmt.Sprint(s.AllowedFiles) != fmt.Sprint(wantAllowed) {
+	if !slices.Equal(s.AllowedFiles, wantAllowed) {
 		bad("sgx.allowed_files", "%q, want %q", s.AllowedFiles, wantAllowed)
 	}
 	return errors.Join(errs...)
@@ -514,6 +550,12 @@ func (m *Manifest) checkEnv(name string, bad func(key, format string, args ...an
 			bad("loader.env."+k, "%v: only {passthrough = true} is written for a listed variable", env[k])
 		}
 	}
+}
+
+// envString is env[name] if it is a string, else "".
+func envString(env map[string]any, name string) string {
+	v, _ := env[name].(string)
+	return v
 }
 
 // isSHA256Hex reports whether h is a SHA-256 in lower-case hex.

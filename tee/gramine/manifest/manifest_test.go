@@ -145,7 +145,7 @@ func TestParseBackExactKeys(t *testing.T) {
 	sgxT := doc["sgx"].(map[string]any)
 	for k, v := range map[string]any{
 		"remote_attestation": "dcap", "debug": false, "isvprodid": int64(1), "isvsvn": int64(2),
-		"enclave_size": "1G", "max_threads": int64(28), "file_check_policy": "strict",
+		"enclave_size": "2G", "max_threads": int64(28), "file_check_policy": "strict",
 	} {
 		if sgxT[k] != v {
 			t.Errorf("sgx.%s = %#v, want %#v", k, sgxT[k], v)
@@ -213,14 +213,24 @@ func TestParseRejects(t *testing.T) {
 		{"mount uri", "uri = 'dev:/dev/shm'", "uri = 'file:/etc'", "fs.mounts"},
 		{"sigterm", "enable_sigterm_injection = true", "enable_sigterm_injection = false", "sys.enable_sigterm_injection"},
 		{"edmm", "edmm_enable = false", "edmm_enable = true", "sgx.edmm_enable"},
-		{"size not pow2", "enclave_size = '1G'", "enclave_size = '768M'", "sgx.enclave_size"},
-		{"size unit", "enclave_size = '1G'", "enclave_size = '1T'", "sgx.enclave_size"},
+		{"size not pow2", "enclave_size = '2G'", "enclave_size = '768M'", "sgx.enclave_size"},
+		{"size unit", "enclave_size = '2G'", "enclave_size = '1T'", "sgx.enclave_size"},
 		{"threads", "max_threads = 28", "max_threads = 4", "sgx.max_threads"},
+		// Build writes GOMAXPROCS + 20; another count in range is not Build's.
+		{"threads vs gomaxprocs", "max_threads = 28", "max_threads = 29", "sgx.max_threads"},
+		// GOMEMLIMIT 512MiB needs 2G (TestEnclaveSizeHoldsGoRuntime).
+		{"size below heap", "enclave_size = '2G'", "enclave_size = '1G'", "sgx.enclave_size"},
 		{"attestation", "remote_attestation = 'dcap'", "remote_attestation = 'epid'", "sgx.remote_attestation"},
 		{"file policy", "file_check_policy = 'strict'", "file_check_policy = 'allow_all_but_log'", "sgx.file_check_policy"},
 		{"trusted uri", "uri = 'file:echo'\nsha256", "uri = 'file:other'\nsha256", "sgx.trusted_files"},
 		{"trusted hash", "sha256 = '", "sha256 = 'zz", "sgx.trusted_files"},
 		{"allowed", "'dev:/dev/shm/cloister-echo.events'", "'dev:/dev/shm/'", "sgx.allowed_files"},
+		// Lists compared as printed text would take one entry holding both
+		// names (space-separated) for the two entries Build writes.
+		{"allowed merged", "['dev:/dev/shm/cloister-echo.region', 'dev:/dev/shm/cloister-echo.events']",
+			"['dev:/dev/shm/cloister-echo.region dev:/dev/shm/cloister-echo.events']", "sgx.allowed_files"},
+		{"mounts merged", "[[fs.mounts]]\ntype = 'chroot'\npath = '/app/echo'\nuri = 'file:echo'\n\n[[fs.mounts]]\ntype = 'untrusted_shm'",
+			"[[fs.mounts]]\ntype = 'chroot /app/echo file:echo} {untrusted_shm'", "fs.mounts"},
 		{"wrong type", "isvsvn = 2", "isvsvn = 'two'", "isvsvn"},
 		{"svn range", "isvsvn = 2", "isvsvn = 70000", "isvsvn"},
 		{"missing table", "[sys]\n# 'cloister run' stops the app with SIGTERM, which cancels the app's context.\nenable_sigterm_injection = true\n", "", "sys.enable_sigterm_injection"},
@@ -261,6 +271,9 @@ func TestBuildRejects(t *testing.T) {
 		{"bad env name", func(o *Options) { o.Passthrough = []string{"A=B"} }, "not a variable name"},
 		{"env twice", func(o *Options) { o.Passthrough = []string{"TZ", "TZ"} }, "given twice"},
 		{"nul arg", func(o *Options) { o.Args = []string{"a\x00b"} }, "NUL"},
+		// TOML strings are UTF-8: go-toml would write \xff as U+00FF, and
+		// the app would get an argument other than the one given.
+		{"non-UTF-8 arg", func(o *Options) { o.Args = []string{"ok", "caf\xe9"} }, "argument 2 is not valid UTF-8"},
 		{"too big", func(o *Options) { o.Config.HeapMB = appsign.MaxHeapMB; o.Size = 100 << 30 }, "more than"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -281,12 +294,13 @@ func TestEnclaveSize(t *testing.T) {
 		bin  int64
 		want string
 	}{
-		{1, 1, "256M"},           // 1 + 1 + 128 = 130 -> 256
-		{127, 1 << 20, "256M"},   // 127 + 1 + 128 = 256 exactly
-		{128, 1 << 20, "512M"},   // 257
-		{256, 9<<20 + 1, "512M"}, // 256 + 10 + 128 = 394
-		{512, 9<<20 + 1, "1G"},   // 650
-		{4096, 20 << 20, "8G"},
+		// heap in 64 MiB arenas + one arena + 1152 (Go) + binary + 128 (Gramine)
+		{1, 1, "2G"},            // 64 + 64 + 1152 + 1 + 128 = 1409
+		{512, 9<<20 + 1, "2G"},  // 512 + 64 + 1152 + 10 + 128 = 1866
+		{640, 64 << 20, "2G"},   // 640 + 64 + 1152 + 64 + 128 = 2048 exactly
+		{640, 64<<20 + 1, "4G"}, // 2049
+		{641, 1 << 20, "4G"},    // 704 + 64 + 1152 + 1 + 128 = 2049
+		{4096, 20 << 20, "8G"},  // 5460
 		{appsign.MaxHeapMB, 50 << 20, "128G"},
 	} {
 		got, err := enclaveSize(tc.heap, tc.bin)
@@ -359,5 +373,40 @@ func TestLibOSPinned(t *testing.T) {
 	}
 	if _, err := ForApp(app, Options{Config: appsign.DefaultConfig(), LibOS: dir}); err == nil {
 		t.Error("a directory as the libos was hashed")
+	}
+}
+
+// TestEnclaveSizeHoldsGoRuntime: without EDMM, every mapping Gramine gives
+// the app, PROT_NONE reservations included, comes out of sgx.enclave_size.
+// A Go program on linux/amd64 reserves, before it allocates anything, the
+// page allocator's summary levels and its scavenger index (runtime/
+// mpagealloc_64bit.go: levels of 2^(48-shift) eight-byte entries for
+// shifts 34, 31, 28, 25, 22; an index of 2^26 eight-byte entries) and the
+// arena map (2^22 pointers): about 1.1 GiB. An enclave smaller than that
+// plus the heap cannot even start the runtime ("failed to reserve page
+// summary memory", gramineproject/gramine issue 232).
+func TestEnclaveSizeHoldsGoRuntime(t *testing.T) {
+	var reserve int64
+	for _, shift := range []uint{34, 31, 28, 25, 22} {
+		reserve += (1 << (48 - shift)) * 8
+	}
+	reserve += (1 << 26) * 8 // scavenger index
+	reserve += (1 << 22) * 8 // arena map
+	for _, heap := range []uint32{1, 64, 512, 1000, 4096} {
+		const bin = 20 << 20
+		got, err := enclaveSize(heap, bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mib, err := parseSize(got)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The heap in whole 64 MiB arenas, the runtime's reservations,
+		// the binary: all must fit, with Gramine's own room on top.
+		heapBytes := (int64(heap)<<20 + 64<<20 - 1) / (64 << 20) * (64 << 20)
+		if need := heapBytes + reserve + bin; mib<<20 < need {
+			t.Errorf("heap %d MiB: enclave_size %s (%d MiB) < %d MiB the Go runtime needs before Gramine's own", heap, got, mib, need>>20)
+		}
 	}
 }
