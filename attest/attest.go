@@ -143,8 +143,8 @@ type Service struct {
 	rep       *replica // nil without Config.Shared
 	jwksMu    sync.Mutex
 	jwks      atomic.Pointer[[]byte] // what /certs serves
-	rotateMu  sync.Mutex      // one rotation at a time
-	bgCtx     context.Context // cancelled by Close: background work ends
+	rotateMu  sync.Mutex             // one rotation at a time
+	bgCtx     context.Context        // cancelled by Close: background work ends
 	bgCancel  context.CancelFunc
 	bg        sync.WaitGroup // background work (rotation), waited for by Close
 	oidc      []byte

@@ -91,14 +91,14 @@ type replica struct {
 
 	mu       sync.Mutex
 	lease    Lease
-	recs     map[string]Record            // mirror of the shared state
-	verified map[string]map[string]any    // kid -> attested JWK (cache)
-	rejected map[string]string            // kid -> why it was not published
-	self     *evidence.Claims             // this replica's own verified identity
-	peers    atomic.Pointer[[]byte]       // JWKS of peers' published keys (not ours)
+	recs     map[string]Record         // mirror of the shared state
+	verified map[string]map[string]any // kid -> attested JWK (cache)
+	rejected map[string]string         // kid -> why it was not published
+	self     *evidence.Claims          // this replica's own verified identity
+	peers    atomic.Pointer[[]byte]    // JWKS of peers' published keys (not ours)
 	signers  atomic.Pointer[signerSnapshot]
-	wake     chan struct{}                // kicks the maintenance loop
-	lastJoin int64 // revision of the first join's snapshot
+	wake     chan struct{} // kicks the maintenance loop
+	lastJoin int64         // revision of the first join's snapshot
 }
 
 type signerSnapshot struct {
