@@ -27,6 +27,7 @@ type Cluster struct {
 	clients []string
 	mu      sync.Mutex
 	stopped []bool
+	closing sync.WaitGroup // members being closed after Stop
 }
 
 // Start starts an n-member cluster (1..7) in a temporary directory under
@@ -118,9 +119,34 @@ func (c *Cluster) Stop(i int) error {
 	defer c.mu.Unlock()
 	if !c.stopped[i] {
 		c.stopped[i] = true
-		c.members[i].Close()
+		// HardStop ends raft at once, without handing leadership over (a
+		// graceful Close would first wait for client streams to drain and
+		// transfer leadership, which is not what a crash does). The
+		// listeners and streams are closed in the background; Close
+		// waits for that.
+		e := c.members[i]
+		e.Server.HardStop()
+		c.closing.Go(e.Close)
 	}
 	return nil
+}
+
+// Leader returns the index of the member that is the raft leader, as a
+// running member sees it, or -1 when none is known.
+func (c *Cluster) Leader() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, e := range c.members {
+		if !c.stopped[i] {
+			lead := e.Server.Lead()
+			for j, m := range c.members {
+				if uint64(m.Server.MemberID()) == lead {
+					return j
+				}
+			}
+		}
+	}
+	return -1
 }
 
 // Close stops every member and removes the data directory.
@@ -128,5 +154,6 @@ func (c *Cluster) Close() error {
 	for i := range c.members {
 		_ = c.Stop(i)
 	}
+	c.closing.Wait()
 	return os.RemoveAll(c.dir)
 }
