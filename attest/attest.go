@@ -237,9 +237,9 @@ func New(cfg Config) (*Service, error) {
 		// Joining may wait for the store (a leader election): give it
 		// more than one request's worth when the TTL is long.
 		jctx, jcancel := context.WithTimeout(context.Background(), max(cfg.Timeout, 2*cfg.ReplicaTTL))
-		s.rep, err = newReplica(jctx, s, cfg.Shared, id, cfg.ReplicaTTL)
-		if err == nil {
-			joinedAt, err = s.rep.lastJoin, nil
+		var rep *replica
+		if rep, err = newReplica(jctx, s, cfg.Shared, id, cfg.ReplicaTTL); err == nil {
+			joinedAt = rep.lastJoin
 		}
 		jcancel()
 		if err != nil {

@@ -120,6 +120,10 @@ func newReplica(ctx context.Context, s *Service, st SharedState, id string, ttl 
 	}
 	r.self = self
 	r.setSigners(s.cfg.PolicySigners, nil, 0)
+	// Installed before joining: the join's snapshot publishes the peers'
+	// keys through s.refreshJWKS, which reads s.rep. It cannot sign yet
+	// (fenced until the join completes).
+	s.rep = r
 	if r.lastJoin, err = r.join(ctx); err != nil {
 		return nil, err
 	}

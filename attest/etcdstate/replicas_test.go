@@ -278,6 +278,11 @@ func policyHash(text string) string {
 func TestTokensValidateAcrossReplicas(t *testing.T) {
 	w := getWorld(t)
 	nodes := startReplicas(t, w, 3, replicaOpts{})
+	// The last replica lists the others' keys from its first snapshot on,
+	// before any later change reaches it.
+	if got := kids(keySet(t, nodes[2].srv.URL)); len(got) != 3 {
+		t.Errorf("the last replica to join lists %d keys right after New, want 3", len(got))
+	}
 	q := sgxQuote(t, w, "across")
 	for i, a := range nodes {
 		tok := attestOn(t, a, q)
