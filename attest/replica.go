@@ -99,6 +99,10 @@ type replica struct {
 	signers  atomic.Pointer[signerSnapshot]
 	wake     chan struct{} // kicks the maintenance loop
 	lastJoin int64         // revision of the first join's snapshot
+	// appliedPolicy is, per type, the policy record's and the signer
+	// set's revisions last installed; applyAll runs on one goroutine at a
+	// time (the join, then the watch), so it needs no lock.
+	appliedPolicy map[string][2]int64
 }
 
 type signerSnapshot struct {
@@ -113,7 +117,7 @@ type signerSnapshot struct {
 func newReplica(ctx context.Context, s *Service, st SharedState, id string, ttl time.Duration) (*replica, error) {
 	r := &replica{s: s, st: st, id: id, ttl: ttl, mono: time.Now, base: time.Now(),
 		recs: map[string]Record{}, verified: map[string]map[string]any{}, rejected: map[string]string{},
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), appliedPolicy: map[string][2]int64{}}
 	self, err := s.attestKey(ctx, s.ring.Load().current().jwk)
 	if err != nil {
 		return nil, fmt.Errorf("attest: replicas attest each other's keys, so this replica's own key must attest with its trust roots: %w", err)
@@ -255,9 +259,11 @@ func (r *replica) keepAlive(ctx context.Context) {
 		cancel()
 		switch {
 		case err == nil:
-			// Only extend: a late answer must not shorten a later one.
-			if d := t0 + min(ttl, r.ttl).Nanoseconds(); d > r.validUntil.Load() && r.validUntil.Load() != 0 {
-				r.validUntil.Store(d)
+			// Only extend, and never out of a fence (0: a rejoin under
+			// way sets it when done): a compare-and-swap, so a fence set
+			// meanwhile is not overwritten.
+			if old, d := r.validUntil.Load(), t0+min(ttl, r.ttl).Nanoseconds(); old != 0 && d > old {
+				r.validUntil.CompareAndSwap(old, d)
 			}
 		case errors.Is(err, ErrLeaseLost):
 			r.validUntil.Store(0)
@@ -357,8 +363,15 @@ func (r *replica) applyAll(ctx context.Context) {
 	}
 	r.mu.Unlock()
 	r.applySigners(ctx, recs[keySigners])
+	signersRev := r.signers.Load().modRev
 	for _, t := range types {
 		rec, ok := recs[keyPolicy+t]
+		// Most changes are acknowledgements and keys: a policy is
+		// compiled again only when it or the signer set changed.
+		if applied, seen := r.appliedPolicy[t]; seen && applied == [2]int64{rec.ModRev, signersRev} {
+			continue
+		}
+		r.appliedPolicy[t] = [2]int64{rec.ModRev, signersRev}
 		if !ok {
 			r.s.policies.install(t, nil)
 			continue
