@@ -254,7 +254,7 @@ func (r *replica) keepAlive(ctx context.Context) {
 		lease := r.lease
 		r.mu.Unlock()
 		t0 := r.now()
-		kctx, cancel := context.WithTimeout(ctx, r.ttl/3)
+		kctx, cancel := context.WithTimeout(ctx, r.ttl/2)
 		ttl, err := r.st.KeepAlive(kctx, lease)
 		cancel()
 		switch {

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,7 +36,7 @@ const (
 	// ttl is the replicas' lease in these tests: etcd counts leases in
 	// whole seconds, and its minimum with the embedded cluster's 500 ms
 	// election timeout is 1 s.
-	ttl = 2 * time.Second
+	ttl = 3 * time.Second
 )
 
 // world is what every test shares: one sim PKI and one platform (all
@@ -145,7 +146,7 @@ func startReplica(t *testing.T, w *world, o replicaOpts) *replicaNode {
 		Platform: plat, TrustRoots: []*x509.Certificate{w.pki.Root},
 		Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return w.col, nil },
 		Alg:        "ES256", Issuer: issuer, InsecureAdmin: true, PolicySigners: o.signers,
-		Shared: st, ReplicaTTL: ttl, Timeout: 20 * time.Second,
+		Shared: st, ReplicaTTL: ttl, Timeout: 20 * time.Second, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
 	})
 	if err != nil {
 		st.Close()

@@ -50,7 +50,7 @@ func TestAttestServeEtcdReplicas(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(func() { cluster.Close() }) // after the services (cleanups run last in, first out)
 	dir := t.TempDir()
 	simDir := filepath.Join(dir, "sim")
 	pki, err := sim.Load(simDir, rand.Reader, time.Now())
