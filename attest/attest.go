@@ -937,7 +937,22 @@ func (s *Service) signerCerts() []*x509.Certificate {
 // has not confirmed it: 503 ChangeNotConfirmed names the revision, and the
 // unconfirmed replicas stop signing within their lease TTL at the latest.
 func (s *Service) sharedChange(w http.ResponseWriter, r *http.Request, write func(context.Context) (int64, error), out jwt.MapClaims) {
+	if !s.rep.live() {
+		// Refused before writing: a fenced replica could not sign the
+		// answer, and its view of the signers may be stale.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", ErrFenced.Error())
+		return
+	}
 	rev, err := write(r.Context())
+	switch {
+	case errors.Is(err, errNoChange):
+		s.respondSigned(w, out)
+		return
+	case errors.Is(err, errLastSigner):
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
 	if errors.Is(err, ErrConflict) {
 		writeError(w, http.StatusConflict, "Conflict", "the shared state changed concurrently; retry")
 		return

@@ -208,16 +208,13 @@ func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
 		result := map[bool]string{true: "IsPresent", false: "IsAbsent"}[add]
 		out := jwt.MapClaims{"x-ms-policycertificates-result": result, "x-ms-certificate-thumbprint": thumbprint(c)}
 		if s.rep != nil {
-			changed, rev, err := s.rep.changeSigner(r.Context(), c, add, jws)
-			if errors.Is(err, errLastSigner) {
-				writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
-				return
-			}
-			if err == nil && !changed {
-				s.respondSigned(w, out)
-				return
-			}
-			s.sharedChange(w, r, func(context.Context) (int64, error) { return rev, err }, out)
+			s.sharedChange(w, r, func(ctx context.Context) (int64, error) {
+				changed, rev, err := s.rep.changeSigner(ctx, c, add, jws)
+				if err == nil && !changed {
+					return 0, errNoChange
+				}
+				return rev, err
+			}, out)
 			return
 		}
 		changed, err := s.signers.change(c, add)
@@ -235,7 +232,12 @@ func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
 	}
 }
 
-var errLastSigner = errors.New("refusing to remove the last policy signer")
+var (
+	errLastSigner = errors.New("refusing to remove the last policy signer")
+	// errNoChange: the change asked for is already the state (nothing
+	// written, nothing to wait for).
+	errNoChange = errors.New("no change")
+)
 
 // thumbprint is the certificate's SHA-1 thumbprint, as MAA reports it (an
 // identifier, not a security check).

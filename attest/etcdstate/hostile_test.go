@@ -186,6 +186,20 @@ func TestHostileStoreIsolatedMode(t *testing.T) {
 		}
 	}
 
+	// Removing that signer (through the API) withdraws its policy on
+	// every replica when the request returns: policies are checked
+	// against the current set, so the type answers 503 until a policy of
+	// a remaining signer is set.
+	code, out, err = call(ctx, http.DefaultClient, "POST", nodes[1].srv.URL+"/certificates:remove"+av, trusted.addRequest(t, added.cert))
+	if err != nil || code != 200 {
+		t.Fatalf("certificates:remove: %d %v %v", code, out, err)
+	}
+	for i, n := range nodes {
+		if code, c := attestStatus(n); code != http.StatusServiceUnavailable {
+			t.Errorf("replica %d after the signer's removal: %d %v, want 503", i, code, c)
+		}
+	}
+
 	// Token keys: one genuinely attested but by other code (another
 	// MRENCLAVE), one whose kid is not its key's hash, one with no
 	// evidence at all. None reaches /certs.
