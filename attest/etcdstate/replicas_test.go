@@ -365,3 +365,66 @@ func parseUnverified(t *testing.T, tok string) jwt.MapClaims {
 	}
 	return c
 }
+
+// A replica cut off from etcd (its client closed, its HTTP server still
+// up) stops signing: within its lease it answers 503, never a token judged
+// by a policy it can no longer follow. Its peer then stops waiting for it:
+// a policy change returns, confirmed by the one live replica.
+func TestCutOffReplicaStopsSigning(t *testing.T) {
+	w := getWorld(t)
+	nodes := startReplicas(t, w, 2, replicaOpts{})
+	q := sgxQuote(t, w, "cut off")
+	attestOn(t, nodes[1], q)
+	nodes[1].store.Close()
+	// A bounded wait for a liveness property (the lease runs out), not a
+	// timing assertion: the bound is many times the TTL.
+	deadline := time.Now().Add(10 * ttl)
+	for {
+		code, out, err := call(t.Context(), http.DefaultClient, "POST", nodes[1].srv.URL+"/attest/SgxEnclave"+av, attestBody(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if code != 200 {
+			t.Fatalf("status %d %v", code, out)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the cut-off replica still signs after %v", 10*ttl)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	code, out, err := call(t.Context(), http.DefaultClient, "PUT", nodes[0].srv.URL+"/policies/SgxEnclave"+av, attest.UnsignedPolicy(policyText("alone")))
+	if err != nil || code != 200 {
+		t.Fatalf("PUT with a cut-off peer: %d %v %v", code, out, err)
+	}
+	if got := parseUnverified(t, out["token"].(string))["x-cloister-replicas"]; got != float64(1) {
+		t.Errorf("x-cloister-replicas = %v, want 1", got)
+	}
+	if c := parseUnverified(t, attestOn(t, nodes[0], q)); c["marker"] != "alone" {
+		t.Errorf("marker %v", c["marker"])
+	}
+}
+
+// Rotating a replica's key publishes the new key on every replica before
+// the replica signs with it; the old key stays published.
+func TestRotationPublishesEverywhere(t *testing.T) {
+	w := getWorld(t)
+	nodes := startReplicas(t, w, 2, replicaOpts{})
+	q := sgxQuote(t, w, "rotation")
+	old := attestOn(t, nodes[0], q)
+	if err := nodes[0].svc.RotateKey(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fresh := attestOn(t, nodes[0], q)
+	if tokenKid(t, old) == tokenKid(t, fresh) {
+		t.Fatal("the key did not change")
+	}
+	ks := keySet(t, nodes[1].srv.URL)
+	for _, tok := range []string{old, fresh} {
+		if _, err := tokens.Verify(tok, ks, tokens.Options{Time: time.Now(), Issuer: issuer}); err != nil {
+			t.Errorf("token of kid %s against the peer's /certs: %v", tokenKid(t, tok), err)
+		}
+	}
+}
