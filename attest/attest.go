@@ -581,7 +581,7 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	pol := s.policies.get(typ)
 	draft := req.DraftPolicy != nil
 	if pol.unavailable != "" && !draft {
-		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the "+typ+" policy in the shared state is unusable: "+pol.unavailable)
+		writeError(w, http.StatusServiceUnavailable, "PolicyUnavailable", "the "+typ+" policy in the shared state is unusable: "+pol.unavailable)
 		return
 	}
 	if draft {

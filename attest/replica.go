@@ -152,6 +152,24 @@ func (r *replica) join(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("attest: shared state: lease: %w", err)
 	}
+	// The join can outlast the lease (a loaded store, peers slow to
+	// acknowledge): renew it meanwhile. The replica stays fenced until
+	// the join is done, so these renewals do not let it sign.
+	kctx, stopRenewing := context.WithCancel(ctx)
+	var renewing sync.WaitGroup
+	renewing.Go(func() {
+		t := time.NewTicker(r.ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-kctx.Done():
+				return
+			case <-t.C:
+				_, _ = r.st.KeepAlive(kctx, lease)
+			}
+		}
+	})
+	defer func() { stopRenewing(); renewing.Wait() }()
 	reg, _ := json.Marshal(map[string]string{"id": r.id, "issuer": r.s.cfg.Issuer})
 	if _, err := r.st.PutLeased(ctx, lease, keyReplica+r.id, reg); err != nil {
 		return 0, fmt.Errorf("attest: shared state: registering: %w", err)
@@ -250,6 +268,10 @@ func (r *replica) keepAlive(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if r.validUntil.Load() == 0 {
+			r.kick() // fenced: a join under way renews its own lease; else this starts one
+			continue
+		}
 		r.mu.Lock()
 		lease := r.lease
 		r.mu.Unlock()
@@ -337,7 +359,7 @@ func (r *replica) follow(ctx context.Context, rev int64) {
 		// Rejoin until it works: fenced meanwhile, so nothing is signed
 		// with a view that may be stale.
 		for ctx.Err() == nil {
-			jctx, jcancel := context.WithTimeout(ctx, max(r.ttl, time.Second))
+			jctx, jcancel := context.WithTimeout(ctx, max(r.s.cfg.Timeout, 2*r.ttl))
 			next, err := r.join(jctx)
 			jcancel()
 			if err == nil {

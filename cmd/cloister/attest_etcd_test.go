@@ -62,7 +62,7 @@ func TestAttestServeEtcdReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	args := []string{"--addr", "127.0.0.1:0", "--public-url", "http://attest.test", "--insecure-admin", "--tee", "sim-sgx",
-		"--sim-dir", simDir, "--trust-root", rootFile, "--etcd", strings.Join(cluster.Endpoints(), ","), "--replica-ttl", "2s"}
+		"--sim-dir", simDir, "--trust-root", rootFile, "--etcd", strings.Join(cluster.Endpoints(), ","), "--replica-ttl", "5s"}
 	a := serveInProcess(t, time.Now, args...)
 	b := serveInProcess(t, time.Now, args...)
 	defer a.stop()
