@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +114,20 @@ type Config struct {
 	// signs in a ledger before returning it (transparency.go); nil records
 	// nothing.
 	Transparency Transparency
+	// Shared, when set, makes this service one replica of several that
+	// share policies, policy signers and published token keys through it
+	// (attest/etcdstate on etcd). Each replica signs with its own attested
+	// key, /certs lists every live replica's keys (retired ones until their
+	// tokens expire), and a policy or signer change returns only when
+	// every live replica applies it (see replica.go). StateDir then keeps
+	// nothing of the policies or signers. Nil keeps today's embedded state.
+	Shared SharedState
+	// ReplicaID names this replica in the shared state; empty means a
+	// random id. Two live replicas must not share one.
+	ReplicaID string
+	// ReplicaTTL is the replica's lease (see DefaultReplicaTTL); a
+	// replica that cannot renew it for this long stops signing.
+	ReplicaTTL time.Duration
 }
 
 // Service is the attestation service; it is an http.Handler.
@@ -129,8 +144,11 @@ type Service struct {
 	policies  *policyStore
 	signers   *signerSet
 	ring      atomic.Pointer[keyRing]
-	rotateMu  sync.Mutex      // one rotation at a time
-	bgCtx     context.Context // cancelled by Close: background work ends
+	rep       *replica // nil without Config.Shared
+	jwksMu    sync.Mutex
+	jwks      atomic.Pointer[[]byte] // what /certs serves
+	rotateMu  sync.Mutex             // one rotation at a time
+	bgCtx     context.Context        // cancelled by Close: background work ends
 	bgCancel  context.CancelFunc
 	bg        sync.WaitGroup // background work (rotation), waited for by Close
 	oidc      []byte
@@ -192,17 +210,51 @@ func New(cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s.ring.Store(ring)
+	s.refreshJWKS()
 	if s.oidc, err = s.discovery(); err != nil {
 		return nil, err
 	}
-	if s.policies, err = newPolicyStore(ctx, cfg.StateDir); err != nil {
+	stateDir := cfg.StateDir
+	if cfg.Shared != nil {
+		stateDir = "" // policies and signers live in the shared state
+	}
+	if s.policies, err = newPolicyStore(ctx, stateDir); err != nil {
 		return nil, err
 	}
-	if s.signers, err = newSignerSet(cfg.PolicySigners, cfg.StateDir); err != nil {
+	if s.signers, err = newSignerSet(cfg.PolicySigners, stateDir); err != nil {
 		return nil, err
+	}
+	var joinedAt int64
+	if cfg.Shared != nil {
+		if cfg.ReplicaTTL <= 0 {
+			cfg.ReplicaTTL = DefaultReplicaTTL
+			s.cfg.ReplicaTTL = cfg.ReplicaTTL
+		}
+		id := cfg.ReplicaID
+		if id == "" {
+			b := make([]byte, 8)
+			if _, err := io.ReadFull(cfg.Rand, b); err != nil {
+				return nil, fmt.Errorf("attest: replica id: %w", err)
+			}
+			id = hex.EncodeToString(b)
+		}
+		// Joining may wait for the store (a leader election): give it
+		// more than one request's worth when the TTL is long.
+		jctx, jcancel := context.WithTimeout(context.Background(), max(cfg.Timeout, 2*cfg.ReplicaTTL))
+		var rep *replica
+		if rep, err = newReplica(jctx, s, cfg.Shared, id, cfg.ReplicaTTL); err == nil {
+			joinedAt = rep.lastJoin
+		}
+		jcancel()
+		if err != nil {
+			return nil, err
+		}
 	}
 	s.routes()
 	s.bgCtx, s.bgCancel = context.WithCancel(context.Background())
+	if s.rep != nil {
+		s.bg.Go(func() { s.rep.run(s.bgCtx, joinedAt) })
+	}
 	if cfg.KeyRotation > 0 {
 		s.bg.Go(func() { s.rotateEvery(cfg.KeyRotation) })
 	}
@@ -261,6 +313,9 @@ func ParseX5C(x5c []string) ([]*x509.Certificate, error) {
 
 // sign signs claims with the service key, header as MAA's (jku, kid, typ).
 func (s *Service) sign(claims jwt.MapClaims) (string, error) {
+	if s.rep != nil && !s.rep.live() {
+		return "", ErrFenced
+	}
 	k := s.ring.Load().current()
 	t := jwt.NewWithClaims(k.method, claims)
 	t.Header["jku"] = s.cfg.Issuer + "/certs"
@@ -277,7 +332,7 @@ func (s *Service) routes() {
 	m.HandleFunc("POST /attest/{type}", s.handleAttest)
 	m.HandleFunc("GET /certs", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(s.ring.Load().jwks)
+		_, _ = w.Write(*s.jwks.Load())
 	})
 	m.HandleFunc("GET /.well-known/openid-configuration", s.static(s.oidc))
 	m.HandleFunc("GET /policies/{type}", s.admin(s.handleGetPolicy))
@@ -529,6 +584,10 @@ func (s *Service) handleAttest(w http.ResponseWriter, r *http.Request) {
 	defer func() { <-s.slots }()
 	pol := s.policies.get(typ)
 	draft := req.DraftPolicy != nil
+	if pol.unavailable != "" && !draft {
+		writeError(w, http.StatusServiceUnavailable, "PolicyUnavailable", "the "+typ+" policy in the shared state is unusable: "+pol.unavailable)
+		return
+	}
 	if draft {
 		if pol, err = compilePolicy(r.Context(), *req.DraftPolicy); err != nil {
 			writeError(w, http.StatusBadRequest, "InvalidPolicy", "draftPolicyForAttestation: "+err.Error())
@@ -764,7 +823,7 @@ func (s *Service) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
 		return
 	}
-	if s.signers.isolated() && !s.signers.allowed(signer) {
+	if s.isolated() && !s.signerAllowed(signer) {
 		writeError(w, http.StatusForbidden, "PolicyNotSigned", "isolated mode: the policy document must be signed by a configured policy signer (x5c[0])")
 		return
 	}
@@ -774,6 +833,16 @@ func (s *Service) handlePutPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.jws, c.signer = jws, signer
+	if s.rep != nil {
+		out := jwt.MapClaims{"x-ms-policy-result": "Updated"}
+		sum := sha256.Sum256([]byte(jws))
+		out["x-ms-policy-token-hash"] = base64.RawURLEncoding.EncodeToString(sum[:])
+		if signer != nil {
+			out["x-ms-policy-signer"] = signer
+		}
+		s.sharedChange(w, r, func(ctx context.Context) (int64, error) { return s.rep.putPolicy(ctx, t, jws) }, out)
+		return
+	}
 	if err := s.policies.set(r.Context(), t, c); err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "storing policy", slog.String("type", t), slog.String("error", err.Error()))
 		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the policy could not be stored")
@@ -814,16 +883,21 @@ func (s *Service) handleResetPolicy(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "InvalidPolicy", `reset body: want a JWS with an empty payload, e.g. "eyJhbGciOiJub25lIn0.."`)
 		return
 	}
-	if s.signers.isolated() {
+	if s.isolated() {
 		_, signer, err := readJWS(jws, "reset request")
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "InvalidPolicy", err.Error())
 			return
 		}
-		if !s.signers.allowed(signer) {
+		if !s.signerAllowed(signer) {
 			writeError(w, http.StatusForbidden, "PolicyNotSigned", "isolated mode: the reset request must be signed by a configured policy signer (x5c[0])")
 			return
 		}
+	}
+	if s.rep != nil {
+		s.sharedChange(w, r, func(ctx context.Context) (int64, error) { return s.rep.putPolicy(ctx, t, "") },
+			jwt.MapClaims{"x-ms-policy-result": "Removed"})
+		return
 	}
 	if err := s.policies.set(r.Context(), t, nil); err != nil {
 		s.log.LogAttrs(r.Context(), slog.LevelError, "resetting policy", slog.String("type", t), slog.String("error", err.Error()))
@@ -832,6 +906,77 @@ func (s *Service) handleResetPolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.LogAttrs(r.Context(), slog.LevelInfo, "policy reset", slog.String("type", t))
 	s.respondSigned(w, jwt.MapClaims{"x-ms-policy-result": "Removed"})
+}
+
+// isolated reports whether policy changes need a trusted signer.
+func (s *Service) isolated() bool {
+	if s.rep != nil {
+		return len(s.rep.signers.Load().certs) > 0
+	}
+	return s.signers.isolated()
+}
+
+// signerAllowed reports whether signer (from readJWS) is a current policy
+// signer.
+func (s *Service) signerAllowed(signer map[string]any) bool {
+	if s.rep != nil {
+		return signerAllowed(signer, s.rep.signers.Load().certs)
+	}
+	return s.signers.allowed(signer)
+}
+
+// signerCerts is the current policy signer set.
+func (s *Service) signerCerts() []*x509.Certificate {
+	if s.rep != nil {
+		return slices.Clone(s.rep.signers.Load().certs)
+	}
+	return s.signers.snapshot()
+}
+
+// sharedChange stores a change in the shared state (write returns its
+// revision) and answers only when every live replica has applied it: the
+// PolicyResult out, with x-cloister-revision (the change's revision) and
+// x-cloister-replicas (how many live replicas acknowledged it). When the
+// request's deadline passes first, the change is stored but some replica
+// has not confirmed it: 503 ChangeNotConfirmed names the revision, and the
+// unconfirmed replicas stop signing within their lease TTL at the latest.
+func (s *Service) sharedChange(w http.ResponseWriter, r *http.Request, write func(context.Context) (int64, error), out jwt.MapClaims) {
+	if !s.rep.live() {
+		// Refused before writing: a fenced replica could not sign the
+		// answer, and its view of the signers may be stale.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", ErrFenced.Error())
+		return
+	}
+	rev, err := write(r.Context())
+	switch {
+	case errors.Is(err, errNoChange):
+		s.respondSigned(w, out)
+		return
+	case errors.Is(err, errLastSigner):
+		writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+		return
+	}
+	if errors.Is(err, ErrConflict) {
+		writeError(w, http.StatusConflict, "Conflict", "the shared state changed concurrently; retry")
+		return
+	}
+	if err != nil {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "storing in the shared state", slog.String("error", err.Error()))
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the change could not be stored in the shared state")
+		return
+	}
+	n, err := s.rep.waitApplied(r.Context(), rev)
+	if err != nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(s.cfg.ReplicaTTL.Seconds()+0.999)))
+		writeError(w, http.StatusServiceUnavailable, "ChangeNotConfirmed", fmt.Sprintf(
+			"the change is stored (revision %d) but not every replica confirmed it: %v; unconfirmed replicas stop signing within %v", rev, err, s.cfg.ReplicaTTL))
+		return
+	}
+	out["x-cloister-revision"] = rev
+	out["x-cloister-replicas"] = n
+	s.log.LogAttrs(r.Context(), slog.LevelInfo, "shared state changed", slog.Int64("revision", rev), slog.Int("replicas", n))
+	s.respondSigned(w, out)
 }
 
 // respondSigned wraps a PolicyResult in a service-signed {"token": JWT}.

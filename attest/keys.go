@@ -110,22 +110,64 @@ func (s *Service) newSigningKey(ctx context.Context) (*signingKey, error) {
 	}
 	k.certs = []*x509.Certificate{leaf, ra}
 	x5c := []string{base64.StdEncoding.EncodeToString(der), base64.StdEncoding.EncodeToString(ra.Raw)}
-	k.jwk = map[string]any{"kid": k.kid, "use": "sig", "alg": s.cfg.Alg, "x5c": x5c}
+	if k.jwk, err = keyJWK(k.kid, s.cfg.Alg, pub, x5c); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// keyJWK is the published JWK of a token key: kid, alg, x5c and the
+// public key's members.
+func keyJWK(kid, alg string, pub crypto.PublicKey, x5c any) (map[string]any, error) {
+	jwk := map[string]any{"kid": kid, "use": "sig", "alg": alg, "x5c": x5c}
 	switch p := pub.(type) {
 	case *rsa.PublicKey:
-		k.jwk["kty"] = "RSA"
-		k.jwk["n"] = base64.RawURLEncoding.EncodeToString(p.N.Bytes())
-		k.jwk["e"] = base64.RawURLEncoding.EncodeToString(big.NewInt(int64(p.E)).Bytes())
+		jwk["kty"] = "RSA"
+		jwk["n"] = base64.RawURLEncoding.EncodeToString(p.N.Bytes())
+		jwk["e"] = base64.RawURLEncoding.EncodeToString(big.NewInt(int64(p.E)).Bytes())
 	case *ecdsa.PublicKey:
 		b, err := p.Bytes()
 		if err != nil {
 			return nil, fmt.Errorf("attest: signing key: %w", err)
 		}
-		k.jwk["kty"], k.jwk["crv"] = "EC", "P-256"
-		k.jwk["x"] = base64.RawURLEncoding.EncodeToString(b[1:33])
-		k.jwk["y"] = base64.RawURLEncoding.EncodeToString(b[33:])
+		if len(b) != 65 {
+			return nil, fmt.Errorf("attest: signing key: not a P-256 key")
+		}
+		jwk["kty"], jwk["crv"] = "EC", "P-256"
+		jwk["x"] = base64.RawURLEncoding.EncodeToString(b[1:33])
+		jwk["y"] = base64.RawURLEncoding.EncodeToString(b[33:])
+	default:
+		return nil, fmt.Errorf("attest: signing key: unsupported key type %T", pub)
 	}
-	return k, nil
+	return jwk, nil
+}
+
+// refreshJWKS recomputes what /certs serves: this service's ring and,
+// for a replica, its peers' attested keys.
+func (s *Service) refreshJWKS() {
+	s.jwksMu.Lock()
+	defer s.jwksMu.Unlock()
+	ring := s.ring.Load()
+	if s.rep == nil {
+		b := ring.jwks
+		s.jwks.Store(&b)
+		return
+	}
+	keys := make([]any, 0, len(ring.keys))
+	for _, k := range ring.keys {
+		keys = append(keys, k.jwk)
+	}
+	if p := s.rep.peers.Load(); p != nil {
+		var peers []any
+		if json.Unmarshal(*p, &peers) == nil {
+			keys = append(keys, peers...)
+		}
+	}
+	b, err := json.Marshal(map[string]any{"keys": keys})
+	if err != nil {
+		b = ring.jwks
+	}
+	s.jwks.Store(&b)
 }
 
 // newRing returns a ring of keys (current first) with its JWKS.
@@ -198,7 +240,19 @@ func (s *Service) rotateKey(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if s.rep != nil {
+		// Every live replica publishes the new key before it signs
+		// anything, and the retired one gets its expiry.
+		rev, err := s.rep.publishKeys(ctx, keys[:2])
+		if err == nil {
+			_, err = s.rep.waitApplied(ctx, rev)
+		}
+		if err != nil {
+			return fmt.Errorf("attest: publishing the new key to the other replicas: %w", err)
+		}
+	}
 	s.ring.Store(ring)
+	s.refreshJWKS()
 	s.log.LogAttrs(ctx, slog.LevelInfo, "signing key rotated", slog.String("kid", k.kid),
 		slog.String("retired_kid", old.current().kid), slog.Int("published_keys", len(keys)))
 	return nil

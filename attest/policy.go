@@ -76,6 +76,10 @@ type compiled struct {
 	signer map[string]any
 	maa    *maa.Policy
 	rego   *rego.Policy
+	// unavailable, when set, says why the shared state's policy for the
+	// type cannot be used: attestations of the type are refused (503)
+	// rather than judged by another policy.
+	unavailable string
 }
 
 // verdict is a policy decision with the claims it adds to the token.
@@ -333,6 +337,26 @@ func (s *policyStore) get(t string) *compiled {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.cur[t]
+}
+
+// install publishes c (nil: the default) without persisting it: the
+// shared state's watch calls it with what the store already holds.
+func (s *policyStore) install(t string, c *compiled) {
+	if c == nil {
+		if cur := s.get(t); cur != nil && cur.jws == UnsignedPolicy(defaultPolicyText(t)) && cur.unavailable == "" {
+			return // already the default: skip recompiling it
+		}
+		d, err := compilePolicy(context.Background(), defaultPolicyText(t))
+		if err != nil {
+			d = &compiled{unavailable: err.Error()}
+		} else {
+			d.jws = UnsignedPolicy(d.text)
+		}
+		c = d
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur[t] = c
 }
 
 // set persists and publishes c (nil resets to the default).

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha1"
 	"crypto/x509"
 	"encoding/base64"
@@ -162,7 +163,7 @@ func (s *Service) handleGetCertificates(w http.ResponseWriter, r *http.Request) 
 		return
 	}
 	keys := []any{}
-	for _, c := range s.signers.snapshot() {
+	for _, c := range s.signerCerts() {
 		keys = append(keys, certificateJWK(c))
 	}
 	s.respondSigned(w, jwt.MapClaims{"x-ms-policy-certificates": map[string]any{"keys": keys}})
@@ -177,7 +178,7 @@ func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
 		if !checkAPIVersion(w, r) {
 			return
 		}
-		if !s.signers.isolated() {
+		if !s.isolated() {
 			writeError(w, http.StatusBadRequest, "NotIsolated", "policy signers are managed only in isolated mode (start the service with policy signers)")
 			return
 		}
@@ -195,13 +196,25 @@ func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
 			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
 			return
 		}
-		if !s.signers.allowed(signer) {
+		if !s.signerAllowed(signer) {
 			writeError(w, http.StatusForbidden, "PolicyNotSigned", "the request must be signed by a trusted policy signer (x5c[0])")
 			return
 		}
 		c, err := requestedCertificate(payload)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "InvalidRequest", err.Error())
+			return
+		}
+		result := map[bool]string{true: "IsPresent", false: "IsAbsent"}[add]
+		out := jwt.MapClaims{"x-ms-policycertificates-result": result, "x-ms-certificate-thumbprint": thumbprint(c)}
+		if s.rep != nil {
+			s.sharedChange(w, r, func(ctx context.Context) (int64, error) {
+				changed, rev, err := s.rep.changeSigner(ctx, c, add, jws)
+				if err == nil && !changed {
+					return 0, errNoChange
+				}
+				return rev, err
+			}, out)
 			return
 		}
 		changed, err := s.signers.change(c, add)
@@ -214,13 +227,17 @@ func (s *Service) handleChangeCertificate(add bool) http.HandlerFunc {
 			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the policy signers could not be stored")
 			return
 		}
-		result := map[bool]string{true: "IsPresent", false: "IsAbsent"}[add]
 		s.log.LogAttrs(r.Context(), slog.LevelInfo, "policy signers changed", slog.Bool("add", add), slog.Bool("changed", changed), slog.String("subject", c.Subject.String()))
-		s.respondSigned(w, jwt.MapClaims{"x-ms-policycertificates-result": result, "x-ms-certificate-thumbprint": thumbprint(c)})
+		s.respondSigned(w, out)
 	}
 }
 
-var errLastSigner = errors.New("refusing to remove the last policy signer")
+var (
+	errLastSigner = errors.New("refusing to remove the last policy signer")
+	// errNoChange: the change asked for is already the state (nothing
+	// written, nothing to wait for).
+	errNoChange = errors.New("no change")
+)
 
 // thumbprint is the certificate's SHA-1 thumbprint, as MAA reports it (an
 // identifier, not a security check).

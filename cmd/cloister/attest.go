@@ -30,6 +30,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cloister-dev/cloister/attest"
+	"github.com/cloister-dev/cloister/attest/etcdstate"
 	"github.com/cloister-dev/cloister/attest/tokens"
 	"github.com/cloister-dev/cloister/evidence"
 	"github.com/cloister-dev/cloister/evidence/pcs"
@@ -63,6 +64,19 @@ resets signed by one of those certificates (x5c[0]) are accepted.
 The token-signing key is rotated every --key-rotation (0: never) and on SIGHUP:
 a new key with a new RA-TLS certificate signs from then on, and retired keys
 stay in /certs until the tokens they signed have expired (8 hours).
+With --etcd (comma-separated client URLs of an etcd cluster) this process is
+one replica of several: policies, policy signers and the published token keys
+live in etcd (under --etcd-prefix), not under --state. Each replica signs with
+its own attested key; /certs on every replica lists every live replica's keys
+(a stopped replica's until its tokens expire); a policy or signer change
+returns only once every live replica applies it (503 ChangeNotConfirmed if the
+request's deadline passes first). A replica that cannot renew its etcd lease
+(--replica-ttl) stops signing until it has caught up. --etcd-cacert checks the
+members' certificates, --etcd-cert/--etcd-key authenticate this replica to them.
+etcd runs outside the TEE: without --policy-signer whoever can write etcd sets
+the policy; with it, replicas use only policies signed by a signer of the set.
+Give every replica the same --public-url (the load balancer's), --alg and
+--policy-signer.
 Stops cleanly on SIGINT or SIGTERM. Logs are JSON lines on standard error.
 `
 
@@ -87,7 +101,7 @@ authenticity and key binding, for inspecting a development service.
 
 // runAttestServe implements "cloister attest serve".
 func runAttestServe(e *env, args []string) error {
-	fs := newFlagSet("attest serve", "--addr HOST:PORT [--public-url URL] [--tls] [--admin-token-file FILE | --insecure-admin] [--tee T] [--sim-dir DIR] [--state DIR] [--trust-root PEM]... [--collateral-dir DIR] [--alg RS256|ES256]", attestServeHelp)
+	fs := newFlagSet("attest serve", "--addr HOST:PORT [--public-url URL] [--tls] [--etcd URLS [--etcd-cacert PEM] [--etcd-cert PEM --etcd-key PEM]] [--admin-token-file FILE | --insecure-admin] [--tee T] [--sim-dir DIR] [--state DIR] [--trust-root PEM]... [--collateral-dir DIR] [--alg RS256|ES256]", attestServeHelp)
 	addr := fs.String("addr", "127.0.0.1:8080", "listen `ADDR`")
 	publicURL := fs.String("public-url", "", "the service's `URL` as clients reach it (iss, jku, jwks_uri); default: from --addr, which must then name one host")
 	adminTokenFile := fs.String("admin-token-file", "", "`FILE` holding the bearer token policy management requests must carry")
@@ -99,6 +113,13 @@ func runAttestServe(e *env, args []string) error {
 	useTLS := fs.Bool("tls", false, "serve over RA-TLS: a certificate whose evidence binds its key, made on this platform")
 	var tf serviceTEEFlags
 	tf.register(fs)
+	etcdEndpoints := fs.String("etcd", "", "comma-separated etcd client `URLs`: run as one replica sharing policies, signers and keys through etcd")
+	etcdCA := fs.String("etcd-cacert", "", "`PEM` CA certificates the etcd members' certificates must chain to (https endpoints)")
+	etcdCert := fs.String("etcd-cert", "", "`PEM` client certificate for etcd (with --etcd-key)")
+	etcdKey := fs.String("etcd-key", "", "`PEM` private key of --etcd-cert")
+	etcdPrefix := fs.String("etcd-prefix", etcdstate.DefaultPrefix, "etcd key `PREFIX` shared by this service's replicas")
+	replicaID := fs.String("replica-id", "", "this replica's `ID` in etcd (default: random)")
+	replicaTTL := fs.Duration("replica-ttl", attest.DefaultReplicaTTL, "etcd lease of this replica: it stops signing when it cannot renew it for this long")
 	var signers stringList
 	fs.Var(&signers, "policy-signer", "isolated mode: `PEM` certificate whose signed policies are the only ones accepted (repeatable)")
 	ledgerFlags := addLedgerClientFlags(fs, "")
@@ -121,6 +142,13 @@ func runAttestServe(e *env, args []string) error {
 		// Retired keys stay published for a token's lifetime (8 h), and
 		// /certs holds at most 16 keys.
 		return usagef("--key-rotation %v: want 0 (never) or at least 1h", *rotation)
+	}
+	etcdOpts, err := etcdOptions(*etcdEndpoints, *etcdCA, *etcdCert, *etcdKey, *etcdPrefix)
+	if err != nil {
+		return err
+	}
+	if etcdOpts != nil && (*replicaTTL < time.Second || *replicaTTL > time.Minute) {
+		return usagef("--replica-ttl %v: want 1s..1m", *replicaTTL)
 	}
 	public, err := servicePublicURL(*publicURL, *addr, *useTLS)
 	if err != nil {
@@ -161,6 +189,20 @@ func runAttestServe(e *env, args []string) error {
 	if err := attestLedger(ledgerFlags, e, &cfg); err != nil {
 		return err
 	}
+	if etcdOpts != nil {
+		shared, err := etcdstate.Open(*etcdOpts)
+		if err != nil {
+			return err
+		}
+		defer shared.Close()
+		cfg.Shared, cfg.ReplicaID, cfg.ReplicaTTL = shared, *replicaID, *replicaTTL
+		if etcdOpts.TLS == nil {
+			log.Warn("--etcd over plain http: etcd traffic is neither encrypted nor authenticated; use https endpoints with --etcd-cacert/--etcd-cert/--etcd-key outside a test")
+		}
+		if len(cfg.PolicySigners) == 0 {
+			log.Warn("--etcd without --policy-signer: etcd is trusted, whoever can write it sets the attestation policy")
+		}
+	}
 	svc, err := attest.New(cfg)
 	if err != nil {
 		return err
@@ -176,6 +218,66 @@ func runAttestServe(e *env, args []string) error {
 	defer signal.Stop(hup)
 	go rotateOnHangup(ctx, hup, svc, log)
 	return serveUntil(ctx, ln, svc, log, "attestation service", st.kind)
+}
+
+// etcdOptions checks the --etcd flags and loads their certificates; nil
+// without --etcd. Endpoints are http:// or https:// URLs with a host; TLS
+// files need https endpoints, and https endpoints get TLS even without
+// them (the system roots then check the members).
+func etcdOptions(endpoints, caFile, certFile, keyFile, prefix string) (*etcdstate.Options, error) {
+	if endpoints == "" {
+		if caFile != "" || certFile != "" || keyFile != "" {
+			return nil, usagef("--etcd-cacert, --etcd-cert and --etcd-key need --etcd")
+		}
+		return nil, nil
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, usagef("--etcd-cert and --etcd-key go together")
+	}
+	if !strings.HasPrefix(prefix, "/") || !strings.HasSuffix(prefix, "/") {
+		return nil, usagef("--etcd-prefix %q: want a key prefix that starts and ends with /", prefix)
+	}
+	opts := &etcdstate.Options{Prefix: prefix}
+	secure := 0
+	for _, ep := range strings.Split(endpoints, ",") {
+		u, err := url.Parse(strings.TrimSpace(ep))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			return nil, usagef("--etcd %q: want comma-separated http:// or https:// client URLs (host:port, no path)", ep)
+		}
+		if u.Scheme == "https" {
+			secure++
+		}
+		opts.Endpoints = append(opts.Endpoints, u.String())
+	}
+	if secure != 0 && secure != len(opts.Endpoints) {
+		return nil, usagef("--etcd: mixes http:// and https:// endpoints")
+	}
+	if secure == 0 {
+		if caFile != "" || certFile != "" {
+			return nil, usagef("--etcd-cacert/--etcd-cert need https:// endpoints")
+		}
+		return opts, nil
+	}
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		certs, err := readCertificates(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cacert: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		for _, c := range certs {
+			tc.RootCAs.AddCert(c)
+		}
+	}
+	if certFile != "" {
+		kp, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--etcd-cert/--etcd-key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{kp}
+	}
+	opts.TLS = tc
+	return opts, nil
 }
 
 // servicePublicURL checks --public-url: an absolute http:// or https://

@@ -21,6 +21,8 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,9 +31,12 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cloister-dev/cloister/attest"
+	"github.com/cloister-dev/cloister/attest/etcdstate"
+	"github.com/cloister-dev/cloister/attest/tokens"
 	"github.com/cloister-dev/cloister/evidence"
 	"github.com/cloister-dev/cloister/evidence/dcap"
 	"github.com/cloister-dev/cloister/evidence/pcs"
+	"github.com/cloister-dev/cloister/internal/etcdembed"
 	"github.com/cloister-dev/cloister/tee"
 	"github.com/cloister-dev/cloister/tee/sim"
 )
@@ -60,6 +65,20 @@ type benchAttestResult struct {
 	CPUPerToken  float64 `json:"cpu_us_per_token"`
 	CPUPerSign   float64 `json:"cpu_us_per_sign"`
 	CPUPerVerify float64 `json:"cpu_us_per_verify"`
+	// With --replicas N: N replicas sharing state through an embedded
+	// etcd, driven in the same run after the single service above
+	// (tokens_per_s), the same load spread round robin over them. Each
+	// sampled token is validated against the /certs of another replica
+	// than the one that signed it.
+	Replicas              int     `json:"replicas,omitempty"`
+	TokensPerS1Replica    float64 `json:"tokens_per_s_1replica,omitempty"`
+	TokensPerSReplicas    float64 `json:"tokens_per_s_replicas,omitempty"`
+	ReplicasP50ms         float64 `json:"replicas_p50_ms,omitempty"`
+	ReplicasP99ms         float64 `json:"replicas_p99_ms,omitempty"`
+	ReplicasErrors        int64   `json:"replicas_errors"`
+	ReplicasCPUPerToken   float64 `json:"replicas_cpu_us_per_token,omitempty"`
+	LoadAverage1m         float64 `json:"load_average_1m,omitempty"`
+	ReplicasVsSingleRatio float64 `json:"replicas_vs_1replica,omitempty"`
 }
 
 // runBenchAttest measures the attestation service end to end over loopback
@@ -79,7 +98,11 @@ same run the signing-only limit (tokens/s of signing a token with the same
 claims and algorithm, one worker per core) and the verification-only limit
 (quotes/s of a warm evidence verifier over the same quotes, one worker per
 core). Every token needs both, so no service can beat 1/(1/sign + 1/verify)
-tokens/s; that ceiling is printed too. Only loopback is used. Targets (reported, not asserted): 0 errors,
+tokens/s; that ceiling is printed too. With --replicas N the same load is then
+spread round robin over N replicas sharing state through an embedded etcd
+(one member, loopback, temporary directory), each sampled token validated
+against another replica's /certs: both figures come from the same run, with
+the load average, as the machine may be shared. Only loopback is used. Targets (reported, not asserted): 0 errors,
 tokens/s at least 60% of the slower limit, and with ES256 at least 5,000/s.
 `)
 	jsonOut := fs.Bool("json", false, "print the figures as one JSON object")
@@ -87,6 +110,7 @@ tokens/s at least 60% of the slower limit, and with ES256 at least 5,000/s.
 	requests := fs.Int("requests", 5000, "attestation requests to send (also the operations of each limit)")
 	alg := fs.String("alg", "ES256", "token signing algorithm: RS256 or ES256")
 	nquotes := fs.Int("quotes", 64, "distinct sim-sgx quotes made up front and sent round-robin")
+	replicas := fs.Int("replicas", 0, "also run `N` replicas sharing state through an embedded etcd (loopback, temporary directory) and spread the same load over them")
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
 	}
@@ -99,8 +123,10 @@ tokens/s at least 60% of the slower limit, and with ES256 at least 5,000/s.
 		return usagef("--alg %q: want RS256 or ES256", *alg)
 	case *nquotes < 1 || *nquotes > 10_000:
 		return usagef("--quotes %d: want 1..10000", *nquotes)
+	case *replicas < 0 || *replicas > 16:
+		return usagef("--replicas %d: want 0..16", *replicas)
 	}
-	res, err := benchAttest(e, *alg, *conc, *requests, *nquotes)
+	res, err := benchAttest(e, *alg, *conc, *requests, *nquotes, *replicas)
 	if err != nil {
 		return fmt.Errorf("bench attest: %w", err)
 	}
@@ -121,10 +147,21 @@ tokens/s at least 60% of the slower limit, and with ES256 at least 5,000/s.
 	if res.CPUPerToken > 0 {
 		fmt.Fprintf(w, "  CPU µs per token %7.0f  (per sign %.0f, per verification %.0f)\n", res.CPUPerToken, res.CPUPerSign, res.CPUPerVerify)
 	}
+	if res.Replicas > 0 {
+		fmt.Fprintf(w, "%d replicas on an embedded etcd, the same load round robin:\n", res.Replicas)
+		fmt.Fprintf(w, "  tokens/s          %10.0f  (1 replica: %.0f, ratio %.2f)\n", res.TokensPerSReplicas, res.TokensPerS1Replica, res.ReplicasVsSingleRatio)
+		fmt.Fprintf(w, "  p50 latency       %10.2f ms\n", res.ReplicasP50ms)
+		fmt.Fprintf(w, "  p99 latency       %10.2f ms\n", res.ReplicasP99ms)
+		fmt.Fprintf(w, "  errors            %10d\n", res.ReplicasErrors)
+		fmt.Fprintf(w, "  all replicas share %d cores in this one process: the figure shows the cost of replication, not the gain of more machines\n", runtime.GOMAXPROCS(0))
+	}
+	if res.LoadAverage1m > 0 {
+		fmt.Fprintf(w, "  load average (1 min) at the end: %.2f\n", res.LoadAverage1m)
+	}
 	return nil
 }
 
-func benchAttest(e *env, alg string, conc, requests, nquotes int) (*benchAttestResult, error) {
+func benchAttest(e *env, alg string, conc, requests, nquotes, replicas int) (*benchAttestResult, error) {
 	ctx := e.ctx
 	dir, err := os.MkdirTemp("", "cloister-bench-attest-")
 	if err != nil {
@@ -186,83 +223,21 @@ func benchAttest(e *env, alg string, conc, requests, nquotes int) (*benchAttestR
 		reqs[i] = fmt.Appendf(nil, "POST /attest/SgxEnclave?api-version=2022-08-01 HTTP/1.1\r\nHost: %s\r\n"+
 			"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", addr, len(body), body)
 	}
-	conns := make([]*loadConn, conc)
-	for i := range conns {
-		if conns[i], err = dialLoad(ctx, addr); err != nil {
-			return nil, err
-		}
-		defer conns[i].Close()
-	}
-	// Warm up (one request per connection) and keep one token: its claims
-	// are what the signing-only limit signs.
-	sample, err := conns[0].post(reqs[0])
+	res := &benchAttestResult{Alg: alg, Concurrency: conc, Requests: requests}
+	lr, sample, err := runLoad(ctx, e, []string{addr}, reqs, conc, requests)
 	if err != nil {
-		return nil, fmt.Errorf("first request: %w", err)
-	}
-	var wg sync.WaitGroup
-	for i := 1; i < conc; i++ {
-		wg.Go(func() { _, _ = conns[i].post(reqs[i%nquotes]) })
-	}
-	wg.Wait()
-
-	// The load. Every response must be 200 with a token; a sample of at
-	// most maxChecked tokens, spread over the run, is validated afterwards
-	// (validating every token during the run would take CPU from the
-	// service under test).
-	stride := int64(max(1, (requests+maxChecked-1)/maxChecked))
-	kept := make([]string, (int64(requests)+stride-1)/stride)
-	var next, sent, errs atomic.Int64
-	var firstErr atomic.Value
-	lat := make([][]time.Duration, conc)
-	cpu0, _ := processCPU()
-	start := time.Now()
-	for w := 0; w < conc; w++ {
-		wg.Go(func() {
-			for !conns[w].broken {
-				i := next.Add(1) - 1
-				if i >= int64(requests) || ctx.Err() != nil {
-					return
-				}
-				t0 := time.Now()
-				sent.Add(1)
-				tok, err := conns[w].post(reqs[i%int64(nquotes)])
-				if err != nil {
-					errs.Add(1)
-					firstErr.CompareAndSwap(nil, err)
-					continue
-				}
-				lat[w] = append(lat[w], time.Since(t0))
-				if i%stride == 0 {
-					kept[i/stride] = tok
-				}
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	all := slices.Concat(lat...)
-	cpuLoad := cpuSince(cpu0, len(all))
-	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if unsent := int64(requests) - sent.Load(); unsent > 0 {
-		// Workers stop when their connection breaks; what they did not
-		// send did not get a token either.
-		errs.Add(unsent)
-		firstErr.CompareAndSwap(nil, fmt.Errorf("%d requests not sent: every connection broke", unsent))
-	}
-	if err, _ := firstErr.Load().(error); err != nil {
-		fmt.Fprintf(e.stderr, "bench attest: %d errors, first: %v\n", errs.Load(), err)
-	}
-	if n, err := checkTokens(ctx, base, alg, kept, stride, rdata); err != nil {
-		errs.Add(int64(n))
+	if n, err := checkTokens(ctx, []string{base}, lr.kept, lr.stride, rdata); err != nil {
+		lr.errs += int64(n)
 		fmt.Fprintf(e.stderr, "bench attest: %d tokens failed validation, first: %v\n", n, err)
 	}
-	slices.Sort(all)
-	res := &benchAttestResult{
-		Alg: alg, Concurrency: conc, Requests: requests, Errors: errs.Load(),
-		TokensPerS: float64(len(all)) / elapsed.Seconds(),
-		P50ms:      pct(all, 0.50), P99ms: pct(all, 0.99), CPUPerToken: cpuLoad,
+	res.Errors, res.TokensPerS, res.P50ms, res.P99ms, res.CPUPerToken = lr.errs, lr.tokensPerS, lr.p50, lr.p99, lr.cpu
+
+	if replicas > 0 {
+		if err := benchReplicas(ctx, e, res, dir, pki, plat, col, alg, reqs, rdata, conc, requests, replicas); err != nil {
+			return nil, fmt.Errorf("replicas: %w", err)
+		}
 	}
 
 	// Signing-only limit: the same claims, the same algorithm and header,
@@ -324,7 +299,101 @@ func benchAttest(e *env, alg string, conc, requests, nquotes int) (*benchAttestR
 	if res.TokensPerS == 0 {
 		return res, errors.New("no request succeeded")
 	}
+	res.LoadAverage1m = loadAverage()
 	return res, nil
+}
+
+// loadResult is one run of the load generator.
+type loadResult struct {
+	tokensPerS, p50, p99, cpu float64
+	errs                      int64
+	kept                      []keptToken // kept[j] answered request j*stride
+	stride                    int64
+}
+
+// keptToken is a sampled token and the index of the address that signed it.
+type keptToken struct {
+	token  string
+	target int
+}
+
+// runLoad sends requests prebuilt HTTP/1.1 requests (reqs round robin)
+// over conc keep-alive connections, connection i to addrs[i%len(addrs)],
+// and returns the rate, latencies and a sample of the tokens; sample is
+// the warm-up token, whose claims the signing-only limit signs.
+func runLoad(ctx context.Context, e *env, addrs []string, reqs [][]byte, conc, requests int) (*loadResult, string, error) {
+	nquotes := len(reqs)
+	conns := make([]*loadConn, conc)
+	for i := range conns {
+		var err error
+		if conns[i], err = dialLoad(ctx, addrs[i%len(addrs)]); err != nil {
+			return nil, "", err
+		}
+		defer conns[i].Close()
+	}
+	// Warm up (one request per connection) and keep one token.
+	sample, err := conns[0].post(reqs[0])
+	if err != nil {
+		return nil, "", fmt.Errorf("first request: %w", err)
+	}
+	var wg sync.WaitGroup
+	for i := 1; i < conc; i++ {
+		wg.Go(func() { _, _ = conns[i].post(reqs[i%nquotes]) })
+	}
+	wg.Wait()
+
+	// The load. Every response must be 200 with a token; a sample of at
+	// most maxChecked tokens, spread over the run, is validated afterwards
+	// (validating every token during the run would take CPU from the
+	// service under test).
+	stride := int64(max(1, (requests+maxChecked-1)/maxChecked))
+	kept := make([]keptToken, (int64(requests)+stride-1)/stride)
+	var next, sent, errs atomic.Int64
+	var firstErr atomic.Value
+	lat := make([][]time.Duration, conc)
+	cpu0, _ := processCPU()
+	start := time.Now()
+	for w := 0; w < conc; w++ {
+		wg.Go(func() {
+			for !conns[w].broken {
+				i := next.Add(1) - 1
+				if i >= int64(requests) || ctx.Err() != nil {
+					return
+				}
+				t0 := time.Now()
+				sent.Add(1)
+				tok, err := conns[w].post(reqs[i%int64(nquotes)])
+				if err != nil {
+					errs.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+				if i%stride == 0 {
+					kept[i/stride] = keptToken{token: tok, target: w % len(addrs)}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	all := slices.Concat(lat...)
+	cpuLoad := cpuSince(cpu0, len(all))
+	if err := ctx.Err(); err != nil {
+		return nil, "", err
+	}
+	if unsent := int64(requests) - sent.Load(); unsent > 0 {
+		// Workers stop when their connection breaks; what they did not
+		// send did not get a token either.
+		errs.Add(unsent)
+		firstErr.CompareAndSwap(nil, fmt.Errorf("%d requests not sent: every connection broke", unsent))
+	}
+	if err, _ := firstErr.Load().(error); err != nil {
+		fmt.Fprintf(e.stderr, "bench attest: %d errors, first: %v\n", errs.Load(), err)
+	}
+	slices.Sort(all)
+	return &loadResult{tokensPerS: float64(len(all)) / elapsed.Seconds(), p50: pct(all, 0.50), p99: pct(all, 0.99), cpu: cpuLoad,
+		errs: errs.Load(), kept: kept, stride: stride}, sample, nil
 }
 
 // parallelRate runs op n times over GOMAXPROCS workers and returns ops/s
@@ -372,23 +441,24 @@ func pct(sorted []time.Duration, q float64) float64 {
 const maxChecked = 5000
 
 // checkTokens validates the kept tokens (kept[j] answered request j*stride;
-// empty where that request failed or was not sent, already counted)
-// against the service's published key and checks that each carries the
-// report data of the quote its request sent (rdata[i] is quote i's). It
-// returns how many failed and the first failure.
-func checkTokens(ctx context.Context, base, alg string, kept []string, stride int64, rdata [][]byte) (int, error) {
-	keys, err := fetchJWKS(ctx, http.DefaultClient, base+"/certs")
-	if err != nil {
-		return len(kept), err
+// empty where that request failed or was not sent, already counted), each
+// against the /certs of the service after the one that signed it
+// (bases[(target+1) % len(bases)]: itself when there is one), and checks
+// that each carries the report data of the quote its request sent
+// (rdata[i] is quote i's). It returns how many failed and the first
+// failure.
+func checkTokens(ctx context.Context, bases []string, kept []keptToken, stride int64, rdata [][]byte) (int, error) {
+	sets := make([]*tokens.KeySet, len(bases))
+	for i, b := range bases {
+		data, err := readJWKS(ctx, b+"/certs")
+		if err == nil {
+			sets[i], err = tokens.ParseJWKS(data)
+		}
+		if err != nil {
+			return len(kept), err
+		}
 	}
-	if len(keys) == 0 {
-		return len(kept), errors.New("the service publishes no key")
-	}
-	certs, err := attest.ParseX5C(keys[0].X5C)
-	if err != nil {
-		return len(kept), err
-	}
-	pub := certs[0].PublicKey
+	now := time.Now()
 	var failed atomic.Int64
 	var first atomic.Value
 	var next atomic.Int64
@@ -400,10 +470,12 @@ func checkTokens(ctx context.Context, base, alg string, kept []string, stride in
 				if j >= int64(len(kept)) {
 					return
 				}
-				if kept[j] == "" {
+				k := kept[j]
+				if k.token == "" {
 					continue
 				}
-				if err := checkToken(kept[j], pub, alg, rdata[(j*stride)%int64(len(rdata))]); err != nil {
+				ks := sets[(k.target+1)%len(sets)]
+				if err := checkToken(k.token, ks, now, rdata[(j*stride)%int64(len(rdata))]); err != nil {
 					failed.Add(1)
 					first.CompareAndSwap(nil, fmt.Errorf("request %d: %w", j*stride, err))
 				}
@@ -418,14 +490,80 @@ func checkTokens(ctx context.Context, base, alg string, kept []string, stride in
 }
 
 // checkToken validates one token and its binding to the report data sent.
-func checkToken(tok string, pub any, alg string, want []byte) error {
-	claims := jwt.MapClaims{}
-	if _, err := jwt.ParseWithClaims(tok, claims, func(*jwt.Token) (any, error) { return pub, nil },
-		jwt.WithValidMethods([]string{alg})); err != nil {
+func checkToken(tok string, ks *tokens.KeySet, now time.Time, want []byte) error {
+	claims, err := tokens.Verify(tok, ks, tokens.Options{Time: now})
+	if err != nil {
 		return err
 	}
 	if got, _ := claims["x-ms-sgx-report-data"].(string); got != hex.EncodeToString(want) {
 		return fmt.Errorf("x-ms-sgx-report-data %q is not the quote's %x", got, want)
+	}
+	return nil
+}
+
+// loadAverage is the 1-minute load average (0 where unknown): figures
+// from a shared machine mean little without it.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	v, _ := strconv.ParseFloat(f, 64)
+	return v
+}
+
+// benchReplicas starts an embedded one-member etcd and n replicas of the
+// service on it (the same platform, so one identity), spreads the same
+// load over them round robin and fills res's replica figures.
+func benchReplicas(ctx context.Context, e *env, res *benchAttestResult, dir string, pki *sim.PKI, plat tee.Platform, col *pcs.Bundle,
+	alg string, reqs [][]byte, rdata [][]byte, conc, requests, n int) error {
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	cluster, err := etcdembed.Start(sctx, dir, 1)
+	if err != nil {
+		return err
+	}
+	defer cluster.Close()
+	var addrs, bases []string
+	for range n {
+		st, err := etcdstate.Open(etcdstate.Options{Endpoints: cluster.Endpoints()})
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return err
+		}
+		svc, err := attest.New(attest.Config{
+			Platform: plat, TrustRoots: []*x509.Certificate{pki.Root}, Alg: alg, Issuer: "http://attest.bench",
+			Collateral: func(context.Context, []byte) (*pcs.Bundle, error) { return col, nil },
+			Shared:     st, Logger: slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		})
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer svc.Close()
+		srv := attestHTTPServer(svc, slog.New(slog.DiscardHandler))
+		go srv.Serve(ln)
+		defer srv.Close()
+		addrs = append(addrs, ln.Addr().String())
+		bases = append(bases, "http://"+ln.Addr().String())
+	}
+	lr, _, err := runLoad(ctx, e, addrs, reqs, max(conc, n), requests)
+	if err != nil {
+		return err
+	}
+	if bad, err := checkTokens(ctx, bases, lr.kept, lr.stride, rdata); err != nil {
+		lr.errs += int64(bad)
+		fmt.Fprintf(e.stderr, "bench attest: replicas: %d tokens failed validation, first: %v\n", bad, err)
+	}
+	res.Replicas, res.TokensPerSReplicas, res.TokensPerS1Replica = n, lr.tokensPerS, res.TokensPerS
+	res.ReplicasP50ms, res.ReplicasP99ms, res.ReplicasErrors, res.ReplicasCPUPerToken = lr.p50, lr.p99, lr.errs, lr.cpu
+	if res.TokensPerS > 0 {
+		res.ReplicasVsSingleRatio = lr.tokensPerS / res.TokensPerS
 	}
 	return nil
 }

@@ -33,3 +33,29 @@ func TestBenchAttestJSON(t *testing.T) {
 		t.Errorf("errors = %v, want 0", got["errors"])
 	}
 }
+
+// TestBenchAttestReplicasJSON runs a tiny `bench attest --replicas 2 --json`:
+// both figures of the same run are there, and no token (each validated
+// against another replica's /certs) failed.
+func TestBenchAttestReplicasJSON(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and the attestation service")
+	}
+	var out, errs bytes.Buffer
+	e := &env{ctx: context.Background(), stdin: bytes.NewReader(nil), stdout: &out, stderr: &errs, now: time.Now}
+	if err := runBenchAttest(e, []string{"--json", "--concurrency", "2", "--requests", "12", "--quotes", "2", "--alg", "ES256", "--replicas", "2"}); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(out.Bytes(), &got); err != nil {
+		t.Fatalf("%v: %s", err, out.Bytes())
+	}
+	for _, k := range []string{"tokens_per_s_1replica", "tokens_per_s_replicas", "replicas_p50_ms", "replicas_vs_1replica"} {
+		if v, ok := got[k].(float64); !ok || v <= 0 {
+			t.Errorf("%s = %v; want a positive figure", k, got[k])
+		}
+	}
+	if got["replicas"] != float64(2) || got["replicas_errors"] != float64(0) || got["errors"] != float64(0) {
+		t.Errorf("replicas %v, replicas_errors %v, errors %v; want 2, 0, 0\n%s", got["replicas"], got["replicas_errors"], got["errors"], errs.String())
+	}
+}
