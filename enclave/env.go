@@ -23,6 +23,8 @@ type Env struct {
 	plat   tee.Platform
 	store  *Store
 	log    *slog.Logger
+	// secrets is the key broker client of Secret (secret.go).
+	secrets secretState
 
 	// ctx is the Env's lifetime: it ends when Run returns, never on
 	// SIGTERM, so an app can still drain connections while stopping.
