@@ -49,6 +49,9 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog
 	if err != nil {
 		return fail(fmt.Errorf("enclave: %w", err))
 	}
+	if handedOff() {
+		client.Resume() // a loader used the region before us (handoff.go)
+	}
 	e := &Env{region: region, client: client, events: events, log: log}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.store = &Store{env: e}

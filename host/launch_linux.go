@@ -24,6 +24,9 @@ func start(cfg Config, region, events *os.File) (*exec.Cmd, string, error) {
 	mk := func(attr *syscall.SysProcAttr) *exec.Cmd {
 		cmd := exec.Command(cfg.App, cfg.Args...)
 		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, EventsFD: 4, TEE: string(cfg.TEE)}.String()}
+		if cfg.Broker != "" {
+			cmd.Env = append(cmd.Env, wire.EnvBrokerURL+"="+cfg.Broker)
+		}
 		cmd.ExtraFiles = []*os.File{region, events}
 		cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
 		// The enclave must not outlive its host: nobody would serve it.
