@@ -16,6 +16,9 @@ import (
 // benchboundary.ChildEnv set, or as "demo-app"), which under `go test` is
 // this binary, so it must dispatch the same way main does.
 func TestMain(m *testing.M) {
+	if selfBundle() { // a bundle made by the tests from this binary
+		runBundleLoader(os.Args[1:])
+	}
 	if os.Getenv(benchboundary.ChildEnv) != "" || os.Getenv(benchboundary.BurnEnv) != "" || (len(os.Args) > 1 && os.Args[1] == demoAppCommand) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
 	}
