@@ -65,7 +65,7 @@ type Platform interface {
 
 // ErrSealNotSupported is returned by SealKey on platforms without a
 // hardware sealing key (TDX): sealed state there needs a key service that
-// releases keys to attested TDs (Cloister has none yet).
+// releases keys to attested TDs: the key broker, through enclave.Env.BrokerSealer.
 var ErrSealNotSupported = errors.New("tee: sealing keys are not supported on this platform")
 
 // ErrKeyRequestDenied is returned by SealKey for a request the running

@@ -1,4 +1,4 @@
-package kbsclient
+package kbsclient_test
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/cloister-dev/cloister/broker/kbs"
+	. "github.com/cloister-dev/cloister/broker/kbsclient"
 	"github.com/cloister-dev/cloister/kv"
 	"github.com/cloister-dev/cloister/kv/kvtest"
 	"github.com/cloister-dev/cloister/seal"
@@ -154,12 +155,12 @@ func TestResourceFromBroker(t *testing.T) {
 			if err != nil || string(got) != "hunter2" {
 				t.Fatalf("Resource = %q, %v", got, err)
 			}
-			s := c.sess
+			s := c.CurrentSession()
 			got, err = c.Resource(context.Background(), "app/key/other")
 			if err != nil || string(got) != "second" {
 				t.Fatalf("second Resource = %q, %v", got, err)
 			}
-			if c.sess != s {
+			if c.CurrentSession() != s {
 				t.Error("the second resource attested again instead of reusing the session")
 			}
 		})
@@ -199,13 +200,13 @@ func TestExpiredSessionReattests(t *testing.T) {
 	if _, err := c.Resource(context.Background(), "app/key/db"); err != nil {
 		t.Fatal(err)
 	}
-	old := c.sess
+	old := c.CurrentSession()
 	b.advance(kbs.DefaultSessionLifetime + time.Minute)
 	got, err := c.Resource(context.Background(), "app/key/db")
 	if err != nil || string(got) != "hunter2" {
 		t.Fatalf("after expiry: %q, %v", got, err)
 	}
-	if c.sess == old {
+	if c.CurrentSession() == old {
 		t.Error("the expired session was not replaced")
 	}
 }
@@ -241,15 +242,15 @@ func TestDecryptResponseRefusesTampering(t *testing.T) {
 	b.admin_("PUT", "/resource/app/key/db", []byte("hunter2"))
 	b.policy(allowMR("sim-sgx", appID.MRENCLAVE))
 	c := b.client(tee.KindSimSGX, appID)
-	s, _, err := c.session(context.Background())
+	cookie, key, err := c.AttestedSession(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, body, err := c.do(context.Background(), "resource", "GET", "/resource/app/key/db", nil, s.cookie)
+	body, err := c.RawResource(context.Background(), cookie, "app/key/db")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := DecryptResponse(body, s.key); err != nil || string(got) != "hunter2" {
+	if got, err := DecryptResponse(body, key); err != nil || string(got) != "hunter2" {
 		t.Fatalf("DecryptResponse = %q, %v", got, err)
 	}
 	var m map[string]string
@@ -270,17 +271,17 @@ func TestDecryptResponseRefusesTampering(t *testing.T) {
 			}
 			m2[field] = base64.RawURLEncoding.EncodeToString(mut)
 			nb, _ := json.Marshal(m2)
-			if got, err := DecryptResponse(nb, s.key); err == nil {
+			if got, err := DecryptResponse(nb, key); err == nil {
 				t.Fatalf("%s byte %d flipped: decrypted %q", field, i, got)
 			}
 		}
 	}
 	other := b.client(tee.KindSimSGX, appID)
-	os, _, err := other.session(context.Background())
+	_, otherKey, err := other.AttestedSession(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := DecryptResponse(body, os.key); err == nil {
+	if _, err := DecryptResponse(body, otherKey); err == nil {
 		t.Error("another session's key decrypted the JWE")
 	}
 }

@@ -117,6 +117,12 @@ func runSignEncrypt(e *env, f *signEncryptFlags, app, out, keyFile, configFile s
 	case (keyFile == "") != (configFile == ""):
 		return usagef("--encrypt: --key and --config go together (to sign the bundle)")
 	}
+	if out == "" {
+		out = app + ".bundle"
+	}
+	if sameFile(out, app) || sameFile(out, *f.adminKey) {
+		return usagef("--out %s would replace APP or the admin key", out)
+	}
 	var pins policy.Policy
 	for _, h := range f.brokerMR {
 		b, err := hex.DecodeString(h)
@@ -232,9 +238,6 @@ func runSignEncrypt(e *env, f *signEncryptFlags, app, out, keyFile, configFile s
 	}
 	if err := brokerAdmin(e.ctx, hc, http.MethodPut, base+"/resource/"+resource, key, tok); err != nil {
 		return err
-	}
-	if out == "" {
-		out = app + ".bundle"
 	}
 	if err := writeFileAtomic(out, file, 0o755); err != nil {
 		return fmt.Errorf("writing the bundle: %w", err)
