@@ -70,6 +70,8 @@ type clientChan struct {
 	// Client.resync), so one bad or retracted index fails one call and
 	// does not wedge the channel.
 	resync bool
+	// resuming: the pending resync is Resume's, not a recovery.
+	resuming bool
 
 	abandoned [maxAbandoned]uint64 // ids whose responses will be dropped
 	nAb       int
@@ -104,6 +106,20 @@ func NewClient(r *Region, t *Table) (*Client, error) {
 		ch.nextID = 1
 	}
 	return c, nil
+}
+
+// Resume makes every channel start, at its first call, at the indices the
+// region's previous client left (resync's treatment: alignment checked,
+// the client's writes bounded by its own ring), instead of at zero. For a
+// client that takes over a region another client used and closed with no
+// call in flight: a loader that exec'd the app it decrypted
+// (enclave.RunHandoff). Call it before the first call. The first sync is
+// not counted in Counters.Resyncs.
+func (c *Client) Resume() {
+	for i := range c.chans {
+		c.chans[i].resync = true
+		c.chans[i].resuming = true
+	}
 }
 
 // Counters returns a snapshot of the client's counters.
@@ -195,8 +211,10 @@ func (c *Client) resync(ch *clientChan) error {
 	ch.head, ch.seenTail = tail, tail
 	atomic.StoreUint64(ch.reqTailW, head)
 	atomic.StoreUint64(ch.respHeadW, tail)
-	ch.resync = false
-	c.ctr.resyncs.Add(1)
+	if !ch.resuming {
+		c.ctr.resyncs.Add(1)
+	}
+	ch.resync, ch.resuming = false, false
 	return nil
 }
 

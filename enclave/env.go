@@ -23,6 +23,8 @@ type Env struct {
 	plat   tee.Platform
 	store  *Store
 	log    *slog.Logger
+	// secrets is the key broker client of Secret (secret.go).
+	secrets secretState
 
 	// ctx is the Env's lifetime: it ends when Run returns, never on
 	// SIGTERM, so an app can still drain connections while stopping.
@@ -48,6 +50,9 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, plat tee.
 	client, err := boundary.NewClient(region, table)
 	if err != nil {
 		return fail(fmt.Errorf("enclave: %w", err))
+	}
+	if handedOff() {
+		client.Resume() // a loader used the region before us (handoff.go)
 	}
 	e := &Env{region: region, client: client, events: events, log: log}
 	e.ctx, e.cancel = context.WithCancel(context.Background())

@@ -22,6 +22,9 @@ func start(cfg Config, region, events, img *os.File) (*exec.Cmd, string, error) 
 	return startWith(cfg, cfg.App, func() *exec.Cmd {
 		cmd := exec.Command(cfg.App, cfg.Args...)
 		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, EventsFD: 4, TEE: string(cfg.TEE)}.String()}
+		if cfg.Broker != "" {
+			cmd.Env = append(cmd.Env, wire.EnvBrokerURL+"="+cfg.Broker)
+		}
 		cmd.ExtraFiles = []*os.File{region, events}
 		if img != nil {
 			// The child's own fd 5 (not close-on-exec, so a script's

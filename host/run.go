@@ -67,6 +67,10 @@ type Config struct {
 	// Grace is how long the app may take to stop after SIGTERM before it
 	// is killed; default DefaultGrace.
 	Grace time.Duration
+	// Broker is the key broker's URL handed to the app (wire.EnvBrokerURL)
+	// for enclave.Env.Secret. It is only an address: the app pins the
+	// broker's identity itself, so a wrong URL fails, never misleads.
+	Broker string
 	// Now is the clock for the simulator's certificates (made on first
 	// use) and the untrusted time service; nil means time.Now.
 	Now func() time.Time

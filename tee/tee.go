@@ -64,8 +64,8 @@ type Platform interface {
 }
 
 // ErrSealNotSupported is returned by SealKey on platforms without a
-// hardware sealing key (TDX): sealed state there takes its keys from the
-// key broker (`cloister broker`), which releases them to attested TDs.
+// hardware sealing key (TDX): sealed state there needs a key service that
+// releases keys to attested TDs: the key broker, through enclave.Env.BrokerSealer.
 var ErrSealNotSupported = errors.New("tee: sealing keys are not supported on this platform")
 
 // ErrKeyRequestDenied is returned by SealKey for a request the running

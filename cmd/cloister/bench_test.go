@@ -19,6 +19,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == cvmTestApp {
 		runCVMTestApp() // exits
 	}
+	if selfBundle() { // a bundle made by the tests from this binary
+		runBundleLoader(os.Args[1:])
+	}
 	if os.Getenv(benchboundary.ChildEnv) != "" || os.Getenv(benchboundary.BurnEnv) != "" || (len(os.Args) > 1 && (os.Args[1] == demoAppCommand || os.Args[1] == ledgerNodeCommand)) {
 		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
 	}

@@ -68,6 +68,9 @@ const (
 )
 
 func main() {
+	if selfBundle() { // an encrypted app bundle: the loader and nothing else
+		runBundleLoader(os.Args[1:])
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))
 }
 

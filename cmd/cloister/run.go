@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -29,16 +30,23 @@ names the allowed ones. Its sealed records are kept in a bbolt file under
 With --netns (the default) APP runs in its own network namespace where the
 machine permits (root, or user namespaces), so every byte goes through the
 boundary; the log says which mode it runs in.
+
+--broker URL tells the app where the key broker is (enclave.Env.Secret);
+the app pins the broker's identity itself, so the URL needs no trust.
+APP may be an encrypted bundle ('cloister sign --encrypt'): it is measured
+and launched like any app, and its loader gets the key from the broker,
+decrypts the app inside the enclave and runs it there (on sim-sgx).
 ` + runSGXHelp + runCVMHelp + simHelpCommon
 
 func runRun(e *env, args []string) error {
-	fs := newFlagSet("run", "APP [--tee sim-sgx|sim-tdx|sgx|tdx|sev-snp|auto] [--sig APP.sig] [--listen ADDR]... [--dial ADDR]... [--sim-dir DIR] [--state DIR] [-- APP-ARGS]", runCmdHelp)
+	fs := newFlagSet("run", "APP [--tee sim-sgx|sim-tdx|sgx|tdx|sev-snp|auto] [--sig APP.sig] [--listen ADDR]... [--dial ADDR]... [--broker URL] [--sim-dir DIR] [--state DIR] [-- APP-ARGS]", runCmdHelp)
 	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE`: sim-sgx, sim-tdx, sgx (under Gramine), or tdx, sev-snp or auto (a confidential VM)")
 	sgxFlags := addSGXRunFlags(fs)
 	sigFile := fs.String("sig", "", "the app's signature `FILE` (from 'cloister sign'); default: measure unsigned")
 	var listen, dial stringList
 	fs.Var(&listen, "listen", "`ADDR` (host:port) the app may listen on; repeatable")
 	fs.Var(&dial, "dial", "`ADDR` (host:port or host:*) the app may dial; repeatable; default: any")
+	broker := fs.String("broker", "", "key broker `URL` handed to the app for enclave.Env.Secret (untrusted: the app pins the broker)")
 	state := fs.String("state", "", "state `DIR` for the app's sealed records")
 	netns := fs.Bool("netns", true, "run the app in its own network namespace where permitted")
 	grace := fs.Duration("grace", host.DefaultGrace, "how long the app may take to stop after SIGTERM")
@@ -68,6 +76,9 @@ func runRun(e *env, args []string) error {
 			return err
 		}
 	}
+	if *broker != "" && !strings.HasPrefix(*broker, "https://") {
+		return usagef("--broker %s: want https://HOST:PORT", *broker)
+	}
 	if *grace < 0 {
 		return usagef("--grace %v: want a duration >= 0 (0: the default %v)", *grace, host.DefaultGrace)
 	}
@@ -86,7 +97,7 @@ func runRun(e *env, args []string) error {
 	}
 	cfg := host.Config{
 		App: pos[0], Args: pos[1:], Sig: *sigFile, TEE: tee.Kind(*kind), SimDir: simDir,
-		Listen: listen, Dial: dial, Stdout: e.stdout, Stderr: stderr,
+		Listen: listen, Dial: dial, Broker: *broker, Stdout: e.stdout, Stderr: stderr,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil)), Netns: *netns, Grace: *grace, Now: e.now,
 	}
 	if *state != "" {

@@ -41,7 +41,7 @@ existing file, and prints its MRSIGNER. Keep the key secret and backed up:
 MRSIGNER, and data sealed to it, follow the key.
 
 Exit 0 done, 1 failed (reason on stderr), 2 usage error.
-`
+` + signEncryptHelp
 
 // runSign implements "cloister sign".
 func runSign(e *env, args []string) error {
@@ -52,12 +52,19 @@ func runSign(e *env, args []string) error {
 		out        = fs.String("out", "", "signature `FILE` to write (default APP.sig)")
 		newKey     = fs.String("new-key", "", "write a new signing key to `KEY.pem` (mode 0600, never overwrites)")
 	)
+	var enc signEncryptFlags
+	enc.register(fs)
 	pos, err := parseArgs(e, fs, args)
 	if err != nil {
 		return err
 	}
+	if !*enc.encrypt {
+		if name := enc.stray(fs); name != "" {
+			return usagef("--%s goes with --encrypt", name)
+		}
+	}
 	if *newKey != "" {
-		if len(pos) > 0 || *keyFile != "" || *configFile != "" || *out != "" {
+		if len(pos) > 0 || *enc.encrypt || *keyFile != "" || *configFile != "" || *out != "" {
 			return usagef("--new-key makes a key and nothing else; sign in a second step")
 		}
 		return signNewKey(e, *newKey)
@@ -67,6 +74,8 @@ func runSign(e *env, args []string) error {
 		return usagef("missing APP (or --new-key KEY.pem)")
 	case len(pos) > 1:
 		return usagef("want one APP, got %d arguments: %s", len(pos), strings.Join(pos, " "))
+	case *enc.encrypt:
+		return runSignEncrypt(e, &enc, pos[0], *out, *keyFile, *configFile)
 	case *keyFile == "":
 		return usagef("missing --key KEY.pem (make one with 'cloister sign --new-key KEY.pem')")
 	case *configFile == "":

@@ -45,8 +45,8 @@ type snpKeys struct {
 // seal.KeySource.
 //
 // On TDX it fails with an error wrapping tee.ErrSealNotSupported: TDX has
-// no hardware sealing key; keys for sealed state come from the key broker
-// (`cloister broker`), which releases them to TDs that attest.
+// no hardware sealing key (a key service that releases keys to attested
+// TDs is needed: enclave.Env.BrokerSealer gets one from the key broker).
 //
 // On SEV-SNP, under seal.PolicyEnclave, req must name this guest's
 // measurement (tee.CheckKeyRequest; otherwise tee.ErrKeyRequestDenied).
@@ -58,7 +58,7 @@ type snpKeys struct {
 // migration agent installed one. The VCEK is unique to the chip and to its
 // TCB, so sealed data does not move to another host, and may become
 // unreadable after a firmware TCB update; what must survive either needs
-// a key service outside the chip (the key broker).
+// a key service outside the chip (enclave.Env.BrokerSealer).
 //
 // Under seal.PolicySigner on SEV-SNP it fails with an error wrapping
 // tee.ErrSealNotSupported. MSG_KEY_REQ cannot mix in ID_KEY_DIGEST or
@@ -69,7 +69,7 @@ type snpKeys struct {
 // so such a key would protect nothing from the host.
 func (p *Platform) SealKey(ctx context.Context, req seal.KeyRequest) ([]byte, error) {
 	if p.kind == tee.KindTDX {
-		return nil, fmt.Errorf("tsm: seal key: not supported on TDX (a TD has no hardware sealing key): get keys from the key broker ('cloister broker'), which releases them to TDs that attest: %w", tee.ErrSealNotSupported)
+		return nil, fmt.Errorf("tsm: seal key: not supported on TDX (a TD has no hardware sealing key; get a key from the key broker with enclave.Env.BrokerSealer): %w", tee.ErrSealNotSupported)
 	}
 	if req.Policy == seal.PolicySigner {
 		return nil, fmt.Errorf("tsm: seal key: signer policy is not supported on SEV-SNP: MSG_KEY_REQ cannot bind a key to the ID or author key, so FAMILY_ID/IMAGE_ID/GUEST_SVN would bind it to nothing the host cannot forge; use the enclave policy: %w", tee.ErrSealNotSupported)

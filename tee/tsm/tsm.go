@@ -15,8 +15,7 @@
 // exactly what was asked for.
 //
 // Sealing keys: TDX has no hardware sealing key, so SealKey fails with
-// tee.ErrSealNotSupported there (keys come from the key broker, `cloister
-// broker`). On SEV-SNP, SealKey
+// tee.ErrSealNotSupported there (a TD gets one from the key broker: enclave.Env.BrokerSealer). On SEV-SNP, SealKey
 // asks the AMD secure processor for a derived key (MSG_KEY_REQ through
 // /dev/sev-guest); see SealKey for the fields it binds and why signer
 // policy is refused.
