@@ -71,7 +71,9 @@
 // default policy does; until an administrator sets one, DefaultPolicy
 // (release nothing) does. Policies are pure, so decisions are cached by
 // input and policy generation: every session of one workload shares them,
-// and any policy change drops them all.
+// and any policy change drops them all. A policy change governs every
+// release that completes after its PUT is answered: a request that
+// decided under an older generation decides again before serving.
 //
 // # Refusals
 //

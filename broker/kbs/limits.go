@@ -25,6 +25,11 @@ const (
 	// maxDecisions caps the cached policy decisions; when full the cache
 	// starts again empty.
 	maxDecisions = 1 << 16
+	// maxPolicyRechecks bounds how often a resource request decides again
+	// because a policy change landed while it was being served; past it
+	// the request is answered 503 (policies changing that fast are an
+	// administrator's loop, not a state to serve secrets in).
+	maxPolicyRechecks = 4
 	// MaxTokenSize caps a bearer token read from Authorization.
 	MaxTokenSize = 64 << 10
 

@@ -469,27 +469,42 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, typ, err.Error())
 		return
 	}
-	allow, err := s.decide(r.Context(), g, path)
-	if err != nil {
-		s.log.Error("policy evaluation failed", "resource", path, "err", err.Error())
-		writeError(w, http.StatusInternalServerError, "PolicyEngine", "kbs: evaluating the policy of "+path+" failed; nothing is released")
-		return
-	}
-	if !allow {
-		writeError(w, http.StatusForbidden, "PolicyDeny", "kbs: the resource policy of "+path+" denies this attester")
-		return
-	}
-	st := s.st()
-	val, err := st.Get(r.Context(), resourcePrefix+path)
-	if errors.Is(err, kv.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "ResourceNotFound", "kbs: no resource "+path)
-		return
-	}
-	if err != nil {
-		s.storeFailed(st, err)
-		s.log.Error("resource store", "resource", path, "err", err.Error())
-		writeError(w, http.StatusInternalServerError, "Internal", "kbs: reading the resource failed")
-		return
+	// The decision and the read are redone when a policy change lands in
+	// between: a change whose PUT has returned governs every release that
+	// completes after it, so the generation the decision was made under
+	// must still be current once the value is in hand.
+	var val []byte
+	for attempt := 0; ; attempt++ {
+		allow, gen, err := s.decide(r.Context(), g, path)
+		if err != nil {
+			s.log.Error("policy evaluation failed", "resource", path, "err", err.Error())
+			writeError(w, http.StatusInternalServerError, "PolicyEngine", "kbs: evaluating the policy of "+path+" failed; nothing is released")
+			return
+		}
+		if !allow {
+			writeError(w, http.StatusForbidden, "PolicyDeny", "kbs: the resource policy of "+path+" denies this attester")
+			return
+		}
+		st := s.st()
+		val, err = st.Get(r.Context(), resourcePrefix+path)
+		if errors.Is(err, kv.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "ResourceNotFound", "kbs: no resource "+path)
+			return
+		}
+		if err != nil {
+			s.storeFailed(st, err)
+			s.log.Error("resource store", "resource", path, "err", err.Error())
+			writeError(w, http.StatusInternalServerError, "Internal", "kbs: reading the resource failed")
+			return
+		}
+		if s.policies.generation() == gen {
+			break
+		}
+		if attempt+1 >= maxPolicyRechecks {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "kbs: the policies changed during every attempt to release "+path+"; retry shortly")
+			return
+		}
 	}
 	resp, err := Encrypt(s.cfg.Rand, g.teeKey, val)
 	if err != nil {
@@ -500,15 +515,15 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 }
 
 // decide evaluates the policy governing path for g, once per policy
-// generation.
-func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, error) {
+// generation, and returns the generation the decision belongs to.
+func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, uint64, error) {
 	pol, gen, err := s.policies.forPath(ctx, path)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	k := decisionKey{input: g.input, path: path, gen: gen}
 	if allow, ok := s.decisions.get(k); ok {
-		return allow, nil
+		return allow, gen, nil
 	}
 	repo, rest, _ := strings.Cut(path, "/")
 	typ, tag, _ := strings.Cut(rest, "/")
@@ -517,10 +532,10 @@ func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, error
 		"resource": map[string]any{"repository": repo, "type": typ, "tag": tag, "path": path},
 	})
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	s.decisions.put(k, res.Allow)
-	return res.Allow, nil
+	return res.Allow, gen, nil
 }
 
 func (s *Server) handlePutResource(w http.ResponseWriter, r *http.Request) {
