@@ -152,6 +152,11 @@ func TestReleaseRefusals(t *testing.T) {
 		{"runtime key too small", "good", ReleaseRequest{Target: claims(func(c jwt.MapClaims) {
 			c["x-ms-runtime"] = map[string]any{"keys": []any{runtimeJWK("small", &small.PublicKey)}}
 		})}, ErrReleaseRefused, "1024 bits"},
+		{"runtime key exponent over 2^31-1", "good", ReleaseRequest{Target: claims(func(c jwt.MapClaims) {
+			k := runtimeJWK("big-e", &enclaveKey.PublicKey)
+			k["e"] = base64.RawURLEncoding.EncodeToString([]byte{0xff, 0xff, 0xff, 0xff})
+			c["x-ms-runtime"] = map[string]any{"keys": []any{k}}
+		})}, ErrReleaseRefused, "exponent"},
 		{"nonce not the token's", "good", ReleaseRequest{Target: good, Nonce: "other"}, ErrReleaseRefused, "nonce"},
 		{"not exportable", "plain", ReleaseRequest{Target: good}, ErrReleaseRefused, "not exportable"},
 		{"policy but not exportable", "policy-not-exportable", ReleaseRequest{Target: good}, ErrReleaseRefused, "not exportable"},
