@@ -64,7 +64,9 @@
 //
 //	{"tee": "sgx"|"tdx"|"snp",
 //	 "claims": {verified claims, as `cloister verify evidence` prints,
-//	            without report_data (the binding the broker checked)},
+//	            without report_data (the binding the broker checked);
+//	            numbers exact, so SNP's uint64 TCB versions keep their
+//	            low SVNs},
 //	 "resource": {"repository", "type", "tag", "path"}}
 //
 // A resource's own policy, when it has one, governs it; otherwise the

@@ -1,6 +1,7 @@
 package kbs
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -421,9 +422,21 @@ func claimsMap(c *evidence.Claims) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kbs: claims: %w", err)
 	}
+	return decodeClaims(b)
+}
+
+// decodeClaims decodes a claims object with its numbers as json.Number:
+// SEV-SNP's TCB versions are uint64s that a float64 would round (losing
+// the bootloader and TEE SVNs), and a policy must judge the exact value.
+func decodeClaims(b []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := d.Decode(&m); err != nil {
 		return nil, fmt.Errorf("kbs: claims: %w", err)
+	}
+	if m == nil {
+		return nil, errors.New("kbs: claims: not an object")
 	}
 	return m, nil
 }
