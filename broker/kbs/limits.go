@@ -1,6 +1,10 @@
 package kbs
 
-import "time"
+import (
+	"time"
+
+	"github.com/cloister-dev/cloister/kv"
+)
 
 // All caps and default lifetimes of the package live here.
 const (
@@ -11,9 +15,10 @@ const (
 	// is ~5 KiB and a TDX event log tens of KiB, base64-encoded; 1 MiB
 	// is far above any real Attestation.
 	MaxAttestBody = 1 << 20
-	// MaxResourceSize caps a resource value: it must fit one sealed kv
-	// record with room to spare.
-	MaxResourceSize = 256 << 10
+	// MaxResourceSize caps a resource value: the most one sealed kv
+	// record holds (a larger PUT would be read whole and then fail to
+	// store), just under 256 KiB.
+	MaxResourceSize = kv.MaxValueSize
 	// MaxAdminBody caps an admin request body (a resource or a policy).
 	MaxAdminBody = MaxResourceSize + 4<<10
 	// MaxPathSegment caps each of repository, type and tag.
