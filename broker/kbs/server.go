@@ -95,8 +95,11 @@ type Server struct {
 	secure    bool
 	lastSweep time.Time
 	slots     chan struct{} // one per attestation being verified
-	store     atomic.Pointer[kv.Store]
-	reopenMu  sync.Mutex // one reopen at a time
+	// afterResourceRead, when set (by tests only), runs between a release's
+	// resource read and its policy-generation check.
+	afterResourceRead func()
+	store             atomic.Pointer[kv.Store]
+	reopenMu          sync.Mutex // one reopen at a time
 }
 
 // New validates cfg, loads (or creates) the token-signing key from the
@@ -509,6 +512,9 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 			s.log.Error("resource store", "resource", path, "err", err.Error())
 			writeError(w, http.StatusInternalServerError, "Internal", "kbs: reading the resource failed")
 			return
+		}
+		if s.afterResourceRead != nil {
+			s.afterResourceRead()
 		}
 		if s.policies.generation() == gen {
 			break
