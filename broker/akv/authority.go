@@ -155,8 +155,10 @@ func rsaPublic(n, e string) (*rsa.PublicKey, error) {
 	for _, b := range eb {
 		ei = ei<<8 | int(b)
 	}
-	if ei < 3 || ei%2 == 0 {
-		return nil, fmt.Errorf("e: %d is not an RSA public exponent", ei)
+	// crypto/rsa takes exponents up to 2^31-1 only: a larger one would pass
+	// here and fail at encryption (a 500 after the policy held).
+	if ei < 3 || ei%2 == 0 || ei > 1<<31-1 {
+		return nil, fmt.Errorf("e: %d is not an RSA public exponent (odd, 3 to 2^31-1)", ei)
 	}
 	return &rsa.PublicKey{N: new(big.Int).SetBytes(nb), E: ei}, nil
 }

@@ -103,9 +103,14 @@ func (s *keySpec) check() error {
 			s.keyOps = []string{"encrypt", "decrypt", "wrapKey", "unwrapKey"}
 		}
 	}
-	for _, op := range s.keyOps {
+	for i, op := range s.keyOps {
 		if !slices.Contains(keyOperations, op) {
 			return badParam("key_ops: %q is not an operation (want %s)", op, strings.Join(keyOperations, ", "))
+		}
+		// Each operation once: a body of one repeated would make a record
+		// larger than the sealed store holds.
+		if slices.Contains(s.keyOps[:i], op) {
+			return badParam("key_ops: %q is listed twice", op)
 		}
 	}
 	return nil

@@ -8,7 +8,9 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/big"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -152,6 +154,11 @@ func TestReleaseRefusals(t *testing.T) {
 		{"runtime key too small", "good", ReleaseRequest{Target: claims(func(c jwt.MapClaims) {
 			c["x-ms-runtime"] = map[string]any{"keys": []any{runtimeJWK("small", &small.PublicKey)}}
 		})}, ErrReleaseRefused, "1024 bits"},
+		{"runtime key exponent over 2^31-1", "good", ReleaseRequest{Target: claims(func(c jwt.MapClaims) {
+			k := runtimeJWK("big-e", &enclaveKey.PublicKey)
+			k["e"] = base64.RawURLEncoding.EncodeToString([]byte{0xff, 0xff, 0xff, 0xff})
+			c["x-ms-runtime"] = map[string]any{"keys": []any{k}}
+		})}, ErrReleaseRefused, "exponent"},
 		{"nonce not the token's", "good", ReleaseRequest{Target: good, Nonce: "other"}, ErrReleaseRefused, "nonce"},
 		{"not exportable", "plain", ReleaseRequest{Target: good}, ErrReleaseRefused, "not exportable"},
 		{"policy but not exportable", "policy-not-exportable", ReleaseRequest{Target: good}, ErrReleaseRefused, "not exportable"},
@@ -206,6 +213,9 @@ func TestCreateKeyRefuses(t *testing.T) {
 		{"k", CreateKeyRequest{Kty: "EC", KeySize: 256}, "key_size"},
 		{"k", CreateKeyRequest{Kty: "oct", KeySize: 512}, "key_size"},
 		{"k", CreateKeyRequest{Kty: "RSA", KeyOps: []string{"fly"}}, "key_ops"},
+		// A 1 MiB body of one operation repeated would make a record kv
+		// cannot hold (a 500 after the key was generated).
+		{"k", CreateKeyRequest{Kty: "oct", KeyOps: slices.Repeat([]string{"wrapKey"}, 100_000)}, "key_ops"},
 		{"k", CreateKeyRequest{Kty: "RSA", Attributes: &KeyAttributes{Exportable: &yes}}, "needs a release_policy"},
 		{"k", CreateKeyRequest{Kty: "RSA", ReleasePolicy: &ReleasePolicy{Data: "!!"}}, "base64url"},
 		{"k", CreateKeyRequest{Kty: "RSA", ReleasePolicy: &ReleasePolicy{}}, "data is empty"},
@@ -215,7 +225,7 @@ func TestCreateKeyRefuses(t *testing.T) {
 	} {
 		_, err := v.CreateKey(ctx, tc.name, tc.req)
 		if !errors.Is(err, errBadParameter) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("%+v: got %v, want a bad parameter naming %q", tc.req, err, tc.want)
+			t.Errorf("%.300s: got %.300v, want a bad parameter naming %q", fmt.Sprintf("%+v", tc.req), err, tc.want)
 		}
 	}
 	if b.Commits() != before {

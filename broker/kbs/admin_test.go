@@ -1,6 +1,7 @@
 package kbs
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -312,4 +313,28 @@ func TestManagementWriteCrashes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// MaxResourceSize is the limit the admin API states: a resource of exactly
+// that size is stored and released whole (it fits one sealed kv record),
+// one byte more is 413.
+func TestResourceOfMaxSizeIsStoredAndReleased(t *testing.T) {
+	e := newEnv(t)
+	e.setPolicy("", allowTestApp)
+	big := bytes.Repeat([]byte{0x5a}, MaxResourceSize)
+	auth := map[string]string{"Authorization": "Bearer " + e.adminToken(time.Hour)}
+	if code, b, _ := e.do("PUT", Prefix+"/resource/r/t/big", big, auth); code != 200 {
+		t.Fatalf("PUT of %d bytes: %d %s", len(big), code, b)
+	}
+	c := e.client(TeeSGX)
+	c.handshake()
+	code, body := c.get("r/t/big", false)
+	if code != 200 {
+		t.Fatalf("GET: %d %.200s", code, body)
+	}
+	if got := decryptJWE(t, body, c.priv); !bytes.Equal(got, big) {
+		t.Fatalf("released %d bytes, want the %d stored", len(got), len(big))
+	}
+	code, b, _ := e.do("PUT", Prefix+"/resource/r/t/big", append(big, 0), auth)
+	wantError(t, "one byte over", code, b, 413, "PayloadTooLarge")
 }

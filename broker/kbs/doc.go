@@ -64,14 +64,18 @@
 //
 //	{"tee": "sgx"|"tdx"|"snp",
 //	 "claims": {verified claims, as `cloister verify evidence` prints,
-//	            without report_data (the binding the broker checked)},
+//	            without report_data (the binding the broker checked);
+//	            numbers exact, so SNP's uint64 TCB versions keep their
+//	            low SVNs},
 //	 "resource": {"repository", "type", "tag", "path"}}
 //
 // A resource's own policy, when it has one, governs it; otherwise the
 // default policy does; until an administrator sets one, DefaultPolicy
 // (release nothing) does. Policies are pure, so decisions are cached by
 // input and policy generation: every session of one workload shares them,
-// and any policy change drops them all.
+// and any policy change drops them all. A policy change governs every
+// release that completes after its PUT is answered: a request that
+// decided under an older generation decides again before serving.
 //
 // # Refusals
 //

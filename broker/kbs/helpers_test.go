@@ -92,6 +92,38 @@ type env struct {
 	sgx    *sim.Platform
 	tdx    *sim.Platform
 	backnd *kvtest.MemBackend
+	gate   *gateBackend // backnd, with a read that can be held
+}
+
+// gateBackend is a kv backend (the env's MemBackend) whose next Get, once
+// armed, signals entered and waits for release: it holds a request inside
+// its store read, so a test can act at that point without timing.
+type gateBackend struct {
+	kv.Backend
+	mu      sync.Mutex
+	entered chan struct{}
+	release chan struct{}
+}
+
+// arm makes the next Get block; it returns the channel closed when that
+// Get is reached and the one the test closes to let it go on.
+func (g *gateBackend) arm() (entered, release chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.entered, g.release = make(chan struct{}), make(chan struct{})
+	return g.entered, g.release
+}
+
+func (g *gateBackend) Get(ctx context.Context, key []byte) ([]byte, bool, error) {
+	g.mu.Lock()
+	entered, release := g.entered, g.release
+	g.entered, g.release = nil, nil
+	g.mu.Unlock()
+	if entered != nil {
+		close(entered)
+		<-release
+	}
+	return g.Backend.Get(ctx, key)
 }
 
 type envOpt func(*Config)
@@ -104,6 +136,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 	pki := testPKI(t)
 	c := &clock{t: testStart}
 	e := &env{t: t, clock: c, pki: pki, backnd: kvtest.NewMemBackend()}
+	e.gate = &gateBackend{Backend: e.backnd}
 	var err error
 	if e.sgx, err = sim.NewPlatform(pki, tee.KindSimSGX, testApp, nil); err != nil {
 		t.Fatal(err)
@@ -116,7 +149,7 @@ func newEnv(t testing.TB, opts ...envOpt) *env {
 		t.Fatal(err)
 	}
 	open := func(ctx context.Context) (*kv.Store, error) {
-		return kv.Open(ctx, e.backnd, "broker/kbs", kv.Options{Sealer: tee.NewSealer(brokerPlat), Policy: seal.PolicySigner, Create: true})
+		return kv.Open(ctx, e.gate, "broker/kbs", kv.Options{Sealer: tee.NewSealer(brokerPlat), Policy: seal.PolicySigner, Create: true})
 	}
 	var bundles []*pcs.Bundle
 	for _, tdx := range []bool{false, true} {

@@ -1,6 +1,10 @@
 package kbs
 
-import "time"
+import (
+	"time"
+
+	"github.com/cloister-dev/cloister/kv"
+)
 
 // All caps and default lifetimes of the package live here.
 const (
@@ -11,9 +15,10 @@ const (
 	// is ~5 KiB and a TDX event log tens of KiB, base64-encoded; 1 MiB
 	// is far above any real Attestation.
 	MaxAttestBody = 1 << 20
-	// MaxResourceSize caps a resource value: it must fit one sealed kv
-	// record with room to spare.
-	MaxResourceSize = 256 << 10
+	// MaxResourceSize caps a resource value: the most one sealed kv
+	// record holds (a larger PUT would be read whole and then fail to
+	// store), just under 256 KiB.
+	MaxResourceSize = kv.MaxValueSize
 	// MaxAdminBody caps an admin request body (a resource or a policy).
 	MaxAdminBody = MaxResourceSize + 4<<10
 	// MaxPathSegment caps each of repository, type and tag.
@@ -25,6 +30,11 @@ const (
 	// maxDecisions caps the cached policy decisions; when full the cache
 	// starts again empty.
 	maxDecisions = 1 << 16
+	// maxPolicyRechecks bounds how often a resource request decides again
+	// because a policy change landed while it was being served; past it
+	// the request is answered 503 (policies changing that fast are an
+	// administrator's loop, not a state to serve secrets in).
+	maxPolicyRechecks = 4
 	// MaxTokenSize caps a bearer token read from Authorization.
 	MaxTokenSize = 64 << 10
 

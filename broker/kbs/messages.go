@@ -264,11 +264,13 @@ func (k *TeePubKey) Parse() (any, error) {
 		if len(e) == 0 || len(e) > 4 {
 			return nil, errors.New("kbs: tee-pubkey: RSA exponent e must be 1 to 4 bytes")
 		}
-		ee := int(new(big.Int).SetBytes(e).Int64())
-		if ee < 3 || ee%2 == 0 {
-			return nil, fmt.Errorf("kbs: tee-pubkey: RSA exponent %d, want an odd exponent of at least 3", ee)
+		ee := new(big.Int).SetBytes(e).Int64()
+		// crypto/rsa encrypts to exponents up to 2^31-1 only: a larger one
+		// would be attested and tokenised, then fail every release.
+		if ee < 3 || ee%2 == 0 || ee > 1<<31-1 {
+			return nil, fmt.Errorf("kbs: tee-pubkey: RSA exponent %d, want an odd exponent from 3 to 2^31-1", ee)
 		}
-		return &rsa.PublicKey{N: nn, E: ee}, nil
+		return &rsa.PublicKey{N: nn, E: int(ee)}, nil
 	case "":
 		return nil, errors.New("kbs: tee-pubkey: no kty")
 	}

@@ -127,6 +127,13 @@ allow := true`)
 			pub := TeePubKey{Kty: "RSA", Alg: AlgRSAOAEP256, N: base64.RawURLEncoding.EncodeToString(k.N.Bytes()), E: "AQAB"}
 			return attestationJSON(RuntimeData{Nonce: c.nonce, TeePubKey: pub}, map[string]any{"quote": "AAAA"}, "")
 		}, 400, "SerdeError"},
+		{"RSA exponent over 2^31-1 (no RSA-OAEP to it)", TeeSGX, func(c *client) []byte {
+			// Properly bound by the evidence: the refusal must be the key's,
+			// not a token whose every resource request then fails.
+			_, k := newRSAKey(t)
+			k.E = base64.RawURLEncoding.EncodeToString([]byte{0xff, 0xff, 0xff, 0xff})
+			return c.attestation(RuntimeData{Nonce: c.nonce, TeePubKey: k}, c.plat)
+		}, 400, "SerdeError"},
 		{"tee-pubkey with an extra member", TeeSGX, func(c *client) []byte {
 			b := string(c.attestation(RuntimeData{Nonce: c.nonce, TeePubKey: c.pub}, c.plat))
 			return []byte(strings.Replace(b, `"kty":"EC"`, `"kty":"EC","use":"enc"`, 1))

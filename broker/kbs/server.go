@@ -1,6 +1,7 @@
 package kbs
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -94,8 +95,11 @@ type Server struct {
 	secure    bool
 	lastSweep time.Time
 	slots     chan struct{} // one per attestation being verified
-	store     atomic.Pointer[kv.Store]
-	reopenMu  sync.Mutex // one reopen at a time
+	// afterResourceRead, when set (by tests only), runs between a release's
+	// resource read and its policy-generation check.
+	afterResourceRead func()
+	store             atomic.Pointer[kv.Store]
+	reopenMu          sync.Mutex // one reopen at a time
 }
 
 // New validates cfg, loads (or creates) the token-signing key from the
@@ -421,9 +425,21 @@ func claimsMap(c *evidence.Claims) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kbs: claims: %w", err)
 	}
+	return decodeClaims(b)
+}
+
+// decodeClaims decodes a claims object with its numbers as json.Number:
+// SEV-SNP's TCB versions are uint64s that a float64 would round (losing
+// the bootloader and TEE SVNs), and a policy must judge the exact value.
+func decodeClaims(b []byte) (map[string]any, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	d.UseNumber()
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
+	if err := d.Decode(&m); err != nil {
 		return nil, fmt.Errorf("kbs: claims: %w", err)
+	}
+	if m == nil {
+		return nil, errors.New("kbs: claims: not an object")
 	}
 	return m, nil
 }
@@ -469,27 +485,45 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, typ, err.Error())
 		return
 	}
-	allow, err := s.decide(r.Context(), g, path)
-	if err != nil {
-		s.log.Error("policy evaluation failed", "resource", path, "err", err.Error())
-		writeError(w, http.StatusInternalServerError, "PolicyEngine", "kbs: evaluating the policy of "+path+" failed; nothing is released")
-		return
-	}
-	if !allow {
-		writeError(w, http.StatusForbidden, "PolicyDeny", "kbs: the resource policy of "+path+" denies this attester")
-		return
-	}
-	st := s.st()
-	val, err := st.Get(r.Context(), resourcePrefix+path)
-	if errors.Is(err, kv.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "ResourceNotFound", "kbs: no resource "+path)
-		return
-	}
-	if err != nil {
-		s.storeFailed(st, err)
-		s.log.Error("resource store", "resource", path, "err", err.Error())
-		writeError(w, http.StatusInternalServerError, "Internal", "kbs: reading the resource failed")
-		return
+	// The decision and the read are redone when a policy change lands in
+	// between: a change whose PUT has returned governs every release that
+	// completes after it, so the generation the decision was made under
+	// must still be current once the value is in hand.
+	var val []byte
+	for attempt := 0; ; attempt++ {
+		allow, gen, err := s.decide(r.Context(), g, path)
+		if err != nil {
+			s.log.Error("policy evaluation failed", "resource", path, "err", err.Error())
+			writeError(w, http.StatusInternalServerError, "PolicyEngine", "kbs: evaluating the policy of "+path+" failed; nothing is released")
+			return
+		}
+		if !allow {
+			writeError(w, http.StatusForbidden, "PolicyDeny", "kbs: the resource policy of "+path+" denies this attester")
+			return
+		}
+		st := s.st()
+		val, err = st.Get(r.Context(), resourcePrefix+path)
+		if errors.Is(err, kv.ErrNotFound) {
+			writeError(w, http.StatusNotFound, "ResourceNotFound", "kbs: no resource "+path)
+			return
+		}
+		if err != nil {
+			s.storeFailed(st, err)
+			s.log.Error("resource store", "resource", path, "err", err.Error())
+			writeError(w, http.StatusInternalServerError, "Internal", "kbs: reading the resource failed")
+			return
+		}
+		if s.afterResourceRead != nil {
+			s.afterResourceRead()
+		}
+		if s.policies.generation() == gen {
+			break
+		}
+		if attempt+1 >= maxPolicyRechecks {
+			w.Header().Set("Retry-After", "1")
+			writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "kbs: the policies changed during every attempt to release "+path+"; retry shortly")
+			return
+		}
 	}
 	resp, err := Encrypt(s.cfg.Rand, g.teeKey, val)
 	if err != nil {
@@ -500,15 +534,15 @@ func (s *Server) handleGetResource(w http.ResponseWriter, r *http.Request) {
 }
 
 // decide evaluates the policy governing path for g, once per policy
-// generation.
-func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, error) {
+// generation, and returns the generation the decision belongs to.
+func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, uint64, error) {
 	pol, gen, err := s.policies.forPath(ctx, path)
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	k := decisionKey{input: g.input, path: path, gen: gen}
 	if allow, ok := s.decisions.get(k); ok {
-		return allow, nil
+		return allow, gen, nil
 	}
 	repo, rest, _ := strings.Cut(path, "/")
 	typ, tag, _ := strings.Cut(rest, "/")
@@ -517,10 +551,10 @@ func (s *Server) decide(ctx context.Context, g *grant, path string) (bool, error
 		"resource": map[string]any{"repository": repo, "type": typ, "tag": tag, "path": path},
 	})
 	if err != nil {
-		return false, err
+		return false, 0, err
 	}
 	s.decisions.put(k, res.Allow)
-	return res.Allow, nil
+	return res.Allow, gen, nil
 }
 
 func (s *Server) handlePutResource(w http.ResponseWriter, r *http.Request) {

@@ -74,6 +74,15 @@ func (p *policies) reset() {
 	p.mu.Unlock()
 }
 
+// generation is the current policy generation: it moves on every change
+// (set, reset), so a decision made under generation g still holds if
+// generation() is g.
+func (p *policies) generation() uint64 {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.gen
+}
+
 // forPath returns the policy that governs path (its own, else the
 // default, else DefaultPolicy) and the generation it belongs to.
 func (p *policies) forPath(ctx context.Context, path string) (*rego.Policy, uint64, error) {

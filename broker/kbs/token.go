@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -112,10 +113,16 @@ func (s *signer) check(token, iss string, now time.Time) (*grant, error) {
 		return nil, fmt.Errorf("kbs: bearer %w", err)
 	}
 	tee, _ := mc["tee"].(string)
-	claims, _ := mc["evidence"].(map[string]any)
 	raw, err := json.Marshal(mc["tee-pubkey"])
-	if err != nil || tee == "" || claims == nil {
+	if err != nil || tee == "" || mc["evidence"] == nil {
 		return nil, errors.New("kbs: bearer token: missing tee, tee-pubkey or evidence claims")
+	}
+	// The evidence claims are read again from the (now verified) payload
+	// with exact numbers: the parser's float64s round SNP's uint64 TCB
+	// versions, and policies must see what the session saw.
+	claims, err := evidenceClaims(token)
+	if err != nil {
+		return nil, err
 	}
 	var k TeePubKey
 	if err := jsonv2.Unmarshal(raw, &k, jsonv2.RejectUnknownMembers(true)); err != nil {
@@ -126,4 +133,28 @@ func (s *signer) check(token, iss string, now time.Time) (*grant, error) {
 		return nil, fmt.Errorf("kbs: bearer token: %w", err)
 	}
 	return newGrant(tee, claims, pub)
+}
+
+// evidenceClaims returns the "evidence" claim of a token whose signature
+// was verified, numbers as json.Number.
+func evidenceClaims(token string) (map[string]any, error) {
+	parts := strings.Split(strings.TrimSpace(token), ".")
+	if len(parts) != 3 {
+		return nil, errors.New("kbs: bearer token: not a compact JWS")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("kbs: bearer token: payload: %w", err)
+	}
+	var p struct {
+		Evidence json.RawMessage `json:"evidence"`
+	}
+	if err := json.Unmarshal(payload, &p); err != nil {
+		return nil, fmt.Errorf("kbs: bearer token: payload: %w", err)
+	}
+	claims, err := decodeClaims(p.Evidence)
+	if err != nil {
+		return nil, fmt.Errorf("kbs: bearer token: evidence: %w", err)
+	}
+	return claims, nil
 }
