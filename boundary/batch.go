@@ -57,7 +57,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}()
 		defer c.catchFault(debug.SetPanicOnFault(true), &n, &err)
 	}
-	ch, err := c.begin(ctx)
+	ch, err := c.begin(ctx, true)
 	if err != nil {
 		err = fmt.Errorf("boundary: batch: %w", err)
 		for i := range calls {
@@ -65,7 +65,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}
 		return err
 	}
-	defer c.end(ch)
+	defer c.end(ch, true)
 
 	// Ids base .. base+len-1 are reserved for this batch, one per index, so
 	// a response's id maps to its call without a table.

@@ -3,6 +3,7 @@ package boundary
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -13,9 +14,13 @@ import (
 
 // Client is the enclave side: it sends requests on the request rings and
 // reads responses from the response rings, treating everything the host
-// writes as hostile. It is safe for concurrent use: each call takes one
-// channel (round-robin, first free), so up to Config.Channels calls proceed
-// at once with no lock shared between channels.
+// writes as hostile. It is safe for concurrent use: each call takes one of
+// the MaxPendingPerChannel slots of a channel (round-robin, first with a
+// free slot), sends its request and waits for its reply by correlation id,
+// so calls in flight on a channel do not hold it for one another: one
+// goroutine at a time reads the channel's response ring (the reader) and
+// hands each reply to the caller whose id it carries, while the others
+// wait selecting on their reply, their context and the reader's token.
 //
 // Hostile-host contract: capacities and offsets come from the Region
 // (fixed at Attach from the expected Config); the host's indices are read
@@ -37,8 +42,12 @@ type Client struct {
 	rr      atomic.Uint32
 	closed  atomic.Bool
 	faulted atomic.Bool // the mapping faulted (unsealed region truncated)
-	ctr     counters
-	spin    *spinner // one spinner among all the client's waiters
+	// faultCh is closed at the first fault: a call waiting for a reader
+	// that faulted while handing over its reply stops waiting.
+	faultCh   chan struct{}
+	faultOnce sync.Once
+	ctr       counters
+	spin      *spinner // one spinner among all the client's waiters
 
 	done      chan struct{} // closed by Close: queued callers stop waiting
 	closeOnce sync.Once
@@ -47,10 +56,19 @@ type Client struct {
 // clientChan is one channel's enclave-side state. Everything here is
 // private memory except the words the pointers refer to.
 type clientChan struct {
-	// sem holds one token while the channel is free; a call takes it for
-	// its whole Call or Batch. A channel (not a mutex) so that a queued
-	// caller can give up when its context ends or the client closes.
-	sem chan struct{}
+	// slots holds MaxPendingPerChannel tokens: a Call takes one for its
+	// whole life, a Batch (and Close) all of them, so a Batch has the
+	// channel to itself. sendTok guards the request side (tail, seenHead,
+	// nextID), rd the response side (head, seenTail): its holder is the
+	// channel's reader. Channels, not mutexes, so that a queued caller can
+	// give up when its context ends or the client closes. mu guards
+	// waiters, the abandoned list and nextID's writes.
+	slots   chan struct{}
+	excl    chan struct{} // one token: exclusive takers queue here first, so two never split the slots
+	sendTok chan struct{}
+	rd      chan struct{}
+	mu      sync.Mutex
+	waiters map[uint64]*waiter
 
 	req, resp ring.Ring
 	reqTailW  *uint64 // published by us
@@ -84,11 +102,20 @@ func NewClient(r *Region, t *Table) (*Client, error) {
 	if err := t.checkRings(r.cfg); err != nil {
 		return nil, fmt.Errorf("boundary: new client: %w", err)
 	}
-	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait), done: make(chan struct{}), spin: newSpinner()}
+	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait), done: make(chan struct{}), faultCh: make(chan struct{}), spin: newSpinner()}
 	for i, l := range r.lay.ch {
 		ch := &c.chans[i]
-		ch.sem = make(chan struct{}, 1)
-		ch.sem <- struct{}{}
+		ch.slots = make(chan struct{}, MaxPendingPerChannel)
+		for range MaxPendingPerChannel {
+			ch.slots <- struct{}{}
+		}
+		ch.sendTok = make(chan struct{}, 1)
+		ch.sendTok <- struct{}{}
+		ch.excl = make(chan struct{}, 1)
+		ch.excl <- struct{}{}
+		ch.rd = make(chan struct{}, 1)
+		ch.rd <- struct{}{}
+		ch.waiters = make(map[uint64]*waiter)
 		var err error
 		if ch.req, err = ring.New(r.mem[l.reqData : l.reqData+r.lay.reqSize]); err != nil {
 			return nil, fmt.Errorf("boundary: new client: %w", err)
@@ -123,58 +150,136 @@ func (c *Client) Close() error {
 			}
 			c.region.leave()
 		}
-		// Take every channel and never give it back.
+		// Take every slot of every channel and never give them back.
 		for i := range c.chans {
-			<-c.chans[i].sem
+			for range MaxPendingPerChannel {
+				<-c.chans[i].slots
+			}
 		}
 	})
 	return nil
 }
 
-// acquire returns a channel the caller now holds (release it with
-// ch.release): the first free one starting round-robin, or, if all are
-// busy, the starting one once it is free. It gives up when ctx ends or the
-// client closes. It resynchronises the channel first if the host broke it.
-func (c *Client) acquire(ctx context.Context) (*clientChan, error) {
+// acquire returns a channel on which the caller now holds one slot, or
+// (exclusive, for Batch) every slot; release them with ch.release. It takes
+// the first channel with a free slot starting round-robin, or, if none has
+// one (or exclusive), waits on the starting one. It gives up when ctx ends
+// or the client closes. It resynchronises the channel first if the host
+// broke it.
+func (c *Client) acquire(ctx context.Context, exclusive bool) (*clientChan, error) {
 	n := uint32(len(c.chans))
 	start := c.rr.Add(1) % n
 	var ch *clientChan
-	for i := range n {
-		cand := &c.chans[(start+i)%n]
-		select {
-		case <-cand.sem:
-			ch = cand
-		default:
-			continue
+	taken := 0
+	if !exclusive {
+		for i := range n {
+			cand := &c.chans[(start+i)%n]
+			select {
+			case <-cand.slots:
+				ch, taken = cand, 1
+			default:
+				continue
+			}
+			break
 		}
-		break
 	}
 	if ch == nil {
 		ch = &c.chans[start]
+	}
+	want := 1
+	if exclusive {
+		want = MaxPendingPerChannel
 		select {
-		case <-ch.sem:
+		case <-ch.excl:
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		case <-c.done:
 			return nil, ErrClosed
 		}
+		defer func() { ch.excl <- struct{}{} }()
+	}
+	for ; taken < want; taken++ {
+		select {
+		case <-ch.slots:
+		case <-ctx.Done():
+			ch.release(taken)
+			return nil, ctx.Err()
+		case <-c.done:
+			ch.release(taken)
+			return nil, ErrClosed
+		}
 	}
 	// Re-check under the channel: Close may have run while we queued.
 	if c.closed.Load() {
-		ch.release()
+		ch.release(want)
 		return nil, ErrClosed
 	}
-	if ch.resync {
-		if err := c.resync(ch); err != nil {
-			ch.release()
-			return nil, err
-		}
+	if err := c.resyncIfBroken(ctx, ch, exclusive); err != nil {
+		ch.release(want)
+		return nil, err
 	}
 	return ch, nil
 }
 
-// release gives the channel back.
-func (ch *clientChan) release() { ch.sem <- struct{}{} }
+// resyncIfBroken resynchronises ch if the host broke it, once no call is in
+// flight on it. A call that finds calls of others still in flight (they are
+// being failed by the reader) fails with ErrBadIndex instead of waiting.
+func (c *Client) resyncIfBroken(ctx context.Context, ch *clientChan, exclusive bool) error {
+	ch.mu.Lock()
+	broken := ch.resync
+	ch.mu.Unlock()
+	if !broken {
+		return nil
+	}
+	if !exclusive {
+		if !ch.takeTokens(ctx, c.done) {
+			return fmt.Errorf("%w: channel being resynchronised", ErrBadIndex)
+		}
+		defer ch.giveTokens()
+	}
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if !ch.resync {
+		return nil
+	}
+	if len(ch.waiters) != 0 {
+		return fmt.Errorf("%w: channel being resynchronised", ErrBadIndex)
+	}
+	return c.resync(ch)
+}
+
+// takeTokens takes the send token and the reader token (in that order,
+// always), giving up when ctx ends or done closes.
+func (ch *clientChan) takeTokens(ctx context.Context, done <-chan struct{}) bool {
+	select {
+	case <-ch.sendTok:
+	case <-ctx.Done():
+		return false
+	case <-done:
+		return false
+	}
+	select {
+	case <-ch.rd:
+		return true
+	case <-ctx.Done():
+	case <-done:
+	}
+	ch.sendTok <- struct{}{}
+	return false
+}
+
+// giveTokens gives back what takeTokens took.
+func (ch *clientChan) giveTokens() {
+	ch.rd <- struct{}{}
+	ch.sendTok <- struct{}{}
+}
+
+// release gives n slots back.
+func (ch *clientChan) release(n int) {
+	for range n {
+		ch.slots <- struct{}{}
+	}
+}
 
 // resync re-establishes a channel after the host published an index the
 // client rejected: both rings are taken as empty at the host's current
@@ -204,18 +309,28 @@ func (c *Client) resync(ch *clientChan) error {
 // longer hold them (a hostile host may overwrite them). Called before
 // sleeping, so a host that stopped scribbling sees consistent indices again.
 func (ch *clientChan) restore() {
+	ch.restoreReq()
+	ch.restoreResp()
+}
+
+// restoreReq is restore's request side (the send token's holder's part).
+func (ch *clientChan) restoreReq() {
 	if atomic.LoadUint64(ch.reqTailW) != ch.tail {
 		atomic.StoreUint64(ch.reqTailW, ch.tail)
 	}
+}
+
+// restoreResp is restore's response side (the reader's part).
+func (ch *clientChan) restoreResp() {
 	if atomic.LoadUint64(ch.respHeadW) != ch.head {
 		atomic.StoreUint64(ch.respHeadW, ch.head)
 	}
 }
 
 // begin is the common entry of Call and Batch: it checks the client and
-// ctx, enters the region and takes a channel. On success the caller must
-// call c.end(ch).
-func (c *Client) begin(ctx context.Context) (*clientChan, error) {
+// ctx, enters the region and takes a slot of a channel (every slot if
+// exclusive). On success the caller must call c.end(ch, exclusive).
+func (c *Client) begin(ctx context.Context, exclusive bool) (*clientChan, error) {
 	if c.closed.Load() {
 		return nil, ErrClosed
 	}
@@ -228,7 +343,7 @@ func (c *Client) begin(ctx context.Context) (*clientChan, error) {
 	if err := c.region.enter(); err != nil {
 		return nil, err
 	}
-	ch, err := c.acquire(ctx)
+	ch, err := c.acquire(ctx, exclusive)
 	if err != nil {
 		c.region.leave()
 		return nil, err
@@ -237,8 +352,12 @@ func (c *Client) begin(ctx context.Context) (*clientChan, error) {
 }
 
 // end releases what begin took.
-func (c *Client) end(ch *clientChan) {
-	ch.release()
+func (c *Client) end(ch *clientChan, exclusive bool) {
+	if exclusive {
+		ch.release(MaxPendingPerChannel)
+	} else {
+		ch.release(1)
+	}
 	c.region.leave()
 }
 
@@ -262,22 +381,70 @@ func (c *Client) Call(ctx context.Context, call uint32, req, resp []byte) (n int
 	if len(req) > spec.MaxRequest {
 		return 0, fmt.Errorf("boundary: call %s: %w: %d bytes, bound %d", spec.Name, ErrRequestTooLarge, len(req), spec.MaxRequest)
 	}
-	ch, err := c.begin(ctx)
+	ch, err := c.begin(ctx, false)
 	if err != nil {
 		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, err)
 	}
-	defer c.end(ch)
-	id, woke, err := c.send(ctx, ch, &spec, req)
+	defer c.end(ch, false)
+	select {
+	case <-ch.sendTok:
+	case <-ctx.Done():
+		return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, ctx.Err())
+	case <-c.done:
+		return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, ErrClosed)
+	}
+	w := waiters.Get().(*waiter)
+	w.spec, w.resp = spec, resp
+	id, woke, err := c.sendHolding(ctx, ch, &spec, req, w)
 	if err != nil {
+		w.put()
 		return 0, err
 	}
-	return c.await(ctx, ch, &spec, id, woke, resp)
+	n, err = c.await(ctx, ch, w, id, woke)
+	w.put()
+	return n, err
+}
+
+// sendHolding is send with ch.sendTok held, given back even if touching
+// the region faults.
+func (c *Client) sendHolding(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte, w *waiter) (uint64, bool, error) {
+	defer func() { ch.sendTok <- struct{}{} }()
+	return c.send(ctx, ch, spec, req, w)
+}
+
+// waiter is one Call waiting for its reply on a channel, registered in
+// ch.waiters under its id. The reader that takes its reply out of the map
+// (under ch.mu) owns it until it sends on done; the waiter touches it only
+// after receiving from done or after taking it out of the map itself.
+type waiter struct {
+	spec CallSpec
+	resp []byte
+	n    int
+	err  error
+	done chan struct{} // buffered 1: the reader's "answered"
+	lost bool          // given up without its answer: not returned to the pool
+}
+
+// waiters recycles waiters, so a Call does not allocate.
+var waiters = sync.Pool{New: func() any { return &waiter{done: make(chan struct{}, 1)} }}
+
+// put returns w to the pool; its done is empty again (answered ones were
+// received from).
+func (w *waiter) put() {
+	if w.lost {
+		return
+	}
+	w.spec, w.resp, w.n, w.err = CallSpec{}, nil, 0, nil
+	waiters.Put(w)
 }
 
 // send appends one request frame and publishes it. The request tail is
 // published only after the frame bytes are written (ring.Write returns).
 // It reports whether the server slept and had to be woken.
-func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte) (uint64, bool, error) {
+//
+// The caller holds ch.sendTok. w is registered under the request's id
+// before the request is published, so its reply always finds it.
+func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte, w *waiter) (uint64, bool, error) {
 	id := ch.nextID
 	var sw spinWait
 	defer sw.stop()
@@ -285,13 +452,16 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 		head, ok := ch.loadReqHead() // read once per step
 		if !ok {
 			c.ctr.badIndex.Add(1)
-			ch.resync = true
+			ch.markBroken()
 			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
 		}
 		tail, err := ch.req.Write(head, ch.tail, ring.Header{Call: spec.ID, ID: id}, req)
 		switch err {
 		case nil:
+			ch.mu.Lock()
+			ch.waiters[id] = w
 			ch.nextID++
+			ch.mu.Unlock()
 			ch.tail = tail
 			atomic.StoreUint64(ch.reqTailW, tail)
 			return id, c.server.wake(waitIdle, &c.ctr), nil
@@ -305,7 +475,7 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 			}
 		case ring.ErrIndex:
 			c.ctr.badIndex.Add(1)
-			ch.resync = true
+			ch.markBroken()
 			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
 		default:
 			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
@@ -319,7 +489,7 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 		if err := c.stopped(ctx); err != nil {
 			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
 		}
-		ch.restore()
+		ch.restoreReq()
 		s := ch.wait.prepare(1)
 		if atomic.LoadUint64(ch.reqHeadW) != head {
 			ch.wait.cancel()
@@ -373,6 +543,7 @@ func (c *Client) catchFault(old bool, n *int, err *error) {
 		panic(r)
 	}
 	c.faulted.Store(true)
+	c.faultOnce.Do(func() { close(c.faultCh) })
 	*n = 0
 	*err = fmt.Errorf("boundary: call: %w at %#x", ErrRegionFault, fault.Addr())
 }
@@ -393,19 +564,102 @@ func (c *Client) publishHead(ch *clientChan) {
 	c.server.wake(waitSpace, &c.ctr)
 }
 
-// await reads responses on ch until the one for id arrives or the call
-// fails. Frames for abandoned ids are dropped on the way. peerAsleep: the
-// request had to wake the server, so spinning for the answer is futile.
-func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id uint64, peerAsleep bool, resp []byte) (int, error) {
+// markBroken asks for the channel to be resynchronised once no call is in
+// flight on it.
+func (ch *clientChan) markBroken() {
+	ch.mu.Lock()
+	ch.resync = true
+	ch.mu.Unlock()
+}
+
+// await waits for w's reply (request id): it selects on the reply, its
+// context, the client's close and the channel's reader token; with the
+// token it is the reader until its own reply comes or it gives up. If ctx
+// ends first the call is abandoned: its late reply is dropped, and a
+// cancel frame tells the host. peerAsleep: the request had to wake the
+// server, so spinning for the answer is futile.
+func (c *Client) await(ctx context.Context, ch *clientChan, w *waiter, id uint64, peerAsleep bool) (int, error) {
+	for {
+		select {
+		case <-w.done:
+			return w.n, w.err
+		case <-ch.rd:
+			mine, err := c.readHolding(ctx, ch, w, id, peerAsleep)
+			if mine {
+				<-w.done
+				return w.n, w.err
+			}
+			if err != nil {
+				return 0, c.giveUp(ch, w, id, err)
+			}
+		case <-ctx.Done():
+			return 0, c.giveUp(ch, w, id, ctx.Err())
+		case <-c.done:
+			return 0, c.giveUp(ch, w, id, ErrClosed)
+		case <-c.faultCh:
+			return 0, c.giveUp(ch, w, id, ErrRegionFault)
+		}
+	}
+}
+
+// readHolding is read with ch.rd held, given back even if touching the
+// region faults.
+func (c *Client) readHolding(ctx context.Context, ch *clientChan, w *waiter, id uint64, peerAsleep bool) (bool, error) {
+	defer func() { ch.rd <- struct{}{} }()
+	if len(w.done) != 0 { // an earlier reader answered it
+		return true, nil
+	}
+	return c.read(ctx, ch, w, id, peerAsleep)
+}
+
+// giveUp abandons w's call with cause, unless a reader already took its
+// reply out of the map: then the reply is being delivered (no host
+// involved) and is returned instead.
+func (c *Client) giveUp(ch *clientChan, w *waiter, id uint64, cause error) error {
+	ch.mu.Lock()
+	_, waiting := ch.waiters[id]
+	if waiting {
+		delete(ch.waiters, id)
+		ch.abandon(id)
+	}
+	ch.mu.Unlock()
+	if !waiting {
+		select {
+		case <-w.done:
+			return w.err
+		case <-c.faultCh: // the reader faulted while handing it over
+			w.lost = true // never reused: a reader might still answer it
+			return fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, ErrRegionFault)
+		}
+	}
+	if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, ErrClosed) {
+		select { // best effort: never wait for the send side
+		case <-ch.sendTok:
+			c.sendCancel(ch, id)
+			ch.sendTok <- struct{}{}
+		default:
+		}
+	}
+	return fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, cause)
+}
+
+// read is the reader's loop (the caller holds ch.rd): it hands every reply
+// it finds to its waiter, until w's own reply is handed over (mine) or w
+// should stop waiting (err, its context or the client's close). A frame
+// that breaks the ring fails every waiting call of the channel with the
+// named error and marks the channel for resynchronisation; a reply with an
+// id no call waits for (unknown, duplicate) fails only the reader's own
+// call; neither is ever handed to another caller.
+func (c *Client) read(ctx context.Context, ch *clientChan, w *waiter, id uint64, peerAsleep bool) (mine bool, err error) {
 	sw := c.spin.begin(peerAsleep)
 	defer sw.stop()
 	for {
 		tail, ok := ch.loadRespTail() // read once per step
-		f, err := ring.Frame{}, ring.ErrIndex
+		f, ferr := ring.Frame{}, ring.ErrIndex
 		if ok {
-			f, err = ch.resp.Next(ch.head, tail, MaxFramePayload)
+			f, ferr = ch.resp.Next(ch.head, tail, MaxFramePayload)
 		}
-		switch err {
+		switch ferr {
 		case nil:
 		case ring.ErrEmpty:
 			if f.Next != ch.head { // consumed padding
@@ -416,11 +670,12 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 				continue
 			}
 			if err := c.stopped(ctx); err != nil {
-				ch.abandon(id)
-				c.sendCancel(ch, id)
-				return 0, fmt.Errorf("boundary: call %s: await response: %w", spec.Name, err)
+				return false, err
 			}
-			ch.restore()
+			if len(w.done) != 0 { // answered by an earlier reader
+				return true, nil
+			}
+			ch.restoreResp()
 			s := ch.wait.prepare(1)
 			if atomic.LoadUint64(ch.respTailW) != tail {
 				ch.wait.cancel()
@@ -431,39 +686,73 @@ func (c *Client) await(ctx context.Context, ch *clientChan, spec *CallSpec, id u
 			continue
 		case ring.ErrIndex:
 			c.ctr.badIndex.Add(1)
-			ch.abandon(id)
-			ch.resync = true
-			return 0, fmt.Errorf("boundary: call %s: await response: %w: response head %d, tail %d", spec.Name, ErrBadIndex, ch.head, tail)
+			return c.failAll(ch, w, fmt.Errorf("%w: response head %d, tail %d", ErrBadIndex, ch.head, tail))
 		default: // ring.ErrFrame
 			// The ring cannot be parsed past this frame: drop everything
-			// up to the tail (validated by Next) and fail this call.
+			// up to the tail (validated by Next) and fail the calls.
 			c.ctr.malformed.Add(1)
 			ch.head = tail
 			c.publishHead(ch)
-			ch.abandon(id)
-			return 0, fmt.Errorf("boundary: call %s: await response: %w at %d", spec.Name, ErrMalformedFrame, ch.head)
+			return c.failAll(ch, w, fmt.Errorf("%w at %d", ErrMalformedFrame, ch.head))
 		}
 		ch.head = f.Next
-		if f.ID == id {
-			sw.done()
-			n, err := c.deliver(ch, spec, f, resp)
+		ch.mu.Lock()
+		to, waiting := ch.waiters[f.ID]
+		if waiting {
+			delete(ch.waiters, f.ID)
+		}
+		stale := !waiting && ch.forget(f.ID)
+		next := ch.nextID
+		ch.mu.Unlock()
+		if waiting {
+			if f.ID == id {
+				sw.done()
+			}
+			to.n, to.err = c.deliver(ch, &to.spec, f, to.resp)
 			c.publishHead(ch) // after deliver copied the payload out
 			c.ctr.calls.Add(1)
-			return n, err
+			to.done <- struct{}{}
+			if f.ID == id {
+				return true, nil
+			}
+			continue
 		}
 		c.publishHead(ch) // nothing copied: the frame is dropped
-		if ch.forget(f.ID) {
+		if stale {
 			c.ctr.stale.Add(1)
 			continue
 		}
-		ch.abandon(id)
-		if f.ID != 0 && f.ID < ch.nextID {
+		if f.ID != 0 && f.ID < next {
 			c.ctr.duplicateIDs.Add(1)
-			return 0, fmt.Errorf("boundary: call %s: await response: %w: %d (waiting for %d)", spec.Name, ErrDuplicateID, f.ID, id)
+			return false, fmt.Errorf("%w: %d (waiting for %d)", ErrDuplicateID, f.ID, id)
 		}
 		c.ctr.unknownIDs.Add(1)
-		return 0, fmt.Errorf("boundary: call %s: await response: %w: %d (waiting for %d)", spec.Name, ErrUnknownID, f.ID, id)
+		return false, fmt.Errorf("%w: %d (waiting for %d)", ErrUnknownID, f.ID, id)
 	}
+}
+
+// failAll fails every call waiting on ch with err (the response ring can no
+// longer be trusted) and marks the channel for resynchronisation; w's own
+// call is among them.
+func (c *Client) failAll(ch *clientChan, w *waiter, err error) (bool, error) {
+	ch.mu.Lock()
+	ch.resync = true
+	var others []*waiter
+	for wid, o := range ch.waiters {
+		delete(ch.waiters, wid)
+		ch.abandon(wid)
+		if o != w {
+			others = append(others, o)
+		}
+	}
+	ch.mu.Unlock()
+	for _, o := range others {
+		o.n, o.err = 0, fmt.Errorf("boundary: call %s: await response: %w", o.spec.Name, err)
+		o.done <- struct{}{}
+	}
+	w.n, w.err = 0, fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, err)
+	w.done <- struct{}{}
+	return true, nil
 }
 
 // deliver checks a response frame for spec's call and copies its payload

@@ -262,3 +262,76 @@ func TestCancelDropsPendingReply(t *testing.T) {
 		t.Fatalf("server counters %+v: want %d cancels", sc, len(kept))
 	}
 }
+
+// TestCallsDoNotHoldTheChannel: a call whose reply the host holds
+// (deferred) does not hold its channel: on a one-channel region another
+// call goes through meanwhile, within its deadline, and the held call then
+// gets its own reply.
+func TestCallsDoNotHoldTheChannel(t *testing.T) {
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+
+	held := goCall(c, callEcho, []byte("later-held"), 64)
+	d := <-got
+	ctx, cancel := context.WithTimeout(context.Background(), liveSlack)
+	defer cancel()
+	resp := make([]byte, 64)
+	for i := range 3 {
+		req := fmt.Appendf(nil, "now-%d", i)
+		n, err := c.Call(ctx, callEcho, req, resp)
+		if err != nil || string(resp[:n]) != string(req) {
+			t.Fatalf("call %d beside a held one on the same channel: %q, %v", i, resp[:n], err)
+		}
+	}
+	d.reply.Send([]byte("held-answer"))
+	if res := <-held; res.err != nil || string(res.out) != "held-answer" {
+		t.Fatalf("held call: %q, %v", res.out, res.err)
+	}
+}
+
+// TestNoMisdelivery: with two calls in flight on one channel, a reply
+// carrying B's id completes B and never A; a second reply with B's id (a
+// duplicate) fails the waiting call A with ErrDuplicateID instead of
+// completing it with B's bytes; A's late reply is then dropped as stale
+// and the channel keeps working.
+func TestNoMisdelivery(t *testing.T) {
+	cfg := smallCfg
+	cfg.Channels = 1
+	r := newRegion(t, cfg)
+	c := newClient(t, r, clientTable(t))
+	h := newEvilHost(t, r)
+
+	a := goCall(c, callEcho, []byte("A"), 64)
+	hdA, _ := h.recv()
+	b := goCall(c, callEcho, []byte("B"), 64)
+	hdB, _ := h.recv()
+	if hdA.ID == hdB.ID {
+		t.Fatalf("two calls in flight share id %d", hdA.ID)
+	}
+	h.reply(callEcho, hdB.ID, []byte("for-B"))
+	if res := <-b; res.err != nil || string(res.out) != "for-B" {
+		t.Fatalf("B: %q, %v", res.out, res.err)
+	}
+	h.reply(callEcho, hdB.ID, []byte("for-B again"))
+	if res := <-a; !errors.Is(res.err, ErrDuplicateID) || len(res.out) != 0 {
+		t.Fatalf("A after a duplicate of B's reply: %q, %v; want ErrDuplicateID", res.out, res.err)
+	}
+	h.reply(callEcho, hdA.ID, []byte("for-A, late"))
+	next := goCall(c, callEcho, []byte("C"), 64)
+	hdC, p := h.recv()
+	h.reply(callEcho, hdC.ID, p)
+	if res := <-next; res.err != nil || string(res.out) != "C" {
+		t.Fatalf("C: %q, %v", res.out, res.err)
+	}
+	if cc := c.Counters(); cc.StaleResponses != 1 || cc.DuplicateIDs != 1 {
+		t.Fatalf("counters %+v", cc)
+	}
+}
