@@ -335,3 +335,62 @@ func TestNoMisdelivery(t *testing.T) {
 		t.Fatalf("counters %+v", cc)
 	}
 }
+
+// TestOutOfOrderRepliesOneChannel: many callers share one channel while
+// the host answers their deferred requests in reverse order of arrival;
+// each caller gets exactly its own reply (an echo of its request).
+func TestOutOfOrderRepliesOneChannel(t *testing.T) {
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+
+	const callers, rounds = 8, 20
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // answer in batches, newest first
+		var held []deferred
+		for {
+			var d deferred
+			select {
+			case d = <-got:
+			case <-stop:
+				return
+			}
+			held = append(held, d)
+			if len(held) < callers {
+				continue
+			}
+			for i := len(held) - 1; i >= 0; i-- {
+				held[i].reply.Send(held[i].req)
+			}
+			held = held[:0]
+		}
+	}()
+	errs := make(chan error, callers)
+	for g := range callers {
+		go func() {
+			resp := make([]byte, 64)
+			for i := range rounds {
+				req := fmt.Appendf(nil, "later-%d-%d", g, i)
+				n, err := c.Call(context.Background(), callEcho, req, resp)
+				if err != nil || !bytes.Equal(resp[:n], req) {
+					errs <- fmt.Errorf("caller %d round %d: got %q, %v", g, i, resp[:n], err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
