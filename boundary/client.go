@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -15,12 +16,19 @@ import (
 // Client is the enclave side: it sends requests on the request rings and
 // reads responses from the response rings, treating everything the host
 // writes as hostile. It is safe for concurrent use: each call takes one of
-// the MaxPendingPerChannel slots of a channel (round-robin, first with a
-// free slot), sends its request and waits for its reply by correlation id,
-// so calls in flight on a channel do not hold it for one another: one
-// goroutine at a time reads the channel's response ring (the reader) and
-// hands each reply to the caller whose id it carries, while the others
-// wait selecting on their reply, their context and the reader's token.
+// the MaxPendingPerChannel slots of a channel (round-robin, first channel
+// with a free slot), sends its request and waits for its reply by
+// correlation id, so calls in flight on a channel (a network read the host
+// holds until data comes, a slow storage write) do not hold the channel
+// for one another.
+//
+// One call at a time reads a channel's response ring (the reader); it
+// hands each reply to the call whose id it carries and the other calls
+// wait selecting on their reply, their context, Close and a fault. When
+// the reader's own reply comes it hands the role to another waiting call,
+// if any. A call alone on its channel is its own reader from the start:
+// it reads its reply directly, with no goroutine hand-off and no channel
+// operation (the latency path stays what it was before replies by id).
 //
 // Hostile-host contract: capacities and offsets come from the Region
 // (fixed at Attach from the expected Config); the host's indices are read
@@ -30,7 +38,9 @@ import (
 // the call's declared bound. A violation fails the affected call with a
 // named error (ErrBadIndex, ErrMalformedFrame, ErrUnknownID, ErrDuplicateID,
 // ErrCallMismatch, ErrResponseTooLarge, ErrMalformedError), is counted in
-// Counters, and later calls proceed normally.
+// Counters, and later calls proceed normally. A reply is handed only to the
+// call whose id it carries: a reply with an id no call waits for fails the
+// reader's own call and is never delivered to another.
 //
 // A Region must be used by one Client for its lifetime: the client's ring
 // indices start at zero, the state of a fresh region.
@@ -49,26 +59,28 @@ type Client struct {
 	ctr       counters
 	spin      *spinner // one spinner among all the client's waiters
 
-	done      chan struct{} // closed by Close: queued callers stop waiting
+	active    atomic.Int64  // calls between begin and end
+	idle      chan struct{} // one token: the last call left after Close began
+	done      chan struct{} // closed by Close: waiting callers stop
 	closeOnce sync.Once
 }
 
 // clientChan is one channel's enclave-side state. Everything here is
 // private memory except the words the pointers refer to.
+//
+// Locking: mu guards the request side (tail, seenHead, nextID), the slots
+// and their bookkeeping (used, reader, excl, resync, abandoned). The
+// response side (head, seenTail, errBuf) belongs to the reader, or to a
+// Batch that has the channel exclusively; the role passes under mu. mu is
+// held only for non-blocking work, never across a sleep.
 type clientChan struct {
-	// slots holds MaxPendingPerChannel tokens: a Call takes one for its
-	// whole life, a Batch (and Close) all of them, so a Batch has the
-	// channel to itself. sendTok guards the request side (tail, seenHead,
-	// nextID), rd the response side (head, seenTail): its holder is the
-	// channel's reader. Channels, not mutexes, so that a queued caller can
-	// give up when its context ends or the client closes. mu guards
-	// waiters, the abandoned list and nextID's writes.
-	slots   chan struct{}
-	excl    chan struct{} // one token: exclusive takers queue here first, so two never split the slots
-	sendTok chan struct{}
-	rd      chan struct{}
-	mu      sync.Mutex
-	waiters map[uint64]*waiter
+	mu       sync.Mutex
+	slots    [MaxPendingPerChannel]waiter
+	used     uint32  // bitmap of slots in use
+	reader   *waiter // the call reading the response ring; nil: none
+	excl     bool    // a Batch has the channel to itself
+	slotWait int     // callers waiting for freed
+	freed    chan struct{}
 
 	req, resp ring.Ring
 	reqTailW  *uint64 // published by us
@@ -83,10 +95,10 @@ type clientChan struct {
 	seenTail uint64 // response tail last read from the host
 	nextID   uint64 // next correlation id; ids start at 1
 
-	// resync: the host published an index we rejected; before the next
-	// call the channel is resynchronised at the host's indices (see
-	// Client.resync), so one bad or retracted index fails one call and
-	// does not wedge the channel.
+	// resync: the host published an index we rejected; once no call is in
+	// flight the channel is resynchronised at the host's indices (see
+	// Client.resync), so one bad or retracted index fails the calls in
+	// flight and does not wedge the channel.
 	resync bool
 
 	abandoned [maxAbandoned]uint64 // ids whose responses will be dropped
@@ -96,26 +108,45 @@ type clientChan struct {
 	_      [64]byte // keep channels' hot fields on separate cache lines
 }
 
+// waiter is one call's slot on a channel. Its fields are set by the call
+// before it sends and read by whichever reader delivers its reply; a reader
+// that takes the reply (pending false, under mu) owns n and err until it
+// sends wakeAnswered.
+type waiter struct {
+	id      uint64
+	spec    CallSpec
+	resp    []byte
+	n       int
+	err     error
+	pending bool       // sent and not yet answered or abandoned (under mu)
+	idx     uint8      // its index in slots
+	wake    chan uint8 // one message: wakeAnswered or wakeReader
+}
+
+// Messages to a waiting call.
+const (
+	wakeAnswered uint8 = iota + 1 // its reply was delivered (n, err)
+	wakeReader                    // it is now the channel's reader
+)
+
+// allSlots is the used bitmap of a full channel.
+const allSlots = 1<<MaxPendingPerChannel - 1
+
 // NewClient returns the enclave side of r, sending only calls declared in t.
 // Every call's largest frames must fit r's rings.
 func NewClient(r *Region, t *Table) (*Client, error) {
 	if err := t.checkRings(r.cfg); err != nil {
 		return nil, fmt.Errorf("boundary: new client: %w", err)
 	}
-	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait), done: make(chan struct{}), faultCh: make(chan struct{}), spin: newSpinner()}
+	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait),
+		done: make(chan struct{}), idle: make(chan struct{}, 1), faultCh: make(chan struct{}), spin: newSpinner()}
 	for i, l := range r.lay.ch {
 		ch := &c.chans[i]
-		ch.slots = make(chan struct{}, MaxPendingPerChannel)
-		for range MaxPendingPerChannel {
-			ch.slots <- struct{}{}
+		ch.freed = make(chan struct{}, 1)
+		for k := range ch.slots {
+			ch.slots[k].wake = make(chan uint8, 1)
+			ch.slots[k].idx = uint8(k)
 		}
-		ch.sendTok = make(chan struct{}, 1)
-		ch.sendTok <- struct{}{}
-		ch.excl = make(chan struct{}, 1)
-		ch.excl <- struct{}{}
-		ch.rd = make(chan struct{}, 1)
-		ch.rd <- struct{}{}
-		ch.waiters = make(map[uint64]*waiter)
 		var err error
 		if ch.req, err = ring.New(r.mem[l.reqData : l.reqData+r.lay.reqSize]); err != nil {
 			return nil, fmt.Errorf("boundary: new client: %w", err)
@@ -137,7 +168,7 @@ func NewClient(r *Region, t *Table) (*Client, error) {
 func (c *Client) Counters() Counters { return c.ctr.snapshot() }
 
 // Close stops the client: calls in progress return ErrClosed at their next
-// check (they are woken if they sleep), queued and new calls fail with
+// check (they are woken if they sleep or wait), new calls fail with
 // ErrClosed, and Close returns once no call uses the region. Close never
 // waits for the host.
 func (c *Client) Close() error {
@@ -150,135 +181,142 @@ func (c *Client) Close() error {
 			}
 			c.region.leave()
 		}
-		// Take every slot of every channel and never give them back.
-		for i := range c.chans {
-			for range MaxPendingPerChannel {
-				<-c.chans[i].slots
-			}
+		for c.active.Load() != 0 {
+			<-c.idle
 		}
 	})
 	return nil
 }
 
-// acquire returns a channel on which the caller now holds one slot, or
-// (exclusive, for Batch) every slot; release them with ch.release. It takes
-// the first channel with a free slot starting round-robin, or, if none has
-// one (or exclusive), waits on the starting one. It gives up when ctx ends
-// or the client closes. It resynchronises the channel first if the host
-// broke it.
-func (c *Client) acquire(ctx context.Context, exclusive bool) (*clientChan, error) {
+// begin is the common entry of Call and Batch: it checks the client and
+// ctx and enters the region. On success the caller must call c.leave.
+func (c *Client) begin(ctx context.Context) error {
+	c.active.Add(1)
+	switch {
+	case c.closed.Load():
+		c.leave()
+		return ErrClosed
+	case c.faulted.Load():
+		c.leave()
+		return ErrRegionFault
+	}
+	if err := ctx.Err(); err != nil {
+		c.leave()
+		return err
+	}
+	if err := c.region.enter(); err != nil {
+		c.leave()
+		return err
+	}
+	return nil
+}
+
+// leave ends what begin started (without the region, which the caller
+// leaves first if it entered it).
+func (c *Client) leave() {
+	if c.active.Add(-1) == 0 && c.closed.Load() {
+		select {
+		case c.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// take claims a slot of ch for a call (exclusive: the whole channel, for
+// a Batch) if one is free, resynchronising the channel first if the host
+// broke it and no call is in flight. It returns nil if the caller must
+// wait. The caller holds ch.mu.
+func (c *Client) take(ch *clientChan, exclusive bool) (*waiter, bool, error) {
+	if ch.excl || (exclusive && ch.used != 0) || ch.used == allSlots {
+		return nil, false, nil
+	}
+	if ch.resync {
+		if ch.used != 0 {
+			return nil, false, nil // the calls in flight are being failed
+		}
+		if err := c.resync(ch); err != nil {
+			return nil, false, err
+		}
+	}
+	if exclusive {
+		ch.excl = true
+		return nil, true, nil
+	}
+	k := bits.TrailingZeros32(^ch.used)
+	ch.used |= 1 << k
+	return &ch.slots[k], true, nil
+}
+
+// acquire returns a channel with a slot the caller now holds (exclusive:
+// the whole channel); give it back with c.release. It takes the first
+// channel with room starting round-robin, or waits for the starting one.
+// It gives up when ctx ends or the client closes.
+func (c *Client) acquire(ctx context.Context, exclusive bool) (*clientChan, *waiter, error) {
 	n := uint32(len(c.chans))
 	start := c.rr.Add(1) % n
-	var ch *clientChan
-	taken := 0
-	if !exclusive {
-		for i := range n {
-			cand := &c.chans[(start+i)%n]
-			select {
-			case <-cand.slots:
-				ch, taken = cand, 1
-			default:
-				continue
-			}
-			break
+	for i := range n {
+		ch := &c.chans[(start+i)%n]
+		ch.mu.Lock()
+		w, ok, err := c.take(ch, exclusive)
+		ch.mu.Unlock()
+		if ok || err != nil {
+			return ch, w, err
 		}
 	}
-	if ch == nil {
-		ch = &c.chans[start]
-	}
-	want := 1
-	if exclusive {
-		want = MaxPendingPerChannel
+	ch := &c.chans[start]
+	for {
+		ch.mu.Lock()
+		w, ok, err := c.take(ch, exclusive)
+		if !ok && err == nil {
+			ch.slotWait++
+		}
+		ch.mu.Unlock()
+		if ok || err != nil {
+			return ch, w, err
+		}
+		var stop error
 		select {
-		case <-ch.excl:
+		case <-ch.freed:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			stop = ctx.Err()
 		case <-c.done:
-			return nil, ErrClosed
+			stop = ErrClosed
 		}
-		defer func() { ch.excl <- struct{}{} }()
-	}
-	for ; taken < want; taken++ {
-		select {
-		case <-ch.slots:
-		case <-ctx.Done():
-			ch.release(taken)
-			return nil, ctx.Err()
-		case <-c.done:
-			ch.release(taken)
-			return nil, ErrClosed
+		ch.mu.Lock()
+		ch.slotWait--
+		if stop != nil {
+			ch.signalFreed() // pass on a token this caller may have consumed
+		}
+		ch.mu.Unlock()
+		if stop != nil {
+			return nil, nil, stop
 		}
 	}
-	// Re-check under the channel: Close may have run while we queued.
-	if c.closed.Load() {
-		ch.release(want)
-		return nil, ErrClosed
-	}
-	if err := c.resyncIfBroken(ctx, ch, exclusive); err != nil {
-		ch.release(want)
-		return nil, err
-	}
-	return ch, nil
 }
 
-// resyncIfBroken resynchronises ch if the host broke it, once no call is in
-// flight on it. A call that finds calls of others still in flight (they are
-// being failed by the reader) fails with ErrBadIndex instead of waiting.
-func (c *Client) resyncIfBroken(ctx context.Context, ch *clientChan, exclusive bool) error {
+// signalFreed tells one caller waiting in acquire to look again. The
+// caller holds ch.mu.
+func (ch *clientChan) signalFreed() {
+	if ch.slotWait > 0 {
+		select {
+		case ch.freed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// release gives back what acquire took: w's slot, or (w nil) the channel
+// a Batch had to itself.
+func (c *Client) release(ch *clientChan, w *waiter) {
 	ch.mu.Lock()
-	broken := ch.resync
+	if w == nil {
+		ch.excl = false
+	} else {
+		ch.used &^= 1 << w.idx
+		w.spec, w.resp, w.n, w.err = CallSpec{}, nil, 0, nil
+	}
+	ch.signalFreed()
 	ch.mu.Unlock()
-	if !broken {
-		return nil
-	}
-	if !exclusive {
-		if !ch.takeTokens(ctx, c.done) {
-			return fmt.Errorf("%w: channel being resynchronised", ErrBadIndex)
-		}
-		defer ch.giveTokens()
-	}
-	ch.mu.Lock()
-	defer ch.mu.Unlock()
-	if !ch.resync {
-		return nil
-	}
-	if len(ch.waiters) != 0 {
-		return fmt.Errorf("%w: channel being resynchronised", ErrBadIndex)
-	}
-	return c.resync(ch)
-}
-
-// takeTokens takes the send token and the reader token (in that order,
-// always), giving up when ctx ends or done closes.
-func (ch *clientChan) takeTokens(ctx context.Context, done <-chan struct{}) bool {
-	select {
-	case <-ch.sendTok:
-	case <-ctx.Done():
-		return false
-	case <-done:
-		return false
-	}
-	select {
-	case <-ch.rd:
-		return true
-	case <-ctx.Done():
-	case <-done:
-	}
-	ch.sendTok <- struct{}{}
-	return false
-}
-
-// giveTokens gives back what takeTokens took.
-func (ch *clientChan) giveTokens() {
-	ch.rd <- struct{}{}
-	ch.sendTok <- struct{}{}
-}
-
-// release gives n slots back.
-func (ch *clientChan) release(n int) {
-	for range n {
-		ch.slots <- struct{}{}
-	}
 }
 
 // resync re-establishes a channel after the host published an index the
@@ -286,7 +324,8 @@ func (ch *clientChan) release(n int) {
 // indices (the request ring at the host's request head, the response ring
 // at its response tail), and the client publishes matching indices. Only
 // requests and responses of calls that already failed are dropped: a
-// channel is resynchronised only between calls. The host's values must be
+// channel is resynchronised only when no call is in flight on it (the
+// caller holds ch.mu and no slot is used). The host's values must be
 // aligned; whatever else they are, the client's own writes stay within its
 // ring and the next call's checks apply as usual.
 func (c *Client) resync(ch *clientChan) error {
@@ -305,71 +344,35 @@ func (c *Client) resync(ch *clientChan) error {
 	return nil
 }
 
-// restore republishes the channel's own indices if the shared words no
-// longer hold them (a hostile host may overwrite them). Called before
-// sleeping, so a host that stopped scribbling sees consistent indices again.
-func (ch *clientChan) restore() {
-	ch.restoreReq()
-	ch.restoreResp()
-}
-
-// restoreReq is restore's request side (the send token's holder's part).
+// restoreReq and restoreResp republish the channel's own indices if the
+// shared words no longer hold them (a hostile host may overwrite them).
+// Called before sleeping, so a host that stopped scribbling sees consistent
+// indices again. restoreReq needs ch.mu (or the channel exclusively),
+// restoreResp the reader's role.
 func (ch *clientChan) restoreReq() {
 	if atomic.LoadUint64(ch.reqTailW) != ch.tail {
 		atomic.StoreUint64(ch.reqTailW, ch.tail)
 	}
 }
 
-// restoreResp is restore's response side (the reader's part).
+// restoreResp: see restoreReq.
 func (ch *clientChan) restoreResp() {
 	if atomic.LoadUint64(ch.respHeadW) != ch.head {
 		atomic.StoreUint64(ch.respHeadW, ch.head)
 	}
 }
 
-// begin is the common entry of Call and Batch: it checks the client and
-// ctx, enters the region and takes a slot of a channel (every slot if
-// exclusive). On success the caller must call c.end(ch, exclusive).
-func (c *Client) begin(ctx context.Context, exclusive bool) (*clientChan, error) {
-	if c.closed.Load() {
-		return nil, ErrClosed
-	}
-	if c.faulted.Load() {
-		return nil, ErrRegionFault
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if err := c.region.enter(); err != nil {
-		return nil, err
-	}
-	ch, err := c.acquire(ctx, exclusive)
-	if err != nil {
-		c.region.leave()
-		return nil, err
-	}
-	return ch, nil
-}
-
-// end releases what begin took.
-func (c *Client) end(ch *clientChan, exclusive bool) {
-	if exclusive {
-		ch.release(MaxPendingPerChannel)
-	} else {
-		ch.release(1)
-	}
-	c.region.leave()
-}
-
 // Call sends one request for call and waits for its response, which is
 // copied into resp; it returns the response length. req and resp belong to
-// the caller and are not retained. The call must be declared in the
-// client's Table and req must be within its bound. An error response from
-// the host is returned as *RemoteError. Call does not allocate unless it
-// fails.
+// the caller and are not retained (resp is written only while Call runs).
+// The call must be declared in the client's Table and req must be within
+// its bound. An error response from the host is returned as *RemoteError.
+// Call does not allocate unless it fails.
 //
-// If ctx ends while the call is in flight, Call returns ctx's error and the
-// late response is dropped when it arrives.
+// If ctx ends (or the client closes) before the response comes, Call
+// returns at once with ctx's error (ErrClosed), tells the host with a
+// cancel frame (best effort), and the late response is dropped when it
+// arrives.
 func (c *Client) Call(ctx context.Context, call uint32, req, resp []byte) (n int, err error) {
 	if !c.region.sealed {
 		defer c.catchFault(debug.SetPanicOnFault(true), &n, &err)
@@ -381,105 +384,42 @@ func (c *Client) Call(ctx context.Context, call uint32, req, resp []byte) (n int
 	if len(req) > spec.MaxRequest {
 		return 0, fmt.Errorf("boundary: call %s: %w: %d bytes, bound %d", spec.Name, ErrRequestTooLarge, len(req), spec.MaxRequest)
 	}
-	ch, err := c.begin(ctx, false)
+	if err := c.begin(ctx); err != nil {
+		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, err)
+	}
+	defer c.leave()
+	defer c.region.leave()
+	ch, w, err := c.acquire(ctx, false)
 	if err != nil {
 		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, err)
 	}
-	defer c.end(ch, false)
-	select {
-	case <-ch.sendTok:
-	case <-ctx.Done():
-		return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, ctx.Err())
-	case <-c.done:
-		return 0, fmt.Errorf("boundary: call %s: send: %w", spec.Name, ErrClosed)
-	}
-	w := waiters.Get().(*waiter)
+	defer c.release(ch, w)
 	w.spec, w.resp = spec, resp
-	id, woke, err := c.sendHolding(ctx, ch, &spec, req, w)
+	reader, woke, err := c.send(ctx, ch, w, req)
 	if err != nil {
-		w.put()
 		return 0, err
 	}
-	n, err = c.await(ctx, ch, w, id, woke)
-	w.put()
-	return n, err
+	return c.await(ctx, ch, w, reader, woke)
 }
 
-// sendHolding is send with ch.sendTok held, given back even if touching
-// the region faults.
-func (c *Client) sendHolding(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte, w *waiter) (uint64, bool, error) {
-	defer func() { ch.sendTok <- struct{}{} }()
-	return c.send(ctx, ch, spec, req, w)
-}
-
-// waiter is one Call waiting for its reply on a channel, registered in
-// ch.waiters under its id. The reader that takes its reply out of the map
-// (under ch.mu) owns it until it sends on done; the waiter touches it only
-// after receiving from done or after taking it out of the map itself.
-type waiter struct {
-	spec CallSpec
-	resp []byte
-	n    int
-	err  error
-	done chan struct{} // buffered 1: the reader's "answered"
-	lost bool          // given up without its answer: not returned to the pool
-}
-
-// waiters recycles waiters, so a Call does not allocate.
-var waiters = sync.Pool{New: func() any { return &waiter{done: make(chan struct{}, 1)} }}
-
-// put returns w to the pool; its done is empty again (answered ones were
-// received from).
-func (w *waiter) put() {
-	if w.lost {
-		return
-	}
-	w.spec, w.resp, w.n, w.err = CallSpec{}, nil, 0, nil
-	waiters.Put(w)
-}
-
-// send appends one request frame and publishes it. The request tail is
-// published only after the frame bytes are written (ring.Write returns).
-// It reports whether the server slept and had to be woken.
-//
-// The caller holds ch.sendTok. w is registered under the request's id
-// before the request is published, so its reply always finds it.
-func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req []byte, w *waiter) (uint64, bool, error) {
-	id := ch.nextID
+// send appends w's request frame and publishes it, registering w as
+// pending under the request's id before the tail is published (so its
+// reply always finds it). The request tail is published only after the
+// frame bytes are written (ring.Write returns). It reports whether w
+// became the channel's reader (no other call was reading) and whether the
+// server slept and had to be woken.
+func (c *Client) send(ctx context.Context, ch *clientChan, w *waiter, req []byte) (reader, woke bool, err error) {
 	var sw spinWait
 	defer sw.stop()
 	for first := true; ; first = false {
-		head, ok := ch.loadReqHead() // read once per step
-		if !ok {
-			c.ctr.badIndex.Add(1)
-			ch.markBroken()
-			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
+		head, sent, reader, err := c.trySend(ch, w, req)
+		if err != nil {
+			return false, false, err
 		}
-		tail, err := ch.req.Write(head, ch.tail, ring.Header{Call: spec.ID, ID: id}, req)
-		switch err {
-		case nil:
-			ch.mu.Lock()
-			ch.waiters[id] = w
-			ch.nextID++
-			ch.mu.Unlock()
-			ch.tail = tail
-			atomic.StoreUint64(ch.reqTailW, tail)
-			return id, c.server.wake(waitIdle, &c.ctr), nil
-		case ring.ErrFull:
-			// Wait below for the server to consume; publish any padding
-			// Write added so the server can consume it.
-			if tail != ch.tail {
-				ch.tail = tail
-				atomic.StoreUint64(ch.reqTailW, tail)
-				c.server.wake(waitIdle, &c.ctr)
-			}
-		case ring.ErrIndex:
-			c.ctr.badIndex.Add(1)
-			ch.markBroken()
-			return 0, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", spec.Name, ErrBadIndex, head, ch.tail)
-		default:
-			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
+		if sent {
+			return reader, c.server.wake(waitIdle, &c.ctr), nil
 		}
+		// The ring is full: wait for the server to consume.
 		if first {
 			sw = c.spin.begin(false)
 		}
@@ -487,25 +427,71 @@ func (c *Client) send(ctx context.Context, ch *clientChan, spec *CallSpec, req [
 			continue
 		}
 		if err := c.stopped(ctx); err != nil {
-			return 0, false, fmt.Errorf("boundary: call %s: send: %w", spec.Name, err)
+			return false, false, fmt.Errorf("boundary: call %s: send: %w", w.spec.Name, err)
 		}
-		ch.restoreReq()
-		s := ch.wait.prepare(1)
+		s := ch.wait.prepareShared()
 		if atomic.LoadUint64(ch.reqHeadW) != head {
-			ch.wait.cancel()
+			ch.wait.cancelShared()
 		} else {
-			ch.wait.sleep(s, &c.ctr)
+			ch.wait.sleepShared(s, &c.ctr)
 		}
 		sw.restart()
 	}
+}
+
+// trySend is one attempt of send, under ch.mu (released even if touching
+// the region faults). sent false and no error: the ring is full at head.
+func (c *Client) trySend(ch *clientChan, w *waiter, req []byte) (head uint64, sent, reader bool, err error) {
+	ch.mu.Lock()
+	defer ch.mu.Unlock()
+	if ch.resync {
+		return 0, false, false, fmt.Errorf("boundary: call %s: send: %w: channel being resynchronised", w.spec.Name, ErrBadIndex)
+	}
+	head, ok := ch.loadReqHead() // read once per step
+	if !ok {
+		c.ctr.badIndex.Add(1)
+		ch.resync = true
+		return 0, false, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", w.spec.Name, ErrBadIndex, head, ch.tail)
+	}
+	tail, err := ch.req.Write(head, ch.tail, ring.Header{Call: w.spec.ID, ID: ch.nextID}, req)
+	switch err {
+	case nil:
+		w.id = ch.nextID
+		ch.nextID++
+		w.pending = true
+		if ch.reader == nil {
+			ch.reader, reader = w, true
+		}
+		ch.tail = tail
+		atomic.StoreUint64(ch.reqTailW, tail)
+		return head, true, reader, nil
+	case ring.ErrFull:
+		// Publish any padding Write added so the server can consume it.
+		if tail != ch.tail {
+			ch.tail = tail
+			atomic.StoreUint64(ch.reqTailW, tail)
+			c.server.wake(waitIdle, &c.ctr)
+		}
+		ch.restoreReq()
+		return head, false, false, nil
+	case ring.ErrIndex:
+		c.ctr.badIndex.Add(1)
+		ch.resync = true
+		return 0, false, false, fmt.Errorf("boundary: call %s: send: %w: request head %d, tail %d", w.spec.Name, ErrBadIndex, head, ch.tail)
+	}
+	return 0, false, false, fmt.Errorf("boundary: call %s: send: %w", w.spec.Name, err)
 }
 
 // sendCancel tells the host that the caller of request id gave up (a
 // CallCancel frame), so the host drops the reply if it is still pending
 // and frees what it holds for it. It is best effort and never waits: with
 // the request ring full or its head rejected, nothing is sent, and the
-// late reply, if any, is dropped here as stale (id is abandoned).
+// late reply, if any, is dropped here as stale (id is abandoned). The
+// caller holds ch.mu (or the channel exclusively).
 func (c *Client) sendCancel(ch *clientChan, id uint64) {
+	if ch.resync {
+		return
+	}
 	head, ok := ch.loadReqHead()
 	if !ok {
 		return
@@ -564,93 +550,89 @@ func (c *Client) publishHead(ch *clientChan) {
 	c.server.wake(waitSpace, &c.ctr)
 }
 
-// markBroken asks for the channel to be resynchronised once no call is in
-// flight on it.
-func (ch *clientChan) markBroken() {
-	ch.mu.Lock()
-	ch.resync = true
-	ch.mu.Unlock()
-}
-
-// await waits for w's reply (request id): it selects on the reply, its
-// context, the client's close and the channel's reader token; with the
-// token it is the reader until its own reply comes or it gives up. If ctx
-// ends first the call is abandoned: its late reply is dropped, and a
-// cancel frame tells the host. peerAsleep: the request had to wake the
-// server, so spinning for the answer is futile.
-func (c *Client) await(ctx context.Context, ch *clientChan, w *waiter, id uint64, peerAsleep bool) (int, error) {
+// await waits for w's reply. As the channel's reader it reads the response
+// ring itself; otherwise it selects on its message (its reply, or the
+// reader's role handed to it), its context, the client's close and a
+// fault. If it stops waiting first, the call is abandoned: the late reply
+// is dropped, and a cancel frame tells the host. peerAsleep: the request
+// had to wake the server, so spinning for the answer is futile.
+func (c *Client) await(ctx context.Context, ch *clientChan, w *waiter, reader, peerAsleep bool) (int, error) {
 	for {
-		select {
-		case <-w.done:
+		if reader {
+			if err := c.read(ctx, ch, w, peerAsleep); err != nil {
+				return c.giveUp(ch, w, err)
+			}
 			return w.n, w.err
-		case <-ch.rd:
-			mine, err := c.readHolding(ctx, ch, w, id, peerAsleep)
-			if mine {
-				<-w.done
+		}
+		select {
+		case m := <-w.wake:
+			if m == wakeAnswered {
 				return w.n, w.err
 			}
-			if err != nil {
-				return 0, c.giveUp(ch, w, id, err)
-			}
+			reader, peerAsleep = true, false
 		case <-ctx.Done():
-			return 0, c.giveUp(ch, w, id, ctx.Err())
+			return c.giveUp(ch, w, ctx.Err())
 		case <-c.done:
-			return 0, c.giveUp(ch, w, id, ErrClosed)
+			return c.giveUp(ch, w, ErrClosed)
 		case <-c.faultCh:
-			return 0, c.giveUp(ch, w, id, ErrRegionFault)
+			return c.giveUp(ch, w, ErrRegionFault)
 		}
 	}
-}
-
-// readHolding is read with ch.rd held, given back even if touching the
-// region faults.
-func (c *Client) readHolding(ctx context.Context, ch *clientChan, w *waiter, id uint64, peerAsleep bool) (bool, error) {
-	defer func() { ch.rd <- struct{}{} }()
-	if len(w.done) != 0 { // an earlier reader answered it
-		return true, nil
-	}
-	return c.read(ctx, ch, w, id, peerAsleep)
 }
 
 // giveUp abandons w's call with cause, unless a reader already took its
-// reply out of the map: then the reply is being delivered (no host
-// involved) and is returned instead.
-func (c *Client) giveUp(ch *clientChan, w *waiter, id uint64, cause error) error {
+// reply: then the reply is being delivered (no host involved) and is
+// returned instead. If w held the reader's role, it passes to another
+// waiting call.
+func (c *Client) giveUp(ch *clientChan, w *waiter, cause error) (int, error) {
 	ch.mu.Lock()
-	_, waiting := ch.waiters[id]
-	if waiting {
-		delete(ch.waiters, id)
-		ch.abandon(id)
+	if w.pending {
+		w.pending = false
+		ch.abandon(w.id)
+		if ch.reader == w {
+			select { // a role handed over but not yet taken up
+			case <-w.wake:
+			default:
+			}
+			ch.handOff()
+		}
+		if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, ErrClosed) {
+			c.sendCancel(ch, w.id)
+		}
+		ch.mu.Unlock()
+		return 0, fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, cause)
 	}
 	ch.mu.Unlock()
-	if !waiting {
-		select {
-		case <-w.done:
-			return w.err
-		case <-c.faultCh: // the reader faulted while handing it over
-			w.lost = true // never reused: a reader might still answer it
-			return fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, ErrRegionFault)
-		}
+	select {
+	case <-w.wake: // wakeAnswered: the reader that took it finished
+		return w.n, w.err
+	case <-c.faultCh: // the reader faulted while handing it over
+		return 0, fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, ErrRegionFault)
 	}
-	if errors.Is(cause, context.Canceled) || errors.Is(cause, context.DeadlineExceeded) || errors.Is(cause, ErrClosed) {
-		select { // best effort: never wait for the send side
-		case <-ch.sendTok:
-			c.sendCancel(ch, id)
-			ch.sendTok <- struct{}{}
-		default:
-		}
-	}
-	return fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, cause)
 }
 
-// read is the reader's loop (the caller holds ch.rd): it hands every reply
-// it finds to its waiter, until w's own reply is handed over (mine) or w
-// should stop waiting (err, its context or the client's close). A frame
-// that breaks the ring fails every waiting call of the channel with the
-// named error and marks the channel for resynchronisation; a reply with an
-// id no call waits for (unknown, duplicate) fails only the reader's own
-// call; neither is ever handed to another caller.
-func (c *Client) read(ctx context.Context, ch *clientChan, w *waiter, id uint64, peerAsleep bool) (mine bool, err error) {
+// handOff gives the reader's role to a waiting call, or to nobody (the
+// next call to send takes it). The caller holds ch.mu and was the reader.
+func (ch *clientChan) handOff() {
+	ch.reader = nil
+	for u := ch.used; u != 0; u &= u - 1 {
+		o := &ch.slots[bits.TrailingZeros32(u)]
+		if o.pending {
+			ch.reader = o
+			o.wake <- wakeReader // never blocks: a pending call has no message
+			return
+		}
+	}
+}
+
+// read is the reader's loop: it hands every reply it finds to its waiter
+// until w's own reply has been delivered into w (nil), or w should stop
+// waiting (its context or the client's close: the error). A frame that
+// breaks the ring fails every waiting call of the channel with the named
+// error and marks the channel for resynchronisation; a reply with an id no
+// call waits for (unknown, duplicate) fails only the reader's own call;
+// neither is ever handed to another caller.
+func (c *Client) read(ctx context.Context, ch *clientChan, w *waiter, peerAsleep bool) error {
 	sw := c.spin.begin(peerAsleep)
 	defer sw.stop()
 	for {
@@ -670,51 +652,55 @@ func (c *Client) read(ctx context.Context, ch *clientChan, w *waiter, id uint64,
 				continue
 			}
 			if err := c.stopped(ctx); err != nil {
-				return false, err
-			}
-			if len(w.done) != 0 { // answered by an earlier reader
-				return true, nil
+				return err
 			}
 			ch.restoreResp()
-			s := ch.wait.prepare(1)
+			s := ch.wait.prepareShared()
 			if atomic.LoadUint64(ch.respTailW) != tail {
-				ch.wait.cancel()
+				ch.wait.cancelShared()
 			} else {
-				ch.wait.sleep(s, &c.ctr)
+				ch.wait.sleepShared(s, &c.ctr)
 			}
 			sw.restart()
 			continue
 		case ring.ErrIndex:
 			c.ctr.badIndex.Add(1)
-			return c.failAll(ch, w, fmt.Errorf("%w: response head %d, tail %d", ErrBadIndex, ch.head, tail))
+			c.failAll(ch, w, fmt.Errorf("%w: response head %d, tail %d", ErrBadIndex, ch.head, tail))
+			return nil
 		default: // ring.ErrFrame
 			// The ring cannot be parsed past this frame: drop everything
 			// up to the tail (validated by Next) and fail the calls.
 			c.ctr.malformed.Add(1)
 			ch.head = tail
 			c.publishHead(ch)
-			return c.failAll(ch, w, fmt.Errorf("%w at %d", ErrMalformedFrame, ch.head))
+			c.failAll(ch, w, fmt.Errorf("%w at %d", ErrMalformedFrame, ch.head))
+			return nil
 		}
 		ch.head = f.Next
-		ch.mu.Lock()
-		to, waiting := ch.waiters[f.ID]
-		if waiting {
-			delete(ch.waiters, f.ID)
+		if f.ID == w.id { // the fast path: our own reply, no lookup
+			sw.done()
+			w.n, w.err = c.deliver(ch, &w.spec, f, w.resp)
+			c.publishHead(ch) // after deliver copied the payload out
+			c.ctr.calls.Add(1)
+			ch.mu.Lock()
+			w.pending = false
+			ch.handOff()
+			ch.mu.Unlock()
+			return nil
 		}
-		stale := !waiting && ch.forget(f.ID)
+		ch.mu.Lock()
+		to := ch.pendingByID(f.ID)
+		if to != nil {
+			to.pending = false // ours to deliver now
+		}
+		stale := to == nil && ch.forget(f.ID)
 		next := ch.nextID
 		ch.mu.Unlock()
-		if waiting {
-			if f.ID == id {
-				sw.done()
-			}
+		if to != nil {
 			to.n, to.err = c.deliver(ch, &to.spec, f, to.resp)
 			c.publishHead(ch) // after deliver copied the payload out
 			c.ctr.calls.Add(1)
-			to.done <- struct{}{}
-			if f.ID == id {
-				return true, nil
-			}
+			to.wake <- wakeAnswered
 			continue
 		}
 		c.publishHead(ch) // nothing copied: the frame is dropped
@@ -724,35 +710,49 @@ func (c *Client) read(ctx context.Context, ch *clientChan, w *waiter, id uint64,
 		}
 		if f.ID != 0 && f.ID < next {
 			c.ctr.duplicateIDs.Add(1)
-			return false, fmt.Errorf("%w: %d (waiting for %d)", ErrDuplicateID, f.ID, id)
+			return fmt.Errorf("%w: %d (waiting for %d)", ErrDuplicateID, f.ID, w.id)
 		}
 		c.ctr.unknownIDs.Add(1)
-		return false, fmt.Errorf("%w: %d (waiting for %d)", ErrUnknownID, f.ID, id)
+		return fmt.Errorf("%w: %d (waiting for %d)", ErrUnknownID, f.ID, w.id)
 	}
 }
 
-// failAll fails every call waiting on ch with err (the response ring can no
-// longer be trusted) and marks the channel for resynchronisation; w's own
-// call is among them.
-func (c *Client) failAll(ch *clientChan, w *waiter, err error) (bool, error) {
+// pendingByID returns the pending call with id, or nil. The caller holds
+// ch.mu.
+func (ch *clientChan) pendingByID(id uint64) *waiter {
+	for u := ch.used; u != 0; u &= u - 1 {
+		o := &ch.slots[bits.TrailingZeros32(u)]
+		if o.pending && o.id == id {
+			return o
+		}
+	}
+	return nil
+}
+
+// failAll fails every call waiting on ch, the reader's own included, with
+// err (the response ring can no longer be trusted), and marks the channel
+// for resynchronisation once they have all left. The caller is the reader
+// r (nil: a Batch, which has no waiters).
+func (c *Client) failAll(ch *clientChan, r *waiter, err error) {
 	ch.mu.Lock()
 	ch.resync = true
-	var others []*waiter
-	for wid, o := range ch.waiters {
-		delete(ch.waiters, wid)
-		ch.abandon(wid)
-		if o != w {
-			others = append(others, o)
+	ch.reader = nil
+	var failed []*waiter
+	for u := ch.used; u != 0; u &= u - 1 {
+		o := &ch.slots[bits.TrailingZeros32(u)]
+		if o.pending {
+			o.pending = false
+			ch.abandon(o.id)
+			failed = append(failed, o)
 		}
 	}
 	ch.mu.Unlock()
-	for _, o := range others {
+	for _, o := range failed {
 		o.n, o.err = 0, fmt.Errorf("boundary: call %s: await response: %w", o.spec.Name, err)
-		o.done <- struct{}{}
+		if o != r { // the reader reads its own result without a message
+			o.wake <- wakeAnswered
+		}
 	}
-	w.n, w.err = 0, fmt.Errorf("boundary: call %s: await response: %w", w.spec.Name, err)
-	w.done <- struct{}{}
-	return true, nil
 }
 
 // deliver checks a response frame for spec's call and copies its payload
