@@ -71,7 +71,7 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 	defer c.region.leave()
 	// The batch has a channel to itself (no call in flight on it), so it
 	// uses the request and response sides without ch.mu.
-	ch, _, err := c.acquire(ctx, true)
+	ch, _, err := c.acquire(ctx, true, false)
 	if err != nil {
 		return fail(err)
 	}

@@ -59,6 +59,11 @@ type Client struct {
 	ctr       counters
 	spin      *spinner // one spinner among all the client's waiters
 
+	// blockCap bounds the calls that may block (CallSpec.MayBlock) in
+	// flight on one channel: the rest of its slots, and of its response
+	// ring's space for replies held by the host, stay for prompt calls.
+	blockCap int
+
 	active    atomic.Int64  // calls between begin and end
 	idle      chan struct{} // one token: the last call left after Close began
 	done      chan struct{} // closed by Close: waiting callers stop
@@ -79,6 +84,7 @@ type clientChan struct {
 	used     uint32  // bitmap of slots in use
 	reader   *waiter // the call reading the response ring; nil: none
 	excl     bool    // a Batch has the channel to itself
+	blocking int     // slots held by calls that may block
 	slotWait int     // callers waiting for freed
 	freed    chan struct{}
 
@@ -139,7 +145,8 @@ func NewClient(r *Region, t *Table) (*Client, error) {
 		return nil, fmt.Errorf("boundary: new client: %w", err)
 	}
 	c := &Client{region: r, table: t, chans: make([]clientChan, len(r.lay.ch)), server: r.waitLine(offServerWait),
-		done: make(chan struct{}), idle: make(chan struct{}, 1), faultCh: make(chan struct{}), spin: newSpinner()}
+		done: make(chan struct{}), idle: make(chan struct{}, 1), faultCh: make(chan struct{}), spin: newSpinner(),
+		blockCap: t.blockCap(r.cfg)}
 	for i, l := range r.lay.ch {
 		ch := &c.chans[i]
 		ch.freed = make(chan struct{}, 1)
@@ -226,8 +233,8 @@ func (c *Client) leave() {
 // a Batch) if one is free, resynchronising the channel first if the host
 // broke it and no call is in flight. It returns nil if the caller must
 // wait. The caller holds ch.mu.
-func (c *Client) take(ch *clientChan, exclusive bool) (*waiter, bool, error) {
-	if ch.excl || (exclusive && ch.used != 0) || ch.used == allSlots {
+func (c *Client) take(ch *clientChan, exclusive, mayBlock bool) (*waiter, bool, error) {
+	if ch.excl || (exclusive && ch.used != 0) || ch.used == allSlots || (mayBlock && ch.blocking >= c.blockCap) {
 		return nil, false, nil
 	}
 	if ch.resync {
@@ -244,6 +251,9 @@ func (c *Client) take(ch *clientChan, exclusive bool) (*waiter, bool, error) {
 	}
 	k := bits.TrailingZeros32(^ch.used)
 	ch.used |= 1 << k
+	if mayBlock {
+		ch.blocking++
+	}
 	return &ch.slots[k], true, nil
 }
 
@@ -251,13 +261,13 @@ func (c *Client) take(ch *clientChan, exclusive bool) (*waiter, bool, error) {
 // the whole channel); give it back with c.release. It takes the first
 // channel with room starting round-robin, or waits for the starting one.
 // It gives up when ctx ends or the client closes.
-func (c *Client) acquire(ctx context.Context, exclusive bool) (*clientChan, *waiter, error) {
+func (c *Client) acquire(ctx context.Context, exclusive, mayBlock bool) (*clientChan, *waiter, error) {
 	n := uint32(len(c.chans))
 	start := c.rr.Add(1) % n
 	for i := range n {
 		ch := &c.chans[(start+i)%n]
 		ch.mu.Lock()
-		w, ok, err := c.take(ch, exclusive)
+		w, ok, err := c.take(ch, exclusive, mayBlock)
 		ch.mu.Unlock()
 		if ok || err != nil {
 			return ch, w, err
@@ -266,7 +276,7 @@ func (c *Client) acquire(ctx context.Context, exclusive bool) (*clientChan, *wai
 	ch := &c.chans[start]
 	for {
 		ch.mu.Lock()
-		w, ok, err := c.take(ch, exclusive)
+		w, ok, err := c.take(ch, exclusive, mayBlock)
 		if !ok && err == nil {
 			ch.slotWait++
 		}
@@ -313,6 +323,9 @@ func (c *Client) release(ch *clientChan, w *waiter) {
 		ch.excl = false
 	} else {
 		ch.used &^= 1 << w.idx
+		if w.spec.MayBlock {
+			ch.blocking--
+		}
 		w.spec, w.resp, w.n, w.err = CallSpec{}, nil, 0, nil
 	}
 	ch.signalFreed()
@@ -389,7 +402,7 @@ func (c *Client) Call(ctx context.Context, call uint32, req, resp []byte) (n int
 	}
 	defer c.leave()
 	defer c.region.leave()
-	ch, w, err := c.acquire(ctx, false)
+	ch, w, err := c.acquire(ctx, false, spec.MayBlock)
 	if err != nil {
 		return 0, fmt.Errorf("boundary: call %s: %w", spec.Name, err)
 	}

@@ -18,8 +18,6 @@ import (
 type Env struct {
 	region *boundary.Region
 	client *boundary.Client
-	events *wire.Events
-	watch  *watcher
 	plat   tee.Platform
 	store  *Store
 	log    *slog.Logger
@@ -31,12 +29,10 @@ type Env struct {
 	cancel context.CancelFunc
 }
 
-// newEnv builds the Env over an attached region and event page. On error
-// it releases both.
-func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog.Logger) (*Env, error) {
+// newEnv builds the Env over an attached region. On error it releases it.
+func newEnv(region *boundary.Region, kind string, log *slog.Logger) (*Env, error) {
 	fail := func(err error) (*Env, error) {
 		region.Close()
-		events.Close()
 		return nil, err
 	}
 	table, err := wire.Table()
@@ -47,7 +43,7 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog
 	if err != nil {
 		return fail(fmt.Errorf("enclave: %w", err))
 	}
-	e := &Env{region: region, client: client, events: events, log: log}
+	e := &Env{region: region, client: client, log: log}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.store = &Store{env: e}
 	switch tee.Kind(kind) {
@@ -67,7 +63,6 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog
 		client.Close()
 		return fail(fmt.Errorf("enclave: tee %q: only the simulator kinds are supported for now", kind))
 	}
-	e.watch = newWatcher(events)
 	return e, nil
 }
 
@@ -75,12 +70,8 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, log *slog
 // used afterwards.
 func (e *Env) close() {
 	e.cancel()
-	if e.watch != nil {
-		e.watch.stop()
-	}
 	e.client.Close()
 	e.region.Close()
-	e.events.Close()
 }
 
 // Bounds of host calls that have no caller context.

@@ -46,25 +46,17 @@ func run(app func(ctx context.Context, env *Env) error) error {
 		return fmt.Errorf("enclave: %w", err)
 	}
 	rf := os.NewFile(uintptr(l.RegionFD), "cloister-boundary")
-	ef := os.NewFile(uintptr(l.EventsFD), "cloister-events")
-	if rf == nil || ef == nil {
-		return errors.New("enclave: boundary descriptors are not open")
+	if rf == nil {
+		return errors.New("enclave: the boundary descriptor is not open")
 	}
 	// Attach maps what it needs and keeps no file.
 	region, err := boundary.Attach(rf, wire.RegionConfig())
 	rf.Close()
 	if err != nil {
-		ef.Close()
-		return fmt.Errorf("enclave: %w", err)
-	}
-	events, err := wire.AttachEvents(ef)
-	ef.Close()
-	if err != nil {
-		region.Close()
 		return fmt.Errorf("enclave: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	env, err := newEnv(region, events, l.TEE, logger)
+	env, err := newEnv(region, l.TEE, logger)
 	if err != nil {
 		return err
 	}

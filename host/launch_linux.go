@@ -15,16 +15,16 @@ const (
 	modeShared   = "network: shared with the host"
 )
 
-// start launches the app with the region and event page as fds 3 and 4.
+// start launches the app with the region as fd 3.
 // With cfg.Netns it first tries a new network namespace (as root
 // CLONE_NEWNET alone; otherwise inside a new user namespace mapping the
 // caller's ids), and falls back to the host's network if the kernel says
 // no. It returns the started command and the log line naming the mode.
-func start(cfg Config, region, events *os.File) (*exec.Cmd, string, error) {
+func start(cfg Config, region *os.File) (*exec.Cmd, string, error) {
 	mk := func(attr *syscall.SysProcAttr) *exec.Cmd {
 		cmd := exec.Command(cfg.App, cfg.Args...)
-		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, EventsFD: 4, TEE: string(cfg.TEE)}.String()}
-		cmd.ExtraFiles = []*os.File{region, events}
+		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, TEE: string(cfg.TEE)}.String()}
+		cmd.ExtraFiles = []*os.File{region}
 		cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
 		// The enclave must not outlive its host: nobody would serve it.
 		attr.Pdeathsig = syscall.SIGKILL

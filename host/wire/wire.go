@@ -1,9 +1,10 @@
 // Package wire holds what both sides of Cloister's host services must agree
 // on and nothing else: the environment variable that hands the boundary to
 // the enclave process, the region geometry, the call table (boundary's
-// declared host calls plus the simulator's two platform calls), the payload
-// codecs of every host-service call, and the event page that tells the
-// enclave when a would-block network call is worth retrying.
+// declared host calls plus the simulator's two platform calls) and the
+// payload codecs of every host-service call. Network calls that must wait
+// (accept, read, write) are pending calls the host answers when they can
+// proceed; there is no separate notification channel.
 //
 // boundary/calls.go says host/ owns the codecs; they live here, below both
 // host (the launcher, which the enclave must not link) and enclave (the
@@ -24,62 +25,56 @@ import (
 
 // EnvBoundary is the environment variable through which `cloister run`
 // tells the enclave process where its boundary is: for example
-// "v1 region=3 events=4 tee=sim-sgx". The enclave SDK refuses to start
-// without it.
+// "v2 region=3 tee=sim-sgx". The enclave SDK refuses to start without it.
 const EnvBoundary = "CLOISTER_BOUNDARY"
 
 // envVersion is the first word of EnvBoundary's value; a mismatch means the
-// launcher and the SDK were built from incompatible sources.
-const envVersion = "v1"
+// launcher and the SDK were built from incompatible sources. v2: no event
+// page (network calls wait as pending calls).
+const envVersion = "v2"
 
-// Launch is what EnvBoundary carries: the inherited descriptors of the
-// shared region and the event page, and the platform kind.
+// Launch is what EnvBoundary carries: the inherited descriptor of the
+// shared region, and the platform kind.
 type Launch struct {
 	RegionFD int
-	EventsFD int
 	TEE      string
 }
 
 // String encodes l as EnvBoundary's value.
 func (l Launch) String() string {
-	return fmt.Sprintf("%s region=%d events=%d tee=%s", envVersion, l.RegionFD, l.EventsFD, l.TEE)
+	return fmt.Sprintf("%s region=%d tee=%s", envVersion, l.RegionFD, l.TEE)
 }
 
 // ParseLaunch decodes EnvBoundary's value. Every field is required, and
 // descriptors 0-2 (stdio) are refused.
 func ParseLaunch(s string) (Launch, error) {
 	f := strings.Fields(s)
-	if len(f) != 4 || f[0] != envVersion {
-		return Launch{}, fmt.Errorf("wire: %s=%q: want %q", EnvBoundary, s, envVersion+" region=FD events=FD tee=KIND")
+	if len(f) != 3 || f[0] != envVersion {
+		return Launch{}, fmt.Errorf("wire: %s=%q: want %q", EnvBoundary, s, envVersion+" region=FD tee=KIND")
 	}
 	var l Launch
 	seen := 0
 	for _, kv := range f[1:] {
 		k, v, _ := strings.Cut(kv, "=")
 		switch k {
-		case "region", "events":
+		case "region":
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 3 || n > 1<<20 {
 				return Launch{}, fmt.Errorf("wire: %s: bad descriptor %q", EnvBoundary, kv)
 			}
-			if k == "region" {
-				l.RegionFD = n
-				seen |= 1
-			} else {
-				l.EventsFD = n
-				seen |= 2
-			}
+			l.RegionFD = n
+			seen |= 1
 		case "tee":
 			if v == "" {
 				return Launch{}, fmt.Errorf("wire: %s: empty tee", EnvBoundary)
 			}
 			l.TEE = v
-			seen |= 4
+			seen |= 2
 		default:
 			return Launch{}, fmt.Errorf("wire: %s: unknown field %q", EnvBoundary, kv)
 		}
 	}
-	if seen != 7 {
+	if seen != 3 {
 		return Launch{}, fmt.Errorf("wire: %s=%q: a field is repeated or missing", EnvBoundary, s)
 	}
 	return l, nil
@@ -89,7 +84,11 @@ func ParseLaunch(s string) (Launch, error) {
 // value compiled into its own (measured) binary, never with one read from
 // the host: boundary.Attach fixes every offset from the expected Config.
 func RegionConfig() boundary.Config {
-	return boundary.Config{Channels: 4, RequestRingSize: 1 << 20, ResponseRingSize: 1 << 20}
+	// The response ring is larger than the request ring: the host reserves
+	// response space for every network call it holds (an idle connection's
+	// read), and the enclave lets a channel hold as many as leave room for
+	// the largest prompt answer (boundary.CallSpec.MayBlock).
+	return boundary.Config{Channels: 4, RequestRingSize: 1 << 20, ResponseRingSize: 2 << 20}
 }
 
 // The simulator platform calls are declared with the other host calls in
@@ -112,7 +111,7 @@ func Table() (*boundary.Table, error) {
 	return t, nil
 }
 
-// The statuses the enclave branches on (would block, not found) are typed
+// The statuses a host answers (would block, not found) are typed
 // codes of boundary's error responses (boundary.CodeWouldBlock,
 // boundary.CodeNotFound): host handlers return errors wrapping
 // boundary.ErrWouldBlock or boundary.ErrNotFound, and the enclave tests
