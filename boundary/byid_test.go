@@ -86,7 +86,9 @@ func TestWaiterGivesUpWhileReaderReads(t *testing.T) {
 // calls in flight; one more waits for a slot (bounded by its context), and
 // gets one as soon as a reply frees it.
 func TestCallsInFlightBounded(t *testing.T) {
-	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	// The response ring holds the host's reservations for every pending
+	// reply, so the bound met is the enclave's, not the ring's.
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 18})
 	s, got, c := serveDeferred(t, r, echoHandler)
 	var held []deferred
 	var results []<-chan callResult
@@ -134,6 +136,55 @@ func TestCallsInFlightBounded(t *testing.T) {
 		}
 		if r.err != nil || string(r.out) != want {
 			t.Fatalf("call %d: %q, %v; want %q", i, r.out, r.err, want)
+		}
+	}
+}
+
+// TestDeferredResponseBound: a call's MaxDeferredResponse bounds a reply
+// the host defers (a larger one becomes CodeResponseTooLarge) while an
+// answer given now may use the whole MaxResponse; NewTable refuses a
+// deferred bound outside 0..MaxResponse.
+func TestDeferredResponseBound(t *testing.T) {
+	spec := CallSpec{ID: callEcho, Name: "test.echo", MaxRequest: 1024, MaxResponse: 1024, MaxDeferredResponse: 16}
+	tb := mustTable(t, spec)
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, tb, echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, tb)
+
+	big := make([]byte, 100)
+	copy(big, "now")
+	resp := make([]byte, 1024)
+	if n, err := c.Call(context.Background(), callEcho, big, resp); err != nil || n != 100 {
+		t.Fatalf("answer given now: %d bytes, %v; want 100", n, err)
+	}
+	for _, tc := range []struct {
+		payload []byte
+		code    Code
+	}{{[]byte("short"), 0}, {make([]byte, 17), CodeResponseTooLarge}} {
+		res := goCall(c, callEcho, []byte("later"), 1024)
+		d := <-got
+		d.reply.Send(tc.payload)
+		r := <-res
+		var re *RemoteError
+		switch {
+		case tc.code == 0 && (r.err != nil || string(r.out) != string(tc.payload)):
+			t.Fatalf("deferred reply within the bound: %q, %v", r.out, r.err)
+		case tc.code != 0 && (!errors.As(r.err, &re) || re.Code != tc.code):
+			t.Fatalf("deferred reply of %d bytes (bound 16): %v, want code %v", len(tc.payload), r.err, tc.code)
+		}
+	}
+	for _, bad := range []int{-1, 1025} {
+		sp := spec
+		sp.MaxDeferredResponse = bad
+		if _, err := NewTable(sp); err == nil {
+			t.Errorf("NewTable with MaxDeferredResponse %d succeeded", bad)
 		}
 	}
 }

@@ -89,25 +89,38 @@ type CallSpec struct {
 	// are answered promptly always find a slot and reserved response
 	// space, however many connections sit idle.
 	MayBlock bool
+	// MaxDeferredResponse, if not zero, bounds the payload of a reply the
+	// host defers (answers through a Reply), which may then be smaller
+	// than MaxResponse; the host reserves response space for this bound
+	// only. A call held long (MayBlock) keeps little space this way.
+	MaxDeferredResponse int
+}
+
+// deferredMax is the largest payload of a deferred reply to s.
+func (s CallSpec) deferredMax() int {
+	if s.MaxDeferredResponse > 0 {
+		return min(s.MaxDeferredResponse, s.MaxResponse)
+	}
+	return s.MaxResponse
 }
 
 // hostCalls is the table of host services. Order is documentation only.
 var hostCalls = [...]CallSpec{
-	{CallNetListen, "net.listen", "addr bytes", "u64 listener | addr bytes", MaxNetAddr, 8 + MaxNetAddr, false},
-	{CallNetAccept, "net.accept", "u64 listener", "u64 conn | addr bytes", 8, 8 + MaxNetAddr, true},
-	{CallNetDial, "net.dial", "u64 timeout ns | addr bytes", "u64 conn | addr bytes", 8 + MaxNetAddr, 8 + MaxNetAddr, false},
-	{CallNetRead, "net.read", "u64 conn | u32 max | u64 offset", "data bytes", 20, MaxNetReadChunk, true},
-	{CallNetWrite, "net.write", "u64 conn | data bytes", "u32 written", 8 + MaxNetChunk, 4, true},
-	{CallNetClose, "net.close", "u64 handle", "empty", 8, 0, false},
-	{CallStorageGet, "storage.get", "key bytes", "record bytes", MaxStorageKey, MaxStorageValue, false},
-	{CallStoragePut, "storage.put", "u16 key len | key | record", "empty", 2 + MaxStorageKey + MaxStorageValue, 0, false},
-	{CallStorageDelete, "storage.delete", "key bytes", "empty", MaxStorageKey, 0, false},
-	{CallStorageList, "storage.list", "u16 prefix len | prefix | start-after key", "(u16 len | key)*", 2 + 2*MaxStorageKey, MaxStorageList, false},
-	{CallStorageCommit, "storage.commit", "u32 count | count × (u8 op | u16 key len | key | u32 value len | value)", "empty", MaxStorageCommit, 0, false},
-	{CallTimeNowUntrusted, "time.now_untrusted", "empty", "u64 unix ns (UNTRUSTED)", 0, 8, false},
-	{CallEvidenceQuote, "evidence.quote", "platform-specific request", "evidence bytes", MaxEvidenceRequest, MaxEvidence, false},
-	{CallSimIdentity, "sim.identity", "empty", "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", 0, maxSimIdentity, false},
-	{CallSimSealKey, "sim.seal_key", "u8 policy | kdf context", "key bytes", 1 + 256, 64, false},
+	{CallNetListen, "net.listen", "addr bytes", "u64 listener | addr bytes", MaxNetAddr, 8 + MaxNetAddr, false, 0},
+	{CallNetAccept, "net.accept", "u64 listener", "u64 conn | addr bytes", 8, 8 + MaxNetAddr, true, 0},
+	{CallNetDial, "net.dial", "u64 timeout ns | addr bytes", "u64 conn | addr bytes", 8 + MaxNetAddr, 8 + MaxNetAddr, false, 0},
+	{CallNetRead, "net.read", "u64 conn | u32 max | u64 offset", "data bytes", 20, MaxNetReadChunk, true, MaxNetHeldRead},
+	{CallNetWrite, "net.write", "u64 conn | data bytes", "u32 written", 8 + MaxNetChunk, 4, true, 0},
+	{CallNetClose, "net.close", "u64 handle", "empty", 8, 0, false, 0},
+	{CallStorageGet, "storage.get", "key bytes", "record bytes", MaxStorageKey, MaxStorageValue, false, 0},
+	{CallStoragePut, "storage.put", "u16 key len | key | record", "empty", 2 + MaxStorageKey + MaxStorageValue, 0, false, 0},
+	{CallStorageDelete, "storage.delete", "key bytes", "empty", MaxStorageKey, 0, false, 0},
+	{CallStorageList, "storage.list", "u16 prefix len | prefix | start-after key", "(u16 len | key)*", 2 + 2*MaxStorageKey, MaxStorageList, false, 0},
+	{CallStorageCommit, "storage.commit", "u32 count | count × (u8 op | u16 key len | key | u32 value len | value)", "empty", MaxStorageCommit, 0, false, 0},
+	{CallTimeNowUntrusted, "time.now_untrusted", "empty", "u64 unix ns (UNTRUSTED)", 0, 8, false, 0},
+	{CallEvidenceQuote, "evidence.quote", "platform-specific request", "evidence bytes", MaxEvidenceRequest, MaxEvidence, false, 0},
+	{CallSimIdentity, "sim.identity", "empty", "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", 0, maxSimIdentity, false, 0},
+	{CallSimSealKey, "sim.seal_key", "u8 policy | kdf context", "key bytes", 1 + 256, 64, false, 0},
 }
 
 // MaxStorageCommit bounds one storage.commit request: every record of one
@@ -154,6 +167,9 @@ func NewTable(specs ...CallSpec) (*Table, error) {
 		if s.MaxRequest < 0 || s.MaxRequest > MaxFramePayload || s.MaxResponse < 0 || s.MaxResponse > MaxFramePayload {
 			return nil, fmt.Errorf("boundary: new table: call %q: bounds %d/%d outside 0..%d", s.Name, s.MaxRequest, s.MaxResponse, MaxFramePayload)
 		}
+		if s.MaxDeferredResponse < 0 || s.MaxDeferredResponse > s.MaxResponse {
+			return nil, fmt.Errorf("boundary: new table: call %q: deferred response bound %d outside 0..%d", s.Name, s.MaxDeferredResponse, s.MaxResponse)
+		}
 		t.byID[s.ID] = s
 		names[s.Name] = s.ID
 		t.specs = append(t.specs, s)
@@ -199,7 +215,7 @@ func (t *Table) blockCap(cfg Config) int {
 	var blockMax, promptMax int
 	for _, s := range t.specs {
 		if s.MayBlock {
-			blockMax = max(blockMax, s.MaxResponse)
+			blockMax = max(blockMax, s.deferredMax())
 		} else {
 			promptMax = max(promptMax, s.MaxResponse)
 		}

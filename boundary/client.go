@@ -81,7 +81,7 @@ type Client struct {
 type clientChan struct {
 	mu       sync.Mutex
 	slots    [MaxPendingPerChannel]waiter
-	used     uint32  // bitmap of slots in use
+	used     uint64  // bitmap of slots in use
 	reader   *waiter // the call reading the response ring; nil: none
 	excl     bool    // a Batch has the channel to itself
 	blocking int     // slots held by calls that may block
@@ -136,7 +136,7 @@ const (
 )
 
 // allSlots is the used bitmap of a full channel.
-const allSlots = 1<<MaxPendingPerChannel - 1
+const allSlots = 1<<MaxPendingPerChannel - 1 // MaxPendingPerChannel is at most 64
 
 // NewClient returns the enclave side of r, sending only calls declared in t.
 // Every call's largest frames must fit r's rings.
@@ -249,7 +249,7 @@ func (c *Client) take(ch *clientChan, exclusive, mayBlock bool) (*waiter, bool, 
 		ch.excl = true
 		return nil, true, nil
 	}
-	k := bits.TrailingZeros32(^ch.used)
+	k := bits.TrailingZeros64(^ch.used)
 	ch.used |= 1 << k
 	if mayBlock {
 		ch.blocking++
@@ -342,6 +342,12 @@ func (c *Client) release(ch *clientChan, w *waiter) {
 // aligned; whatever else they are, the client's own writes stay within its
 // ring and the next call's checks apply as usual.
 func (c *Client) resync(ch *clientChan) error {
+	// Republish our own indices first: if the host's are unusable too (a
+	// scribbled word), the host resynchronises at ours and republishes its
+	// own, so a later attempt succeeds.
+	ch.restoreReq()
+	ch.restoreResp()
+	c.server.wake(waitIdle, &c.ctr)
 	head := atomic.LoadUint64(ch.reqHeadW)
 	tail := atomic.LoadUint64(ch.respTailW)
 	if (head|tail)&(ring.Align-1) != 0 {
@@ -629,7 +635,7 @@ func (c *Client) giveUp(ch *clientChan, w *waiter, cause error) (int, error) {
 func (ch *clientChan) handOff() {
 	ch.reader = nil
 	for u := ch.used; u != 0; u &= u - 1 {
-		o := &ch.slots[bits.TrailingZeros32(u)]
+		o := &ch.slots[bits.TrailingZeros64(u)]
 		if o.pending {
 			ch.reader = o
 			o.wake <- wakeReader // never blocks: a pending call has no message
@@ -734,7 +740,7 @@ func (c *Client) read(ctx context.Context, ch *clientChan, w *waiter, peerAsleep
 // ch.mu.
 func (ch *clientChan) pendingByID(id uint64) *waiter {
 	for u := ch.used; u != 0; u &= u - 1 {
-		o := &ch.slots[bits.TrailingZeros32(u)]
+		o := &ch.slots[bits.TrailingZeros64(u)]
 		if o.pending && o.id == id {
 			return o
 		}
@@ -752,7 +758,7 @@ func (c *Client) failAll(ch *clientChan, r *waiter, err error) {
 	ch.reader = nil
 	var failed []*waiter
 	for u := ch.used; u != 0; u &= u - 1 {
-		o := &ch.slots[bits.TrailingZeros32(u)]
+		o := &ch.slots[bits.TrailingZeros64(u)]
 		if o.pending {
 			o.pending = false
 			ch.abandon(o.id)

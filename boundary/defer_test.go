@@ -82,7 +82,9 @@ func TestDeferredReplies(t *testing.T) {
 // are pending; the rest wait in the ring and are taken as replies free
 // slots. Every call of a large batch gets its own answer.
 func TestDeferredBound(t *testing.T) {
-	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	// A response ring that holds MaxPendingPerChannel reservations, so the
+	// bound met is the pending bound, not the ring's space.
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 18})
 	s, got, c := serveDeferred(t, r, echoHandler)
 
 	calls := make([]BatchCall, 3*MaxPendingPerChannel)

@@ -39,8 +39,8 @@ const (
 
 	// MaxPendingPerChannel bounds the deferred requests (DeferFunc) of
 	// one channel awaiting their replies, and the enclave's calls in flight
-	// on one channel.
-	MaxPendingPerChannel = 16
+	// on one channel (a bitmap of one word: at most 64).
+	MaxPendingPerChannel = 64
 
 	// minPromptSlots of each channel's slots are kept from calls that may
 	// block (CallSpec.MayBlock), so prompt calls always find one.
@@ -63,6 +63,11 @@ const (
 	// data, holding response space for its largest answer; a smaller
 	// bound lets more reads wait at once.
 	MaxNetReadChunk = 16 << 10
+	// MaxNetHeldRead bounds the data of a network read the host held
+	// until data came (CallSpec.MaxDeferredResponse): the response space
+	// an idle connection's read holds is this small, and the enclave's
+	// next read takes the rest of what came at once.
+	MaxNetHeldRead = 2 << 10
 	// MaxStorageKey bounds a storage key.
 	MaxStorageKey = 1 << 10
 	// MaxStorageValue bounds one sealed storage record.

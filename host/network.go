@@ -554,7 +554,9 @@ func (c *conn) kick() {
 			if !c.readReady(off) {
 				return false
 			}
-			out, err = c.readLocked(max, off)
+			// A held read's reply is small (its reserved space is);
+			// the enclave's next read takes the rest at once.
+			out, err = c.readLocked(min(max, boundary.MaxNetHeldRead), off)
 		case boundary.CallNetWrite:
 			if !c.writeReady() {
 				return false
