@@ -23,15 +23,19 @@ func launchPlatform(l wire.Launch) (tee.Platform, error) {
 // for tests.
 func platformAt(l wire.Launch, gramineRoot string) (tee.Platform, error) {
 	switch tee.Kind(l.TEE) {
-	case tee.KindSimSGX, tee.KindSimTDX:
+	case tee.KindSimSGX, tee.KindSimTDX, tee.KindTDX, tee.KindSNP:
+		// The simulator's platform, and a confidential VM's (where
+		// `cloister run` is inside the TEE with the app), are served by the
+		// host through the rings. Under Gramine the host is outside the
+		// enclave, so its evidence and keys must never be taken.
 		if underGramine(gramineRoot) {
-			return nil, fmt.Errorf("enclave: launched as %s, but %s exists: under Gramine only tee=sgx is accepted (a simulator's keys would come from the host)", l.TEE, gramineRoot)
+			return nil, fmt.Errorf("enclave: launched as %s, but %s exists: under Gramine only tee=sgx is accepted (that platform's evidence and keys would come from the host)", l.TEE, gramineRoot)
 		}
 		return nil, nil
 	case tee.KindSGX:
 		return openGramine(l.AttestRoot, gramineRoot)
 	}
-	return nil, fmt.Errorf("enclave: tee %q: only sim-sgx, sim-tdx and sgx are supported for now", l.TEE)
+	return nil, fmt.Errorf("enclave: tee %q: want sim-sgx, sim-tdx, sgx, tdx or sev-snp", l.TEE)
 }
 
 // openGramine opens tee/gramine at defaultRoot, or at attestRoot (the

@@ -50,7 +50,10 @@ func TestPlatformAt(t *testing.T) {
 		{"attest under gramine", wire.Launch{TEE: "sgx", AttestRoot: tree.Root}, realRoot, "refused under Gramine"},
 		{"attest outside gramine", wire.Launch{TEE: "sgx", AttestRoot: tree.Root}, noRoot, ""},
 		{"sgx without gramine", wire.Launch{TEE: "sgx"}, noRoot, "not running under Gramine"},
-		{"unknown kind", wire.Launch{TEE: "tdx"}, noRoot, "only sim-sgx, sim-tdx and sgx"},
+		{"tdx outside gramine", wire.Launch{TEE: "tdx"}, noRoot, ""},
+		{"sev-snp outside gramine", wire.Launch{TEE: "sev-snp"}, noRoot, ""},
+		{"tdx under gramine", wire.Launch{TEE: "tdx"}, realRoot, "under Gramine only tee=sgx"},
+		{"unknown kind", wire.Launch{TEE: "sev"}, noRoot, "want sim-sgx, sim-tdx, sgx, tdx or sev-snp"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			p, err := platformAt(tc.l, tc.root)
