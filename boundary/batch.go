@@ -57,15 +57,25 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		}()
 		defer c.catchFault(debug.SetPanicOnFault(true), &n, &err)
 	}
-	ch, err := c.begin(ctx)
-	if err != nil {
+	fail := func(err error) error {
 		err = fmt.Errorf("boundary: batch: %w", err)
 		for i := range calls {
 			calls[i].N, calls[i].Err, calls[i].state = 0, err, batchDone
 		}
 		return err
 	}
-	defer c.end(ch)
+	if err := c.begin(ctx); err != nil {
+		return fail(err)
+	}
+	defer c.leave()
+	defer c.region.leave()
+	// The batch has a channel to itself (no call in flight on it), so it
+	// uses the request and response sides without ch.mu.
+	ch, _, err := c.acquire(ctx, true, false)
+	if err != nil {
+		return fail(err)
+	}
+	defer c.release(ch, nil)
 
 	// Ids base .. base+len-1 are reserved for this batch, one per index, so
 	// a response's id maps to its call without a table.
@@ -206,12 +216,13 @@ func (c *Client) Batch(ctx context.Context, calls []BatchCall) (err error) {
 		if err := c.stopped(ctx); err != nil {
 			return c.failBatch(ch, calls, base, fmt.Errorf("boundary: batch: %w", err))
 		}
-		ch.restore()
-		s := ch.wait.prepare(1)
+		ch.restoreReq()
+		ch.restoreResp()
+		s := ch.wait.prepareShared()
 		if atomic.LoadUint64(ch.respTailW) != tail || atomic.LoadUint64(ch.reqHeadW) != head {
-			ch.wait.cancel()
+			ch.wait.cancelShared()
 		} else {
-			ch.wait.sleep(s, &c.ctr)
+			ch.wait.sleepShared(s, &c.ctr)
 		}
 		sw.restart()
 	}

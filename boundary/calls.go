@@ -22,7 +22,7 @@ const (
 	CallNetListen uint32 = 0x0101 // req: addr bytes → resp: u64 listener | bound addr bytes
 	CallNetAccept uint32 = 0x0102 // req: u64 listener → resp: u64 conn | remote addr bytes
 	CallNetDial   uint32 = 0x0103 // req: u64 timeout ns | addr bytes → resp: u64 conn | local addr bytes
-	CallNetRead   uint32 = 0x0104 // req: u64 conn | u32 max → resp: data bytes (empty at EOF)
+	CallNetRead   uint32 = 0x0104 // req: u64 conn | u32 max | u64 offset → resp: data bytes from offset (empty at EOF)
 	CallNetWrite  uint32 = 0x0105 // req: u64 conn | data bytes → resp: u32 written
 	CallNetClose  uint32 = 0x0106 // req: u64 handle → resp: empty
 
@@ -83,25 +83,44 @@ type CallSpec struct {
 	Response    string // payload shape of the response
 	MaxRequest  int    // bytes; at most MaxFramePayload
 	MaxResponse int    // bytes; at most MaxFramePayload
+	// MayBlock marks a call the host may hold until an outside event (a
+	// network read waiting for data). The enclave lets such calls take at
+	// most a share of each channel's slots (Client), so that calls that
+	// are answered promptly always find a slot and reserved response
+	// space, however many connections sit idle.
+	MayBlock bool
+	// MaxDeferredResponse, if not zero, bounds the payload of a reply the
+	// host defers (answers through a Reply), which may then be smaller
+	// than MaxResponse; the host reserves response space for this bound
+	// only. A call held long (MayBlock) keeps little space this way.
+	MaxDeferredResponse int
+}
+
+// deferredMax is the largest payload of a deferred reply to s.
+func (s CallSpec) deferredMax() int {
+	if s.MaxDeferredResponse > 0 {
+		return min(s.MaxDeferredResponse, s.MaxResponse)
+	}
+	return s.MaxResponse
 }
 
 // hostCalls is the table of host services. Order is documentation only.
 var hostCalls = [...]CallSpec{
-	{CallNetListen, "net.listen", "addr bytes", "u64 listener | addr bytes", MaxNetAddr, 8 + MaxNetAddr},
-	{CallNetAccept, "net.accept", "u64 listener", "u64 conn | addr bytes", 8, 8 + MaxNetAddr},
-	{CallNetDial, "net.dial", "u64 timeout ns | addr bytes", "u64 conn | addr bytes", 8 + MaxNetAddr, 8 + MaxNetAddr},
-	{CallNetRead, "net.read", "u64 conn | u32 max", "data bytes", 12, MaxNetChunk},
-	{CallNetWrite, "net.write", "u64 conn | data bytes", "u32 written", 8 + MaxNetChunk, 4},
-	{CallNetClose, "net.close", "u64 handle", "empty", 8, 0},
-	{CallStorageGet, "storage.get", "key bytes", "record bytes", MaxStorageKey, MaxStorageValue},
-	{CallStoragePut, "storage.put", "u16 key len | key | record", "empty", 2 + MaxStorageKey + MaxStorageValue, 0},
-	{CallStorageDelete, "storage.delete", "key bytes", "empty", MaxStorageKey, 0},
-	{CallStorageList, "storage.list", "u16 prefix len | prefix | start-after key", "(u16 len | key)*", 2 + 2*MaxStorageKey, MaxStorageList},
-	{CallStorageCommit, "storage.commit", "u32 count | count × (u8 op | u16 key len | key | u32 value len | value)", "empty", MaxStorageCommit, 0},
-	{CallTimeNowUntrusted, "time.now_untrusted", "empty", "u64 unix ns (UNTRUSTED)", 0, 8},
-	{CallEvidenceQuote, "evidence.quote", "platform-specific request", "evidence bytes", MaxEvidenceRequest, MaxEvidence},
-	{CallSimIdentity, "sim.identity", "empty", "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", 0, maxSimIdentity},
-	{CallSimSealKey, "sim.seal_key", "u8 policy | kdf context", "key bytes", 1 + 256, 64},
+	{CallNetListen, "net.listen", "addr bytes", "u64 listener | addr bytes", MaxNetAddr, 8 + MaxNetAddr, false, 0},
+	{CallNetAccept, "net.accept", "u64 listener", "u64 conn | addr bytes", 8, 8 + MaxNetAddr, true, 0},
+	{CallNetDial, "net.dial", "u64 timeout ns | addr bytes", "u64 conn | addr bytes", 8 + MaxNetAddr, 8 + MaxNetAddr, false, 0},
+	{CallNetRead, "net.read", "u64 conn | u32 max | u64 offset", "data bytes", 20, MaxNetReadChunk, true, MaxNetHeldRead},
+	{CallNetWrite, "net.write", "u64 conn | data bytes", "u32 written", 8 + MaxNetChunk, 4, true, 0},
+	{CallNetClose, "net.close", "u64 handle", "empty", 8, 0, false, 0},
+	{CallStorageGet, "storage.get", "key bytes", "record bytes", MaxStorageKey, MaxStorageValue, false, 0},
+	{CallStoragePut, "storage.put", "u16 key len | key | record", "empty", 2 + MaxStorageKey + MaxStorageValue, 0, false, 0},
+	{CallStorageDelete, "storage.delete", "key bytes", "empty", MaxStorageKey, 0, false, 0},
+	{CallStorageList, "storage.list", "u16 prefix len | prefix | start-after key", "(u16 len | key)*", 2 + 2*MaxStorageKey, MaxStorageList, false, 0},
+	{CallStorageCommit, "storage.commit", "u32 count | count × (u8 op | u16 key len | key | u32 value len | value)", "empty", MaxStorageCommit, 0, false, 0},
+	{CallTimeNowUntrusted, "time.now_untrusted", "empty", "u64 unix ns (UNTRUSTED)", 0, 8, false, 0},
+	{CallEvidenceQuote, "evidence.quote", "platform-specific request", "evidence bytes", MaxEvidenceRequest, MaxEvidence, false, 0},
+	{CallSimIdentity, "sim.identity", "empty", "u8 len | kind | u8 len | measurement | u8 len | signer | u16 product | u16 svn | u8 debug", 0, maxSimIdentity, false, 0},
+	{CallSimSealKey, "sim.seal_key", "u8 policy | kdf context", "key bytes", 1 + 256, 64, false, 0},
 }
 
 // MaxStorageCommit bounds one storage.commit request: every record of one
@@ -148,6 +167,9 @@ func NewTable(specs ...CallSpec) (*Table, error) {
 		if s.MaxRequest < 0 || s.MaxRequest > MaxFramePayload || s.MaxResponse < 0 || s.MaxResponse > MaxFramePayload {
 			return nil, fmt.Errorf("boundary: new table: call %q: bounds %d/%d outside 0..%d", s.Name, s.MaxRequest, s.MaxResponse, MaxFramePayload)
 		}
+		if s.MaxDeferredResponse < 0 || s.MaxDeferredResponse > s.MaxResponse {
+			return nil, fmt.Errorf("boundary: new table: call %q: deferred response bound %d outside 0..%d", s.Name, s.MaxDeferredResponse, s.MaxResponse)
+		}
 		t.byID[s.ID] = s
 		names[s.Name] = s.ID
 		t.specs = append(t.specs, s)
@@ -180,6 +202,27 @@ func (t *Table) checkRings(cfg Config) error {
 		}
 	}
 	return nil
+}
+
+// blockCap is how many calls that may block (MayBlock) a client lets be
+// in flight on one channel of a region with cfg: at most
+// MaxPendingPerChannel - minPromptSlots, and few enough that the response
+// space the host reserves for them (the largest such reply each) leaves
+// room for the largest prompt call's reservation and its answer, so the
+// host never stops taking a channel's requests because idle connections
+// hold its space. At least 1.
+func (t *Table) blockCap(cfg Config) int {
+	var blockMax, promptMax int
+	for _, s := range t.specs {
+		if s.MayBlock {
+			blockMax = max(blockMax, s.deferredMax())
+		} else {
+			promptMax = max(promptMax, s.MaxResponse)
+		}
+	}
+	room := int64(cfg.ResponseRingSize) - int64(reservation(promptMax)) - int64(frameSize(max(promptMax, maxErrorPayload)))
+	n := int(room / int64(reservation(blockMax)))
+	return min(max(n, 1), MaxPendingPerChannel-minPromptSlots)
 }
 
 // name returns the declared name of id, or its hex form, for messages.

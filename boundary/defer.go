@@ -15,9 +15,10 @@ import (
 // it later, or false to have the Handler answer now. It must not block.
 //
 // The Serve goroutine stays the only writer of the response rings: a reply
-// is queued and written by it. Response space for the largest answer of
-// the call is reserved when the request is taken, so a reply never waits
-// for room; at most MaxPendingPerChannel requests per channel are pending
+// is queued and written by it. Response space for the largest deferred
+// answer of the call (CallSpec.MaxDeferredResponse if set, else
+// MaxResponse; a larger Send becomes CodeResponseTooLarge) is reserved
+// when the request is taken, so a reply never waits for room; at most MaxPendingPerChannel requests per channel are pending
 // at once (the channel's further requests wait in the ring until replies
 // come). Replies after Close are dropped.
 type DeferFunc func(call uint32, req []byte, reply Reply) bool

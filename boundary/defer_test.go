@@ -82,7 +82,9 @@ func TestDeferredReplies(t *testing.T) {
 // are pending; the rest wait in the ring and are taken as replies free
 // slots. Every call of a large batch gets its own answer.
 func TestDeferredBound(t *testing.T) {
-	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	// A response ring that holds MaxPendingPerChannel reservations, so the
+	// bound met is the pending bound, not the ring's space.
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 18})
 	s, got, c := serveDeferred(t, r, echoHandler)
 
 	calls := make([]BatchCall, 3*MaxPendingPerChannel)
@@ -260,5 +262,137 @@ func TestCancelDropsPendingReply(t *testing.T) {
 	}
 	if sc := s.Counters(); sc.Cancels != uint64(len(kept)) {
 		t.Fatalf("server counters %+v: want %d cancels", sc, len(kept))
+	}
+}
+
+// TestCallsDoNotHoldTheChannel: a call whose reply the host holds
+// (deferred) does not hold its channel: on a one-channel region another
+// call goes through meanwhile, within its deadline, and the held call then
+// gets its own reply.
+func TestCallsDoNotHoldTheChannel(t *testing.T) {
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+
+	held := goCall(c, callEcho, []byte("later-held"), 64)
+	d := <-got
+	ctx, cancel := context.WithTimeout(context.Background(), liveSlack)
+	defer cancel()
+	resp := make([]byte, 64)
+	for i := range 3 {
+		req := fmt.Appendf(nil, "now-%d", i)
+		n, err := c.Call(ctx, callEcho, req, resp)
+		if err != nil || string(resp[:n]) != string(req) {
+			t.Fatalf("call %d beside a held one on the same channel: %q, %v", i, resp[:n], err)
+		}
+	}
+	d.reply.Send([]byte("held-answer"))
+	if res := <-held; res.err != nil || string(res.out) != "held-answer" {
+		t.Fatalf("held call: %q, %v", res.out, res.err)
+	}
+}
+
+// TestNoMisdelivery: with two calls in flight on one channel, a reply
+// carrying B's id completes B and never A; a second reply with B's id (a
+// duplicate) fails the waiting call A with ErrDuplicateID instead of
+// completing it with B's bytes; A's late reply is then dropped as stale
+// and the channel keeps working.
+func TestNoMisdelivery(t *testing.T) {
+	cfg := smallCfg
+	cfg.Channels = 1
+	r := newRegion(t, cfg)
+	c := newClient(t, r, clientTable(t))
+	h := newEvilHost(t, r)
+
+	a := goCall(c, callEcho, []byte("A"), 64)
+	hdA, _ := h.recv()
+	b := goCall(c, callEcho, []byte("B"), 64)
+	hdB, _ := h.recv()
+	if hdA.ID == hdB.ID {
+		t.Fatalf("two calls in flight share id %d", hdA.ID)
+	}
+	h.reply(callEcho, hdB.ID, []byte("for-B"))
+	if res := <-b; res.err != nil || string(res.out) != "for-B" {
+		t.Fatalf("B: %q, %v", res.out, res.err)
+	}
+	h.reply(callEcho, hdB.ID, []byte("for-B again"))
+	if res := <-a; !errors.Is(res.err, ErrDuplicateID) || len(res.out) != 0 {
+		t.Fatalf("A after a duplicate of B's reply: %q, %v; want ErrDuplicateID", res.out, res.err)
+	}
+	h.reply(callEcho, hdA.ID, []byte("for-A, late"))
+	next := goCall(c, callEcho, []byte("C"), 64)
+	hdC, p := h.recv()
+	h.reply(callEcho, hdC.ID, p)
+	if res := <-next; res.err != nil || string(res.out) != "C" {
+		t.Fatalf("C: %q, %v", res.out, res.err)
+	}
+	if cc := c.Counters(); cc.StaleResponses != 1 || cc.DuplicateIDs != 1 {
+		t.Fatalf("counters %+v", cc)
+	}
+}
+
+// TestOutOfOrderRepliesOneChannel: many callers share one channel while
+// the host answers their deferred requests in reverse order of arrival;
+// each caller gets exactly its own reply (an echo of its request).
+func TestOutOfOrderRepliesOneChannel(t *testing.T) {
+	r := newRegion(t, Config{Channels: 1, RequestRingSize: 1 << 16, ResponseRingSize: 1 << 16})
+	s, err := NewServer(r, serverTable(t), echoHandler)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := deferLater(s)
+	done := make(chan struct{})
+	go func() { defer close(done); s.Serve(context.Background()) }()
+	t.Cleanup(func() { s.Close(); <-done })
+	c := newClient(t, r, clientTable(t))
+
+	const callers, rounds = 8, 20
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // answer in batches, newest first
+		var held []deferred
+		for {
+			var d deferred
+			select {
+			case d = <-got:
+			case <-stop:
+				return
+			}
+			held = append(held, d)
+			if len(held) < callers {
+				continue
+			}
+			for i := len(held) - 1; i >= 0; i-- {
+				held[i].reply.Send(held[i].req)
+			}
+			held = held[:0]
+		}
+	}()
+	errs := make(chan error, callers)
+	for g := range callers {
+		go func() {
+			resp := make([]byte, 64)
+			for i := range rounds {
+				req := fmt.Appendf(nil, "later-%d-%d", g, i)
+				n, err := c.Call(context.Background(), callEcho, req, resp)
+				if err != nil || !bytes.Equal(resp[:n], req) {
+					errs <- fmt.Errorf("caller %d round %d: got %q, %v", g, i, resp[:n], err)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
 	}
 }

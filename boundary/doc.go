@@ -25,8 +25,10 @@
 // aligned, never split at the ring's end (padding with a skip marker
 // instead). The id correlates a response with its request, so a Batch can
 // have many calls in flight and the host may answer them in any order. A
-// Client takes one channel per call, so concurrent callers do not share a
-// lock on the hot path.
+// Client spreads concurrent calls over the channels (round-robin); calls on
+// one channel wait for their replies by id (one of them reads the ring and
+// hands replies out), so a call the host holds (deferred: a network read
+// waiting for data) does not hold the channel.
 //
 // # Pure core, thin driver
 //

@@ -38,8 +38,13 @@ const (
 	maxAbandoned = 64
 
 	// MaxPendingPerChannel bounds the deferred requests (DeferFunc) of
-	// one channel awaiting their replies.
-	MaxPendingPerChannel = 16
+	// one channel awaiting their replies, and the enclave's calls in flight
+	// on one channel (a bitmap of one word: at most 64).
+	MaxPendingPerChannel = 64
+
+	// minPromptSlots of each channel's slots are kept from calls that may
+	// block (CallSpec.MayBlock), so prompt calls always find one.
+	minPromptSlots = 4
 
 	// maxBatchPerChannel bounds how many requests the server takes from one
 	// channel per pass, so one busy channel cannot starve the others.
@@ -51,8 +56,18 @@ const (
 const (
 	// MaxNetAddr bounds a network address string ("host:port").
 	MaxNetAddr = 256
-	// MaxNetChunk bounds the data of one network read or write call.
+	// MaxNetChunk bounds the data of one network write call.
 	MaxNetChunk = 64 << 10
+	// MaxNetReadChunk bounds the data of one network read call (a TLS
+	// record's worth). A read is a pending call that may wait long for
+	// data, holding response space for its largest answer; a smaller
+	// bound lets more reads wait at once.
+	MaxNetReadChunk = 16 << 10
+	// MaxNetHeldRead bounds the data of a network read the host held
+	// until data came (CallSpec.MaxDeferredResponse): the response space
+	// an idle connection's read holds is this small, and the enclave's
+	// next read takes the rest of what came at once.
+	MaxNetHeldRead = 2 << 10
 	// MaxStorageKey bounds a storage key.
 	MaxStorageKey = 1 << 10
 	// MaxStorageValue bounds one sealed storage record.

@@ -325,7 +325,7 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 			ch.bad = true
 			break
 		}
-		if resv := reservation(spec.MaxResponse); s.deferFn != nil && known && int64(f.Len) <= int64(spec.MaxRequest) && resv <= ch.resp.Cap() {
+		if resv := reservation(spec.deferredMax()); s.deferFn != nil && known && int64(f.Len) <= int64(spec.MaxRequest) && resv <= ch.resp.Cap() {
 			// The handler may keep this request: hold its reply's space
 			// now, or wait until pending replies free enough.
 			if ch.tail-respHead+ch.reserved+resv > ch.resp.Cap() {
@@ -334,7 +334,7 @@ func (s *Server) pollChan(ch *serverChan) (served int, stalled, woke bool) {
 			}
 			req := s.reqBuf[:ch.req.Payload(f, s.reqBuf[:f.Len])]
 			p := &pendingReply{done: make(chan struct{}), resv: resv}
-			reply := Reply{s: s, p: p, ch: s.chanIndex(ch), id: f.ID, call: f.Call, max: spec.MaxResponse}
+			reply := Reply{s: s, p: p, ch: s.chanIndex(ch), id: f.ID, call: f.Call, max: spec.deferredMax()}
 			if s.deferFn(f.Call, req, reply) {
 				if ch.waiting == nil {
 					ch.waiting = make(map[uint64]*pendingReply)

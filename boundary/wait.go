@@ -201,3 +201,26 @@ func (w waitLine) sleep(s uint32, c *counters) {
 
 // cancel clears the flag without sleeping (the re-check found work).
 func (w waitLine) cancel() { atomic.StoreUint32(w.flag, waitNone) }
+
+// prepareShared, sleepShared and cancelShared are prepare, sleep and
+// cancel for a wait line several goroutines may sleep on at once (a
+// client channel: its reader, and callers waiting for request space): the
+// flag counts the sleepers instead of being set and cleared, so one
+// sleeper waking does not hide another from the waker. The waker's test
+// (flag >= 1) is unchanged. A host that overwrites the flag only changes
+// how often it wakes the enclave, whose sleeps are bounded anyway.
+func (w waitLine) prepareShared() uint32 {
+	s := atomic.LoadUint32(w.seq)
+	atomic.AddUint32(w.flag, 1)
+	return s
+}
+
+// sleepShared: see prepareShared.
+func (w waitLine) sleepShared(s uint32, c *counters) {
+	futexSleep(w.seq, s, sleepSlice)
+	atomic.AddUint32(w.flag, ^uint32(0))
+	c.sleeps.Add(1)
+}
+
+// cancelShared: see prepareShared.
+func (w waitLine) cancelShared() { atomic.AddUint32(w.flag, ^uint32(0)) }

@@ -18,8 +18,6 @@ import (
 type Env struct {
 	region *boundary.Region
 	client *boundary.Client
-	events *wire.Events
-	watch  *watcher
 	plat   tee.Platform
 	store  *Store
 	log    *slog.Logger
@@ -33,14 +31,12 @@ type Env struct {
 	cancel context.CancelFunc
 }
 
-// newEnv builds the Env over an attached region and event page. plat is
-// the platform the process opened itself (tee=sgx); nil for the simulator
-// kinds, whose platform is served by the host. On error it releases the
-// region and the page.
-func newEnv(region *boundary.Region, events *wire.Events, kind string, plat tee.Platform, log *slog.Logger) (*Env, error) {
+// newEnv builds the Env over an attached region. plat is the platform the
+// process opened itself (tee=sgx); nil for the kinds whose platform is
+// served by the host. On error it releases the region.
+func newEnv(region *boundary.Region, kind string, plat tee.Platform, log *slog.Logger) (*Env, error) {
 	fail := func(err error) (*Env, error) {
 		region.Close()
-		events.Close()
 		return nil, err
 	}
 	table, err := wire.Table()
@@ -54,7 +50,7 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, plat tee.
 	if handedOff() {
 		client.Resume() // a loader used the region before us (handoff.go)
 	}
-	e := &Env{region: region, client: client, events: events, log: log}
+	e := &Env{region: region, client: client, log: log}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	e.store = &Store{env: e}
 	switch tee.Kind(kind) {
@@ -84,7 +80,6 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, plat tee.
 		client.Close()
 		return fail(fmt.Errorf("enclave: tee %q: only the simulator kinds are supported for now", kind))
 	}
-	e.watch = newWatcher(events)
 	return e, nil
 }
 
@@ -92,12 +87,8 @@ func newEnv(region *boundary.Region, events *wire.Events, kind string, plat tee.
 // used afterwards.
 func (e *Env) close() {
 	e.cancel()
-	if e.watch != nil {
-		e.watch.stop()
-	}
 	e.client.Close()
 	e.region.Close()
-	e.events.Close()
 }
 
 // Bounds of host calls that have no caller context.

@@ -89,11 +89,7 @@ func newTestHost(t *testing.T, o host.ServiceOptions) *testHost {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events, err := wire.AttachEvents(svc.Events().File())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := newEnv(attached, events, string(tee.KindSimSGX), nil, slog.New(slog.DiscardHandler))
+	env, err := newEnv(attached, string(tee.KindSimSGX), nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

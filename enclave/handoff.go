@@ -62,15 +62,15 @@ func runHandoff(app func(ctx context.Context, env *Env) (*Handoff, error)) error
 	if err != nil {
 		return fmt.Errorf("enclave: %w", err)
 	}
-	// Keep the descriptors: run closes them once the boundary is mapped.
+	if l.RegionPath != "" {
+		// A region named by path (Gramine) is not a descriptor this
+		// process could pass on across exec.
+		return fmt.Errorf("enclave: handoff: the boundary is %s, not an inherited descriptor: a handoff needs one", l.RegionPath)
+	}
+	// Keep the descriptor: run closes it once the boundary is mapped.
 	region, err := unix.FcntlInt(uintptr(l.RegionFD), unix.F_DUPFD_CLOEXEC, 10)
 	if err != nil {
 		return fmt.Errorf("enclave: handoff: keeping the region descriptor: %w", err)
-	}
-	events, err := unix.FcntlInt(uintptr(l.EventsFD), unix.F_DUPFD_CLOEXEC, 10)
-	if err != nil {
-		unix.Close(region)
-		return fmt.Errorf("enclave: handoff: keeping the event descriptor: %w", err)
 	}
 	var h *Handoff
 	err = run(func(ctx context.Context, env *Env) error {
@@ -85,15 +85,10 @@ func runHandoff(app func(ctx context.Context, env *Env) (*Handoff, error)) error
 	if err != nil {
 		return err
 	}
-	for _, fd := range []int{l.RegionFD, l.EventsFD} {
-		if h.Path == "/proc/self/fd/"+strconv.Itoa(fd) {
-			return fmt.Errorf("enclave: handoff: the program is descriptor %d, which the boundary takes back", fd)
-		}
+	if h.Path == "/proc/self/fd/"+strconv.Itoa(l.RegionFD) {
+		return fmt.Errorf("enclave: handoff: the program is descriptor %d, which the boundary takes back", l.RegionFD)
 	}
 	if err := unix.Dup3(region, l.RegionFD, 0); err != nil {
-		return fmt.Errorf("enclave: handoff: %w", err)
-	}
-	if err := unix.Dup3(events, l.EventsFD, 0); err != nil {
 		return fmt.Errorf("enclave: handoff: %w", err)
 	}
 	err = syscall.Exec(h.Path, h.Argv, []string{wire.EnvBoundary + "=" + v, envHandoff + "=1"})

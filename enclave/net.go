@@ -15,12 +15,14 @@ import (
 	"github.com/cloister-dev/cloister/host/wire"
 )
 
-// The network: TCP through the host's network service. The host answers
-// at once with the typed would-block status (boundary.CodeWouldBlock) when
-// a call cannot proceed; the enclave
-// then waits for the handle's event slot (watcher) or its deadline and
-// retries. TLS runs on top, inside the enclave; the host only ever sees
-// the bytes a real network would.
+// The network: TCP through the host's network service. Accept, read and
+// write (and the completion of a dial) are ordinary pending calls: the host
+// answers when the call can proceed, and the enclave waits for the reply
+// with the connection's deadline, Close and the caller's context, and
+// sends a cancel frame when it gives up. Reads name the stream offset
+// they start at, so a reply given up on at a deadline is sent again by the
+// next read instead of being lost. TLS runs on top, inside the enclave;
+// the host only ever sees the bytes a real network would.
 
 // Listen listens through the host on addr ("host:port" or ":port"; only
 // TCP). The host binds the address the operator allowed with `cloister run
@@ -89,35 +91,20 @@ func (e *Env) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 		return nil, opError("dial", network, nil, raddr, err)
 	}
 	// The dial is asynchronous on the host: net.accept on the handle
-	// completes it (see package wire).
-	for {
-		seen := e.watch.seq(h)
-		n, err := e.call(ctx, boundary.CallNetAccept, wire.AppendU64(nil, h), resp)
-		if err == nil {
-			got, local, err := wire.ParseHandleAddr(resp[:n])
-			if err == nil && got != h {
-				err = fmt.Errorf("enclave: dial: host answered handle %d for %d", got, h)
-			}
-			if err != nil {
-				e.closeHandle(h)
-				return nil, opError("dial", network, nil, raddr, err)
-			}
+	// waits for it to complete (see package wire).
+	n, err = e.call(ctx, boundary.CallNetAccept, wire.AppendU64(nil, h), resp)
+	if err == nil {
+		got, local, perr := wire.ParseHandleAddr(resp[:n])
+		if perr == nil && got != h {
+			perr = fmt.Errorf("enclave: dial: host answered handle %d for %d", got, h)
+		}
+		if perr == nil {
 			return newConn(e, h, parseAddr(local), raddr), nil
 		}
-		if !errors.Is(err, boundary.ErrWouldBlock) {
-			e.closeHandle(h)
-			return nil, opError("dial", network, nil, raddr, err)
-		}
-		ch, cancel := e.watch.wait(h, seen)
-		select {
-		case <-ch:
-			cancel()
-		case <-ctx.Done():
-			cancel()
-			e.closeHandle(h)
-			return nil, opError("dial", network, nil, raddr, ctx.Err())
-		}
+		err = perr
 	}
+	e.closeHandle(h)
+	return nil, opError("dial", network, nil, raddr, err)
 }
 
 // closeHandle releases a host handle, waiting for the host at most
@@ -176,37 +163,26 @@ type listener struct {
 // Accept waits for the next connection. After Close it returns an error
 // matching net.ErrClosed.
 func (l *listener) Accept() (net.Conn, error) {
+	select {
+	case <-l.done:
+		return nil, opError("accept", "tcp", l.addr, nil, net.ErrClosed)
+	default:
+	}
 	resp := make([]byte, 8+boundary.MaxNetAddr)
-	for {
+	n, err := l.env.call(l.ctx, boundary.CallNetAccept, wire.AppendU64(nil, l.h), resp)
+	if err != nil {
 		select {
 		case <-l.done:
 			return nil, opError("accept", "tcp", l.addr, nil, net.ErrClosed)
 		default:
 		}
-		seen := l.env.watch.seq(l.h)
-		n, err := l.env.call(l.ctx, boundary.CallNetAccept, wire.AppendU64(nil, l.h), resp)
-		if err == nil {
-			h, remote, err := wire.ParseHandleAddr(resp[:n])
-			if err != nil {
-				return nil, opError("accept", "tcp", l.addr, nil, err)
-			}
-			return newConn(l.env, h, l.addr, parseAddr(remote)), nil
-		}
-		if !errors.Is(err, boundary.ErrWouldBlock) {
-			select {
-			case <-l.done:
-				return nil, opError("accept", "tcp", l.addr, nil, net.ErrClosed)
-			default:
-			}
-			return nil, opError("accept", "tcp", l.addr, nil, err)
-		}
-		ch, cancel := l.env.watch.wait(l.h, seen)
-		select {
-		case <-ch:
-		case <-l.done:
-		}
-		cancel()
+		return nil, opError("accept", "tcp", l.addr, nil, err)
 	}
+	h, remote, err := wire.ParseHandleAddr(resp[:n])
+	if err != nil {
+		return nil, opError("accept", "tcp", l.addr, nil, err)
+	}
+	return newConn(l.env, h, l.addr, parseAddr(remote)), nil
 }
 
 // Close stops listening; a blocked Accept returns.
@@ -242,7 +218,8 @@ type conn struct {
 	rmu, wmu    sync.Mutex
 	rdl, wdl    deadline
 	wbuf        []byte // request buffer for writes, under wmu
-	rreq        [12]byte
+	rreq        [wire.ReadRequestSize]byte
+	roff        uint64 // stream bytes read so far, under rmu
 	closeOnce   sync.Once
 	done        chan struct{}
 	closeResult error
@@ -260,9 +237,11 @@ func newConn(e *Env, h uint64, local, remote net.Addr) *conn {
 // reports closed or timed out in net.Conn's terms, and retry when the
 // deadline moved: the caller checks the new deadline and calls again.
 //
-// A host call abandoned at the deadline may have been served: a late
-// answer is dropped, so a read the host answered after the deadline loses
-// its bytes. A host that answers at once, as ours does, never hits this.
+// A host call abandoned at the deadline may have been served: the late
+// answer is dropped. A read loses nothing (the next read asks again from
+// the same stream offset); a write the host took just as the deadline
+// passed is reported as not written, as a timed-out write on a kernel
+// socket may have sent part of its data.
 func (c *conn) call(dl *deadline, call uint32, req, resp []byte) (n int, retry bool, err error) {
 	t, changed := dl.get()
 	var ctx context.Context
@@ -304,26 +283,22 @@ func (c *conn) Read(b []byte) (int, error) {
 	}
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
-	b = b[:min(len(b), boundary.MaxNetChunk)]
+	b = b[:min(len(b), boundary.MaxNetReadChunk)]
 	for {
 		if err := c.check(&c.rdl); err != nil {
 			return 0, c.opError("read", err)
 		}
-		seen := c.env.watch.seq(c.h)
-		n, retry, err := c.call(&c.rdl, boundary.CallNetRead, wire.ReadRequest(c.rreq[:], c.h, len(b)), b)
+		n, retry, err := c.call(&c.rdl, boundary.CallNetRead, wire.ReadRequest(c.rreq[:], c.h, len(b), c.roff), b)
 		switch {
 		case retry:
 			continue
-		case err == nil && n == 0:
+		case err != nil:
+			return 0, c.opError("read", err)
+		case n == 0:
 			return 0, io.EOF
-		case err == nil:
-			return n, nil
-		case !errors.Is(err, boundary.ErrWouldBlock):
-			return 0, c.opError("read", err)
 		}
-		if err := c.await(&c.rdl, seen); err != nil {
-			return 0, c.opError("read", err)
-		}
+		c.roff += uint64(n)
+		return n, nil
 	}
 }
 
@@ -344,25 +319,18 @@ func (c *conn) Write(b []byte) (int, error) {
 		}
 		chunk := b[done:min(len(b), done+boundary.MaxNetChunk)]
 		req := append(wire.AppendU64(c.wbuf[:0], c.h), chunk...)
-		seen := c.env.watch.seq(c.h)
 		n, retry, err := c.call(&c.wdl, boundary.CallNetWrite, req, resp[:])
-		if retry {
+		switch {
+		case retry:
 			continue
-		}
-		if err == nil {
-			w, err := wire.ParseWritten(resp[:n], len(chunk))
-			if err != nil {
-				return done, c.opError("write", err)
-			}
-			done += w
-			continue
-		}
-		if !errors.Is(err, boundary.ErrWouldBlock) {
+		case err != nil:
 			return done, c.opError("write", err)
 		}
-		if err := c.await(&c.wdl, seen); err != nil {
+		w, err := wire.ParseWritten(resp[:n], len(chunk))
+		if err != nil {
 			return done, c.opError("write", err)
 		}
+		done += w
 	}
 	return done, nil
 }
@@ -374,30 +342,6 @@ func (c *conn) check(dl *deadline) error {
 	}
 	if t, _ := dl.get(); !t.IsZero() && !time.Now().Before(t) {
 		return os.ErrDeadlineExceeded
-	}
-	return nil
-}
-
-// await waits until the handle's slot moves from seen, the deadline
-// passes or changes, or the connection closes. A nil return means "try
-// again".
-func (c *conn) await(dl *deadline, seen uint32) error {
-	ch, cancel := c.env.watch.wait(c.h, seen)
-	defer cancel()
-	t, changed := dl.get()
-	var timer <-chan time.Time
-	if !t.IsZero() {
-		tm := time.NewTimer(time.Until(t))
-		defer tm.Stop()
-		timer = tm.C
-	}
-	select {
-	case <-ch:
-	case <-changed:
-	case <-timer:
-		return os.ErrDeadlineExceeded
-	case <-c.done:
-		return net.ErrClosed
 	}
 	return nil
 }

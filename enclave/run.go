@@ -33,40 +33,27 @@ func Run(app func(ctx context.Context, env *Env) error) {
 	os.Exit(0)
 }
 
-// attachBoundary maps the region and the event page the launch names:
-// inherited descriptors (the simulator) or /dev/shm files (Gramine).
-func attachBoundary(l wire.Launch) (*boundary.Region, *wire.Events, error) {
+// attachBoundary maps the region the launch names: an inherited descriptor
+// (the simulator, a CVM) or a /dev/shm file (Gramine).
+func attachBoundary(l wire.Launch) (*boundary.Region, error) {
 	if l.RegionPath != "" {
 		region, err := boundary.AttachPath(l.RegionPath, wire.RegionConfig())
 		if err != nil {
-			return nil, nil, fmt.Errorf("enclave: %w", err)
+			return nil, fmt.Errorf("enclave: %w", err)
 		}
-		events, err := wire.AttachEventsPath(l.EventsPath)
-		if err != nil {
-			region.Close()
-			return nil, nil, fmt.Errorf("enclave: %w", err)
-		}
-		return region, events, nil
+		return region, nil
 	}
 	rf := os.NewFile(uintptr(l.RegionFD), "cloister-boundary")
-	ef := os.NewFile(uintptr(l.EventsFD), "cloister-events")
-	if rf == nil || ef == nil {
-		return nil, nil, errors.New("enclave: boundary descriptors are not open")
+	if rf == nil {
+		return nil, errors.New("enclave: the boundary descriptor is not open")
 	}
 	// Attach maps what it needs and keeps no file.
 	region, err := boundary.Attach(rf, wire.RegionConfig())
 	rf.Close()
 	if err != nil {
-		ef.Close()
-		return nil, nil, fmt.Errorf("enclave: %w", err)
+		return nil, fmt.Errorf("enclave: %w", err)
 	}
-	events, err := wire.AttachEvents(ef)
-	ef.Close()
-	if err != nil {
-		region.Close()
-		return nil, nil, fmt.Errorf("enclave: %w", err)
-	}
-	return region, events, nil
+	return region, nil
 }
 
 // run is Run without the exit.
@@ -88,12 +75,12 @@ func run(app func(ctx context.Context, env *Env) error) error {
 	if err != nil {
 		return err
 	}
-	region, events, err := attachBoundary(l)
+	region, err := attachBoundary(l)
 	if err != nil {
 		return err
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	env, err := newEnv(region, events, l.TEE, plat, logger)
+	env, err := newEnv(region, l.TEE, plat, logger)
 	if err != nil {
 		return err
 	}

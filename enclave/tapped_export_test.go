@@ -40,11 +40,7 @@ func NewTappedEnv(t *testing.T, plat tee.Platform, wrap func(boundary.Handler) b
 	if err != nil {
 		t.Fatal(err)
 	}
-	events, err := wire.AttachEvents(svc.Events().File())
-	if err != nil {
-		t.Fatal(err)
-	}
-	env, err := newEnv(attached, events, string(plat.Kind()), nil, slog.New(slog.DiscardHandler))
+	env, err := newEnv(attached, string(plat.Kind()), nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

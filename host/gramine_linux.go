@@ -87,7 +87,7 @@ func runGramine(ctx context.Context, cfg Config) (int, error) {
 	defer store.Close()
 	log.Info("sealed records", "store", cfg.StorePath)
 
-	svc, err := NewServices(ServiceOptions{Listen: cfg.Listen, Dial: cfg.Dial, Store: store, Logger: log, Now: cfg.Now, EventsPath: manifest.EventsPath(name)})
+	svc, err := NewServices(ServiceOptions{Listen: cfg.Listen, Dial: cfg.Dial, Store: store, Logger: log, Now: cfg.Now})
 	if err != nil {
 		return 0, fmt.Errorf("host: run: %w", err)
 	}
@@ -117,7 +117,7 @@ func runGramine(ctx context.Context, cfg Config) (int, error) {
 	if err := os.WriteFile(manifestPath, text, 0o644); err != nil {
 		return 0, fmt.Errorf("host: run: writing the manifest: %w", err)
 	}
-	log.Info("gramine manifest", "path", manifestPath, "region", rcfg.Path, "events", manifest.EventsPath(name))
+	log.Info("gramine manifest", "path", manifestPath, "region", rcfg.Path)
 
 	var mk func() *exec.Cmd
 	prog := cfg.App // what startWith names in errors
@@ -245,7 +245,7 @@ type shmLock struct {
 }
 
 // lockShm takes /dev/shm/cloister-NAME.lock (flock, held until release)
-// and removes the region and event files a crashed run may have left:
+// and removes the region file a crashed run may have left:
 // holding the lock proves no live run uses them.
 func lockShm(name string) (*shmLock, error) {
 	p := filepath.Join(wire.ShmDir, "cloister-"+name+".lock")
@@ -268,7 +268,7 @@ func lockShm(name string) (*shmLock, error) {
 			f.Close()
 			continue
 		}
-		for _, stale := range []string{manifest.RegionPath(name), manifest.EventsPath(name)} {
+		for _, stale := range []string{manifest.RegionPath(name)} {
 			if err := os.Remove(stale); err != nil && !errors.Is(err, os.ErrNotExist) {
 				f.Close()
 				return nil, fmt.Errorf("host: run: removing a stale %s: %w", stale, err)
@@ -283,7 +283,6 @@ func lockShm(name string) (*shmLock, error) {
 // the lock (removal first, so whoever locks next finds a fresh inode).
 func (l *shmLock) release() {
 	os.Remove(manifest.RegionPath(l.name))
-	os.Remove(manifest.EventsPath(l.name))
 	os.Remove(l.path)
 	l.f.Close()
 }

@@ -33,7 +33,7 @@ func TestLockShm(t *testing.T) {
 	}
 	name := "locktest-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + filepath.Base(t.TempDir())
 	// A crashed run's leftovers.
-	for _, p := range []string{manifest.RegionPath(name), manifest.EventsPath(name)} {
+	for _, p := range []string{manifest.RegionPath(name)} {
 		if err := os.WriteFile(p, []byte("stale"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func TestLockShm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{manifest.RegionPath(name), manifest.EventsPath(name)} {
+	for _, p := range []string{manifest.RegionPath(name)} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("stale %s not removed: %v", p, err)
 		}

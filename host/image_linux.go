@@ -10,11 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// imageFD is the descriptor number the app's sealed image has in the
-// child (after the region, 3, and the event page, 4), which the child
-// executes as /proc/self/fd/5.
-const imageFD = 5
-
 // sealedImage copies the app binary at path into a memfd and seals it
 // (no write, grow, shrink or further seal), so that the bytes Run hashes
 // are the bytes it executes: executing the path again after hashing would

@@ -15,26 +15,41 @@ const (
 	modeShared   = "network: shared with the host"
 )
 
-// start launches the app with the region and event page as fds 3 and 4
-// (startWith says how). With img (sealedImage) it executes img, passed as
-// fd 5, instead of the path (argv[0] still names cfg.App).
-func start(cfg Config, region, events, img *os.File) (*exec.Cmd, string, error) {
+// start launches the app with the region as its first inherited descriptor
+// (appCommand; startWith says how). With img (sealedImage) it executes img,
+// passed as the next descriptor, instead of the path (argv[0] still names
+// cfg.App).
+func start(cfg Config, region, img *os.File) (*exec.Cmd, string, error) {
 	return startWith(cfg, cfg.App, func() *exec.Cmd {
-		cmd := exec.Command(cfg.App, cfg.Args...)
-		cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: 3, EventsFD: 4, TEE: string(cfg.TEE)}.String()}
-		if cfg.Broker != "" {
-			cmd.Env = append(cmd.Env, wire.EnvBrokerURL+"="+cfg.Broker)
-		}
-		cmd.ExtraFiles = []*os.File{region, events}
-		if img != nil {
-			// The child's own fd 5 (not close-on-exec, so a script's
-			// interpreter can open it too).
-			cmd.Path, cmd.Err = fmt.Sprintf("/proc/self/fd/%d", imageFD), nil
-			cmd.ExtraFiles = append(cmd.ExtraFiles, img)
-		}
+		cmd := appCommand(cfg, region, img)
 		cmd.Stdout, cmd.Stderr = cfg.Stdout, cfg.Stderr
 		return cmd
 	})
+}
+
+// appCommand makes the app's command: the region and img (if any) are
+// inherited in that order, and the descriptor numbers the child is told
+// (the launch value's region=, the /proc/self/fd/N it executes) are taken
+// from where each file lands in ExtraFiles (os/exec gives ExtraFiles[i]
+// descriptor 3+i), so adding or removing a file cannot leave a number
+// pointing at the wrong one.
+func appCommand(cfg Config, region, img *os.File) *exec.Cmd {
+	cmd := exec.Command(cfg.App, cfg.Args...)
+	inherit := func(f *os.File) int {
+		cmd.ExtraFiles = append(cmd.ExtraFiles, f)
+		return 3 + len(cmd.ExtraFiles) - 1
+	}
+	cmd.Env = []string{wire.EnvBoundary + "=" + wire.Launch{RegionFD: inherit(region), TEE: string(cfg.TEE)}.String()}
+	if cfg.Broker != "" {
+		// Only an address: the app pins the broker's identity itself.
+		cmd.Env = append(cmd.Env, wire.EnvBrokerURL+"="+cfg.Broker)
+	}
+	if img != nil {
+		// Not close-on-exec in the child, so a script's interpreter can
+		// open it too.
+		cmd.Path, cmd.Err = fmt.Sprintf("/proc/self/fd/%d", inherit(img)), nil
+	}
+	return cmd
 }
 
 // startWith starts the command mk makes (a fresh one per attempt). With

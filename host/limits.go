@@ -9,8 +9,7 @@ const (
 	// MaxListeners bounds the listeners open at once.
 	MaxListeners = 16
 	// MaxConns bounds the connections open at once (accepted, dialed, or
-	// dialing). Handles are 1..MaxListeners+MaxConns, below
-	// wire.EventSlots, so no two live handles share an event slot.
+	// dialing). Handles are 1..MaxListeners+MaxConns.
 	MaxConns = 1000
 	// maxPendingAccepts bounds the connections a listener has accepted
 	// but the enclave has not taken yet; beyond it the host stops

@@ -19,9 +19,51 @@ import (
 // connection has a reader goroutine filling a bounded read buffer and a
 // writer goroutine draining a bounded write buffer; each listener has an
 // accept goroutine filling a bounded queue; dials run on their own
-// goroutine. Handlers only move bytes between those buffers and the rings,
-// answer boundary.ErrWouldBlock when there is nothing to move, and the
-// goroutines ring the handle's event slot when there is.
+// goroutine. Handlers only move bytes between those buffers and the rings.
+//
+// A call that cannot proceed now (accept with nothing pending, read with
+// nothing buffered, write with a full buffer, accept on a dial still in
+// progress) is parked (Services.Defer): its boundary.Reply is kept on its
+// handle, and the I/O goroutine whose progress makes it possible answers
+// it (kick) through the Reply, whose completion the Serve goroutine
+// writes. Readiness is checked and the call parked under the handle's
+// lock, and the goroutines kick under the same lock after changing the
+// state, so a change between the check and the park is never missed. A
+// handle closed by the enclave fails its parked calls; a call the enclave
+// cancelled (Reply.Done) is dropped.
+
+// parked is a network call waiting on its handle.
+type parked struct {
+	call  uint32
+	req   []byte // owned copy
+	reply boundary.Reply
+}
+
+// live reports whether the enclave still waits for p (it did not cancel).
+func (p *parked) live() bool {
+	select {
+	case <-p.reply.Done():
+		return false
+	default:
+		return true
+	}
+}
+
+// park adds p to list, dropping the cancelled calls already on it (so a
+// handle with no progress holds at most the calls still waiting).
+func park(list []parked, p parked) []parked {
+	list = slices.DeleteFunc(list, func(q parked) bool { return !q.live() })
+	return append(list, p)
+}
+
+// failParked answers every parked call with err; the caller holds the
+// handle's lock.
+func failParked(list []parked, err error) []parked {
+	for _, p := range list {
+		p.reply.Fail(err)
+	}
+	return nil
+}
 
 // listener is a listening socket the enclave asked for.
 type listener struct {
@@ -34,6 +76,7 @@ type listener struct {
 	pending []*conn
 	err     error // the accept loop's failure, reported once pending drains
 	closing bool
+	parked  []parked // accepts waiting for a connection
 }
 
 // connState is where a connection is in its life.
@@ -58,11 +101,13 @@ type conn struct {
 	reported bool // the dial's outcome was answered to net.accept
 	local    string
 	remote   string
-	rbuf     []byte
-	rerr     error // io.EOF or the read failure, after rbuf drains
+	rbuf     []byte // the stream from offset rbase: bytes sent to the enclave stay until it acknowledges them
+	rbase    uint64 // stream offset of rbuf[0]
+	rerr     error  // io.EOF or the read failure, after rbuf drains
 	wbuf     []byte
 	werr     error
 	closing  bool
+	parked   []parked // calls waiting on the connection (read, write, the dial's accept)
 }
 
 // alloc assigns the next free handle to obj, round-robin over
@@ -228,8 +273,8 @@ func (l *listener) acceptLoop() {
 			if !l.closing {
 				l.err = err
 			}
+			l.kick()
 			l.mu.Unlock()
-			l.s.ev.Notify(l.h)
 			return
 		}
 		c, err := l.s.newConn(connOpen)
@@ -251,9 +296,54 @@ func (l *listener) acceptLoop() {
 			return
 		}
 		l.pending = append(l.pending, c)
+		l.kick()
 		l.mu.Unlock()
-		l.s.ev.Notify(l.h)
 	}
+}
+
+// kick answers the parked accepts that can now proceed. The caller holds
+// l.mu and has just changed the listener's state.
+func (l *listener) kick() {
+	var resp [8 + boundary.MaxNetAddr]byte
+	l.parked = slices.DeleteFunc(l.parked, func(p parked) bool {
+		if !p.live() {
+			return true
+		}
+		if !l.acceptReady() {
+			return false
+		}
+		n, err := l.acceptLocked(resp[:])
+		if err != nil {
+			p.reply.Fail(err)
+		} else {
+			p.reply.Send(resp[:n])
+		}
+		return true
+	})
+}
+
+// acceptReady reports whether an accept would answer now; l.mu is held.
+func (l *listener) acceptReady() bool { return len(l.pending) > 0 || l.err != nil || l.closing }
+
+// acceptLocked answers an accept on the listener; l.mu is held.
+func (l *listener) acceptLocked(resp []byte) (int, error) {
+	if len(l.pending) == 0 {
+		switch {
+		case l.closing:
+			return 0, fmt.Errorf("host: net: accept: %w", net.ErrClosed)
+		case l.err != nil:
+			return 0, fmt.Errorf("host: net: accept: %w", l.err)
+		}
+		return 0, boundary.ErrWouldBlock
+	}
+	c := l.pending[0]
+	l.pending = slices.Delete(l.pending, 0, 1)
+	l.cond.Signal()
+	out, err := wire.HandleAddr(resp[:0], c.h, c.remote)
+	if err != nil {
+		return 0, err
+	}
+	return len(out), nil
 }
 
 // close stops the listener and drops the connections nobody took.
@@ -263,6 +353,7 @@ func (l *listener) close() {
 	pending := l.pending
 	l.pending = nil
 	l.cond.Broadcast()
+	l.parked = failParked(l.parked, fmt.Errorf("host: net: accept: %w", net.ErrClosed))
 	l.mu.Unlock()
 	l.l.Close()
 	for _, c := range pending {
@@ -286,44 +377,44 @@ func (s *Services) accept(req, resp []byte) (int, error) {
 	case *listener:
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		if len(o.pending) == 0 {
-			if o.err != nil {
-				return 0, fmt.Errorf("host: net: accept: %w", o.err)
-			}
-			return 0, boundary.ErrWouldBlock
-		}
-		c := o.pending[0]
-		o.pending = slices.Delete(o.pending, 0, 1)
-		o.cond.Signal()
-		out, err := wire.HandleAddr(resp[:0], c.h, c.remote)
-		if err != nil {
-			return 0, err
-		}
-		return len(out), nil
+		return o.acceptLocked(resp)
 	case *conn:
 		o.mu.Lock()
 		defer o.mu.Unlock()
-		switch {
-		case o.reported:
-			return 0, fmt.Errorf("host: net: accept: handle %d is a connection", h)
-		case o.state == connDialing:
-			return 0, boundary.ErrWouldBlock
-		case o.state == connFailed:
-			o.reported = true
-			return 0, fmt.Errorf("host: net: %w", o.dialErr)
-		}
-		o.reported = true
-		out, err := wire.HandleAddr(resp[:0], o.h, o.local)
-		if err != nil {
-			return 0, err
-		}
-		return len(out), nil
+		return o.acceptLocked(resp)
 	}
 	return 0, fmt.Errorf("host: net: accept: bad handle %d", h)
 }
 
+// acceptReady reports whether an accept on a dialed connection (the
+// dial's outcome) would answer now; c.mu is held.
+func (c *conn) acceptReady() bool { return c.reported || c.state != connDialing || c.closing }
+
+// acceptLocked answers an accept on a dialed connection: its dial's
+// outcome, once; c.mu is held.
+func (c *conn) acceptLocked(resp []byte) (int, error) {
+	switch {
+	case c.reported:
+		return 0, fmt.Errorf("host: net: accept: handle %d is a connection", c.h)
+	case c.state == connDialing && c.closing:
+		return 0, fmt.Errorf("host: net: accept: %w", net.ErrClosed)
+	case c.state == connDialing:
+		return 0, boundary.ErrWouldBlock
+	case c.state == connFailed:
+		c.reported = true
+		return 0, fmt.Errorf("host: net: %w", c.dialErr)
+	}
+	c.reported = true
+	out, err := wire.HandleAddr(resp[:0], c.h, c.local)
+	if err != nil {
+		return 0, err
+	}
+	return len(out), nil
+}
+
 // dial answers net.dial at once with a handle; the dial runs on its own
-// goroutine and rings the handle's slot when it is done.
+// goroutine, and the enclave's net.accept on the handle waits (parked)
+// until it is done.
 func (s *Services) dial(req, resp []byte) (int, error) {
 	timeout, addr, err := wire.ParseDial(req)
 	if err != nil {
@@ -362,11 +453,11 @@ func (s *Services) dial(req, resp []byte) (int, error) {
 			c.c, c.state, c.local, c.remote = nc, connOpen, nc.LocalAddr().String(), nc.RemoteAddr().String()
 		}
 		open := c.state == connOpen
-		c.mu.Unlock()
 		if open {
 			c.startIO()
 		}
-		s.ev.Notify(c.h)
+		c.kick()
+		c.mu.Unlock()
 	}()
 	return len(out), nil
 }
@@ -399,8 +490,8 @@ func (c *conn) readLoop() {
 		if err != nil {
 			c.rerr = err
 		}
+		c.kick()
 		c.mu.Unlock()
-		c.s.ev.Notify(c.h)
 		if err != nil {
 			return
 		}
@@ -432,9 +523,54 @@ func (c *conn) writeLoop() {
 			// as it would be in a kernel socket buffer.
 			c.werr, c.wbuf = err, nil
 		}
+		c.kick()
 		c.mu.Unlock()
-		c.s.ev.Notify(c.h)
 	}
+}
+
+// kick answers the parked calls of the connection that can now proceed.
+// The caller holds c.mu and has just changed the connection's state.
+func (c *conn) kick() {
+	if len(c.parked) == 0 {
+		return
+	}
+	var small [8 + boundary.MaxNetAddr]byte
+	c.parked = slices.DeleteFunc(c.parked, func(p parked) bool {
+		if !p.live() {
+			return true
+		}
+		var n int
+		var out []byte
+		var err error
+		switch p.call {
+		case boundary.CallNetAccept:
+			if !c.acceptReady() {
+				return false
+			}
+			n, err = c.acceptLocked(small[:])
+			out = small[:n]
+		case boundary.CallNetRead:
+			_, max, off, _ := wire.ParseRead(p.req) // checked when parked
+			if !c.readReady(off) {
+				return false
+			}
+			// A held read's reply is small (its reserved space is);
+			// the enclave's next read takes the rest at once.
+			out, err = c.readLocked(min(max, boundary.MaxNetHeldRead), off)
+		case boundary.CallNetWrite:
+			if !c.writeReady() {
+				return false
+			}
+			n, err = c.writeLocked(p.req[8:], small[:4])
+			out = small[:n]
+		}
+		if err != nil {
+			p.reply.Fail(err)
+		} else {
+			p.reply.Send(out) // copied: out may be c.rbuf
+		}
+		return true
+	})
 }
 
 // close ends the connection: gracefully (buffered writes are sent, within
@@ -444,6 +580,7 @@ func (c *conn) close(force bool) {
 	c.closing = true
 	nc := c.c
 	c.cond.Broadcast()
+	c.parked = failParked(c.parked, fmt.Errorf("host: net: %w", net.ErrClosed))
 	c.mu.Unlock()
 	if nc == nil {
 		return // still dialing (the dial goroutine closes it) or never opened
@@ -462,11 +599,11 @@ func (c *conn) close(force bool) {
 
 // read answers net.read from the read buffer.
 func (s *Services) read(req, resp []byte) (int, error) {
-	h, max, err := wire.ParseRead(req)
+	h, max, off, err := wire.ParseRead(req)
 	if err != nil {
 		return 0, fmt.Errorf("host: net: read: %w", err)
 	}
-	max = min(max, len(resp), boundary.MaxNetChunk)
+	max = min(max, len(resp), boundary.MaxNetReadChunk)
 	if max <= 0 {
 		return 0, errors.New("host: net: read: zero-length read")
 	}
@@ -476,21 +613,49 @@ func (s *Services) read(req, resp []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.rbuf) > 0 {
-		n := copy(resp[:max], c.rbuf)
-		c.rbuf = c.rbuf[:copy(c.rbuf, c.rbuf[n:])]
+	out, err := c.readLocked(max, off)
+	return copy(resp, out), err
+}
+
+// readReady reports whether a read from stream offset off would answer
+// now (data past off, the end of the stream, a failure, or a bad offset);
+// c.mu is held.
+func (c *conn) readReady(off uint64) bool {
+	return c.rbase+uint64(len(c.rbuf)) > off || off < c.rbase || c.state == connFailed || c.rerr != nil || c.closing
+}
+
+// readLocked answers a read of at most max bytes from stream offset off:
+// the bytes before off, which the enclave has consumed, are dropped, and
+// what follows is returned (a slice of c.rbuf, valid while c.mu is held)
+// without being dropped, so that if the enclave gives up on this reply it
+// asks again from the same offset and loses nothing. c.mu is held.
+func (c *conn) readLocked(max int, off uint64) ([]byte, error) {
+	if max <= 0 {
+		return nil, errors.New("host: net: read: zero-length read")
+	}
+	max = min(max, boundary.MaxNetReadChunk)
+	if off < c.rbase || off-c.rbase > uint64(len(c.rbuf)) {
+		return nil, fmt.Errorf("host: net: read: offset %d outside the buffered stream [%d, %d]", off, c.rbase, c.rbase+uint64(len(c.rbuf)))
+	}
+	if k := int(off - c.rbase); k > 0 {
+		c.rbuf = c.rbuf[:copy(c.rbuf, c.rbuf[k:])]
+		c.rbase = off
 		c.cond.Broadcast()
-		return n, nil
+	}
+	if len(c.rbuf) > 0 {
+		return c.rbuf[:min(max, len(c.rbuf))], nil
 	}
 	switch {
 	case c.state == connFailed:
-		return 0, fmt.Errorf("host: net: read: %w", c.dialErr)
+		return nil, fmt.Errorf("host: net: read: %w", c.dialErr)
 	case errors.Is(c.rerr, io.EOF):
-		return 0, nil
+		return nil, nil
 	case c.rerr != nil:
-		return 0, fmt.Errorf("host: net: read: %w", c.rerr)
+		return nil, fmt.Errorf("host: net: read: %w", c.rerr)
+	case c.closing:
+		return nil, fmt.Errorf("host: net: read: %w", net.ErrClosed)
 	}
-	return 0, boundary.ErrWouldBlock
+	return nil, boundary.ErrWouldBlock
 }
 
 // write answers net.write into the write buffer.
@@ -505,13 +670,26 @@ func (s *Services) write(req, resp []byte) (int, error) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	return c.writeLocked(data, resp)
+}
+
+// writeReady reports whether a write would answer now; c.mu is held.
+func (c *conn) writeReady() bool {
+	return c.state == connFailed || c.werr != nil || c.closing || c.state != connDialing && len(c.wbuf) < maxWriteBuffer
+}
+
+// writeLocked buffers what fits of data and answers the count; c.mu is
+// held.
+func (c *conn) writeLocked(data, resp []byte) (int, error) {
 	switch {
-	case c.state == connDialing:
-		return 0, boundary.ErrWouldBlock
 	case c.state == connFailed:
 		return 0, fmt.Errorf("host: net: write: %w", c.dialErr)
 	case c.werr != nil:
 		return 0, fmt.Errorf("host: net: write: %w", c.werr)
+	case c.closing:
+		return 0, fmt.Errorf("host: net: write: %w", net.ErrClosed)
+	case c.state == connDialing:
+		return 0, boundary.ErrWouldBlock
 	}
 	room := maxWriteBuffer - len(c.wbuf)
 	if room <= 0 {
@@ -522,6 +700,55 @@ func (s *Services) write(req, resp []byte) (int, error) {
 	c.cond.Broadcast()
 	binary.LittleEndian.PutUint32(resp, uint32(n))
 	return 4, nil
+}
+
+// parkNet is Defer for the network calls that may have to wait: a call
+// that can answer now is left to Handle (false); one that cannot is
+// parked on its handle (true) and answered by kick. Malformed requests and
+// unknown handles are left to Handle, which fails them.
+func (s *Services) parkNet(call uint32, req []byte, reply boundary.Reply) bool {
+	if len(req) < 8 {
+		return false
+	}
+	h := binary.LittleEndian.Uint64(req)
+	o, err := s.lookup(h)
+	if err != nil {
+		return false
+	}
+	p := parked{call: call, req: append([]byte(nil), req...), reply: reply}
+	switch o := o.(type) {
+	case *listener:
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		if call != boundary.CallNetAccept || len(req) != 8 || o.acceptReady() {
+			return false
+		}
+		o.parked = park(o.parked, p)
+		return true
+	case *conn:
+		o.mu.Lock()
+		defer o.mu.Unlock()
+		switch call {
+		case boundary.CallNetAccept:
+			if len(req) != 8 || o.acceptReady() {
+				return false
+			}
+		case boundary.CallNetRead:
+			_, max, off, err := wire.ParseRead(req)
+			if err != nil || max <= 0 || o.readReady(off) {
+				return false
+			}
+		case boundary.CallNetWrite:
+			if len(req) < 9 || o.writeReady() {
+				return false
+			}
+		default:
+			return false
+		}
+		o.parked = park(o.parked, p)
+		return true
+	}
+	return false
 }
 
 // closeHandle answers net.close for a listener or a connection.

@@ -158,8 +158,7 @@ func DefaultStateDir() (string, error) {
 // the app as SIGTERM; Run installs no signal handlers of its own. The app
 // also dies with Run's process (PR_SET_PDEATHSIG).
 //
-// The app inherits the region (fd 3), the event page (fd 4) and
-// wire.EnvBoundary naming them, and no other environment: the host's
+// The app inherits the region (fd 3) and wire.EnvBoundary naming it, and no other environment: the host's
 // environment is not the enclave's to trust.
 func Run(ctx context.Context, cfg Config) (int, error) {
 	cfg, err := cfg.validate()
@@ -232,7 +231,7 @@ func Run(ctx context.Context, cfg Config) (int, error) {
 			return 0, fmt.Errorf("host: run: %w", err)
 		}
 	}
-	cmd, mode, err := start(cfg, region.File(), svc.Events().File(), img)
+	cmd, mode, err := start(cfg, region.File(), img)
 	if err != nil {
 		return 0, err
 	}

@@ -39,22 +39,18 @@ type ServiceOptions struct {
 	// Now is the host clock answered to time.now_untrusted; nil means
 	// time.Now. The enclave labels it untrusted.
 	Now func() time.Time
-	// EventsPath, when set, makes the event page a new file there (a
-	// /dev/shm name, for Gramine) instead of a memfd; the caller removes
-	// it after Close.
-	EventsPath string
 }
 
 // Services serves Cloister's host calls (network, storage, untrusted time,
-// evidence) for one enclave. Handle is its boundary.Handler; it never
-// blocks on the network: sockets are read and written by goroutines into
-// bounded buffers, and calls that cannot proceed answer the typed status
-// boundary.CodeWouldBlock (boundary.ErrWouldBlock) and later ring the handle's slot on the event page (Events).
+// evidence) for one enclave. Handle is its boundary.Handler and Defer its
+// boundary.DeferFunc; neither blocks: sockets are read and written by
+// goroutines into bounded buffers, network calls that cannot proceed are
+// parked on their handle and answered when they can, and storage calls are
+// answered by a storage goroutine.
 type Services struct {
 	opts ServiceOptions
 	log  *slog.Logger
 	now  func() time.Time
-	ev   *wire.Events
 
 	ctx    context.Context // ends at Close: stops dials and goroutines
 	cancel context.CancelFunc
@@ -70,7 +66,7 @@ type Services struct {
 	closed     bool
 }
 
-// NewServices checks o and returns the services with a fresh event page.
+// NewServices checks o and returns the services.
 func NewServices(o ServiceOptions) (*Services, error) {
 	if o.Store == nil {
 		return nil, errors.New("host: services: no store")
@@ -85,15 +81,7 @@ func NewServices(o ServiceOptions) (*Services, error) {
 			return nil, fmt.Errorf("host: services: dial address %q: %w", a, err)
 		}
 	}
-	create := wire.CreateEvents
-	if o.EventsPath != "" {
-		create = func() (*wire.Events, error) { return wire.CreateEventsAt(o.EventsPath) }
-	}
-	ev, err := create()
-	if err != nil {
-		return nil, fmt.Errorf("host: services: %w", err)
-	}
-	s := &Services{opts: o, log: o.Logger, now: o.Now, ev: ev, handles: make(map[uint64]any)}
+	s := &Services{opts: o, log: o.Logger, now: o.Now, handles: make(map[uint64]any)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -108,7 +96,7 @@ func NewServices(o ServiceOptions) (*Services, error) {
 
 // storageQueue bounds the storage calls queued for the storage goroutine;
 // the boundary holds at most MaxPendingPerChannel per channel anyway.
-const storageQueue = 4 * boundary.MaxPendingPerChannel * boundary.MaxChannels
+const storageQueue = boundary.MaxPendingPerChannel * boundary.MaxChannels
 
 // storageJob is one deferred storage call.
 type storageJob struct {
@@ -117,14 +105,20 @@ type storageJob struct {
 	reply boundary.Reply
 }
 
-// Defer is the boundary.DeferFunc of the host services: storage calls are
+// Defer is the boundary.DeferFunc of the host services. Storage calls are
 // answered later, by one storage goroutine in the order they were taken
 // (so a batch of puts lands in order), so that a slow store (a bbolt
-// fsync) no longer stalls the Serve goroutine and with it the network
-// calls of every channel. Other calls are answered by Handle. Install it
-// with Server.SetDefer; like Handle, it must not run during or after Close.
+// fsync) does not stall the Serve goroutine and with it the network calls
+// of every channel. Network accept, read and write calls that cannot
+// proceed now are parked on their handle and answered when they can (see
+// network.go): they are ordinary pending calls, bounded by the enclave's
+// deadline and cancelled by its cancel frame. Other calls are answered by
+// Handle. Install it with Server.SetDefer; like Handle, it must not run
+// during or after Close.
 func (s *Services) Defer(call uint32, req []byte, reply boundary.Reply) bool {
 	switch call {
+	case boundary.CallNetAccept, boundary.CallNetRead, boundary.CallNetWrite:
+		return s.parkNet(call, req, reply)
 	case boundary.CallStorageGet, boundary.CallStoragePut, boundary.CallStorageDelete,
 		boundary.CallStorageList, boundary.CallStorageCommit:
 	default:
@@ -158,12 +152,9 @@ func (s *Services) storageWorker() {
 	}
 }
 
-// Events returns the event page, whose File the enclave process inherits.
-func (s *Services) Events() *wire.Events { return s.ev }
-
-// Close closes every listener and connection, waits for their goroutines
-// and unmaps the event page. The boundary.Server must have stopped: no
-// Handle may run during or after Close.
+// Close closes every listener and connection (failing their parked calls)
+// and waits for their goroutines. The boundary.Server must have stopped:
+// no Handle may run during or after Close.
 func (s *Services) Close() error {
 	s.mu.Lock()
 	s.closed = true
@@ -184,7 +175,7 @@ func (s *Services) Close() error {
 		}
 	}
 	s.wg.Wait()
-	return s.ev.Close()
+	return nil
 }
 
 // Handle is the boundary.Handler of the host services. It runs on the

@@ -27,7 +27,7 @@ type pair struct {
 	resp   []byte
 	svc    *Services
 	client *boundary.Client
-	events *wire.Events
+	server *boundary.Server
 }
 
 func newPair(t *testing.T, o ServiceOptions) *pair {
@@ -48,10 +48,6 @@ func newPair(t *testing.T, o ServiceOptions) *pair {
 	if err != nil {
 		t.Fatal(err)
 	}
-	events, err := wire.AttachEvents(svc.Events().File())
-	if err != nil {
-		t.Fatal(err)
-	}
 	table, err := wire.Table()
 	if err != nil {
 		t.Fatal(err)
@@ -60,6 +56,7 @@ func newPair(t *testing.T, o ServiceOptions) *pair {
 	if err != nil {
 		t.Fatal(err)
 	}
+	server.SetDefer(svc.Defer)
 	client, err := boundary.NewClient(attached, table)
 	if err != nil {
 		t.Fatal(err)
@@ -71,11 +68,10 @@ func newPair(t *testing.T, o ServiceOptions) *pair {
 		server.Close()
 		<-served
 		svc.Close()
-		events.Close()
 		attached.Close()
 		region.Close()
 	})
-	return &pair{svc: svc, client: client, events: events, resp: make([]byte, boundary.MaxFramePayload)}
+	return &pair{svc: svc, client: client, server: server, resp: make([]byte, boundary.MaxFramePayload)}
 }
 
 func (p *pair) call(t *testing.T, call uint32, req []byte) ([]byte, error) {
@@ -86,20 +82,12 @@ func (p *pair) call(t *testing.T, call uint32, req []byte) ([]byte, error) {
 	return bytes.Clone(p.resp[:n]), err
 }
 
-// until repeats call while it answers would-block, waiting for the
-// handle's event slot between tries (as the SDK does).
-func (p *pair) until(t *testing.T, h uint64, call uint32, req []byte) ([]byte, error) {
-	t.Helper()
-	for {
-		seen := p.events.Seq(h)
-		b, err := p.call(t, call, req)
-		if !errors.Is(err, boundary.ErrWouldBlock) {
-			return b, err
-		}
-		for p.events.Seq(h) == seen {
-			p.events.WaitGlobal(p.events.Global(), 50*time.Millisecond)
-		}
-	}
+// callWithin makes call with a deadline d from now.
+func (p *pair) callWithin(d time.Duration, call uint32, req []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	n, err := p.client.Call(ctx, call, req, p.resp)
+	return bytes.Clone(p.resp[:n]), err
 }
 
 func u64(h uint64) []byte { return wire.AppendU64(nil, h) }
@@ -122,8 +110,9 @@ func TestListenPolicy(t *testing.T) {
 }
 
 // TestConnection walks one accepted connection through every state: data
-// both ways, would-block when nothing is buffered, EOF after the peer
-// closes, and close.
+// both ways, calls that wait (parked) while nothing is there and give up at
+// their deadline, a read given up on answered again from the same offset,
+// EOF after the peer closes, and close.
 func TestConnection(t *testing.T) {
 	p := newPair(t, ServiceOptions{Listen: []string{"127.0.0.1:0"}})
 	b, err := p.call(t, boundary.CallNetListen, []byte("127.0.0.1:0"))
@@ -131,15 +120,17 @@ func TestConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	lh, addr, _ := wire.ParseHandleAddr(b)
-	if _, err := p.call(t, boundary.CallNetAccept, u64(lh)); !errors.Is(err, boundary.ErrWouldBlock) {
-		t.Fatalf("accept with nobody connecting = %v, want would block", err)
+	if _, err := p.callWithin(100*time.Millisecond, boundary.CallNetAccept, u64(lh)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("accept with nobody connecting = %v, want it to wait until its deadline", err)
 	}
+	accepted := make(chan []byte, 1)
+	go func() { b, _ := p.call(t, boundary.CallNetAccept, u64(lh)); accepted <- b }()
 	peer, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	b, err = p.until(t, lh, boundary.CallNetAccept, u64(lh))
+	b = <-accepted
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +138,17 @@ func TestConnection(t *testing.T) {
 	if remote != peer.LocalAddr().String() {
 		t.Errorf("accepted remote %q, want %q", remote, peer.LocalAddr())
 	}
+	var off uint64 // stream bytes consumed
 	read := func(max int) ([]byte, error) {
-		return p.until(t, ch, boundary.CallNetRead, wire.ReadRequest(make([]byte, 12), ch, max))
+		b, err := p.call(t, boundary.CallNetRead, wire.ReadRequest(nil, ch, max, off))
+		off += uint64(len(b))
+		return b, err
+	}
+	if _, err := p.callWithin(100*time.Millisecond, boundary.CallNetRead, wire.ReadRequest(nil, ch, 3, off)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read with nothing buffered = %v, want it to wait until its deadline", err)
+	}
+	if n := p.server.Counters().CancelledReplies; n != 0 {
+		t.Fatalf("cancelled replies %d before any answer", n)
 	}
 	if _, err := peer.Write([]byte("hello")); err != nil {
 		t.Fatal(err)
@@ -166,6 +166,31 @@ func TestConnection(t *testing.T) {
 	}
 	if string(got) != "hello" {
 		t.Fatalf("read %q", got)
+	}
+	// A reply given up on is not lost: the same offset reads it again.
+	if _, err := peer.Write([]byte("again")); err != nil {
+		t.Fatal(err)
+	}
+	first, err := p.call(t, boundary.CallNetRead, wire.ReadRequest(nil, ch, 100, off))
+	if err != nil || len(first) == 0 {
+		t.Fatalf("read = %q, %v", first, err)
+	}
+	if b, err := read(len(first)); err != nil || !bytes.Equal(b, first) {
+		t.Fatalf("read again from offset %d = %q, %v; want %q", off, b, err, first)
+	}
+	got = append(got, first...)
+	for len(got) < len("helloagain") {
+		b, err := read(100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, b...)
+	}
+	if string(got) != "helloagain" {
+		t.Fatalf("read %q", got)
+	}
+	if _, err := p.call(t, boundary.CallNetRead, wire.ReadRequest(nil, ch, 1, off+1)); err == nil {
+		t.Fatal("read from past the buffered stream succeeded")
 	}
 	b, err = p.call(t, boundary.CallNetWrite, append(u64(ch), "world"...))
 	if err != nil {
@@ -188,7 +213,7 @@ func TestConnection(t *testing.T) {
 	if _, err := peer.Read(buf); err != io.EOF {
 		t.Fatalf("peer read after close = %v, want EOF", err)
 	}
-	if _, err := p.call(t, boundary.CallNetRead, wire.ReadRequest(make([]byte, 12), ch, 1)); err == nil {
+	if _, err := p.call(t, boundary.CallNetRead, wire.ReadRequest(nil, ch, 1, off)); err == nil {
 		t.Fatal("read on a closed handle succeeded")
 	}
 	if _, err := p.call(t, boundary.CallNetClose, u64(lh)); err != nil {
@@ -220,7 +245,7 @@ func TestCloseFlushes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer peer.Close()
-	b, err = p.until(t, h, boundary.CallNetAccept, u64(h))
+	b, err = p.call(t, boundary.CallNetAccept, u64(h))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +262,7 @@ func TestCloseFlushes(t *testing.T) {
 	}()
 	for sent := 0; sent < len(data); {
 		chunk := data[sent:min(len(data), sent+boundary.MaxNetChunk)]
-		b, err := p.until(t, h, boundary.CallNetWrite, append(u64(h), chunk...))
+		b, err := p.call(t, boundary.CallNetWrite, append(u64(h), chunk...))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +297,7 @@ func TestDial(t *testing.T) {
 		t.Fatal(err)
 	}
 	h, _, _ := wire.ParseHandleAddr(b)
-	if _, err := p.until(t, h, boundary.CallNetAccept, u64(h)); err == nil || !errors.Is(err, boundary.ErrRemote) {
+	if _, err := p.call(t, boundary.CallNetAccept, u64(h)); err == nil || !errors.Is(err, boundary.ErrRemote) {
 		t.Fatalf("completing a refused dial = %v, want the host's error", err)
 	}
 	if _, err := p.call(t, boundary.CallNetClose, u64(h)); err != nil {

@@ -9,7 +9,9 @@
 package boundarytest
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"runtime"
 	"sync"
@@ -23,9 +25,10 @@ import (
 	"github.com/cloister-dev/cloister/boundary/internal/ring"
 )
 
-// Offsets of boundary/layout.go (layout version 1).
+// Offsets of boundary/layout.go (layout version 2).
 const (
 	lineSize      = 64
+	offServerWait = 1 * lineSize
 	offChannels   = 2 * lineSize
 	chReqTail     = 0 * lineSize
 	chReqHead     = 1 * lineSize
@@ -41,7 +44,7 @@ const (
 )
 
 // Host is a hostile host over one region. Start at most one behaviour
-// (Stall or Junk) at a time; Stop ends it. A Host that is only mapped and
+// (Stall, Junk or Mutate) at a time; Stop ends it. A Host that is only mapped and
 // never started is the host that never answers.
 type Host struct {
 	mem  []byte
@@ -170,6 +173,52 @@ func (h *Host) Junk() {
 				runtime.Gosched()
 			}
 			id++
+		}
+	})
+}
+
+// Mutate scribbles on the region from one goroutine, concurrently with
+// whoever else uses it (a real server, the enclave): every index of every
+// channel (garbage, or a plausible value near the current one), the wait
+// words and flags of both sides, the frame header at the enclave's
+// response head, and any ring byte. seed fixes the sequence. It pauses
+// briefly every 64 writes so the others run.
+func (h *Host) Mutate(seed uint64) {
+	h.Stop()
+	h.stop = make(chan struct{})
+	chans := h.channels()
+	h.wg.Go(func() {
+		rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+		var b [8]byte
+		for n := 0; !h.stopped(); n++ {
+			ch := chans[rng.IntN(len(chans))]
+			reqData := ch.base + chData
+			respData := reqData + h.cfg.RequestRingSize
+			switch rng.IntN(4) {
+			case 0:
+				w := []*uint64{ch.reqTailW, ch.reqHeadW, ch.respTailW, ch.respHeadW}[rng.IntN(4)]
+				v := rng.Uint64()
+				if rng.IntN(2) == 0 {
+					v = atomic.LoadUint64(w) + uint64(rng.IntN(129)-64)&^7
+				}
+				atomic.StoreUint64(w, v)
+			case 1:
+				off := []int{offServerWait, ch.base + chWait}[rng.IntN(2)] + 4*rng.IntN(2)
+				atomic.StoreUint32((*uint32)(unsafe.Pointer(&h.mem[off])), rng.Uint32())
+			case 2:
+				head := atomic.LoadUint64(ch.respHeadW)
+				binary.LittleEndian.PutUint64(b[:], rng.Uint64())
+				copy(h.mem[respData+int(head%uint64(h.cfg.ResponseRingSize))&^7:], b[:])
+			default:
+				base, size := reqData, h.cfg.RequestRingSize
+				if rng.IntN(2) == 0 {
+					base, size = respData, h.cfg.ResponseRingSize
+				}
+				h.mem[base+rng.IntN(size)] = byte(rng.Uint32())
+			}
+			if n%64 == 0 {
+				time.Sleep(50 * time.Microsecond)
+			}
 		}
 	})
 }

@@ -24,7 +24,7 @@ With --tee sgx APP runs under Gramine (1.8 or later) on SGX hardware:
 after "--", which are fixed in the manifest), signs it with
 gramine-sgx-sign (--gramine-key, default Gramine's own key), and starts
 gramine-sgx in APP's directory. The boundary lives in
-/dev/shm/cloister-APP.region and .events (one run per app name); the app
+/dev/shm/cloister-APP.region (one run per app name); the app
 opens /dev/attestation itself for quotes and sealing keys, which never
 pass through the host. MRENCLAVE is gramine-sgx-sign's: read it with
 'gramine-sgx-sigstruct-view APP.sig'.

@@ -146,10 +146,12 @@ func TestRunSGXEndToEnd(t *testing.T) {
 		strings.Join(m.Loader.Argv, " ") != "/app/"+name+" "+demoAppCommand+" --listen "+addr {
 		t.Errorf("manifest: name %s argv %q", m.Name(), m.Loader.Argv)
 	}
-	for _, p := range []string{manifest.RegionPath(name), manifest.EventsPath(name)} {
-		if _, err := os.Stat(p); err != nil {
-			t.Errorf("boundary file: %v", err)
-		}
+	if _, err := os.Stat(manifest.RegionPath(name)); err != nil {
+		t.Errorf("boundary file: %v", err)
+	}
+	// The region is the only file: there is no event page (boundary v2).
+	if _, err := os.Stat(filepath.Join("/dev/shm", "cloister-"+name+".events")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("an event page file exists: %v", err)
 	}
 
 	// Attest it during the handshake, as a client that trusts the sim root.
@@ -221,7 +223,7 @@ func TestRunSGXEndToEnd(t *testing.T) {
 			t.Errorf("host log lacks %q:\n%s", want, log.String())
 		}
 	}
-	for _, p := range []string{manifest.RegionPath(name), manifest.EventsPath(name), filepath.Join("/dev/shm", "cloister-"+name+".lock")} {
+	for _, p := range []string{manifest.RegionPath(name), filepath.Join("/dev/shm", "cloister-"+name+".lock")} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left behind: %v", p, err)
 		}
@@ -252,7 +254,7 @@ func TestRunSGXNoGramine(t *testing.T) {
 		t.Errorf("manifest: %v", err)
 	}
 	name := filepath.Base(app)
-	for _, p := range []string{manifest.RegionPath(name), manifest.EventsPath(name), filepath.Join("/dev/shm", "cloister-"+name+".lock")} {
+	for _, p := range []string{manifest.RegionPath(name), filepath.Join("/dev/shm", "cloister-"+name+".lock")} {
 		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s left behind: %v", p, err)
 		}

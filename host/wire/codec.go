@@ -18,12 +18,18 @@ import (
 //   - net.dial is asynchronous, like connect(2) with EINPROGRESS: it answers
 //     at once with the new handle and an empty address; net.accept on that
 //     handle then completes the dial, answering the same handle and the
-//     local address, the would-block status while it connects, or the dial's error.
-//   - net.accept, net.read and net.write answer the would-block status
-//     (boundary.CodeWouldBlock) instead of
-//     blocking; the enclave waits on the handle's event slot and retries.
-//     net.read answers an empty payload only at EOF, and net.write at least
-//     one byte written.
+//     local address or the dial's error once the dial is done.
+//   - net.accept, net.read and net.write (boundary.CallSpec.MayBlock) are
+//     held by the host (deferred) until they can proceed; the enclave waits
+//     for the reply with its deadline and cancels with a cancel frame.
+//     net.read names the stream offset the enclave has consumed: the host
+//     drops what precedes it and answers from there, keeping the bytes it
+//     answers until a later read's offset passes them, so a reply the
+//     enclave gave up on is sent again. It answers an empty payload only
+//     at EOF, and net.write at least one byte written. A host without
+//     Defer installed answers the would-block status
+//     (boundary.CodeWouldBlock) instead of waiting; the SDK treats that as
+//     a failure.
 //   - storage.get answers the not-found status (boundary.CodeNotFound) for a missing key; storage.list pages
 //     end with an empty page.
 
@@ -66,18 +72,25 @@ func ParseHandle(b []byte) (uint64, error) {
 	return binary.LittleEndian.Uint64(b), nil
 }
 
-// ParseRead decodes a net.read request: u64 conn | u32 max.
-func ParseRead(b []byte) (uint64, int, error) {
-	if len(b) != 12 {
-		return 0, 0, malformed("read request")
+// ParseRead decodes a net.read request: u64 conn | u32 max | u64 offset.
+// The offset is how many bytes of the connection's stream the enclave has
+// consumed: the host drops what precedes it and answers from there, so a
+// reply the enclave gave up on (deadline) is not lost but sent again.
+func ParseRead(b []byte) (h uint64, max int, off uint64, err error) {
+	if len(b) != ReadRequestSize {
+		return 0, 0, 0, malformed("read request")
 	}
-	return binary.LittleEndian.Uint64(b), int(binary.LittleEndian.Uint32(b[8:])), nil
+	return binary.LittleEndian.Uint64(b), int(binary.LittleEndian.Uint32(b[8:])), binary.LittleEndian.Uint64(b[12:]), nil
 }
 
-// ReadRequest encodes a net.read request into b (12 bytes).
-func ReadRequest(b []byte, h uint64, max int) []byte {
+// ReadRequestSize is the size of a net.read request.
+const ReadRequestSize = 20
+
+// ReadRequest encodes a net.read request into b (ReadRequestSize bytes).
+func ReadRequest(b []byte, h uint64, max int, off uint64) []byte {
 	b = AppendU64(b[:0], h)
-	return binary.LittleEndian.AppendUint32(b, uint32(max))
+	b = binary.LittleEndian.AppendUint32(b, uint32(max))
+	return AppendU64(b, off)
 }
 
 // ParseWritten decodes a net.write response: u32 written, which must be in

@@ -11,15 +11,15 @@ import (
 )
 
 func TestLaunch(t *testing.T) {
-	l := Launch{RegionFD: 3, EventsFD: 4, TEE: "sim-sgx"}
+	l := Launch{RegionFD: 3, TEE: "sim-sgx"}
 	if got, err := ParseLaunch(l.String()); err != nil || got != l {
 		t.Fatalf("round trip = %+v, %v", got, err)
 	}
 	for _, bad := range []string{
-		"", "v1", "v2 region=3 events=4 tee=sim-sgx", "v1 region=3 events=4",
-		"v1 region=2 events=4 tee=sim-sgx", "v1 region=x events=4 tee=sim-sgx",
-		"v1 region=3 region=4 tee=sim-sgx", "v1 region=3 events=4 tee=", "v1 region=3 events=4 tee=a extra=1",
-		"v1 region=3 events=4 what=sim-sgx",
+		"", "v2", "v1 region=3 tee=sim-sgx", "v1 region=3 events=4 tee=sim-sgx", "v2 region=3 events=4 tee=sim-sgx",
+		"v2 region=3", "v2 region=2 tee=sim-sgx", "v2 region=x tee=sim-sgx",
+		"v2 region=3 region=4", "v2 region=3 tee=", "v2 region=3 tee=a extra=1",
+		"v2 region=3 what=sim-sgx", "v2 tee=a tee=b",
 	} {
 		if _, err := ParseLaunch(bad); err == nil {
 			t.Errorf("ParseLaunch(%q) succeeded", bad)
@@ -153,7 +153,7 @@ func FuzzParsers(f *testing.F) {
 	page, _ := AppendListKey(nil, []byte("p/a"), 100)
 	kr, _ := KeyRecord([]byte("k"), []byte("v"))
 	lr, _ := ListRequest([]byte("p/"), []byte("p/a"))
-	for _, s := range [][]byte{id, page, kr, lr, ReadRequest(make([]byte, 12), 1, 2), {1, 2, 3, 4}} {
+	for _, s := range [][]byte{id, page, kr, lr, ReadRequest(make([]byte, ReadRequestSize), 1, 2, 3), {1, 2, 3, 4}} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -187,19 +187,16 @@ type Options struct {
 	LibOSSHA256 *[32]byte
 }
 
-// RegionPath and EventsPath are the boundary's shared-memory files for an
-// app named name: fixed by the name, so the manifest (which is measured)
-// never depends on the run.
+// RegionPath is the boundary's shared-memory file for an app named name:
+// fixed by the name, so the manifest (which is measured) never depends on
+// the run.
 func RegionPath(name string) string { return path.Join(ShmDir, "cloister-"+name+".region") }
 
-// EventsPath: see RegionPath.
-func EventsPath(name string) string { return path.Join(ShmDir, "cloister-"+name+".events") }
-
 // BoundaryValue is the CLOISTER_BOUNDARY value written for an app named
-// name: both files by path, and the platform kind sgx. It has the form
+// name: the region by path, and the platform kind sgx. It has the form
 // host/wire.Launch writes; host/wire's tests check the two agree.
 func BoundaryValue(name string) string {
-	return "v1 region=" + RegionPath(name) + " events=" + EventsPath(name) + " tee=sgx"
+	return "v2 region=" + RegionPath(name) + " tee=sgx"
 }
 
 var (
@@ -309,7 +306,7 @@ func Build(o Options) (*Manifest, error) {
 			RemoteAttestation: RemoteAttestation,
 			FileCheckPolicy:   FileCheckPolicy,
 			TrustedFiles:      []TrustedFile{{URI: "file:" + o.Name, SHA256: hex.EncodeToString(o.SHA256[:])}},
-			AllowedFiles:      []string{"dev:" + RegionPath(o.Name), "dev:" + EventsPath(o.Name)},
+			AllowedFiles:      []string{"dev:" + RegionPath(o.Name)},
 		},
 	}, nil
 }
@@ -503,7 +500,7 @@ func (m *Manifest) check() error {
 	} else if !isSHA256Hex(s.TrustedFiles[0].SHA256) {
 		bad("sgx.trusted_files", "sha256 %q: want 64 lower-case hex digits", s.TrustedFiles[0].SHA256)
 	}
-	wantAllowed := []string{"dev:" + RegionPath(name), "dev:" + EventsPath(name)}
+	wantAllowed := []string{"dev:" + RegionPath(name)}
 	if !slices.Equal(s.AllowedFiles, wantAllowed) {
 		bad("sgx.allowed_files", "%q, want %q", s.AllowedFiles, wantAllowed)
 	}

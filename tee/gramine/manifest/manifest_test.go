@@ -224,10 +224,11 @@ func TestParseRejects(t *testing.T) {
 		{"file policy", "file_check_policy = 'strict'", "file_check_policy = 'allow_all_but_log'", "sgx.file_check_policy"},
 		{"trusted uri", "uri = 'file:echo'\nsha256", "uri = 'file:other'\nsha256", "sgx.trusted_files"},
 		{"trusted hash", "sha256 = '", "sha256 = 'zz", "sgx.trusted_files"},
-		{"allowed", "'dev:/dev/shm/cloister-echo.events'", "'dev:/dev/shm/'", "sgx.allowed_files"},
-		// Lists compared as printed text would take one entry holding both
-		// names (space-separated) for the two entries Build writes.
-		{"allowed merged", "['dev:/dev/shm/cloister-echo.region', 'dev:/dev/shm/cloister-echo.events']",
+		{"allowed", "['dev:/dev/shm/cloister-echo.region']", "['dev:/dev/shm/']", "sgx.allowed_files"},
+		{"allowed extra", "['dev:/dev/shm/cloister-echo.region']", "['dev:/dev/shm/cloister-echo.region', 'dev:/dev/shm/cloister-echo.events']", "sgx.allowed_files"},
+		// Lists compared as printed text would take one entry holding two
+		// names (space-separated) for what Build writes.
+		{"allowed merged", "['dev:/dev/shm/cloister-echo.region']",
 			"['dev:/dev/shm/cloister-echo.region dev:/dev/shm/cloister-echo.events']", "sgx.allowed_files"},
 		{"mounts merged", "[[fs.mounts]]\ntype = 'chroot'\npath = '/app/echo'\nuri = 'file:echo'\n\n[[fs.mounts]]\ntype = 'untrusted_shm'",
 			"[[fs.mounts]]\ntype = 'chroot /app/echo file:echo} {untrusted_shm'", "fs.mounts"},
@@ -314,14 +315,14 @@ func TestEnclaveSize(t *testing.T) {
 	}
 }
 
-// TestBoundaryPaths: the shm files sit directly in /dev/shm (Gramine
-// refuses sub-directories of an untrusted_shm mount) and are the ones the
-// manifest allows.
+// TestBoundaryPaths: the region's shm file sits directly in /dev/shm
+// (Gramine refuses sub-directories of an untrusted_shm mount) and is the
+// one the manifest allows.
 func TestBoundaryPaths(t *testing.T) {
-	if RegionPath("echo") != "/dev/shm/cloister-echo.region" || EventsPath("echo") != "/dev/shm/cloister-echo.events" {
-		t.Errorf("paths %s %s", RegionPath("echo"), EventsPath("echo"))
+	if RegionPath("echo") != "/dev/shm/cloister-echo.region" {
+		t.Errorf("path %s", RegionPath("echo"))
 	}
-	if BoundaryValue("echo") != "v1 region=/dev/shm/cloister-echo.region events=/dev/shm/cloister-echo.events tee=sgx" {
+	if BoundaryValue("echo") != "v2 region=/dev/shm/cloister-echo.region tee=sgx" {
 		t.Errorf("BoundaryValue = %q", BoundaryValue("echo"))
 	}
 }
