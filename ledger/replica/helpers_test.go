@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/kv/kvtest"
 	"github.com/cloister-dev/cloister/ledger"
-	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/policy"
 	"github.com/cloister-dev/cloister/ratls"
 	"github.com/cloister-dev/cloister/tee"
@@ -172,6 +172,9 @@ func (c *cluster) options(id uint64, app sim.App, bootstrap bool, join string) O
 	if c.tune != nil {
 		c.tune(&o)
 	}
+	if dbgLogger != nil && id == 4 {
+		o.Logger = dbgLogger
+	}
 	return o
 }
 
@@ -181,15 +184,25 @@ func (c *cluster) start(id uint64, app sim.App, bootstrap bool, join string) (*R
 	o := c.options(id, app, bootstrap, join)
 	// The listen address must be known to the network before peers dial
 	// it: pick it first.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	o.Listen = ln.Addr().String()
-	ln.Close()
+	// A restarted node keeps its address, as a deployed one does.
 	c.net.mu.Lock()
-	c.net.addrs[o.Listen] = id
+	for a, n := range c.net.addrs {
+		if n == id {
+			o.Listen = a
+		}
+	}
 	c.net.mu.Unlock()
+	if o.Listen == "127.0.0.1:0" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		o.Listen = ln.Addr().String()
+		ln.Close()
+		c.net.mu.Lock()
+		c.net.addrs[o.Listen] = id
+		c.net.mu.Unlock()
+	}
 	r, err := Start(ctx, o)
 	if err != nil {
 		return nil, err

@@ -194,7 +194,9 @@ func (m *machine) snapshot() []byte {
 // restore replaces the machine's state with a snapshot's; every
 // transaction is re-applied (signatures checked again).
 func (m *machine) restore(data []byte, meta *pb.SnapshotMetadata) error {
-	bad := func(what string) error { return fmt.Errorf("%w: snapshot at %d: %s", ErrStoreFormat, meta.GetIndex(), what) }
+	bad := func(what string) error {
+		return fmt.Errorf("%w: snapshot at %d: %s", ErrStoreFormat, meta.GetIndex(), what)
+	}
 	if len(data) < 12 || string(data[:4]) != "CRP1" {
 		return bad("not a ledger snapshot")
 	}

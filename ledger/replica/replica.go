@@ -148,6 +148,10 @@ type Replica struct {
 	lead      uint64
 	snapIndex uint64
 	snapsIn   int // snapshots received from a leader
+	// confDirty: a conf change was applied since the last snapshot. The
+	// next snapshot is taken at once, since a snapshot sent to a new node
+	// must name it in its ConfState or the node refuses it.
+	confDirty bool
 	waiters   map[[16]byte]chan applied
 	confWait  map[uint64]chan applied
 	changed   chan struct{}
@@ -449,6 +453,9 @@ func (r *Replica) apply(ents []*pb.Entry) error {
 		case pb.EntryType_EntryNormal:
 			r.mu.Lock()
 			id, res, err := r.m.applyNormal(e.GetIndex(), e.GetData())
+			if err != nil {
+				res = applied{err: fmt.Errorf("%w: %w", ErrStopped, err)}
+			}
 			if w, ok := r.waiters[id]; ok && id != ([16]byte{}) {
 				w <- res
 				delete(r.waiters, id)
@@ -465,11 +472,15 @@ func (r *Replica) apply(ents []*pb.Entry) error {
 			cs := r.node.ApplyConfChange(cc)
 			r.mu.Lock()
 			res, err := r.m.applyConf(e.GetIndex(), cc, cs)
+			if err != nil {
+				res = applied{err: fmt.Errorf("%w: %w", ErrStopped, err)}
+			}
 			if w, ok := r.confWait[cc.GetId()]; ok {
 				w <- res
 				delete(r.confWait, cc.GetId())
 			}
 			peers := r.others(r.m.peers)
+			r.confDirty = r.snapIndex > 0
 			r.mu.Unlock()
 			if err != nil {
 				return fmt.Errorf("replica: applying conf change %d: %w", e.GetIndex(), err)
@@ -495,7 +506,7 @@ func (r *Replica) notifyLocked() {
 func (r *Replica) maybeSnapshot() error {
 	r.mu.Lock()
 	idx := r.m.index
-	if idx-r.snapIndex < r.o.SnapshotEvery {
+	if idx-r.snapIndex < r.o.SnapshotEvery && !(r.confDirty && idx > r.snapIndex) {
 		r.mu.Unlock()
 		return nil
 	}
@@ -519,7 +530,7 @@ func (r *Replica) maybeSnapshot() error {
 		return err
 	}
 	r.mu.Lock()
-	r.snapIndex = idx
+	r.snapIndex, r.confDirty = idx, false
 	r.mu.Unlock()
 	return nil
 }
@@ -674,7 +685,10 @@ func (r *Replica) propose(ctx context.Context, rec *ledger.Record) (applied, err
 	case <-r.done:
 		return applied{}, ErrStopped
 	case <-r.ctx.Done():
-		return applied{}, r.stopped()
+		if err := r.stopped(); err != nil {
+			return applied{}, err
+		}
+		return applied{}, ErrStopped
 	}
 }
 
@@ -988,4 +1002,3 @@ func (r *Replica) join(ctx context.Context) (*shared, map[uint64]string, error) 
 	}
 	return sh, peers, nil
 }
-

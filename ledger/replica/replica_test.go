@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-dev/cloister/kv"
 	"github.com/cloister-dev/cloister/ledger"
 )
 
@@ -143,7 +145,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 	var ack acked
 	stop := make(chan struct{})
 	wait := load(c, 8, &ack, stop)
-	waitAcks(t, &ack, 200)
+	waitAcks(t, &ack, 100)
 	old := c.waitLeader(nil)
 	c.kill(old)
 	before := ack.n()
@@ -151,7 +153,7 @@ func TestKillLeaderUnderLoad(t *testing.T) {
 	if lead == old {
 		t.Fatalf("killed leader %d still named leader", old)
 	}
-	waitAcks(t, &ack, before+200)
+	waitAcks(t, &ack, before+100)
 	close(stop)
 	if err := wait(); err != nil {
 		t.Fatal(err)
@@ -176,5 +178,218 @@ func TestJoinWrongMeasurementRefused(t *testing.T) {
 	}
 	if got := c.node(1).Members(); fmt.Sprint(got) != fmt.Sprint(before) {
 		t.Fatalf("members %v after a refused join, were %v", got, before)
+	}
+}
+
+// TestPartitionMinority (5 nodes): two nodes cut off from the other three
+// serve no writes; the majority keeps writing; after healing, every node
+// holds the same history (no fork), and receipts of the same entry from
+// every node verify with the one service certificate.
+func TestPartitionMinority(t *testing.T) {
+	c := newCluster(t, 5, nil)
+	lead := c.waitLeader(nil)
+	// The minority: two nodes other than the leader, so the majority keeps
+	// its leader (a leader in the minority steps down by CheckQuorum; that
+	// case is the kill test's).
+	var minority, majority []uint64
+	for _, r := range c.live() {
+		if r.ID() != lead && len(minority) < 2 {
+			minority = append(minority, r.ID())
+		} else {
+			majority = append(majority, r.ID())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var txs []ledger.TxID
+	for i := range 20 {
+		tx, _, err := appendRetry(ctx, c.live(), i, "p", fmt.Sprintf("before-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	c.net.partition(minority, majority)
+	var maj []*Replica
+	for _, id := range majority {
+		maj = append(maj, c.node(id))
+	}
+	for i := range 20 {
+		tx, _, err := appendRetry(ctx, maj, i, "p", fmt.Sprintf("during-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	for _, id := range minority {
+		wctx, wcancel := context.WithTimeout(ctx, 1500*time.Millisecond)
+		tx, err := c.node(id).Append(wctx, "p", "minority")
+		wcancel()
+		if err == nil {
+			t.Fatalf("node %d in the minority acknowledged a write (%s)", id, tx)
+		}
+		if !errors.Is(err, ErrNoLeader) && !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("node %d in the minority: %v", id, err)
+		}
+		// Its reads still work, and say where they stand.
+		if _, sv, err := c.node(id).Entry(txs[0]); err != nil || sv.Node != id {
+			t.Fatalf("node %d read in the minority: %+v %v", id, sv, err)
+		}
+	}
+	c.net.heal()
+	if _, _, err := appendRetry(ctx, c.live(), 0, "p", "after"); err != nil {
+		t.Fatal(err)
+	}
+	checkOneHistory(t, c, txs)
+}
+
+// checkOneHistory: all live nodes hold the same transactions up to the
+// highest seqno any has, and each tx's receipt from each node verifies.
+func checkOneHistory(t *testing.T, c *cluster, txs []ledger.TxID) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var last uint64
+	for _, r := range c.live() {
+		last = maxU(last, r.Last().Seqno)
+	}
+	var ref []ledger.Record
+	for _, r := range c.live() {
+		if err := r.WaitApplied(ctx, last); err != nil {
+			t.Fatal(err)
+		}
+		h := r.Transactions(last)
+		if ref == nil {
+			ref = h
+			continue
+		}
+		if len(h) != len(ref) {
+			t.Fatalf("node %d has %d transactions, another %d", r.ID(), len(h), len(ref))
+		}
+		for i := range h {
+			if fmt.Sprint(h[i]) != fmt.Sprint(ref[i]) {
+				t.Fatalf("fork at seqno %d: node %d has %+v, another %+v", i+1, r.ID(), h[i], ref[i])
+			}
+		}
+	}
+	for _, r := range c.live() {
+		for _, tx := range txs {
+			e, _, err := r.Entry(tx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tr, _, err := r.WaitReceipt(ctx, tx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkReceipt(t, tr, c.svc, e)
+		}
+	}
+}
+
+// TestRestartFromSealedState (3 nodes): a node stopped while the others
+// write restarts from what it sealed on its host and catches up; a host
+// that edits its stored log makes the restart fail with a named error.
+func TestRestartFromSealedState(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var txs []ledger.TxID
+	write := func(prefix string, n int) {
+		for i := range n {
+			tx, _, err := appendRetry(ctx, c.live(), i, "r", fmt.Sprintf("%s-%d", prefix, i))
+			if err != nil {
+				t.Fatal(err)
+			}
+			txs = append(txs, tx)
+		}
+	}
+	write("a", 30)
+	if err := c.node(3).WaitApplied(ctx, txs[len(txs)-1].Seqno); err != nil {
+		t.Fatal(err)
+	}
+	c.kill(3)
+	write("b", 30)
+	if _, err := c.start(3, nodeApp, false, ""); err != nil {
+		t.Fatalf("restart from sealed state: %v", err)
+	}
+	checkOneHistory(t, c, txs)
+
+	// The host edits one stored raft entry of node 2: it no longer starts.
+	c.kill(2)
+	b := c.backends[2]
+	keys, err := b.List(ctx, []byte(entryPrefix))
+	if err != nil || len(keys) == 0 {
+		t.Fatalf("no stored entries: %v", err)
+	}
+	v, _, _ := b.Get(ctx, keys[len(keys)/2])
+	v[len(v)-1] ^= 1
+	if err := b.Commit(ctx, []kv.Op{{Key: keys[len(keys)/2], Value: v}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.start(2, nodeApp, false, ""); !errors.Is(err, ErrStoreAuth) {
+		t.Fatalf("restart on an edited log: %v, want ErrStoreAuth", err)
+	}
+}
+
+// TestReplaceNodeFromSnapshot (3 nodes, logs compacted): a new node joins
+// and catches up from a snapshot, the old one is removed; both changes
+// are ledger entries and the service keeps writing.
+func TestReplaceNodeFromSnapshot(t *testing.T) {
+	c := newCluster(t, 3, func(o *Options) { o.SnapshotEvery, o.CatchUpEntries = 20, 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var txs []ledger.TxID
+	for i := range 60 {
+		tx, _, err := appendRetry(ctx, c.live(), i, "s", fmt.Sprintf("s-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	n4, err := c.start(4, nodeApp, false, c.node(2).Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n4.WaitApplied(ctx, txs[len(txs)-1].Seqno); err != nil {
+		t.Fatal(err)
+	}
+	if n4.SnapshotsReceived() == 0 {
+		t.Fatal("node 4 caught up without a snapshot: the log was not compacted")
+	}
+	if err := c.node(2).RemoveNode(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	c.kill(1)
+	for i := range 10 {
+		tx, _, err := appendRetry(ctx, c.live(), i, "s", fmt.Sprintf("t-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	if got := fmt.Sprint(c.node(4).Members()); got != "[2 3 4]" {
+		t.Fatalf("members %s, want [2 3 4]", got)
+	}
+	checkOneHistory(t, c, txs)
+	// The membership changes are ledger entries, on every node.
+	var changes []string
+	for _, rec := range c.node(4).Transactions(c.node(4).Last().Seqno) {
+		if rec.Kind == ledger.KindEntry && rec.Collection == MembershipCollection {
+			var m Membership
+			if err := json.Unmarshal([]byte(rec.Contents), &m); err != nil {
+				t.Fatal(err)
+			}
+			changes = append(changes, m.Change+" "+m.Node)
+			if m.Change == "add" && m.CertSHA256 == "" {
+				t.Fatalf("membership entry %q names no certificate", rec.Contents)
+			}
+		}
+	}
+	if got := fmt.Sprint(changes); got != "[add 1 add 2 add 3 add 4 remove 1]" {
+		t.Fatalf("membership entries %s", got)
+	}
+	if _, err := c.node(2).Append(ctx, MembershipCollection, "forged"); !errors.Is(err, ledger.ErrInvalid) {
+		t.Fatalf("client write to the membership collection: %v", err)
 	}
 }
