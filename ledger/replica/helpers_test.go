@@ -162,7 +162,7 @@ func (c *cluster) options(id uint64, app sim.App, bootstrap bool, join string) O
 	o := Options{
 		ID: id, Listen: "127.0.0.1:0", Backend: b, Sealer: tee.NewSealer(plat), Platform: plat,
 		NodePolicy: c.policy(), Now: func() time.Time { return simNow }, Bootstrap: bootstrap, Join: join,
-		Tick: 10 * time.Millisecond, ElectionTicks: 10, SignInterval: 5 * time.Millisecond,
+		Tick: 10 * time.Millisecond, ElectionTicks: 10, SignInterval: 50 * time.Millisecond,
 		DialContext: c.net.dialer(id),
 		Identity: ledger.IdentityOptions{IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, ServiceExtensions: func(spki []byte) ([]pkix.Extension, error) {
 			e, err := ratls.Extension(context.Background(), plat, spki, nil)
@@ -171,9 +171,6 @@ func (c *cluster) options(id uint64, app sim.App, bootstrap bool, join string) O
 	}
 	if c.tune != nil {
 		c.tune(&o)
-	}
-	if dbgLogger != nil && id == 4 {
-		o.Logger = dbgLogger
 	}
 	return o
 }
