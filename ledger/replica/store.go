@@ -1,7 +1,9 @@
 package replica
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/aes"
 	"crypto/cipher"
 	"encoding/binary"
@@ -24,7 +26,20 @@ const (
 	hardStateKey = "replica/hs"
 	snapshotKey  = "replica/snap"
 	entryPrefix  = "replica/e/"
+	chunkPrefix  = "replica/snapd/" // ‖ snapshot index u64 ‖ chunk u32
 )
+
+// Host records and commits are bounded (boundary.MaxStorageValue,
+// boundary.MaxStorageCommit): a snapshot's data is stored in chunks, and
+// one save is split into commits of at most maxCommitBytes.
+const (
+	chunkBytes     = 192 << 10
+	maxCommitBytes = 512 << 10
+)
+
+func chunkKey(index uint64, n uint32) []byte {
+	return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64([]byte(chunkPrefix), index), n)
+}
 
 // Storage errors.
 var (
@@ -99,11 +114,11 @@ func (s *store) save(ctx context.Context, hs *pb.HardState, ents []*pb.Entry, sn
 	var ops []kv.Op
 	first, last := s.first, s.last
 	if snap != nil && !raft.IsEmptySnap(snap) {
-		v, err := s.seal([]byte(snapshotKey), snap)
+		sops, err := s.snapshotOps(ctx, snap)
 		if err != nil {
 			return err
 		}
-		ops = append(ops, kv.Op{Key: []byte(snapshotKey), Value: v})
+		ops = append(ops, sops...)
 		idx := snap.GetMetadata().GetIndex()
 		for i := first; i <= last && i <= idx; i++ {
 			ops = append(ops, kv.Op{Key: entryKey(i), Delete: true})
@@ -141,29 +156,126 @@ func (s *store) save(ctx context.Context, hs *pb.HardState, ents []*pb.Entry, sn
 		}
 		ops = append(ops, kv.Op{Key: []byte(hardStateKey), Value: v})
 	}
-	if len(ops) == 0 {
-		return nil
-	}
-	if err := s.b.Commit(ctx, ops); err != nil {
-		return fmt.Errorf("replica: storage: %w", err)
+	if err := s.commit(ctx, ops); err != nil {
+		return err
 	}
 	s.first, s.last = first, last
+	return nil
+}
+
+// commit writes ops in order, in commits of at most maxCommitBytes. A
+// crash between two of them leaves a prefix written: for raft that is a
+// log holding some of the new entries after the old hard state, which it
+// recovers from (entries are written before the hard state that commits
+// them, deletions before the entries that replace them); for a snapshot,
+// chunks without the record naming them, which are ignored and removed by
+// the next snapshot.
+func (s *store) commit(ctx context.Context, ops []kv.Op) error {
+	for len(ops) > 0 {
+		n, size := 0, 0
+		for n < len(ops) && (n == 0 || size+len(ops[n].Key)+len(ops[n].Value)+16 <= maxCommitBytes) {
+			size += len(ops[n].Key) + len(ops[n].Value) + 16
+			n++
+		}
+		if err := s.b.Commit(ctx, ops[:n]); err != nil {
+			return fmt.Errorf("replica: storage: %w", err)
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// snapshotOps are the writes storing snap: its data in sealed chunks, any
+// older chunks deleted, then the sealed snapshot record holding the
+// metadata, the chunk count and the SHA-256 of the data.
+func (s *store) snapshotOps(ctx context.Context, snap *pb.Snapshot) ([]kv.Op, error) {
+	idx := snap.GetMetadata().GetIndex()
+	old, err := s.b.List(ctx, []byte(chunkPrefix))
+	if err != nil {
+		return nil, fmt.Errorf("replica: storage: %w", err)
+	}
+	var ops []kv.Op
+	data := snap.GetData()
+	var n uint32
+	for off := 0; off < len(data) || n == 0; off += chunkBytes {
+		k := chunkKey(idx, n)
+		v, err := s.sealBytes(k, data[off:min(off+chunkBytes, len(data))])
+		if err != nil {
+			return nil, err
+		}
+		ops = append(ops, kv.Op{Key: k, Value: v})
+		n++
+	}
+	sum := sha256.Sum256(data)
+	head := binary.BigEndian.AppendUint32([]byte("CHK1"), n)
+	meta := &pb.Snapshot{Metadata: snap.GetMetadata(), Data: append(head, sum[:]...)}
+	v, err := s.seal([]byte(snapshotKey), meta)
+	if err != nil {
+		return nil, err
+	}
+	ops = append(ops, kv.Op{Key: []byte(snapshotKey), Value: v})
+	// Older chunks go only after the record naming the new ones.
+	for _, k := range old {
+		if len(k) != len(chunkPrefix)+12 || binary.BigEndian.Uint64(k[len(chunkPrefix):]) != idx {
+			ops = append(ops, kv.Op{Key: k, Delete: true})
+		}
+	}
+	return ops, nil
+}
+
+func (s *store) sealBytes(key, pt []byte) ([]byte, error) {
+	nonce := make([]byte, s.aead.NonceSize(), s.aead.NonceSize()+len(pt)+s.aead.Overhead())
+	if _, err := io.ReadFull(s.rnd, nonce); err != nil {
+		return nil, fmt.Errorf("replica: storage: nonce: %w", err)
+	}
+	return s.aead.Seal(nonce, nonce, pt, key), nil
+}
+
+// loadSnapshotData reassembles the data of the snapshot record meta.
+func (s *store) loadSnapshotData(ctx context.Context, meta *pb.Snapshot) error {
+	h := meta.GetData()
+	if len(h) != 4+4+32 || string(h[:4]) != "CHK1" {
+		return fmt.Errorf("%w: snapshot record", ErrStoreFormat)
+	}
+	n, sum, idx := binary.BigEndian.Uint32(h[4:]), h[8:], meta.GetMetadata().GetIndex()
+	var data []byte
+	for i := uint32(0); i < n; i++ {
+		k := chunkKey(idx, i)
+		v, ok, err := s.b.Get(ctx, k)
+		if err != nil {
+			return fmt.Errorf("replica: storage: %w", err)
+		}
+		if !ok {
+			return fmt.Errorf("%w: snapshot %d chunk %d missing", ErrStoreGap, idx, i)
+		}
+		if len(v) < s.aead.NonceSize() {
+			return fmt.Errorf("%w: snapshot %d chunk %d", ErrStoreAuth, idx, i)
+		}
+		pt, err := s.aead.Open(nil, v[:s.aead.NonceSize()], v[s.aead.NonceSize():], k)
+		if err != nil {
+			return fmt.Errorf("%w: snapshot %d chunk %d", ErrStoreAuth, idx, i)
+		}
+		data = append(data, pt...)
+	}
+	if got := sha256.Sum256(data); !bytes.Equal(got[:], sum) {
+		return fmt.Errorf("%w: snapshot %d: chunks do not add up to the recorded digest", ErrStoreAuth, idx)
+	}
+	meta.Data = data
 	return nil
 }
 
 // compact records a snapshot taken locally and drops the entries up to
 // upto (at most the snapshot's index).
 func (s *store) compact(ctx context.Context, snap *pb.Snapshot, upto uint64) error {
-	v, err := s.seal([]byte(snapshotKey), snap)
+	ops, err := s.snapshotOps(ctx, snap)
 	if err != nil {
 		return err
 	}
-	ops := []kv.Op{{Key: []byte(snapshotKey), Value: v}}
 	for i := s.first; i <= s.last && i <= upto; i++ {
 		ops = append(ops, kv.Op{Key: entryKey(i), Delete: true})
 	}
-	if err := s.b.Commit(ctx, ops); err != nil {
-		return fmt.Errorf("replica: storage: %w", err)
+	if err := s.commit(ctx, ops); err != nil {
+		return err
 	}
 	if upto >= s.first {
 		s.first = upto + 1
@@ -187,6 +299,9 @@ func (s *store) load(ctx context.Context) (*pb.HardState, *pb.Snapshot, []*pb.En
 		return nil, nil, nil, fmt.Errorf("replica: storage: %w", err)
 	} else if ok {
 		if err := s.open([]byte(snapshotKey), v, snap); err != nil {
+			return nil, nil, nil, err
+		}
+		if err := s.loadSnapshotData(ctx, snap); err != nil {
 			return nil, nil, nil, err
 		}
 	}
