@@ -142,6 +142,7 @@ type Replica struct {
 	srv      *http.Server
 	client   *http.Client
 	ratlsSrv *ratls.Server
+	prevHS   *pb.HardState // last hard state stored (run goroutine only)
 
 	mu        sync.Mutex
 	m         *machine
@@ -155,7 +156,11 @@ type Replica struct {
 	waiters   map[[16]byte]chan applied
 	confWait  map[uint64]chan applied
 	changed   chan struct{}
-	failed    error
+	// leadChanged is closed and replaced when the known leader changes:
+	// a proposal forwarded to a leader that is gone is dropped by raft
+	// without a word, so its waiter stops waiting then.
+	leadChanged chan struct{}
+	failed      error
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -188,7 +193,7 @@ func Start(ctx context.Context, o Options) (*Replica, error) {
 	r := &Replica{
 		o: o, ms: raft.NewMemoryStorage(), ready: make(chan struct{}), ln: ln, ratlsSrv: srv,
 		client:  &http.Client{Transport: &http.Transport{TLSClientConfig: ver.ClientConfig(srv), DialContext: o.DialContext, MaxIdleConnsPerHost: 4, IdleConnTimeout: time.Minute}},
-		waiters: map[[16]byte]chan applied{}, confWait: map[uint64]chan applied{}, changed: make(chan struct{}),
+		waiters: map[[16]byte]chan applied{}, confWait: map[uint64]chan applied{}, changed: make(chan struct{}), leadChanged: make(chan struct{}),
 		done: make(chan struct{}),
 	}
 	r.ctx, r.cancel = context.WithCancel(context.Background())
@@ -257,6 +262,7 @@ func (r *Replica) boot(ctx context.Context) error {
 		if err := r.ms.SetHardState(hs); err != nil {
 			return fmt.Errorf("%w: %w", ErrStoreFormat, err)
 		}
+		r.prevHS = hs
 		if err := r.ms.Append(ents); err != nil {
 			return fmt.Errorf("%w: %w", ErrStoreFormat, err)
 		}
@@ -399,13 +405,46 @@ func (r *Replica) run() {
 
 // handle persists, sends and applies one Ready, in raft's order.
 func (r *Replica) handle(rd raft.Ready) error {
-	if rd.SoftState != nil {
-		r.mu.Lock()
+	r.mu.Lock()
+	if rd.SoftState != nil && rd.SoftState.Lead != r.lead {
 		r.lead = rd.SoftState.Lead
-		r.mu.Unlock()
+		close(r.leadChanged)
+		r.leadChanged = make(chan struct{})
 	}
-	if err := r.st.save(r.ctx, rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+	leader := r.lead == r.o.ID
+	r.mu.Unlock()
+	// A leader sends before it writes (its disk write runs beside the
+	// replication, Raft thesis 10.2.1, as etcd's server does): it counts
+	// itself in a quorum only once the entries are stored, since raft
+	// learns that from Advance. A follower must store before it answers.
+	// A follower's forwarded proposals (MsgProp) depend on nothing it
+	// stores: they go out at once too, not after its disk write.
+	var after []*pb.Message
+	if leader {
+		r.tr.send(rd.Messages)
+	} else {
+		var props []*pb.Message
+		for _, m := range rd.Messages {
+			if m.GetType() == pb.MessageType_MsgProp {
+				props = append(props, m)
+			} else {
+				after = append(after, m)
+			}
+		}
+		r.tr.send(props)
+	}
+	// A hard state whose only change is the commit index is not worth a
+	// host write of its own (raft.MustSync, as etcd decides): a restart
+	// learns the commit index again from the leader.
+	hs := rd.HardState
+	if hs != nil && len(rd.Entries) == 0 && !raft.MustSync(hs, r.prevHS, 0) {
+		hs = nil
+	}
+	if err := r.st.save(r.ctx, hs, rd.Entries, rd.Snapshot); err != nil {
 		return err
+	}
+	if hs != nil {
+		r.prevHS = hs
 	}
 	if rd.Snapshot != nil && !raft.IsEmptySnap(rd.Snapshot) {
 		if err := r.ms.ApplySnapshot(rd.Snapshot); err != nil {
@@ -431,7 +470,7 @@ func (r *Replica) handle(rd raft.Ready) error {
 	if err := r.ms.Append(rd.Entries); err != nil {
 		return fmt.Errorf("replica: %w", err)
 	}
-	r.tr.send(rd.Messages)
+	r.tr.send(after)
 	if err := r.apply(rd.CommittedEntries); err != nil {
 		return err
 	}
@@ -661,12 +700,16 @@ func (r *Replica) propose(ctx context.Context, rec *ledger.Record) (applied, err
 	ch := make(chan applied, 1)
 	r.mu.Lock()
 	r.waiters[id] = ch
+	lead, leadChanged := r.lead, r.leadChanged
 	r.mu.Unlock()
 	defer func() {
 		r.mu.Lock()
 		delete(r.waiters, id)
 		r.mu.Unlock()
 	}()
+	if lead == 0 {
+		return applied{}, fmt.Errorf("%w: node %d knows no leader", ErrNoLeader, r.o.ID)
+	}
 	if err := r.node.Propose(ctx, data); err != nil {
 		if errors.Is(err, raft.ErrProposalDropped) {
 			return applied{}, fmt.Errorf("%w: proposal dropped by node %d", ErrNoLeader, r.o.ID)
@@ -679,6 +722,15 @@ func (r *Replica) propose(ctx context.Context, rec *ledger.Record) (applied, err
 	select {
 	case res := <-ch:
 		return res, res.err
+	case <-leadChanged:
+		// Raft may have dropped it with the old leader, or may still
+		// commit it: not acknowledged either way.
+		select {
+		case res := <-ch:
+			return res, res.err
+		default:
+		}
+		return applied{}, fmt.Errorf("%w: the leader changed from node %d while node %d waited; the write may or may not commit", ErrNoLeader, lead, r.o.ID)
 	case <-ctx.Done():
 		// It may still commit: the caller did not get an acknowledgement.
 		return applied{}, ctx.Err()

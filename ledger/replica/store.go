@@ -3,9 +3,9 @@ package replica
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
