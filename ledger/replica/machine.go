@@ -204,6 +204,7 @@ func (m *machine) restore(data []byte, meta *pb.SnapshotMetadata) error {
 	np := binary.BigEndian.Uint32(data[8:])
 	data = data[12:]
 	peers := map[uint64]string{}
+	var prev uint64
 	for range np {
 		if len(data) < 10 {
 			return bad("peers truncated")
@@ -212,6 +213,10 @@ func (m *machine) restore(data []byte, meta *pb.SnapshotMetadata) error {
 		if len(data) < 10+n {
 			return bad("peers truncated")
 		}
+		if _, dup := peers[id]; dup || id <= prev {
+			return bad("peers not in ascending order")
+		}
+		prev = id
 		peers[id] = string(data[10 : 10+n])
 		data = data[10+n:]
 	}
