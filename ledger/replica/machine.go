@@ -73,14 +73,11 @@ func (m *machine) sign() error {
 	if m.unsigned == 0 {
 		return nil
 	}
-	sig, err := m.core.SignatureRecord(func(root [32]byte) ([]byte, error) {
+	_, err := m.core.AppendSignature(func(root [32]byte) ([]byte, error) {
 		// nil randomness: RFC 6979, the same signature on every node.
 		return m.sh.id.NodeKey.Sign(nil, root[:], crypto.SHA256)
 	})
 	if err != nil {
-		return err
-	}
-	if err := m.core.Apply(sig); err != nil {
 		return err
 	}
 	m.unsigned = 0
