@@ -302,8 +302,12 @@ func checkOneHistory(t *testing.T, c *cluster, txs []ledger.TxID) {
 // TestRestartFromSealedState (3 nodes): a node stopped while the others
 // write restarts from what it sealed on its host and catches up; a host
 // that edits its stored log makes the restart fail with a named error.
+//
+// Snapshots are frequent here, so the restart also loads a snapshot newer
+// than the last hard state stored (commit-only hard states are not
+// written).
 func TestRestartFromSealedState(t *testing.T) {
-	c := newCluster(t, 3, nil)
+	c := newCluster(t, 3, func(o *Options) { o.SnapshotEvery, o.CatchUpEntries = 7, 2 })
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	var txs []ledger.TxID

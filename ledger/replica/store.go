@@ -320,7 +320,9 @@ func (s *store) load(ctx context.Context) (*pb.HardState, *pb.Snapshot, []*pb.En
 	snapIdx := snap.GetMetadata().GetIndex()
 	ents := make([]*pb.Entry, 0, len(idx))
 	for n, i := range idx {
-		if n == 0 && snapIdx > 0 && i != snapIdx+1 {
+		// The log may overlap the snapshot (entries kept behind it for
+		// slow followers), never leave a hole after it.
+		if n == 0 && snapIdx > 0 && i > snapIdx+1 {
 			return nil, nil, nil, fmt.Errorf("%w: log starts at %d, snapshot ends at %d", ErrStoreGap, i, snapIdx)
 		}
 		if n > 0 && i != idx[n-1]+1 {
@@ -347,6 +349,13 @@ func (s *store) load(ctx context.Context) (*pb.HardState, *pb.Snapshot, []*pb.En
 		s.first, s.last = idx[0], idx[len(idx)-1]
 	} else {
 		s.first, s.last = snapIdx+1, snapIdx
+	}
+	// Commit-only hard states are not written (raft.MustSync), so the
+	// stored commit index may be older than a snapshot taken since, which
+	// is committed state by definition: raft refuses (panics on) a commit
+	// index below its snapshot.
+	if hs.GetCommit() < snapIdx {
+		hs.Commit = &snapIdx
 	}
 	if c := hs.GetCommit(); c > 0 && c > s.last && c > snapIdx {
 		return nil, nil, nil, fmt.Errorf("%w: hard state commits %d, log ends at %d", ErrStoreGap, c, max(s.last, snapIdx))

@@ -151,3 +151,29 @@ func swap(b *kvtest.MemBackend, x, y []byte) {
 	vy, _, _ := b.Get(context.Background(), y)
 	b.Commit(context.Background(), []kv.Op{{Key: x, Value: bytes.Clone(vy)}, {Key: y, Value: bytes.Clone(vx)}})
 }
+
+// TestStoreSnapshotOverlapAndOldCommit: a log kept behind the snapshot
+// (catch-up entries) loads, and a stored commit index older than the
+// snapshot (commit-only hard states are not written) is raised to it, as
+// raft requires on restart.
+func TestStoreSnapshotOverlapAndOldCommit(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	key := bytes.Repeat([]byte{7}, 32)
+	s, _ := newStore(b, key, rand.Reader)
+	if err := s.save(ctx, &pb.HardState{Term: u64(1), Commit: u64(50)}, ents(1, 110, 1, 10), nil); err != nil {
+		t.Fatal(err)
+	}
+	snap := &pb.Snapshot{Data: []byte("x"), Metadata: &pb.SnapshotMetadata{Index: u64(100), Term: u64(1), ConfState: &pb.ConfState{Voters: []uint64{1}}}}
+	if err := s.compact(ctx, snap, 94); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := newStore(b, key, rand.Reader)
+	hs, _, es, err := s2.load(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hs.GetCommit() != 100 || es[0].GetIndex() != 95 || len(es) != 16 {
+		t.Fatalf("commit %d, entries from %d (%d)", hs.GetCommit(), es[0].GetIndex(), len(es))
+	}
+}
