@@ -409,3 +409,43 @@ func TestReplaceNodeFromSnapshot(t *testing.T) {
 		t.Fatalf("client write to the membership collection: %v", err)
 	}
 }
+
+// TestWaitersEndOnClose: a read waiting for a transaction and a write
+// waiting for its commit both end with ErrStopped when the node closes
+// (a 3-node cluster cut to one node, so the write can never commit).
+func TestWaitersEndOnClose(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	lead := c.waitLeader(nil)
+	var alone *Replica
+	var others []uint64
+	for _, r := range c.live() {
+		if r.ID() != lead && alone == nil {
+			alone = r
+		} else {
+			others = append(others, r.ID())
+		}
+	}
+	c.net.partition([]uint64{alone.ID()}, others)
+	errs := make(chan error, 2)
+	go func() { errs <- alone.WaitApplied(context.Background(), 1<<40) }()
+	go func() {
+		_, err := alone.Append(context.Background(), "w", "never")
+		if errors.Is(err, ErrNoLeader) {
+			// Cut off before it proposed: wait for the close like the read.
+			<-alone.done
+			err = ErrStopped
+		}
+		errs <- err
+	}()
+	c.kill(alone.ID())
+	for range 2 {
+		select {
+		case err := <-errs:
+			if !errors.Is(err, ErrStopped) {
+				t.Fatalf("waiter ended with %v, want ErrStopped", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("a waiter still waits 30s after the node closed")
+		}
+	}
+}
