@@ -69,7 +69,7 @@ file through the boundary), in one run:
 `
 
 func runBenchLedger(e *env, args []string) error {
-	fs := newFlagSet("bench ledger", "[--json] [--entries N] [--writers N] [--size BYTES] [--dir DIR]", benchLedgerHelp)
+	fs := newFlagSet("bench ledger", "[--json] [--entries N] [--writers N] [--size BYTES] [--dir DIR] [--nodes N [--failovers K]]", benchLedgerHelp)
 	jsonOut := fs.Bool("json", false, "print the figures as one JSON object")
 	entries := fs.Int("entries", 100000, "entries appended on each side")
 	writers := fs.Int("writers", 64, "concurrent writers")
