@@ -121,7 +121,10 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		changed: make(chan struct{}), reqs: make(chan *request, 1024),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	go n.run()
+	// Transactions after the last signature were acknowledged (durable)
+	// before the node stopped but never signed: sign them now rather than
+	// at the next write, which may never come, so their receipts appear.
+	go n.run(core.Next() - 1 - core.LastSignature())
 	for _, a := range o.Admins {
 		if core.User(a) == RoleNone {
 			if _, err := n.SetUser(ctx, a, RoleAdministrator); err != nil {
@@ -213,8 +216,9 @@ func (n *Node) CompareAndIncrement(ctx context.Context, name string, expect uint
 	return n.submit(ctx, &request{rec: r, expect: expect})
 }
 
-// run is the group-commit loop.
-func (n *Node) run() {
+// run is the group-commit loop; tail is how many durable transactions
+// found at open no signature covers yet (they are signed at once).
+func (n *Node) run(tail uint64) {
 	defer close(n.done)
 	var (
 		unsigned      int
@@ -222,6 +226,11 @@ func (n *Node) run() {
 		timer         *time.Timer
 		timerC        <-chan time.Time
 	)
+	if tail > 0 {
+		unsigned, firstUnsigned = int(tail), n.opts.Now()
+		timer = time.NewTimer(0)
+		timerC = timer.C
+	}
 	for {
 		var batch []*request
 		signNow := false
