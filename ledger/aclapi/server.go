@@ -317,12 +317,21 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, _ string) {
 	}{{"fromTransactionId", &from}, {"toTransactionId", &to}} {
 		if v := q.Get(p.name); v != "" {
 			tx, err := ledger.ParseTxID(v)
+			if err == nil && tx.View != s.n.View() {
+				// The seqno of another view's id names another
+				// transaction here: refuse it rather than page from it.
+				err = fmt.Errorf("%w: %s is not in view %d, this ledger's", ledger.ErrBadTxID, v, s.n.View())
+			}
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "InvalidInput", p.name+": "+err.Error())
 				return
 			}
 			*p.dst = tx.Seqno
 		}
+	}
+	if to != 0 && to < from {
+		writeError(w, http.StatusBadRequest, "InvalidInput", fmt.Sprintf("toTransactionId %s is before fromTransactionId %s", q.Get("toTransactionId"), q.Get("fromTransactionId")))
+		return
 	}
 	if to == 0 {
 		to = s.n.Durable()
@@ -362,7 +371,7 @@ func (s *server) getUser(w http.ResponseWriter, r *http.Request, _ string) {
 	writeJSON(w, http.StatusOK, map[string]string{"assignedRole": role.String(), "userId": id})
 }
 
-func (s *server) patchUser(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *server) patchUser(w http.ResponseWriter, r *http.Request, caller string) {
 	id := r.PathValue("id")
 	var in struct {
 		AssignedRole string `json:"assignedRole"`
@@ -380,6 +389,12 @@ func (s *server) patchUser(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	if role == ledger.RoleNone {
 		writeError(w, http.StatusBadRequest, "InvalidInput", "a new user needs an assignedRole")
+		return
+	}
+	if id == caller && role != ledger.RoleAdministrator {
+		// As for DELETE: an administrator giving up its own role could
+		// leave the ledger with no one to manage users.
+		writeError(w, http.StatusBadRequest, "InvalidInput", "an administrator cannot demote itself")
 		return
 	}
 	if _, err := s.n.SetUser(r.Context(), id, role); err != nil {

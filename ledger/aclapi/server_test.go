@@ -40,6 +40,7 @@ func selfSigned(t *testing.T, cn string) tls.Certificate {
 
 type fixture struct {
 	url     string
+	adminID string
 	svc     *x509.Certificate
 	node    *ledger.Node
 	clients map[string]*http.Client
@@ -71,7 +72,7 @@ func start(t *testing.T) *fixture {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	}
 	reader, stranger := selfSigned(t, "reader"), selfSigned(t, "stranger")
-	f := &fixture{url: srv.URL, svc: n.Identity().ServiceCert, node: n, clients: map[string]*http.Client{
+	f := &fixture{url: srv.URL, adminID: UserID(admin.Certificate[0]), svc: n.Identity().ServiceCert, node: n, clients: map[string]*http.Client{
 		"admin": client(&admin), "reader": client(&reader), "stranger": client(&stranger), "anonymous": client(nil),
 	}}
 	f.do(t, "admin", "PATCH", "/app/users/"+UserID(reader.Certificate[0]), "application/merge-patch+json", `{"assignedRole":"Reader"}`, 200, nil)
