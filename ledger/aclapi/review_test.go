@@ -49,3 +49,31 @@ func TestListRangeChecked(t *testing.T) {
 		t.Fatalf("a valid range returned %d entries", len(page.Entries))
 	}
 }
+
+// TestCountersArePerUser: a counter guards one user's state (kv's store
+// counter: the Count a restarted store must find), so another user, even a
+// Contributor or an Administrator, can neither move it (to hand the store
+// an old Count and hide a rollback) nor read it: each user's counters are
+// its own, under the same names.
+func TestCountersArePerUser(t *testing.T) {
+	f := start(t)
+	var c CounterJSON
+	f.do(t, "writer1", "POST", "/app/counters/store", "application/json", `{"expectedVersion":0,"value":"AQI="}`, 200, &c)
+	if c.Version != 1 || c.Name != "store" {
+		t.Fatalf("counter %+v", c)
+	}
+	// Another user names the same counter, at the version it has.
+	for _, who := range []string{"writer2", "admin"} {
+		f.do(t, who, "POST", "/app/counters/store", "application/json", `{"expectedVersion":1,"value":"BQY="}`, 409, nil)
+		var other CounterJSON
+		f.do(t, who, "GET", "/app/counters/store", "", "", 200, &other)
+		if other.Version != 0 || other.Value != "" {
+			t.Fatalf("%s reads writer1's counter: %+v", who, other)
+		}
+	}
+	f.do(t, "writer2", "POST", "/app/counters/store", "application/json", `{"expectedVersion":0,"value":"BQY="}`, 200, nil)
+	f.do(t, "writer1", "GET", "/app/counters/store", "", "", 200, &c)
+	if c.Version != 1 || c.Value != "AQI=" || c.Name != "store" {
+		t.Fatalf("writer1's counter after the others: %+v", c)
+	}
+}

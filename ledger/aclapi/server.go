@@ -12,7 +12,8 @@
 //	GET    /app/collections
 //	GET    /app/users/{id}  PATCH (merge-patch+json)  DELETE (204)
 //
-// and, for kv's trusted counters (not part of ACL's API):
+// and, for kv's trusted counters (not part of ACL's API; each user's
+// counters are its own):
 //
 //	GET    /app/counters/{name}
 //	POST   /app/counters/{name}   {"expectedVersion": n, "value": base64}
@@ -427,24 +428,32 @@ type CounterJSON struct {
 	TransactionID string `json:"transactionId,omitempty"`
 }
 
-func (s *server) counterOut(c ledger.Record) CounterJSON {
-	out := CounterJSON{Name: c.Name, Version: c.Version, Value: base64.StdEncoding.EncodeToString(c.Value)}
+// counterName is the ledger's name of the caller's counter: counters are
+// per user (a counter guards its user's state, as kv's store counter
+// does, so no other user may move it or read it), kept in the ledger as
+// "USERID/NAME". Callers are certificate users, whose ids are fixed-length
+// colon hex without '/', so the owner part is never ambiguous.
+func counterName(user, name string) string { return user + "/" + name }
+
+func (s *server) counterOut(name string, c ledger.Record) CounterJSON {
+	out := CounterJSON{Name: name, Version: c.Version, Value: base64.StdEncoding.EncodeToString(c.Value)}
 	if c.Seqno != 0 {
 		out.TransactionID = ledger.TxID{View: s.n.View(), Seqno: c.Seqno}.String()
 	}
 	return out
 }
 
-func (s *server) getCounter(w http.ResponseWriter, r *http.Request, _ string) {
-	c, err := s.n.Counter(r.Context(), r.PathValue("name"))
+func (s *server) getCounter(w http.ResponseWriter, r *http.Request, user string) {
+	name := r.PathValue("name")
+	c, err := s.n.Counter(r.Context(), counterName(user, name))
 	if err != nil {
 		writeLedgerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.counterOut(c))
+	writeJSON(w, http.StatusOK, s.counterOut(name, c))
 }
 
-func (s *server) moveCounter(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *server) moveCounter(w http.ResponseWriter, r *http.Request, user string) {
 	var in struct {
 		ExpectedVersion *uint64 `json:"expectedVersion"`
 		Value           string  `json:"value"`
@@ -457,10 +466,11 @@ func (s *server) moveCounter(w http.ResponseWriter, r *http.Request, _ string) {
 		writeError(w, http.StatusBadRequest, "InvalidInput", "body: want expectedVersion and a base64 value")
 		return
 	}
-	c, err := s.n.CompareAndIncrement(r.Context(), r.PathValue("name"), *in.ExpectedVersion, v)
+	name := r.PathValue("name")
+	c, err := s.n.CompareAndIncrement(r.Context(), counterName(user, name), *in.ExpectedVersion, v)
 	if err != nil {
 		writeLedgerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.counterOut(c))
+	writeJSON(w, http.StatusOK, s.counterOut(name, c))
 }
