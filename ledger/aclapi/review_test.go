@@ -77,3 +77,15 @@ func TestCountersArePerUser(t *testing.T) {
 		t.Fatalf("writer1's counter after the others: %+v", c)
 	}
 }
+
+// TestAPIVersionIsADate: an api-version that has the shape of a date but
+// is none (month 13, day 45) is refused like any unknown version.
+func TestAPIVersionIsADate(t *testing.T) {
+	f := start(t)
+	for _, v := range []string{"2022-13-01", "2023-02-30", "9999-99-99-preview", "2022-05-13-Preview", "2022-05-13-previewx"} {
+		f.do(t, "reader", "GET", "/app/collections?api-version="+v, "", "", 400, nil)
+	}
+	for _, v := range []string{"2022-05-13", "2023-01-18-preview", "2024-08-22-preview"} {
+		f.do(t, "reader", "GET", "/app/collections?api-version="+v, "", "", 200, nil)
+	}
+}

@@ -37,6 +37,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/cloister-dev/cloister/ledger"
 )
@@ -104,6 +105,18 @@ func TLSConfig(id *ledger.Identity) *tls.Config {
 
 var apiVersionRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-preview)?$`)
 
+// validAPIVersion: a real date (not just its shape), MinAPIVersion or
+// later, optionally "-preview".
+func validAPIVersion(v string) bool {
+	if !apiVersionRE.MatchString(v) {
+		return false
+	}
+	if _, err := time.Parse(time.DateOnly, v[:10]); err != nil {
+		return false
+	}
+	return v[:10] >= MinAPIVersion
+}
+
 // auth checks api-version and the caller's role, then calls h.
 func (s *server) auth(need ledger.Role, h func(w http.ResponseWriter, r *http.Request, user string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -119,7 +132,7 @@ func (s *server) auth(need ledger.Role, h func(w http.ResponseWriter, r *http.Re
 		case len(v) > 1:
 			writeError(w, http.StatusBadRequest, "InvalidInput", "api-version is given more than once")
 			return
-		case !apiVersionRE.MatchString(v[0]) || v[0][:10] < MinAPIVersion:
+		case !validAPIVersion(v[0]):
 			writeError(w, http.StatusBadRequest, "UnsupportedApiVersionValue", fmt.Sprintf("api-version %q: this ledger serves %s and later", v[0], MinAPIVersion))
 			return
 		}
