@@ -27,7 +27,7 @@ import (
 var now = time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 
 // selfSigned makes a client certificate as a user would (self-signed).
-func selfSigned(t *testing.T, cn string) tls.Certificate {
+func selfSigned(t testing.TB, cn string) tls.Certificate {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
