@@ -89,3 +89,17 @@ func TestAPIVersionIsADate(t *testing.T) {
 		f.do(t, "reader", "GET", "/app/collections?api-version="+v, "", "", 200, nil)
 	}
 }
+
+// TestRolesHold: a Contributor writes but cannot manage users (not even
+// promote itself); a Reader reads but cannot write or move counters.
+func TestRolesHold(t *testing.T) {
+	f := start(t)
+	f.do(t, "writer1", "POST", "/app/transactions", "application/json", `{"contents":"x"}`, 200, nil)
+	f.do(t, "writer1", "PATCH", "/app/users/AA", "application/merge-patch+json", `{"assignedRole":"Administrator"}`, 403, nil)
+	f.do(t, "writer1", "GET", "/app/users/"+f.adminID, "", "", 403, nil)
+	f.do(t, "writer1", "DELETE", "/app/users/"+f.adminID, "", "", 403, nil)
+	f.do(t, "reader", "POST", "/app/transactions", "application/json", `{"contents":"x"}`, 403, nil)
+	f.do(t, "reader", "POST", "/app/counters/k", "application/json", `{"expectedVersion":0,"value":""}`, 403, nil)
+	f.do(t, "reader", "PATCH", "/app/users/AA", "application/merge-patch+json", `{"assignedRole":"Reader"}`, 403, nil)
+	f.do(t, "reader", "GET", "/app/collections", "", "", 200, nil)
+}
