@@ -32,7 +32,8 @@ type Options struct {
 	// SignInterval is how long at most a transaction waits for its
 	// signature; 0 means 10ms.
 	SignInterval time.Duration
-	// Admins are user ids made Administrator at start if they have no role.
+	// Admins are user ids made Administrator when the ledger has no user
+	// (its first start); ignored once it has one.
 	Admins []string
 }
 
@@ -125,7 +126,16 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 	// before the node stopped but never signed: sign them now rather than
 	// at the next write, which may never come, so their receipts appear.
 	go n.run(core.Next() - 1 - core.LastSignature())
-	for _, a := range o.Admins {
+	// Admins come from the host (the app's command line): they bootstrap a
+	// ledger that has no user yet and are ignored afterwards, or a host
+	// restarting the ledger could name itself administrator. (No user:
+	// not only a new ledger, also one whose first start stopped before
+	// its administrators were stored.)
+	admins := o.Admins
+	if core.Users() != 0 {
+		admins = nil
+	}
+	for _, a := range admins {
 		if core.User(a) == RoleNone {
 			if _, err := n.SetUser(ctx, a, RoleAdministrator); err != nil {
 				n.Close()

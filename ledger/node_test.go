@@ -250,3 +250,59 @@ func mustSig(t *testing.T, n *Node, tx TxID) Record {
 	}
 	return s
 }
+
+// TestAdminsOnlyBootstrap: Options.Admins come from the host (the app's
+// command line), so they name the first administrators of a ledger that
+// has no user yet and nothing more: a host restarting an existing ledger
+// with its own id among the admins does not become one (it would then
+// read every entry and manage every user).
+func TestAdminsOnlyBootstrap(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	o := testOptions(b)
+	o.Admins = []string{"AA:01"}
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.User("AA:01") != RoleAdministrator {
+		t.Fatal("the first administrator was not made")
+	}
+	n.Close()
+
+	o.Admins = []string{"AA:01", "EE:66"} // the host adds itself
+	n, err = Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if r := n.User("EE:66"); r != RoleNone {
+		t.Fatalf("a restart made the host's id %s", r)
+	}
+	if n.User("AA:01") != RoleAdministrator {
+		t.Fatal("the administrator lost its role")
+	}
+}
+
+// TestAdminsAfterCrashAtCreation: a ledger whose first start stopped
+// before its administrators were stored (it has no user) gets them at the
+// next start, so it is never left without one.
+func TestAdminsAfterCrashAtCreation(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	n, err := Open(ctx, testOptions(b)) // no admins: as if stopped before
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	o := testOptions(b)
+	o.Admins = []string{"AA:01"}
+	n, err = Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if n.User("AA:01") != RoleAdministrator {
+		t.Fatal("a ledger without users did not get its first administrator")
+	}
+}
