@@ -1,7 +1,10 @@
 package aclapi
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -102,4 +105,25 @@ func TestRolesHold(t *testing.T) {
 	f.do(t, "reader", "POST", "/app/counters/k", "application/json", `{"expectedVersion":0,"value":""}`, 403, nil)
 	f.do(t, "reader", "PATCH", "/app/users/AA", "application/merge-patch+json", `{"assignedRole":"Reader"}`, 403, nil)
 	f.do(t, "reader", "GET", "/app/collections", "", "", 200, nil)
+}
+
+// TestClientCertNeedsItsKey: the user id is the certificate's fingerprint,
+// and the certificate is not chain-verified, so what makes it an identity
+// is TLS's proof of possession: a client sending the administrator's
+// certificate (public) signed with another key gets nothing.
+func TestClientCertNeedsItsKey(t *testing.T) {
+	f := start(t)
+	other := selfSigned(t, "thief")
+	stolen := tls.Certificate{Certificate: f.admin.Certificate, PrivateKey: other.PrivateKey}
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: f.pool, Certificates: []tls.Certificate{stolen}}}}
+	req, _ := http.NewRequest("PATCH", f.url+"/app/users/EE?api-version=2022-05-13", strings.NewReader(`{"assignedRole":"Administrator"}`))
+	req.Header.Set("Content-Type", "application/merge-patch+json")
+	resp, err := c.Do(req)
+	if err == nil {
+		resp.Body.Close()
+		t.Fatalf("the administrator's certificate without its key got %d", resp.StatusCode)
+	}
+	if f.node.User("EE") != 0 {
+		t.Fatal("the user was created")
+	}
 }

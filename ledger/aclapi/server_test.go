@@ -41,6 +41,8 @@ func selfSigned(t testing.TB, cn string) tls.Certificate {
 type fixture struct {
 	url     string
 	adminID string
+	admin   tls.Certificate
+	pool    *x509.CertPool
 	svc     *x509.Certificate
 	node    *ledger.Node
 	clients map[string]*http.Client
@@ -73,7 +75,7 @@ func start(t *testing.T) *fixture {
 	}
 	reader, stranger := selfSigned(t, "reader"), selfSigned(t, "stranger")
 	writer1, writer2 := selfSigned(t, "writer1"), selfSigned(t, "writer2")
-	f := &fixture{url: srv.URL, adminID: UserID(admin.Certificate[0]), svc: n.Identity().ServiceCert, node: n, clients: map[string]*http.Client{
+	f := &fixture{url: srv.URL, adminID: UserID(admin.Certificate[0]), admin: admin, pool: pool, svc: n.Identity().ServiceCert, node: n, clients: map[string]*http.Client{
 		"admin": client(&admin), "reader": client(&reader), "stranger": client(&stranger), "anonymous": client(nil),
 		"writer1": client(&writer1), "writer2": client(&writer2),
 	}}
