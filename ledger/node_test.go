@@ -306,3 +306,31 @@ func TestAdminsAfterCrashAtCreation(t *testing.T) {
 		t.Fatal("a ledger without users did not get its first administrator")
 	}
 }
+
+// TestNoReceiptBeforeSignature: an acknowledged (durable) entry that no
+// durable signature covers yet reads as Pending and has no receipt; the
+// receipt appears only with the signature.
+func TestNoReceiptBeforeSignature(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	o := testOptions(b)
+	o.SignEvery, o.SignInterval = 1<<30, 1<<62 // nothing gets signed
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := n.Append(ctx, "c", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := n.Status(tx); err != nil || ok {
+		t.Fatalf("status of an unsigned entry: committed=%v %v", ok, err)
+	}
+	if tr, ok, err := n.Receipt(tx); err != nil || ok || tr != nil {
+		t.Fatalf("receipt of an unsigned entry: %v %v %v", tr, ok, err)
+	}
+	if c, _ := n.Committed(); c >= tx.Seqno {
+		t.Fatalf("committed seqno %d covers unsigned %s", c, tx)
+	}
+	n.Close()
+}
