@@ -32,7 +32,8 @@ type Options struct {
 	// SignInterval is how long at most a transaction waits for its
 	// signature; 0 means 10ms.
 	SignInterval time.Duration
-	// Admins are user ids made Administrator at start if they have no role.
+	// Admins are user ids made Administrator when the ledger has no user
+	// (its first start); ignored once it has one.
 	Admins []string
 }
 
@@ -121,8 +122,20 @@ func Open(ctx context.Context, o Options) (*Node, error) {
 		changed: make(chan struct{}), reqs: make(chan *request, 1024),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
-	go n.run()
-	for _, a := range o.Admins {
+	// Transactions after the last signature were acknowledged (durable)
+	// before the node stopped but never signed: sign them now rather than
+	// at the next write, which may never come, so their receipts appear.
+	go n.run(core.Next() - 1 - core.LastSignature())
+	// Admins come from the host (the app's command line): they bootstrap a
+	// ledger that has no user yet and are ignored afterwards, or a host
+	// restarting the ledger could name itself administrator. (No user:
+	// not only a new ledger, also one whose first start stopped before
+	// its administrators were stored.)
+	admins := o.Admins
+	if core.Users() != 0 {
+		admins = nil
+	}
+	for _, a := range admins {
 		if core.User(a) == RoleNone {
 			if _, err := n.SetUser(ctx, a, RoleAdministrator); err != nil {
 				n.Close()
@@ -213,8 +226,9 @@ func (n *Node) CompareAndIncrement(ctx context.Context, name string, expect uint
 	return n.submit(ctx, &request{rec: r, expect: expect})
 }
 
-// run is the group-commit loop.
-func (n *Node) run() {
+// run is the group-commit loop; tail is how many durable transactions
+// found at open no signature covers yet (they are signed at once).
+func (n *Node) run(tail uint64) {
 	defer close(n.done)
 	var (
 		unsigned      int
@@ -222,6 +236,11 @@ func (n *Node) run() {
 		timer         *time.Timer
 		timerC        <-chan time.Time
 	)
+	if tail > 0 {
+		unsigned, firstUnsigned = int(tail), n.opts.Now()
+		timer = time.NewTimer(0)
+		timerC = timer.C
+	}
 	for {
 		var batch []*request
 		signNow := false

@@ -250,3 +250,87 @@ func mustSig(t *testing.T, n *Node, tx TxID) Record {
 	}
 	return s
 }
+
+// TestAdminsOnlyBootstrap: Options.Admins come from the host (the app's
+// command line), so they name the first administrators of a ledger that
+// has no user yet and nothing more: a host restarting an existing ledger
+// with its own id among the admins does not become one (it would then
+// read every entry and manage every user).
+func TestAdminsOnlyBootstrap(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	o := testOptions(b)
+	o.Admins = []string{"AA:01"}
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.User("AA:01") != RoleAdministrator {
+		t.Fatal("the first administrator was not made")
+	}
+	n.Close()
+
+	o.Admins = []string{"AA:01", "EE:66"} // the host adds itself
+	n, err = Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if r := n.User("EE:66"); r != RoleNone {
+		t.Fatalf("a restart made the host's id %s", r)
+	}
+	if n.User("AA:01") != RoleAdministrator {
+		t.Fatal("the administrator lost its role")
+	}
+}
+
+// TestAdminsAfterCrashAtCreation: a ledger whose first start stopped
+// before its administrators were stored (it has no user) gets them at the
+// next start, so it is never left without one.
+func TestAdminsAfterCrashAtCreation(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	n, err := Open(ctx, testOptions(b)) // no admins: as if stopped before
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Close()
+	o := testOptions(b)
+	o.Admins = []string{"AA:01"}
+	n, err = Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if n.User("AA:01") != RoleAdministrator {
+		t.Fatal("a ledger without users did not get its first administrator")
+	}
+}
+
+// TestNoReceiptBeforeSignature: an acknowledged (durable) entry that no
+// durable signature covers yet reads as Pending and has no receipt; the
+// receipt appears only with the signature.
+func TestNoReceiptBeforeSignature(t *testing.T) {
+	ctx := context.Background()
+	b := kvtest.NewMemBackend()
+	o := testOptions(b)
+	o.SignEvery, o.SignInterval = 1<<30, 1<<62 // nothing gets signed
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := n.Append(ctx, "c", "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := n.Status(tx); err != nil || ok {
+		t.Fatalf("status of an unsigned entry: committed=%v %v", ok, err)
+	}
+	if tr, ok, err := n.Receipt(tx); err != nil || ok || tr != nil {
+		t.Fatalf("receipt of an unsigned entry: %v %v %v", tr, ok, err)
+	}
+	if c, _ := n.Committed(); c >= tx.Seqno {
+		t.Fatalf("committed seqno %d covers unsigned %s", c, tx)
+	}
+	n.Close()
+}

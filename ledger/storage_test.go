@@ -146,3 +146,33 @@ func TestEverySegmentByteFlip(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestSwapTwoLedgers: two ledgers run by the same enclave (so the same
+// sealing key opens both key records) on one host. A segment of one
+// served in the other at the same number, or one ledger's key record
+// served with the other's segments, is refused: each ledger's segments
+// are under its own storage key.
+func TestSwapTwoLedgers(t *testing.T) {
+	a, b := kvtest.NewMemBackend(), kvtest.NewMemBackend()
+	fill(t, a, 3)
+	fill(t, b, 3)
+	sa, sb := a.Snapshot(), b.Snapshot()
+	for name, swap := range map[string]func(x *kvtest.MemBackend){
+		"segment 1 of the other": func(x *kvtest.MemBackend) { x.SetRaw(segKey(1), sb[segKey(1)]) },
+		"last segment of the other": func(x *kvtest.MemBackend) {
+			last := uint64(len(sb) - 2)
+			x.SetRaw(segKey(last), sb[segKey(last)])
+		},
+		"key record of the other": func(x *kvtest.MemBackend) { x.SetRaw(keysKey, sb[keysKey]) },
+	} {
+		a.Restore(sa)
+		swap(a)
+		if err := reopen(a); !errors.Is(err, ErrSegmentAuth) {
+			t.Errorf("%s: got %v, want ErrSegmentAuth", name, err)
+		}
+	}
+	a.Restore(sa)
+	if err := reopen(a); err != nil {
+		t.Fatalf("the untouched ledger: %v", err)
+	}
+}

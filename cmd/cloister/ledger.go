@@ -42,7 +42,9 @@ ACL's, signed by the node key.
 
 Users are certificate users: the user id is the SHA-256 fingerprint of the
 client certificate (uppercase colon hex). --admin-cert / --admin name the
-first administrators; they add others with PATCH /app/users/{id}.
+first administrators (of a ledger with no user yet; ignored afterwards, so
+that whoever starts the ledger cannot make itself administrator later); they
+add others with PATCH /app/users/{id}.
 
 Entries are kept in sealed, hash-chained segments in a bbolt file under
 --state; a torn, edited, dropped, reordered or replayed segment is refused

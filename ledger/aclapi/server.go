@@ -12,7 +12,8 @@
 //	GET    /app/collections
 //	GET    /app/users/{id}  PATCH (merge-patch+json)  DELETE (204)
 //
-// and, for kv's trusted counters (not part of ACL's API):
+// and, for kv's trusted counters (not part of ACL's API; each user's
+// counters are its own):
 //
 //	GET    /app/counters/{name}
 //	POST   /app/counters/{name}   {"expectedVersion": n, "value": base64}
@@ -36,6 +37,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/cloister-dev/cloister/ledger"
 )
@@ -103,6 +105,18 @@ func TLSConfig(id *ledger.Identity) *tls.Config {
 
 var apiVersionRE = regexp.MustCompile(`^\d{4}-\d{2}-\d{2}(-preview)?$`)
 
+// validAPIVersion: a real date (not just its shape), MinAPIVersion or
+// later, optionally "-preview".
+func validAPIVersion(v string) bool {
+	if !apiVersionRE.MatchString(v) {
+		return false
+	}
+	if _, err := time.Parse(time.DateOnly, v[:10]); err != nil {
+		return false
+	}
+	return v[:10] >= MinAPIVersion
+}
+
 // auth checks api-version and the caller's role, then calls h.
 func (s *server) auth(need ledger.Role, h func(w http.ResponseWriter, r *http.Request, user string)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +132,7 @@ func (s *server) auth(need ledger.Role, h func(w http.ResponseWriter, r *http.Re
 		case len(v) > 1:
 			writeError(w, http.StatusBadRequest, "InvalidInput", "api-version is given more than once")
 			return
-		case !apiVersionRE.MatchString(v[0]) || v[0][:10] < MinAPIVersion:
+		case !validAPIVersion(v[0]):
 			writeError(w, http.StatusBadRequest, "UnsupportedApiVersionValue", fmt.Sprintf("api-version %q: this ledger serves %s and later", v[0], MinAPIVersion))
 			return
 		}
@@ -317,12 +331,21 @@ func (s *server) list(w http.ResponseWriter, r *http.Request, _ string) {
 	}{{"fromTransactionId", &from}, {"toTransactionId", &to}} {
 		if v := q.Get(p.name); v != "" {
 			tx, err := ledger.ParseTxID(v)
+			if err == nil && tx.View != s.n.View() {
+				// The seqno of another view's id names another
+				// transaction here: refuse it rather than page from it.
+				err = fmt.Errorf("%w: %s is not in view %d, this ledger's", ledger.ErrBadTxID, v, s.n.View())
+			}
 			if err != nil {
 				writeError(w, http.StatusBadRequest, "InvalidInput", p.name+": "+err.Error())
 				return
 			}
 			*p.dst = tx.Seqno
 		}
+	}
+	if to != 0 && to < from {
+		writeError(w, http.StatusBadRequest, "InvalidInput", fmt.Sprintf("toTransactionId %s is before fromTransactionId %s", q.Get("toTransactionId"), q.Get("fromTransactionId")))
+		return
 	}
 	if to == 0 {
 		to = s.n.Durable()
@@ -362,7 +385,7 @@ func (s *server) getUser(w http.ResponseWriter, r *http.Request, _ string) {
 	writeJSON(w, http.StatusOK, map[string]string{"assignedRole": role.String(), "userId": id})
 }
 
-func (s *server) patchUser(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *server) patchUser(w http.ResponseWriter, r *http.Request, caller string) {
 	id := r.PathValue("id")
 	var in struct {
 		AssignedRole string `json:"assignedRole"`
@@ -380,6 +403,12 @@ func (s *server) patchUser(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	if role == ledger.RoleNone {
 		writeError(w, http.StatusBadRequest, "InvalidInput", "a new user needs an assignedRole")
+		return
+	}
+	if id == caller && role != ledger.RoleAdministrator {
+		// As for DELETE: an administrator giving up its own role could
+		// leave the ledger with no one to manage users.
+		writeError(w, http.StatusBadRequest, "InvalidInput", "an administrator cannot demote itself")
 		return
 	}
 	if _, err := s.n.SetUser(r.Context(), id, role); err != nil {
@@ -412,24 +441,32 @@ type CounterJSON struct {
 	TransactionID string `json:"transactionId,omitempty"`
 }
 
-func (s *server) counterOut(c ledger.Record) CounterJSON {
-	out := CounterJSON{Name: c.Name, Version: c.Version, Value: base64.StdEncoding.EncodeToString(c.Value)}
+// counterName is the ledger's name of the caller's counter: counters are
+// per user (a counter guards its user's state, as kv's store counter
+// does, so no other user may move it or read it), kept in the ledger as
+// "USERID/NAME". Callers are certificate users, whose ids are fixed-length
+// colon hex without '/', so the owner part is never ambiguous.
+func counterName(user, name string) string { return user + "/" + name }
+
+func (s *server) counterOut(name string, c ledger.Record) CounterJSON {
+	out := CounterJSON{Name: name, Version: c.Version, Value: base64.StdEncoding.EncodeToString(c.Value)}
 	if c.Seqno != 0 {
 		out.TransactionID = ledger.TxID{View: s.n.View(), Seqno: c.Seqno}.String()
 	}
 	return out
 }
 
-func (s *server) getCounter(w http.ResponseWriter, r *http.Request, _ string) {
-	c, err := s.n.Counter(r.Context(), r.PathValue("name"))
+func (s *server) getCounter(w http.ResponseWriter, r *http.Request, user string) {
+	name := r.PathValue("name")
+	c, err := s.n.Counter(r.Context(), counterName(user, name))
 	if err != nil {
 		writeLedgerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.counterOut(c))
+	writeJSON(w, http.StatusOK, s.counterOut(name, c))
 }
 
-func (s *server) moveCounter(w http.ResponseWriter, r *http.Request, _ string) {
+func (s *server) moveCounter(w http.ResponseWriter, r *http.Request, user string) {
 	var in struct {
 		ExpectedVersion *uint64 `json:"expectedVersion"`
 		Value           string  `json:"value"`
@@ -442,10 +479,11 @@ func (s *server) moveCounter(w http.ResponseWriter, r *http.Request, _ string) {
 		writeError(w, http.StatusBadRequest, "InvalidInput", "body: want expectedVersion and a base64 value")
 		return
 	}
-	c, err := s.n.CompareAndIncrement(r.Context(), r.PathValue("name"), *in.ExpectedVersion, v)
+	name := r.PathValue("name")
+	c, err := s.n.CompareAndIncrement(r.Context(), counterName(user, name), *in.ExpectedVersion, v)
 	if err != nil {
 		writeLedgerError(w, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.counterOut(c))
+	writeJSON(w, http.StatusOK, s.counterOut(name, c))
 }

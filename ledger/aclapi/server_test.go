@@ -27,7 +27,7 @@ import (
 var now = time.Date(2026, 12, 6, 8, 0, 0, 0, time.UTC)
 
 // selfSigned makes a client certificate as a user would (self-signed).
-func selfSigned(t *testing.T, cn string) tls.Certificate {
+func selfSigned(t testing.TB, cn string) tls.Certificate {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}
@@ -40,6 +40,9 @@ func selfSigned(t *testing.T, cn string) tls.Certificate {
 
 type fixture struct {
 	url     string
+	adminID string
+	admin   tls.Certificate
+	pool    *x509.CertPool
 	svc     *x509.Certificate
 	node    *ledger.Node
 	clients map[string]*http.Client
@@ -71,10 +74,15 @@ func start(t *testing.T) *fixture {
 		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
 	}
 	reader, stranger := selfSigned(t, "reader"), selfSigned(t, "stranger")
-	f := &fixture{url: srv.URL, svc: n.Identity().ServiceCert, node: n, clients: map[string]*http.Client{
+	writer1, writer2 := selfSigned(t, "writer1"), selfSigned(t, "writer2")
+	f := &fixture{url: srv.URL, adminID: UserID(admin.Certificate[0]), admin: admin, pool: pool, svc: n.Identity().ServiceCert, node: n, clients: map[string]*http.Client{
 		"admin": client(&admin), "reader": client(&reader), "stranger": client(&stranger), "anonymous": client(nil),
+		"writer1": client(&writer1), "writer2": client(&writer2),
 	}}
 	f.do(t, "admin", "PATCH", "/app/users/"+UserID(reader.Certificate[0]), "application/merge-patch+json", `{"assignedRole":"Reader"}`, 200, nil)
+	for _, w := range []tls.Certificate{writer1, writer2} {
+		f.do(t, "admin", "PATCH", "/app/users/"+UserID(w.Certificate[0]), "application/merge-patch+json", `{"assignedRole":"Contributor"}`, 200, nil)
+	}
 	return f
 }
 
@@ -228,7 +236,7 @@ func TestAccessAndErrors(t *testing.T) {
 		t.Fatalf("counter %+v", c)
 	}
 	f.do(t, "admin", "POST", "/app/counters/k", "application/json", `{"expectedVersion":0,"value":""}`, 409, nil)
-	f.do(t, "reader", "GET", "/app/counters/k", "", "", 200, &c)
+	f.do(t, "admin", "GET", "/app/counters/k", "", "", 200, &c) // its own counter
 	if c.Value != "AQI=" {
 		t.Fatalf("counter %+v", c)
 	}

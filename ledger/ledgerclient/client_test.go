@@ -75,3 +75,46 @@ func TestAuditRefusesForeignRecords(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditRefusesMalformedRecords: records of a known kind whose fields
+// are not what the service writes (digests that are not 64 lowercase hex
+// digits, a token without its digest, fields of the other kind) fail the
+// audit too, naming the transaction: they are not listed as attestations.
+func TestAuditRefusesMalformedRecords(t *testing.T) {
+	ctx := context.Background()
+	c, err := ledgerclient.New(ledgertest.Start(t).Client)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hex64 := strings.Repeat("ab", 32)
+	for i, bad := range []string{
+		`{"kind":"attestation"}`,
+		`{"kind":"attestation","claimsDigest":"` + hex64 + `"}`,
+		`{"kind":"attestation","claimsDigest":"xyz","evidenceDigest":"` + hex64 + `"}`,
+		`{"kind":"attestation","claimsDigest":"` + strings.ToUpper(hex64) + `","evidenceDigest":"` + hex64 + `"}`,
+		`{"kind":"attestation","claimsDigest":"` + hex64 + `","evidenceDigest":"` + hex64 + `","tokenDigest":"` + hex64 + `"}`,
+		`{"kind":"token","attestation":"ATT"}`,
+		`{"kind":"token","attestation":"ATT","tokenDigest":"00"}`,
+		`{"kind":"token","attestation":"ATT","tokenDigest":"` + hex64 + `","claimsDigest":"` + hex64 + `"}`,
+	} {
+		// Each in its own collection, after a well-formed attestation
+		// (which a token record names as ATT).
+		col := fmt.Sprintf("audit-%d", i)
+		tr := &ledgerclient.Transparency{Client: c, Collection: col}
+		att, err := tr.RecordAttestation(ctx, [32]byte{1}, [32]byte{2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ledgerclient.Audit(ctx, c, col, "", ""); err != nil || len(got) != 1 {
+			t.Fatalf("clean audit: %v %v", got, err)
+		}
+		bad = strings.ReplaceAll(bad, "ATT", att)
+		btx, err := c.Append(ctx, col, bad)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := ledgerclient.Audit(ctx, c, col, "", ""); err == nil || !strings.Contains(err.Error(), btx.String()) {
+			t.Errorf("%s: audit accepted it (%v) or did not name %s: %v", bad, got, btx, err)
+		}
+	}
+}

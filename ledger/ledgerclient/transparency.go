@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+
+	"github.com/cloister-dev/cloister/ledger"
 )
 
 // AttestCollection is the collection the attestation service's records go to.
@@ -63,6 +65,49 @@ type Attested struct {
 	TokenDigest string `json:"tokenDigest,omitempty"`
 }
 
+// check says whether r has exactly the fields the service writes for its
+// kind, in the form it writes them (digests as 64 lowercase hex digits):
+// anything else was written by someone else.
+func (r *Record) check() error {
+	var must, mustNot map[string]string
+	switch r.Kind {
+	case "attestation":
+		must = map[string]string{"claimsDigest": r.ClaimsDigest, "evidenceDigest": r.EvidenceDigest}
+		mustNot = map[string]string{"attestation": r.Attestation, "tokenDigest": r.TokenDigest}
+	case "token":
+		if _, err := ledger.ParseTxID(r.Attestation); err != nil {
+			return fmt.Errorf("attestation: %w", err)
+		}
+		must = map[string]string{"tokenDigest": r.TokenDigest}
+		mustNot = map[string]string{"claimsDigest": r.ClaimsDigest, "evidenceDigest": r.EvidenceDigest}
+	default:
+		return fmt.Errorf("unknown record kind %q", r.Kind)
+	}
+	for name, v := range must {
+		if !isDigest(v) {
+			return fmt.Errorf("%s %q: want 64 lowercase hex digits", name, v)
+		}
+	}
+	for name, v := range mustNot {
+		if v != "" {
+			return fmt.Errorf("a %s record has a %s", r.Kind, name)
+		}
+	}
+	return nil
+}
+
+func isDigest(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
 // Audit lists the attestations recorded in collection with ids in
 // [from, to] (empty: no bound), each with its token. A record that does
 // not parse, or a token record naming no attestation of the range, is an
@@ -78,6 +123,9 @@ func Audit(ctx context.Context, c *Client, collection, from, to string) ([]Attes
 		var r Record
 		if err := json.Unmarshal([]byte(e.Contents), &r); err != nil {
 			return nil, fmt.Errorf("ledgerclient: audit: %s is not a transparency record: %w", e.TransactionID, err)
+		}
+		if err := r.check(); err != nil {
+			return nil, fmt.Errorf("ledgerclient: audit: %s is not a record the service writes: %w", e.TransactionID, err)
 		}
 		switch r.Kind {
 		case "attestation":

@@ -5,7 +5,11 @@
 // across enclave restarts, which kv.MemCounter (lost when the enclave
 // stops) cannot.
 //
-// The ledger is reached over attested TLS (package ledgerclient).
+// The ledger is reached over attested TLS (package ledgerclient). A
+// ledger counter belongs to the user that moves it (no other user can move
+// or read it), so the client certificate must be the same at every start
+// (sealed with the store): under another certificate the counter reads as
+// new, and kv fails closed (ErrRollback) on a store ahead of it.
 package ledgercounter
 
 import (
