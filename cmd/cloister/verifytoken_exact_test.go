@@ -4,13 +4,18 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/cloister-dev/cloister/tee/sim"
 )
 
 // `verify token` prints the claims the token carries, numbers exactly: a
@@ -59,4 +64,29 @@ func TestVerifyTokenExactNumbers(t *testing.T) {
 	if r := runCLIAt(t, now, "verify", "token", parts[0]+"."+parts[1]+"."+b64(sig), "--jwks", jwks); r.code != 1 || r.stdout != "" {
 		t.Errorf("flipped signature: %s", r)
 	}
+}
+
+// attestRuntimeJSON attests a sim SGX quote bound to runtime, sent as
+// dataType JSON, and returns the token.
+func attestRuntimeJSON(t *testing.T, pki *sim.PKI, url string, runtime []byte) string {
+	t.Helper()
+	var rd [64]byte
+	sum := sha256.Sum256(runtime)
+	copy(rd[:], sum[:])
+	q, err := pki.QuoteSGX(rand.Reader, sim.SGXReport{MRENCLAVE: [32]byte{9}, ReportData: rd})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := fmt.Sprintf(`{"quote":%q,"runtimeData":{"data":%q,"dataType":"JSON"}}`,
+		base64.StdEncoding.EncodeToString(q), base64.RawURLEncoding.EncodeToString(runtime))
+	resp, err := http.Post(url+"/attest/SgxEnclave?api-version=2022-08-01", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct{ Token string }
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("attest: %d %v", resp.StatusCode, err)
+	}
+	return out.Token
 }
