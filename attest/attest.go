@@ -500,7 +500,9 @@ func decodeRequest(body []byte, req *attestRequest) error {
 }
 
 // decodeData decodes one data member; for dataType JSON it also parses the
-// JSON, which becomes x-ms-runtime / x-ms-inittime.
+// JSON, which becomes x-ms-runtime / x-ms-inittime. Numbers stay exact
+// (json.Number): the evidence binds the client's bytes, and a uint64 nonce
+// or counter above 2^53 read as float64 would reach the token rounded.
 func decodeData(name string, d *attestData) ([]byte, any, error) {
 	raw, err := decodeB64(d.Data)
 	if err != nil {
@@ -510,8 +512,15 @@ func decodeData(name string, d *attestData) ([]byte, any, error) {
 	case "Binary", "":
 		return raw, nil, nil
 	case "JSON":
+		// v2 checks the data strictly (duplicate names, invalid UTF-8,
+		// trailing data); encoding/json then keeps its numbers exact.
+		if err := jsonv2.Unmarshal(raw, new(any)); err != nil {
+			return nil, nil, fmt.Errorf("%s.data: dataType JSON but the data is not JSON: %w", name, err)
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.UseNumber()
 		var v any
-		if err := jsonv2.Unmarshal(raw, &v); err != nil {
+		if err := dec.Decode(&v); err != nil {
 			return nil, nil, fmt.Errorf("%s.data: dataType JSON but the data is not JSON: %w", name, err)
 		}
 		return raw, v, nil

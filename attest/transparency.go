@@ -32,7 +32,10 @@ type Transparency interface {
 
 // ClaimsDigest is what RecordAttestation gets for claims: SHA-256 of their
 // JSON (encoding/json sorts map keys) without ClaimLedgerTxID. An auditor
-// holding a token recomputes it from the token's payload.
+// holding a token recomputes it from the token's payload decoded with
+// numbers as written (encoding/json's UseNumber): x-ms-runtime and
+// x-ms-inittime keep the client's numbers exactly, which float64 would
+// round above 2^53 and rewrite (1.0 as 1).
 func ClaimsDigest(claims map[string]any) ([32]byte, error) {
 	c := make(map[string]any, len(claims))
 	for k, v := range claims {

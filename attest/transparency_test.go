@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -33,7 +34,9 @@ func TestTransparencyRecordsEveryToken(t *testing.T) {
 	srv := httptest.NewServer(s)
 	defer srv.Close()
 
-	runtime := []byte(`{"k":1}`)
+	// Numbers as the client wrote them, above 2^53 and not in Go's own
+	// form: the digest covers them exactly as the token carries them.
+	runtime := []byte(`{"k":1,"big":18446744073709551615,"f":1.0}`)
 	q := quote(t, f, runtime, false)
 	var tokens []string
 	for i := 0; i < 3; i++ {
@@ -62,8 +65,11 @@ func TestTransparencyRecordsEveryToken(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// The audit's way (ClaimsDigest's doc): numbers as written.
+		dec := json.NewDecoder(bytes.NewReader(payload))
+		dec.UseNumber()
 		var claims map[string]any
-		if err := json.Unmarshal(payload, &claims); err != nil {
+		if err := dec.Decode(&claims); err != nil {
 			t.Fatal(err)
 		}
 		a := audit[i]

@@ -588,7 +588,11 @@ func runAttestVerifyToken(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	claims, err := verifyToken(e.ctx, pos[0], keys, opts, when)
+	if _, err := verifyToken(e.ctx, pos[0], keys, opts, when); err != nil {
+		return err
+	}
+	// Printed from the verified payload with exact numbers (exactClaims).
+	claims, err := exactClaims(pos[0])
 	if err != nil {
 		return err
 	}

@@ -71,6 +71,16 @@ func TestAttestVerifyToken(t *testing.T) {
 	if code != 0 || !strings.Contains(stdout.String(), `"x-ms-sgx-mrenclave": "09`) {
 		t.Fatalf("exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
 	}
+	// The claims come out exactly as the token carries them: a uint64
+	// above 2^53 in the client's runtime JSON is not rounded.
+	stdout.Reset()
+	stderr.Reset()
+	big := attestRuntimeJSON(t, pki, srv.URL, []byte(`{"counter":18446744073709551615}`))
+	code = run([]string{"attest", "verify-token", big, "--service", srv.URL, "--trust-root", rootFile, "--no-collateral",
+		"--mrenclave", "01" + strings.Repeat("00", 31), "--allow-status", "NotEvaluated"}, strings.NewReader(""), &stdout, &stderr, func() time.Time { return now })
+	if code != 0 || !strings.Contains(stdout.String(), `"counter": 18446744073709551615`) {
+		t.Errorf("exact numbers: exit %d\nstdout %s\nstderr %s", code, stdout.String(), stderr.String())
+	}
 	// A tampered token fails.
 	stdout.Reset()
 	stderr.Reset()

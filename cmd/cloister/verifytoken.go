@@ -1,7 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,7 +20,8 @@ import (
 
 const verifyTokenHelp = `Validate an MAA-shaped attestation token (a JWT from Cloister's attestation
 service or from Microsoft Azure Attestation) against a JSON Web Key Set, and
-print its claims as JSON.
+print its claims as JSON, numbers exactly as the token carries them (a
+uint64 above 2^53 is not rounded).
 
 TOKEN is the compact JWT itself, a file holding it, or - for standard input.
 --jwks is a saved JWKS (a service's GET /certs; MAA's has x5c certificates) or
@@ -78,11 +82,36 @@ func runVerifyToken(e *env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("JWKS %s: %w", source, err)
 	}
-	claims, err := tokens.Verify(token, ks, tokens.Options{Time: when, Issuer: *issuer})
+	if _, err := tokens.Verify(token, ks, tokens.Options{Time: when, Issuer: *issuer}); err != nil {
+		return err
+	}
+	claims, err := exactClaims(token)
 	if err != nil {
 		return err
 	}
 	return printJSON(e.stdout, claims)
+}
+
+// exactClaims reads the payload of a token whose signature was verified,
+// numbers as written (json.Number): the JWT parser's float64s would print
+// a uint64 in x-ms-runtime, or an SNP TCB a policy issued, as another
+// number than the token carries.
+func exactClaims(token string) (map[string]any, error) {
+	parts := strings.Split(strings.TrimSpace(token), ".")
+	if len(parts) != 3 {
+		return nil, errors.New("token: not a compact JWS")
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return nil, fmt.Errorf("token payload: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	dec.UseNumber()
+	var claims map[string]any
+	if err := dec.Decode(&claims); err != nil {
+		return nil, fmt.Errorf("token payload: %w", err)
+	}
+	return claims, nil
 }
 
 // readToken takes TOKEN as "-" for standard input, an existing file (even

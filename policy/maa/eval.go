@@ -20,9 +20,10 @@ const (
 
 // Claim is one (type, value, issuer) triple, the unit MAA policies reason
 // about. Value is a string, an int64 or a bool for claims that conditions
-// can compare; Evaluate also accepts the other Go integer types and
-// integral float64 (what encoding/json produces) and normalises them to
-// int64. Any other value (a JSON object such as x-ms-runtime) can be issued
+// can compare; Evaluate also accepts the other Go integer types,
+// json.Number and integral float64 up to 2^53 in magnitude (what
+// encoding/json produces) and normalises them to int64. A larger float64
+// is an error, since it may already be rounded: decode JSON with UseNumber. Any other value (a JSON object such as x-ms-runtime) can be issued
 // with c.value but never equals a literal.
 type Claim struct {
 	Type   string `json:"type"`
@@ -391,6 +392,10 @@ func valueTypeOf(v any) string {
 	return "Other"
 }
 
+// maxExactFloat is 2^53: every integer up to it is a float64 exactly, and
+// beyond it a float64 stands for several integers.
+const maxExactFloat = 1 << 53
+
 // normalize brings a claim's value to the types conditions compare.
 func normalize(c Claim) (Claim, error) {
 	switch v := c.Value.(type) {
@@ -420,8 +425,14 @@ func normalize(c Claim) (Claim, error) {
 		}
 		c.Value = int64(v)
 	case float64:
-		if v != math.Trunc(v) || v < math.MinInt64 || v >= math.MaxInt64 {
+		if v != math.Trunc(v) {
 			return c, fmt.Errorf("number %v is not an integer (MAA claims hold integers only)", v)
+		}
+		// Above 2^53 a float64 may already be rounded (SEV-SNP's uint64
+		// TCB versions lose their low SVNs): judging it would judge
+		// another number, so the caller must pass it exactly.
+		if math.Abs(v) > maxExactFloat {
+			return c, fmt.Errorf("number %.0f is a float64 beyond 2^53, so it may have been rounded; pass it as int64 or json.Number (decode JSON with UseNumber)", v)
 		}
 		c.Value = int64(v)
 	case json.Number:

@@ -3,7 +3,9 @@ package maa
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -211,6 +213,28 @@ func TestEvaluateConcurrent(t *testing.T) {
 	for range 8 {
 		if err := <-done; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestEvaluateRoundedFloat: a float64 claim above 2^53 may already be
+// rounded, so Evaluate refuses it instead of judging another number. The
+// real Milan report's reported_tcb 0x4405000000000002 as a float64 is
+// 0x4405000000000000 (bootloader SVN 0, not 2), which a policy pinning the
+// exact TCB denied and a bound between the two judged wrongly. As int64,
+// uint64 or json.Number the same value is exact and decides.
+func TestEvaluateRoundedFloat(t *testing.T) {
+	const tcb = 0x4405000000000002
+	p := mustParse(t, fmt.Sprintf(`version=1.0; authorizationrules { [type=="reported_tcb", value==%d] => permit(); };`, tcb))
+	_, err := p.Evaluate([]Claim{svc("reported_tcb", float64(tcb))})
+	if err == nil || !strings.Contains(err.Error(), `"reported_tcb"`) || !strings.Contains(err.Error(), "2^53") {
+		t.Errorf("float64(%#x): got %v, want an error naming the claim and 2^53", uint64(tcb), err)
+	}
+	for _, v := range []any{int64(tcb), uint64(tcb), json.Number(strconv.FormatUint(tcb, 10)), float64(1 << 53), float64(-(1 << 53))} {
+		want := v != float64(1<<53) && v != float64(-(1<<53))
+		res, err := p.Evaluate([]Claim{svc("reported_tcb", v)})
+		if err != nil || res.Permitted != want {
+			t.Errorf("%T(%v): %v, permitted %v, want %v", v, v, err, res.Permitted, want)
 		}
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -120,9 +121,45 @@ func Compile(ctx context.Context, module string) (*Policy, error) {
 	return &Policy{query: q}, nil
 }
 
+// maxExactFloat is 2^53: every integer up to it is a float64 exactly, and
+// beyond it a float64 stands for several integers.
+const maxExactFloat = 1 << 53
+
+// checkExact refuses a float64 beyond 2^53 anywhere in v (maps and
+// slices), naming its path: it may already be rounded (SEV-SNP's uint64 TCB
+// versions lose their low SVNs), and a policy must not judge another number
+// than the one attested. Integers of any Go type and json.Number are exact.
+func checkExact(path string, v any) error {
+	switch x := v.(type) {
+	case float64:
+		if math.Abs(x) > maxExactFloat {
+			return fmt.Errorf("%s is the float64 %g, beyond 2^53, so it may have been rounded; pass it as an integer or json.Number (decode JSON with UseNumber)", path, x)
+		}
+	case float32:
+		if math.Abs(float64(x)) > 1<<24 { // float32's 2^53
+			return fmt.Errorf("%s is the float32 %g, beyond 2^24, so it may have been rounded; pass it as an integer or json.Number", path, x)
+		}
+	case map[string]any:
+		for k, e := range x {
+			if err := checkExact(path+"."+k, e); err != nil {
+				return err
+			}
+		}
+	case []any:
+		for i, e := range x {
+			if err := checkExact(fmt.Sprintf("%s[%d]", path, i), e); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Evaluate runs the policy over input. A module whose allow is not a
 // boolean, or whose claims is not an object, is an error (not a denial):
-// it is a mistake in the policy that its author must see.
+// it is a mistake in the policy that its author must see. Numbers in input
+// reach the policy exactly (integers of any Go type, json.Number); a
+// float64 beyond 2^53 is an error, since it may already be rounded.
 func (p *Policy) Evaluate(ctx context.Context, input map[string]any) (Result, error) {
 	if p == nil {
 		return Result{}, errors.New("rego: evaluate: nil policy")
@@ -131,6 +168,9 @@ func (p *Policy) Evaluate(ctx context.Context, input map[string]any) (Result, er
 	defer cancel()
 	if input == nil {
 		input = map[string]any{}
+	}
+	if err := checkExact("input", input); err != nil {
+		return Result{}, fmt.Errorf("rego: evaluate: %w", err)
 	}
 	rs, err := p.query.Eval(ctx, rego.EvalInput(input))
 	if err != nil {
