@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ import (
 // ErrNoBroker is returned by Secret before SetBroker, or when neither the
 // app nor the host gave a broker URL.
 var ErrNoBroker = errors.New("enclave: no key broker configured (call Env.SetBroker; the URL may come from 'cloister run --broker URL')")
+
+// ErrBrokerURL is returned by SetBroker for a broker URL that is not
+// https, wherever it came from.
+var ErrBrokerURL = errors.New("enclave: broker URL")
 
 // ErrSecretDenied is returned by Secret when the broker's resource policy
 // does not release the secret to this enclave (kbsclient.ErrPolicyDenied
@@ -93,6 +98,12 @@ func (e *Env) SetBroker(cfg BrokerConfig) error {
 	}
 	if cfg.URL == "" {
 		return ErrNoBroker
+	}
+	// Only https: over http there is no handshake, so Policy would never
+	// be checked and whoever answers at the URL (the host) could plant
+	// secrets of its choosing.
+	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "https" {
+		return fmt.Errorf("%w: %q: want https://HOST:PORT (the broker is held to Policy by its RA-TLS handshake)", ErrBrokerURL, cfg.URL)
 	}
 	v, err := ratls.NewVerifier(ratls.VerifyOptions{
 		Policy: cfg.Policy, TrustRoots: cfg.TrustRoots, Collateral: cfg.Collateral,
