@@ -154,8 +154,10 @@ func (e *Env) brokerClock() time.Time {
 // ("repository/type/tag"), released only if the broker's resource policy
 // accepts this enclave's evidence. The first call attests (KBS auth and
 // attest); later calls reuse the session. Errors: ErrNoBroker before
-// SetBroker; ErrSecretDenied when the policy refuses; a
-// kbsclient.ErrNotFound when there is no such secret; a ratls error when
+// SetBroker; ErrSecretDenied when the policy refuses;
+// kbsclient.ErrEmptySecret for a zero-length secret (never returned as
+// one); a kbsclient.ErrNotFound when there is no such secret; a ratls
+// error when
 // the peer is not the broker the policy names. The secret is never
 // logged; the caller should not log it either.
 func (e *Env) Secret(ctx context.Context, path string) ([]byte, error) {
