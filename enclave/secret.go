@@ -186,6 +186,14 @@ func (e *Env) Secret(ctx context.Context, path string) ([]byte, error) {
 // The broker's policy for the secret decides who gets it: pin the app's
 // measurement (PolicyEnclave use) or its signer and product (PolicySigner,
 // so upgrades keep their data).
+//
+// Unlike EGETKEY, the rule is kept by this code, not by the key material:
+// whoever holds the root can derive every key from it. So the broker's
+// policy is the real boundary. Under a signer policy an older SVN that the
+// broker still releases the root to can derive a newer SVN's keys (which
+// EGETKEY forbids): require a minimum SVN in the broker policy and, when
+// raising it because an old version is compromised, move the data to a
+// new root (a new resource) - the old version may already hold this one.
 func (e *Env) BrokerSealer(ctx context.Context, path string) (seal.Sealer, error) {
 	root, err := e.Secret(ctx, path)
 	if err != nil {

@@ -1,6 +1,7 @@
 package enclave_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/cloister-dev/cloister/enclave"
 	"github.com/cloister-dev/cloister/host/wire"
+	"github.com/cloister-dev/cloister/seal"
+	"github.com/cloister-dev/cloister/tee"
 )
 
 // impostorKBS is a plain-HTTP server that speaks the KBS flow well enough
@@ -97,5 +100,58 @@ func TestSecretRefusesPlainHTTPBroker(t *testing.T) {
 	}
 	if *hits != 0 {
 		t.Errorf("the impostor was asked %d times", *hits)
+	}
+}
+
+// BrokerSealer follows the EGETKEY rule on every field: a higher SVN,
+// another product or another signer is refused; a lower SVN is granted
+// (so data sealed by an older version opens) and its key differs from
+// the current SVN's; the same request always gives the same key.
+func TestBrokerSealerKeyRequestRule(t *testing.T) {
+	s := newSecretScene(t)
+	root := bytes.Repeat([]byte{0x42}, 32)
+	s.manage(t, "PUT", "/resource/app/key/storage", root)
+	s.releaseTo(t, testApp.MRENCLAVE)
+	if err := s.env.SetBroker(s.brokerConfig(brokerApp.MRENCLAVE)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sealer, err := s.env.BrokerSealer(ctx, "app/key/storage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := s.env.Platform().Identity()
+	if id.SVN == 0 {
+		t.Fatal("the test app needs an SVN above 0 to ask for a lower one")
+	}
+	signer := func(sg []byte, prod, svn uint16) seal.KeyRequest {
+		return seal.KeyRequest{Policy: seal.PolicySigner, Signer: sg, ProductID: prod, SVN: svn}
+	}
+	otherSigner := bytes.Clone(id.Signer)
+	otherSigner[0] ^= 1
+	for name, req := range map[string]seal.KeyRequest{
+		"higher SVN":       signer(id.Signer, id.ProductID, id.SVN+1),
+		"another product":  signer(id.Signer, id.ProductID+1, id.SVN),
+		"another signer":   signer(otherSigner, id.ProductID, id.SVN),
+		"no signer":        signer(nil, id.ProductID, id.SVN),
+		"empty enclave":    {Policy: seal.PolicyEnclave},
+		"unknown policy":   {Policy: seal.Policy(99), Measurement: id.Measurement},
+		"measurement+flip": {Policy: seal.PolicyEnclave, Measurement: append(bytes.Clone(id.Measurement[:len(id.Measurement)-1]), id.Measurement[len(id.Measurement)-1]^1)},
+	} {
+		if k, err := sealer.Keys.SealKey(ctx, req); !errors.Is(err, tee.ErrKeyRequestDenied) || k != nil {
+			t.Errorf("%s: %x, %v; want tee.ErrKeyRequestDenied", name, k, err)
+		}
+	}
+	cur, err := sealer.Keys.SealKey(ctx, signer(id.Signer, id.ProductID, id.SVN))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lower, err := sealer.Keys.SealKey(ctx, signer(id.Signer, id.ProductID, id.SVN-1))
+	if err != nil {
+		t.Fatalf("a lower SVN was refused: %v", err)
+	}
+	again, _ := sealer.Keys.SealKey(ctx, signer(id.Signer, id.ProductID, id.SVN))
+	if bytes.Equal(cur, lower) || !bytes.Equal(cur, again) {
+		t.Error("keys: the lower SVN's key equals the current one, or the same request gave two keys")
 	}
 }
