@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/cloister-dev/cloister/bundle"
@@ -33,5 +34,24 @@ func TestBundleTailFailsClosed(t *testing.T) {
 		} else if !errors.Is(err, errSelfUnreadable) {
 			t.Errorf("%s: %v, want errSelfUnreadable", name, err)
 		}
+	}
+}
+
+// The decrypted app gets the broker URL the host handed the bundle
+// (`cloister run --broker URL`), as a plain app does: RunHandoff passes it
+// on, so the app can use env.Secret with the host's address (which it
+// holds to its own pinned policy).
+func TestEncryptedBundleAppSeesBrokerURL(t *testing.T) {
+	s := newBundleScene(t)
+	if r := s.sign(t); r.code != 0 {
+		t.Fatalf("sign --encrypt: %s", r)
+	}
+	hostURL := "https://broker.example.test:8443"
+	r := runCLIAt(t, s.now, "run", "--sim-dir", s.simDir, "--state", s.dir, "--broker", hostURL, s.app+".bundle", "--", "--show-broker")
+	if r.code != 0 {
+		t.Fatalf("cloister run --broker BUNDLE: %s", r)
+	}
+	if want := "broker url \"" + hostURL + "\""; !strings.Contains(r.stdout, want) {
+		t.Errorf("the decrypted app did not get the host's broker URL; want %q in:\n%s", want, r)
 	}
 }
