@@ -157,9 +157,8 @@ func (e *Env) brokerClock() time.Time {
 // SetBroker; ErrSecretDenied when the policy refuses;
 // kbsclient.ErrEmptySecret for a zero-length secret (never returned as
 // one); a kbsclient.ErrNotFound when there is no such secret; a ratls
-// error when
-// the peer is not the broker the policy names. The secret is never
-// logged; the caller should not log it either.
+// error when the peer is not the broker the policy names. The secret is
+// never logged; the caller should not log it either.
 func (e *Env) Secret(ctx context.Context, path string) ([]byte, error) {
 	e.secrets.mu.Lock()
 	c := e.secrets.client
