@@ -41,7 +41,8 @@ func handedOff() bool { return os.Getenv(envHandoff) == "1" }
 // closed (every host call done), the boundary's descriptors are put back
 // where `cloister run` put them and the process execs the program, which
 // attaches the boundary anew with enclave.Run. The program inherits only
-// the launch variable, as from the host. On the simulator the exec'd
+// what the host gives an app: the launch variable and the broker URL
+// (wire.EnvBrokerURL) if the host set one. On the simulator the exec'd
 // program keeps the loader's measurement: the host measured the loader's
 // file. It exits the process like Run on failure, and never returns on
 // success.
@@ -91,6 +92,12 @@ func runHandoff(app func(ctx context.Context, env *Env) (*Handoff, error)) error
 	if err := unix.Dup3(region, l.RegionFD, 0); err != nil {
 		return fmt.Errorf("enclave: handoff: %w", err)
 	}
-	err = syscall.Exec(h.Path, h.Argv, []string{wire.EnvBoundary + "=" + v, envHandoff + "=1"})
+	env := []string{wire.EnvBoundary + "=" + v, envHandoff + "=1"}
+	if u, ok := os.LookupEnv(wire.EnvBrokerURL); ok {
+		// The host's broker address, passed on as the host gave it: the
+		// app holds whatever answers there to its own pinned policy.
+		env = append(env, wire.EnvBrokerURL+"="+u)
+	}
+	err = syscall.Exec(h.Path, h.Argv, env)
 	return fmt.Errorf("enclave: handoff: exec: %w", err)
 }

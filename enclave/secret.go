@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"sync"
 	"time"
@@ -44,6 +45,10 @@ import (
 // ErrNoBroker is returned by Secret before SetBroker, or when neither the
 // app nor the host gave a broker URL.
 var ErrNoBroker = errors.New("enclave: no key broker configured (call Env.SetBroker; the URL may come from 'cloister run --broker URL')")
+
+// ErrBrokerURL is returned by SetBroker for a broker URL that is not
+// https, wherever it came from.
+var ErrBrokerURL = errors.New("enclave: broker URL")
 
 // ErrSecretDenied is returned by Secret when the broker's resource policy
 // does not release the secret to this enclave (kbsclient.ErrPolicyDenied
@@ -94,6 +99,12 @@ func (e *Env) SetBroker(cfg BrokerConfig) error {
 	if cfg.URL == "" {
 		return ErrNoBroker
 	}
+	// Only https: over http there is no handshake, so Policy would never
+	// be checked and whoever answers at the URL (the host) could plant
+	// secrets of its choosing.
+	if u, err := url.Parse(cfg.URL); err != nil || u.Scheme != "https" {
+		return fmt.Errorf("%w: %q: want https://HOST:PORT (the broker is held to Policy by its RA-TLS handshake)", ErrBrokerURL, cfg.URL)
+	}
 	v, err := ratls.NewVerifier(ratls.VerifyOptions{
 		Policy: cfg.Policy, TrustRoots: cfg.TrustRoots, Collateral: cfg.Collateral,
 		SkipTCBEvaluation: cfg.SkipTCBEvaluation, Now: e.brokerClock,
@@ -143,10 +154,11 @@ func (e *Env) brokerClock() time.Time {
 // ("repository/type/tag"), released only if the broker's resource policy
 // accepts this enclave's evidence. The first call attests (KBS auth and
 // attest); later calls reuse the session. Errors: ErrNoBroker before
-// SetBroker; ErrSecretDenied when the policy refuses; a
-// kbsclient.ErrNotFound when there is no such secret; a ratls error when
-// the peer is not the broker the policy names. The secret is never
-// logged; the caller should not log it either.
+// SetBroker; ErrSecretDenied when the policy refuses;
+// kbsclient.ErrEmptySecret for a zero-length secret (never returned as
+// one); a kbsclient.ErrNotFound when there is no such secret; a ratls
+// error when the peer is not the broker the policy names. The secret is
+// never logged; the caller should not log it either.
 func (e *Env) Secret(ctx context.Context, path string) ([]byte, error) {
 	e.secrets.mu.Lock()
 	c := e.secrets.client
@@ -173,6 +185,14 @@ func (e *Env) Secret(ctx context.Context, path string) ([]byte, error) {
 // The broker's policy for the secret decides who gets it: pin the app's
 // measurement (PolicyEnclave use) or its signer and product (PolicySigner,
 // so upgrades keep their data).
+//
+// Unlike EGETKEY, the rule is kept by this code, not by the key material:
+// whoever holds the root can derive every key from it. So the broker's
+// policy is the real boundary. Under a signer policy an older SVN that the
+// broker still releases the root to can derive a newer SVN's keys (which
+// EGETKEY forbids): require a minimum SVN in the broker policy and, when
+// raising it because an old version is compromised, move the data to a
+// new root (a new resource) - the old version may already hold this one.
 func (e *Env) BrokerSealer(ctx context.Context, path string) (seal.Sealer, error) {
 	root, err := e.Secret(ctx, path)
 	if err != nil {

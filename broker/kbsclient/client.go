@@ -65,6 +65,11 @@ var ErrPolicyDenied = errors.New("kbsclient: the broker's resource policy denies
 // ErrNotFound is returned when the broker has no such resource (404).
 var ErrNotFound = errors.New("kbsclient: no such resource")
 
+// ErrEmptySecret is returned when the broker releases a zero-length
+// resource: no bytes are never a usable secret or key, and an app that
+// took them for one would encrypt under nothing.
+var ErrEmptySecret = errors.New("kbsclient: resource: the broker released an empty secret")
+
 // Error is a refusal from the broker: the HTTP status and the KBS
 // ErrorInformation (type and detail) it answered. ErrPolicyDenied and
 // ErrNotFound match it with errors.Is.
@@ -312,7 +317,8 @@ func (c *Client) resource(ctx context.Context, s *session, path string) ([]byte,
 
 // DecryptResponse opens a resource answer (JWE JSON {protected,
 // encrypted_key, iv, ciphertext, tag}) with key: ECDH-ES+A256KW and
-// A256GCM only, the AAD being the protected header as sent.
+// A256GCM only, the AAD being the protected header as sent. A
+// zero-length plaintext is ErrEmptySecret.
 func DecryptResponse(body []byte, key *ecdsa.PrivateKey) ([]byte, error) {
 	obj, err := jose.ParseEncryptedJSON(string(body), []jose.KeyAlgorithm{jose.ECDH_ES_A256KW}, []jose.ContentEncryption{jose.A256GCM})
 	if err != nil {
@@ -321,6 +327,9 @@ func DecryptResponse(body []byte, key *ecdsa.PrivateKey) ([]byte, error) {
 	out, err := obj.Decrypt(key)
 	if err != nil {
 		return nil, fmt.Errorf("kbsclient: resource: the JWE does not decrypt with this session's key: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, ErrEmptySecret
 	}
 	return out, nil
 }

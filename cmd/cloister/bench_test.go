@@ -19,7 +19,12 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == cvmTestApp {
 		runCVMTestApp() // exits
 	}
-	if selfBundle() { // a bundle made by the tests from this binary
+	isBundle, err := selfBundle() // as main: fail closed
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(exitFailed)
+	}
+	if isBundle { // a bundle made by the tests from this binary
 		runBundleLoader(os.Args[1:])
 	}
 	if os.Getenv(benchboundary.ChildEnv) != "" || os.Getenv(benchboundary.BurnEnv) != "" || (len(os.Args) > 1 && (os.Args[1] == demoAppCommand || os.Args[1] == ledgerNodeCommand)) {

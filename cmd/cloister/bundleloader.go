@@ -29,21 +29,29 @@ import (
 
 // selfBundle reports whether this executable ends with a bundle tail.
 // It reads 8 bytes; a plain cloister binary pays one open and one pread.
-func selfBundle() bool {
-	f, err := os.Open("/proc/self/exe")
+func selfBundle() (bool, error) { return bundleTail("/proc/self/exe") }
+
+// bundleTail reports whether the file at path ends with a bundle tail.
+// A file it cannot open, stat or read is errSelfUnreadable, never "not a
+// bundle": see main.
+func bundleTail(path string) (bool, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return false
+		return false, fmt.Errorf("%w: %w", errSelfUnreadable, err)
 	}
 	defer f.Close()
 	st, err := f.Stat()
-	if err != nil || st.Size() < int64(bundle.TrailerSize) {
-		return false
+	if err != nil {
+		return false, fmt.Errorf("%w: %w", errSelfUnreadable, err)
+	}
+	if st.Size() < int64(bundle.TrailerSize) {
+		return false, nil // too short to hold a tail
 	}
 	var tail [len(bundle.Magic)]byte
 	if _, err := f.ReadAt(tail[:], st.Size()-int64(len(tail))); err != nil {
-		return false
+		return false, fmt.Errorf("%w: %w", errSelfUnreadable, err)
 	}
-	return string(tail[:]) == bundle.Magic
+	return string(tail[:]) == bundle.Magic, nil
 }
 
 // runBundleLoader is the loader: inside the enclave it reads its own
@@ -175,3 +183,7 @@ func memfdExecutable(app []byte) (string, error) {
 	}
 	return "/proc/self/fd/" + strconv.Itoa(high), nil
 }
+
+// errSelfUnreadable is selfBundle's error: the executable could not be
+// read, so whether it is a bundle is unknown.
+var errSelfUnreadable = errors.New("cannot read this executable to tell whether it is an encrypted bundle")

@@ -68,7 +68,16 @@ const (
 )
 
 func main() {
-	if selfBundle() { // an encrypted app bundle: the loader and nothing else
+	// An encrypted app bundle is the loader and nothing else. Fail closed:
+	// a measured bundle whose own file the host made unreadable must not
+	// fall through to the subcommands (one could make evidence for a key
+	// the host holds and so obtain the app's key).
+	isBundle, err := selfBundle()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", programName, err)
+		os.Exit(exitFailed)
+	}
+	if isBundle {
 		runBundleLoader(os.Args[1:])
 	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr, time.Now))

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"flag"
 	"fmt"
+	"os"
 
 	"github.com/cloister-dev/cloister/enclave"
 )
@@ -20,9 +21,13 @@ const marker = "BUNDLEAPP-PLAINTEXT-MARKER-5d1e"
 
 func main() {
 	echo := flag.String("echo", "", "an echo server ADDR to send a line to, through the host")
+	showBroker := flag.Bool("show-broker", false, "print the broker URL the host handed the app (CLOISTER_BROKER_URL)")
 	flag.Parse()
 	enclave.Run(func(ctx context.Context, env *enclave.Env) error {
 		fmt.Printf("%s: running as %s, args %q\n", marker, hex.EncodeToString(env.Platform().Identity().Measurement), flag.Args())
+		if *showBroker {
+			fmt.Printf("broker url %q\n", os.Getenv("CLOISTER_BROKER_URL"))
+		}
 		if *echo == "" {
 			return nil
 		}
