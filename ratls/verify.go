@@ -223,6 +223,7 @@ func clonePolicy(p policy.Policy) policy.Policy {
 		return out
 	}
 	p.MRENCLAVE, p.MRSIGNER, p.MRTD, p.Measurement = deep(p.MRENCLAVE), deep(p.MRSIGNER), deep(p.MRTD), deep(p.Measurement)
+	p.AppDigests = deep(p.AppDigests)
 	p.AllowStatus = slices.Clone(p.AllowStatus)
 	p.SGXTypes, p.PlatformInstanceIDs = slices.Clone(p.SGXTypes), deep(p.PlatformInstanceIDs)
 	p.SNP.VMPL = slices.Clone(p.SNP.VMPL)
