@@ -78,7 +78,12 @@ type Ledger interface {
 type Served interface {
 	ID() uint64
 	Last() ledger.TxID
+	Leader() uint64
 }
+
+// HeaderLeaderID names the leader the serving node knew (0: none known),
+// for clients that prefer to write to the leader directly.
+const HeaderLeaderID = "x-cloister-leader-id"
 
 // HeaderNodeID names the node that served a response (a replicated ledger
 // only).
@@ -182,6 +187,7 @@ func (s *server) auth(need ledger.Role, h func(w http.ResponseWriter, r *http.Re
 		}
 		if s.sv != nil {
 			w.Header().Set(HeaderNodeID, strconv.FormatUint(s.sv.ID(), 10))
+			w.Header().Set(HeaderLeaderID, strconv.FormatUint(s.sv.Leader(), 10))
 			if r.Method == http.MethodGet {
 				s.served(w)
 			}
