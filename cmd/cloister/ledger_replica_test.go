@@ -50,7 +50,8 @@ func TestLedgerServeReplicaUsage(t *testing.T) {
 // with a receipt from another, verifying with ledger/receipt against that
 // one certificate, and reads name the node that served them and the
 // transaction read at; a write through a follower is forwarded; the leader
-// is stopped and writes through the survivors resume within a bound.
+// is stopped and writes through the survivors resume within a bound; with
+// a second node stopped the last one refuses writes (503) and still reads.
 func TestLedgerServeReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs three enclave apps")
@@ -235,4 +236,17 @@ func TestLedgerServeReplicas(t *testing.T) {
 	}
 	readReceipt(alive[1], tx3, "after")
 	readReceipt(alive[1], tx1, "one")
+
+	// One node of three left: it cannot reach a quorum, so a write is
+	// refused with 503 and Retry-After (never acknowledged), while its
+	// committed state still serves reads.
+	if err := nodes[alive[0]].stop(); err != nil {
+		t.Fatalf("stopping node %d: %v", alive[0], err)
+	}
+	code, h, b, err := do(alive[1], "POST", "/app/transactions?api-version=2022-05-13&collectionId=c", `{"contents":"minority"}`)
+	if err != nil || code != http.StatusServiceUnavailable || h.Get("Retry-After") == "" {
+		t.Fatalf("a write on a node without quorum: %v %d %v %s", err, code, h, b)
+	}
+	readReceipt(alive[1], tx3, "after")
+	t.Logf("leader was node %d; failover write %s through node %d", lead, tx3, alive[0])
 }
