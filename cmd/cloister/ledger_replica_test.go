@@ -14,7 +14,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -49,8 +52,8 @@ func TestLedgerServeReplicaUsage(t *testing.T) {
 // the same service certificate; an entry written through one node reads
 // with a receipt from another, verifying with ledger/receipt against that
 // one certificate, and reads name the node that served them and the
-// transaction read at; a write through a follower is forwarded; the leader
-// is stopped and writes through the survivors resume within a bound; with
+// transaction read at; a write through a follower is forwarded; the leader's
+// enclave process is killed and writes through the survivors resume within a bound; with
 // a second node stopped the last one refuses writes (503) and still reads.
 func TestLedgerServeReplicas(t *testing.T) {
 	if testing.Short() {
@@ -82,6 +85,7 @@ func TestLedgerServeReplicas(t *testing.T) {
 	type node struct {
 		api, raft string
 		stop      func() error
+		exited    <-chan error
 		log       *syncBuf
 		certFile  string
 	}
@@ -103,7 +107,7 @@ func TestLedgerServeReplicas(t *testing.T) {
 		if i > 1 {
 			args = append(args, "--join", nodes[1].raft)
 		}
-		n.stop, n.log, _ = ledgerServe(t, args...)
+		n.stop, n.log, n.exited = ledgerServe(t, args...)
 		for j := 0; ; j++ { // a bound on a hang, not a timing assertion
 			if strings.Contains(n.log.String(), "serving the ACL API") {
 				if b, err := os.ReadFile(n.certFile); err == nil {
@@ -221,8 +225,20 @@ func TestLedgerServeReplicas(t *testing.T) {
 	if nodes[lead] == nil {
 		t.Fatalf("node 2 names leader %q", h.Get("x-cloister-leader-id"))
 	}
-	if err := nodes[lead].stop(); err != nil {
-		t.Fatalf("stopping leader %d: %v", lead, err)
+	// Kill the leader's enclave process outright (SIGKILL: a crash, not a
+	// shutdown); its host then ends.
+	m := regexp.MustCompile(`enclave started"? pid=(\d+)`).FindStringSubmatch(nodes[lead].log.String())
+	if m == nil {
+		t.Fatalf("no enclave pid in node %d's log:\n%s", lead, nodes[lead].log)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatalf("killing leader %d (pid %d): %v", lead, pid, err)
+	}
+	select {
+	case <-nodes[lead].exited:
+	case <-time.After(time.Minute): // a bound on a hang, not a timing assertion
+		t.Fatalf("node %d's host did not end after its enclave was killed", lead)
 	}
 	var alive []int
 	for i := 1; i <= 3; i++ {
