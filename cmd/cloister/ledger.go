@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	"syscall"
 
 	"github.com/cloister-dev/cloister/enclave"
+	"github.com/cloister-dev/cloister/evidence/pcs"
 	"github.com/cloister-dev/cloister/host"
 	"github.com/cloister-dev/cloister/ledger/aclapi"
 	"github.com/cloister-dev/cloister/ledger/ledgerapp"
@@ -49,10 +52,23 @@ add others with PATCH /app/users/{id}.
 Entries are kept in sealed, hash-chained segments in a bbolt file under
 --state; a torn, edited, dropped, reordered or replayed segment is refused
 at startup. SIGINT/SIGTERM stop the node.
+
+Replicated (raft, go.etcd.io/raft/v3): --replica-listen HOST:PORT makes the
+node one of several, talking raft over mutually attested TLS there, with
+--node-id N (unique, never reused). Without --join it starts a new service
+(the bootstrap node); with --join HOST:PORT (another node's
+--replica-listen) it joins that service: a node is admitted only if its
+evidence shows the same measurement as the running nodes. --trust-root
+(e.g. <(cloister sim root)) and --collateral (e.g. <(cloister sim
+collateral)) verify the peers' evidence. Every node serves the ACL API on
+its own --listen with the one service certificate; writes on a follower
+are forwarded to the leader through raft; reads answer from the node's
+committed state, naming it (x-cloister-node-id) and the transaction read at
+(x-ms-ccf-transaction-id). A restarted node resumes from its sealed state.
 ` + simHelpCommon
 
 func runLedgerServe(e *env, args []string) error {
-	fs := newFlagSet("ledger serve", "--listen HOST:PORT (--admin-cert PEM | --admin ID)... [--name DNS]... [--state DIR] [--sim-dir DIR] [--service-cert-out FILE]", ledgerServeHelp)
+	fs := newFlagSet("ledger serve", "--listen HOST:PORT (--admin-cert PEM | --admin ID)... [--name DNS]... [--state DIR] [--sim-dir DIR] [--service-cert-out FILE] [--replica-listen HOST:PORT --node-id N --trust-root PEM --collateral FILE [--join HOST:PORT]]", ledgerServeHelp)
 	listen := fs.String("listen", "127.0.0.1:8443", "`HOST:PORT` to serve on")
 	var adminCerts, admins, names stringList
 	fs.Var(&adminCerts, "admin-cert", "`PEM` certificate of an administrator; repeatable")
@@ -64,6 +80,11 @@ func runLedgerServe(e *env, args []string) error {
 	signInterval := fs.Duration("sign-interval", 0, "sign after this long at most (0: 10ms)")
 	kind := fs.String("tee", string(tee.KindSimSGX), "`TEE`: sim-sgx or sim-tdx")
 	netns := fs.Bool("netns", true, "run the node in its own network namespace where permitted")
+	replicaListen := fs.String("replica-listen", "", "node-to-node `HOST:PORT` (raft over attested TLS); makes the node a replica")
+	join := fs.String("join", "", "`HOST:PORT` of a running node's --replica-listen to join; empty starts a new service")
+	nodeID := fs.Uint64("node-id", 0, "raft `ID` of this node (unique, never reused); required with --replica-listen")
+	trustRoot := fs.String("trust-root", "", "`PEM` root certificate(s) for peers' evidence; required with --replica-listen")
+	collateral := fs.String("collateral", "", "collateral bundle `FILE` for peers' evidence; required with --replica-listen")
 	dir := simDirFlag(fs)
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
@@ -73,6 +94,43 @@ func runLedgerServe(e *env, args []string) error {
 	}
 	if err := checkHostPort("listen", *listen, false, false); err != nil {
 		return err
+	}
+	var replicaArgs []string
+	if *replicaListen == "" {
+		if *join != "" || *nodeID != 0 || *trustRoot != "" || *collateral != "" {
+			return usagef("--join, --node-id, --trust-root and --collateral need --replica-listen")
+		}
+	} else {
+		if err := checkHostPort("replica-listen", *replicaListen, false, false); err != nil {
+			return err
+		}
+		if *join != "" {
+			if err := checkHostPort("join", *join, false, false); err != nil {
+				return err
+			}
+		}
+		if *nodeID == 0 {
+			return usagef("--replica-listen needs --node-id N (N > 0)")
+		}
+		if *trustRoot == "" || *collateral == "" {
+			return usagef("--replica-listen needs --trust-root and --collateral to verify peers")
+		}
+		root, err := os.ReadFile(*trustRoot)
+		if err != nil {
+			return usagef("--trust-root: %v", err)
+		}
+		if _, err := parseCertsPEM(root); err != nil {
+			return usagef("--trust-root %s: %v", *trustRoot, err)
+		}
+		col, err := os.ReadFile(*collateral)
+		if err != nil {
+			return usagef("--collateral: %v", err)
+		}
+		if _, err := pcs.ParseBundle(col); err != nil {
+			return usagef("--collateral %s: %v", *collateral, err)
+		}
+		replicaArgs = []string{"--replica-listen", *replicaListen, "--join", *join, "--node-id", fmt.Sprint(*nodeID),
+			"--trust-root-pem", base64.StdEncoding.EncodeToString(root), "--collateral-json", base64.StdEncoding.EncodeToString(col)}
 	}
 	if *signEvery < 0 || *signInterval < 0 {
 		return usagef("--sign-every and --sign-interval must not be negative")
@@ -104,6 +162,11 @@ func runLedgerServe(e *env, args []string) error {
 		return fmt.Errorf("finding this binary: %w", err)
 	}
 	appArgs := []string{ledgerNodeCommand, "--listen", *listen, "--sign-every", fmt.Sprint(*signEvery), "--sign-interval", signInterval.String()}
+	appArgs = append(appArgs, replicaArgs...)
+	allowListen := []string{*listen}
+	if *replicaListen != "" {
+		allowListen = append(allowListen, *replicaListen)
+	}
 	for _, id := range ids {
 		appArgs = append(appArgs, "--admin", id)
 	}
@@ -117,7 +180,7 @@ func runLedgerServe(e *env, args []string) error {
 	out := &certCapture{w: e.stdout, path: *certOut}
 	cfg := host.Config{
 		App: self, Args: appArgs, TEE: tee.Kind(*kind), SimDir: simDir,
-		Listen: []string{*listen}, Stdout: out, Stderr: stderr,
+		Listen: allowListen, Stdout: out, Stderr: stderr,
 		Logger: slog.New(slog.NewTextHandler(stderr, nil)), Netns: *netns, Grace: host.DefaultGrace, Now: e.now,
 	}
 	if *state != "" {
@@ -181,8 +244,30 @@ func runLedgerNode(e *env, args []string) error {
 	fs.Var(&names, "name", "`DNS` name; repeatable")
 	signEvery := fs.Int("sign-every", 0, "see ledger serve")
 	signInterval := fs.Duration("sign-interval", 0, "see ledger serve")
+	replicaListen := fs.String("replica-listen", "", "see ledger serve")
+	join := fs.String("join", "", "see ledger serve")
+	nodeID := fs.Uint64("node-id", 0, "see ledger serve")
+	rootB64 := fs.String("trust-root-pem", "", "base64 of the --trust-root file")
+	colB64 := fs.String("collateral-json", "", "base64 of the --collateral file")
 	if err := parseNoArgs(e, fs, args); err != nil {
 		return err
+	}
+	var rc *ledgerapp.ReplicaConfig
+	if *replicaListen != "" {
+		root, err1 := base64.StdEncoding.DecodeString(*rootB64)
+		col, err2 := base64.StdEncoding.DecodeString(*colB64)
+		if err := errors.Join(err1, err2); err != nil {
+			return usagef("--trust-root-pem/--collateral-json: %v", err)
+		}
+		roots, err := parseCertsPEM(root)
+		if err != nil {
+			return usagef("--trust-root-pem: %v", err)
+		}
+		bundle, err := pcs.ParseBundle(col)
+		if err != nil {
+			return usagef("--collateral-json: %v", err)
+		}
+		rc = &ledgerapp.ReplicaConfig{NodeID: *nodeID, Listen: *replicaListen, Join: *join, TrustRoots: roots, Collateral: bundle}
 	}
 	cfg := ledgerapp.Config{
 		Listen: *listen, Admins: admins, DNSNames: append([]string{"localhost"}, names...),
@@ -194,6 +279,9 @@ func runLedgerNode(e *env, args []string) error {
 		}
 	}
 	enclave.Run(func(ctx context.Context, env *enclave.Env) error {
+		if rc != nil {
+			return ledgerapp.ServeReplica(ctx, env, cfg, *rc, e.stdout)
+		}
 		return ledgerapp.Serve(ctx, env, cfg, e.stdout)
 	})
 	return nil

@@ -25,6 +25,7 @@
 package aclapi
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
@@ -36,10 +37,12 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/cloister-dev/cloister/ledger"
+	"github.com/cloister-dev/cloister/ledger/replica"
 )
 
 // MinAPIVersion is the oldest api-version served.
@@ -51,9 +54,52 @@ const DefaultCollection = "subledger:0"
 // maxBody caps request bodies: an entry's contents JSON-escaped, with room.
 const maxBody = 6*ledger.MaxContents + 4096
 
+// Ledger is what the API serves: a single ledger.Node, or one node of a
+// replicated ledger (Replica). Reads answer from the node's own committed
+// state; writes return once committed.
+type Ledger interface {
+	Append(ctx context.Context, collection, contents string) (ledger.TxID, error)
+	SetUser(ctx context.Context, userID string, role ledger.Role) (ledger.TxID, error)
+	CompareAndIncrement(ctx context.Context, name string, expect uint64, value []byte) (ledger.Record, error)
+	Entry(tx ledger.TxID) (ledger.Record, error)
+	Status(tx ledger.TxID) (committed bool, err error)
+	Receipt(tx ledger.TxID) (*ledger.TransactionReceipt, bool, error)
+	Current(collection string) (ledger.Record, error)
+	List(collection string, from, to uint64) ([]ledger.Record, bool)
+	Collections() []string
+	User(id string) ledger.Role
+	Counter(ctx context.Context, name string) (ledger.Record, error)
+	View() uint64
+	Durable() uint64
+}
+
+// Served is implemented by a Ledger that is one node of several: every
+// response then names the node that made it (HeaderNodeID) and, on reads,
+// the transaction its state had reached at least when it read
+// (x-ms-ccf-transaction-id, as CCF sets it on reads).
+type Served interface {
+	ID() uint64
+	Last() ledger.TxID
+	Leader() uint64
+}
+
+// HeaderLeaderID names the leader the serving node knew (0: none known),
+// for clients that prefer to write to the leader directly.
+const HeaderLeaderID = "x-cloister-leader-id"
+
+// HeaderNodeID names the node that served a response (a replicated ledger
+// only).
+const HeaderNodeID = "x-cloister-node-id"
+
+// HeaderTxID is CCF's transaction id header: on a write the transaction
+// written, on a read the last transaction the serving node had applied
+// before it read (the read reflects at least that transaction).
+const HeaderTxID = "x-ms-ccf-transaction-id"
+
 // Handler returns the REST API over n.
-func Handler(n *ledger.Node) http.Handler {
+func Handler(n Ledger) http.Handler {
 	s := &server{n: n}
+	s.sv, _ = n.(Served)
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /app/transactions", s.auth(ledger.RoleContributor, s.create))
 	mux.HandleFunc("GET /app/transactions", s.auth(ledger.RoleReader, s.list))
@@ -73,7 +119,20 @@ func Handler(n *ledger.Node) http.Handler {
 	return mux
 }
 
-type server struct{ n *ledger.Node }
+type server struct {
+	n  Ledger
+	sv Served // nil for a single node
+}
+
+// served sets the serving node's headers before a read: what the read
+// then sees is at or after the transaction named.
+func (s *server) served(w http.ResponseWriter) {
+	if s.sv == nil {
+		return
+	}
+	w.Header().Set(HeaderNodeID, strconv.FormatUint(s.sv.ID(), 10))
+	w.Header().Set(HeaderTxID, s.sv.Last().String())
+}
 
 // UserID is ACL's id of a certificate user: SHA-256 of the certificate's
 // DER, uppercase hex bytes joined by ':'.
@@ -140,6 +199,13 @@ func (s *server) auth(need ledger.Role, h func(w http.ResponseWriter, r *http.Re
 			writeError(w, http.StatusUnauthorized, "Unauthorized", "present a client certificate: this ledger has certificate users only")
 			return
 		}
+		if s.sv != nil {
+			w.Header().Set(HeaderNodeID, strconv.FormatUint(s.sv.ID(), 10))
+			w.Header().Set(HeaderLeaderID, strconv.FormatUint(s.sv.Leader(), 10))
+			if r.Method == http.MethodGet {
+				s.served(w)
+			}
+		}
 		user := UserID(r.TLS.PeerCertificates[0].Raw)
 		role := s.n.User(user)
 		if role == ledger.RoleNone || role > need {
@@ -173,7 +239,13 @@ func writeLedgerError(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusBadRequest, "InvalidInput", err.Error())
 	case errors.Is(err, ledger.ErrCounterConflict):
 		writeError(w, http.StatusConflict, "CounterConflict", err.Error())
-	case errors.Is(err, ledger.ErrStopped):
+	case errors.Is(err, replica.ErrNoLeader):
+		// Nothing was acknowledged: the client retries, on any node.
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "no leader is known now (an election is running or this node is cut off); retry")
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the request ended before the ledger answered; a write may or may not have committed")
+	case errors.Is(err, ledger.ErrStopped), errors.Is(err, replica.ErrStopped):
 		writeError(w, http.StatusServiceUnavailable, "ServiceUnavailable", "the ledger node stopped; it must be restarted")
 	default:
 		writeError(w, http.StatusInternalServerError, "InternalError", "internal error")
@@ -246,7 +318,7 @@ func (s *server) create(w http.ResponseWriter, r *http.Request, _ string) {
 		writeLedgerError(w, err)
 		return
 	}
-	w.Header().Set("x-ms-ccf-transaction-id", tx.String())
+	w.Header().Set(HeaderTxID, tx.String())
 	writeJSON(w, http.StatusOK, map[string]string{"collectionId": col})
 }
 

@@ -50,6 +50,10 @@ type Options struct {
 	// picks one). Advertise is the address peers dial; empty means the
 	// listener's address.
 	Listen, Advertise string
+	// Listener, when set, is used instead of listening on Listen (an
+	// enclave listens through its host: enclave.Env.ListenContext). The
+	// node closes it.
+	Listener net.Listener
 	// Backend is the host storage (raft log, snapshot, hard state, sealed
 	// key record); Sealer seals the key record to the running enclave.
 	Backend kv.Backend
@@ -183,9 +187,11 @@ func Start(ctx context.Context, o Options) (*Replica, error) {
 	if err != nil {
 		return nil, fmt.Errorf("replica: node policy: %w", err)
 	}
-	ln, err := net.Listen("tcp", o.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("replica: listen: %w", err)
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.Listen); err != nil {
+			return nil, fmt.Errorf("replica: listen: %w", err)
+		}
 	}
 	if o.Advertise == "" {
 		o.Advertise = ln.Addr().String()
