@@ -621,7 +621,10 @@ func (s *Services) read(req, resp []byte) (int, error) {
 // now (data past off, the end of the stream, a failure, or a bad offset);
 // c.mu is held.
 func (c *conn) readReady(off uint64) bool {
-	return c.rbase+uint64(len(c.rbuf)) > off || off < c.rbase || c.state == connFailed || c.rerr != nil || c.closing
+	// Only a read from exactly the end of the buffered stream waits: one
+	// from before it has bytes, and one from outside it is an error the
+	// enclave must hear now, not at its deadline.
+	return off != c.rbase+uint64(len(c.rbuf)) || c.state == connFailed || c.rerr != nil || c.closing
 }
 
 // readLocked answers a read of at most max bytes from stream offset off:
